@@ -1,0 +1,362 @@
+"""The ``stockllm`` command: download, train, predict, evaluate (and download-model for the LLM).
+
+Thin by design: it parses flags into config dataclasses and calls the library. Every user-fixable problem is
+one ``stockllm: error: ...`` line on stderr and a non-zero exit; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+
+from . import __version__
+from .config import DataConfig, LoRAConfig, MLPConfig
+from .errors import StockLLMError
+
+EXIT_ERROR = 1
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show a full traceback on errors")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+
+
+def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False) -> None:
+    names = ["--data", "--test_csv"] if alias_test_csv else ["--data"]
+    parser.add_argument(*names, dest="data", nargs="+", required=True, metavar="FILE",
+                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo exports work as they are)")
+
+
+def _window_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window_size", type=int, default=DataConfig.window_size,
+                        help="days of history per forecast (default %(default)s)")
+    parser.add_argument("--horizon", type=int, default=DataConfig.horizon,
+                        help="number of future closes to forecast (default %(default)s)")
+
+
+def _training_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("training (defaults: mlp / lora)")
+    g.add_argument("--epochs", type=int, help="passes over the training windows (100 / 20)")
+    g.add_argument("--batch_size", type=int, help="windows per step (32 / 4)")
+    g.add_argument("--learning_rate", type=float, help="AdamW learning rate (1e-3 / 1e-4)")
+    g.add_argument("--weight_decay", type=float, help="AdamW weight decay (1e-2 / 0)")
+    g.add_argument("--patience", type=int, help="early stopping: epochs (mlp) or evaluations (lora) without a "
+                   "validation gain (10 / 3)")
+    g.add_argument("--val_size", type=float, help="share of the training history kept for validation, at its end "
+                   "(0.2)")
+    g.add_argument("--seed", type=int, help="random seed (0)")
+    g.add_argument("--hidden_size", type=int, help="MLP hidden units (64)")
+    lg = parser.add_argument_group("LLM (--model lora)")
+    lg.add_argument("--model_path", help="base model: Hugging Face id, local folder or .gguf file "
+                    f"(default {LoRAConfig.model_path})")
+    lg.add_argument("--prompt_format", choices=["compact", "verbose"], help="codec: compact (default, scale-free, "
+                    "short) or verbose (the seed's text)")
+    lg.add_argument("--train_mode", choices=["chunks", "windows"], help="chunks (default): read every day of a "
+                    "long chunk in one pass; windows: one fixed window per sample (the seed's way)")
+    lg.add_argument("--chunk_days", type=int, help="days per training chunk in chunks mode (128)")
+    lg.add_argument("--lora_rank", type=int, help="LoRA rank r (8)")
+    lg.add_argument("--lora_alpha", type=int, help="LoRA alpha (16)")
+    lg.add_argument("--lora_dropout", type=float, help="LoRA dropout (0.05)")
+    lg.add_argument("--target_modules", help="LoRA targets: 'all-linear' (default) or comma-separated names")
+    lg.add_argument("--max_steps", type=int, help="stop after this many optimizer steps (bounds CPU runs)")
+    lg.add_argument("--max_train_windows", type=int, help="train only on the last N windows of each series")
+    lg.add_argument("--grad_accum", type=int, help="gradient accumulation steps (1)")
+    lg.add_argument("--gradient_checkpointing", action="store_true", default=None, help="trade time for memory")
+    lg.add_argument("--trust_remote_code", action="store_true", default=None,
+                    help="allow a base model's own Python code to run (off by default)")
+    lg.add_argument("--device", help="auto (default), cpu, cuda or mps")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stockllm",
+        description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
+                    "the random walk (naive) and drift on data the model never saw.",
+        epilog="Example: stockllm evaluate --data nasdaq.csv --models naive,drift,mlp",
+    )
+    parser.add_argument("--version", action="version", version=f"stockllm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("download", help="download daily OHLCV history from Yahoo Finance to CSV",
+                       description="Download OHLCV history through yfinance and write Date,Open,High,Low,Close,"
+                                   "Volume CSV files.")
+    p.add_argument("--ticker", required=True, help="symbol, or several separated by commas (AAPL,MSFT): one CSV each")
+    p.add_argument("--period", default=None, help="how far back: 1mo, 6mo, 1y, 5y, max ... (default 1y unless "
+                   "--start is given)")
+    p.add_argument("--start", help="first date, YYYY-MM-DD")
+    p.add_argument("--end", help="last date (exclusive), YYYY-MM-DD")
+    p.add_argument("--interval", default="1d", help="bar size (default %(default)s)")
+    p.add_argument("--output", help="CSV path for one ticker (default TICKER.csv), or a folder for several")
+    _common(p)
+
+    p = sub.add_parser("train", help="train a model and save a checkpoint folder",
+                       description="Train a forecaster on one or more CSV files (their windows are pooled) and save "
+                                   "the best epoch as a checkpoint folder (safetensors + stockllm.json).")
+    p.add_argument("--model", choices=["mlp", "lora"], default="mlp", help="mlp (default) or lora (the LLM)")
+    _data_flags(p)
+    _window_flags(p)
+    p.add_argument("--save_dir", default="./checkpoints", help="checkpoint folder to write (default %(default)s)")
+    p.add_argument("--resume", help="LLM only: continue from this checkpoint folder's adapter and head")
+    _training_flags(p)
+    _common(p)
+
+    p = sub.add_parser("predict", help="forecast the next closes after the last row of a CSV",
+                       description="Forecast the next H trading days after the last row of each file and write "
+                                   "predictions.csv (date,horizon,predicted_close,last_close,model).")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", "--lora_weights", dest="checkpoint", help="checkpoint folder from train")
+    src.add_argument("--model", choices=["naive", "drift"], help="a baseline that needs no checkpoint")
+    p.add_argument("--model_path", help="a checkpoint folder, or (LLM) the base model to use instead of the one "
+                   "recorded in the checkpoint")
+    _data_flags(p, alias_test_csv=True)
+    p.add_argument("--window_size", type=int, default=DataConfig.window_size, help="baselines only (default 30)")
+    p.add_argument("--horizon", type=int, default=DataConfig.horizon, help="baselines only (default 3)")
+    p.add_argument("--output", default="predictions.csv", help="CSV to write (default %(default)s)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="walk-forward backtest of several models beside naive",
+                       description="Split each series chronologically, fit the models on the training part only, "
+                                   "forecast from every test origin and score against the random walk.")
+    _data_flags(p)
+    _window_flags(p)
+    p.add_argument("--models", default="naive,drift,mlp", help="comma-separated: naive,drift,mlp,lora "
+                   "(default %(default)s; naive is always scored)")
+    p.add_argument("--test_size", type=float, default=0.2, help="share of each series held out, at its end "
+                   "(default %(default)s)")
+    p.add_argument("--output_dir", default="evaluation", help="folder for metrics.csv, forecasts.csv and plot.png "
+                   "(default %(default)s)")
+    _training_flags(p)
+    _common(p)
+
+    p = sub.add_parser("download-model", help="download a base model from the Hugging Face Hub to a folder",
+                       description="Download a base model (config, tokenizer, safetensors weights) for --model_path.")
+    p.add_argument("--model", default=LoRAConfig.model_path, help="Hugging Face id (default %(default)s)")
+    p.add_argument("--save_dir", help="folder to write (default: the id's last part, e.g. ./Qwen3-0.6B)")
+    p.add_argument("--revision", help="branch, tag or commit (default: main)")
+    _common(p)
+    return parser
+
+
+def _pick(args: argparse.Namespace, cls, **renames):
+    """Dataclass ``cls`` with every field the user set on the command line; the rest keep their defaults."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, renames.get(f.name, f.name), None)
+        if value is not None:
+            values[f.name] = value
+    return cls(**values)
+
+
+def _data_config(args) -> DataConfig:
+    data = DataConfig(window_size=args.window_size, horizon=args.horizon)
+    if data.window_size < 2:
+        raise StockLLMError(f"--window_size {data.window_size} is too small: use 2 or more (default 30)")
+    if data.horizon < 1:
+        raise StockLLMError(f"--horizon {data.horizon} is too small: use 1 or more (default 3)")
+    return data
+
+
+def _model_config(name: str, args):
+    if name == "mlp":
+        return _pick(args, MLPConfig)
+    cfg = _pick(args, LoRAConfig)
+    if isinstance(cfg.target_modules, str) and cfg.target_modules != "all-linear":
+        cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
+    return cfg
+
+
+def _series_names(paths: list[str]) -> list[str]:
+    stems = [Path(p).stem for p in paths]
+    return [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, paths)]
+
+
+def _load_frames(paths: list[str], min_rows: int, reason: str) -> dict:
+    from .data import load_ohlcv
+
+    return {name: load_ohlcv(path, min_rows=min_rows, min_rows_reason=reason)
+            for name, path in zip(_series_names(paths), paths)}
+
+
+def _report(model, say) -> None:
+    from .device import peak_memory_mb
+
+    mb, label = peak_memory_mb()
+    say(f"trainable parameters: {model.num_trainable_parameters():,}")
+    say(f"peak memory: {mb:,.0f} MB ({label})")
+
+
+def cmd_download(args, say) -> None:
+    from .data import download_ohlcv, save_ohlcv_csv
+
+    tickers = [t.strip().upper() for t in args.ticker.split(",") if t.strip()]
+    if not tickers:
+        raise StockLLMError("--ticker is empty: pass a symbol such as AAPL, or AAPL,MSFT")
+    period = args.period if (args.period or args.start) else "1y"
+    as_dir = len(tickers) > 1 or (args.output and (args.output.endswith(os.sep) or Path(args.output).is_dir()))
+    frames = {}
+    for ticker in tickers:  # fetch all first, so one bad ticker writes nothing
+        frames[ticker] = download_ohlcv(ticker, period=period, start=args.start, end=args.end, interval=args.interval)
+    for ticker, frame in frames.items():
+        if as_dir:
+            path = Path(args.output or ".") / f"{ticker}.csv"
+        else:
+            path = Path(args.output or f"{ticker}.csv")
+        save_ohlcv_csv(frame, path)
+        say(f"{ticker}: {len(frame)} rows {frame.index[0]:%Y-%m-%d} .. {frame.index[-1]:%Y-%m-%d} -> {path}")
+
+
+def cmd_train(args, say) -> None:
+    from .models import model_class
+
+    data = _data_config(args)
+    config = _model_config(args.model, args)
+    frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1")
+    cls = model_class(args.model)
+    if args.resume:
+        if args.model != "lora":
+            raise StockLLMError("--resume is for --model lora; the MLP trains in seconds, so train it again")
+        model = cls.load(args.resume, train_config=config)
+    else:
+        model = cls(data, config)
+    model.fit(list(frames.values()), progress=not args.quiet)
+    model.save(args.save_dir)
+    info = model.fit_info
+    if info.get("naive_val_loss"):
+        say(f"best epoch {info['best_epoch']}: val_loss {info['best_val_loss']:.4f} "
+            f"(naive {info['naive_val_loss']:.4f}, ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
+    _report(model, say)
+    say(f"saved checkpoint to {args.save_dir}")
+
+
+def cmd_predict(args, say) -> None:
+    import pandas as pd
+
+    from .checkpoint import META_FILE
+    from .data import write_csv_atomic
+    from .models import load_forecaster, model_class
+
+    checkpoint, base_override = args.checkpoint, None
+    if args.model_path:
+        if checkpoint is None and (Path(args.model_path) / META_FILE).is_file():
+            checkpoint = args.model_path
+        else:
+            base_override = args.model_path
+    if args.model:
+        model = model_class(args.model)(_data_config(args))
+    elif checkpoint:
+        overrides = {k: v for k, v in {"model_path": base_override, "device": args.device,
+                                         "trust_remote_code": args.trust_remote_code}.items() if v is not None}
+        model = load_forecaster(checkpoint, **overrides)
+    else:
+        raise StockLLMError("nothing to predict with: pass --checkpoint DIR (from stockllm train) or --model naive")
+    frames = _load_frames(args.data, model.window_size, f"window {model.window_size}")
+    tables = []
+    for series, frame in frames.items():
+        table = model.forecast(frame)
+        table.insert(0, "series", series)
+        tables.append(table)
+    result = pd.concat(tables, ignore_index=True)
+    _report(model, say)
+    for series, g in result.groupby("series", sort=False):
+        say(f"{series}: last close {g['last_close'].iloc[0]:.2f} on {g['last_date'].iloc[0]}")
+        for row in g.itertuples():
+            say(f"  {row.date}  +{row.horizon}d  {row.predicted_close:.2f}")
+    cols = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date"]
+    write_csv_atomic(result[cols], args.output, index=False)
+    say(f"wrote {args.output}")
+
+
+def cmd_evaluate(args, say) -> None:
+    from .data import write_csv_atomic
+    from .evaluate import evaluate, format_table, plot_forecasts
+    from .models import MODEL_NAMES, model_class
+
+    data = _data_config(args)
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    for m in names:
+        if m not in MODEL_NAMES:
+            raise StockLLMError(f"unknown model {m!r} in --models: choose from {','.join(MODEL_NAMES)}")
+    if "naive" not in names:
+        names.insert(0, "naive")
+    if not 0 < args.test_size < 1:
+        raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
+    frames = _load_frames(args.data, data.min_rows * 3,
+                          f"window {data.window_size} + horizon {data.horizon}, for both the training and test part")
+    factories = {}
+    for m in names:
+        cls = model_class(m)
+        if cls.needs_fit:
+            config = _model_config(m, args)
+            factories[m] = lambda cls=cls, config=config: cls(data, config)
+        else:
+            factories[m] = lambda cls=cls: cls(data)
+    table, forecasts = evaluate(frames, factories, test_size=args.test_size, progress=not args.quiet, log=say)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(table, out / "metrics.csv", index=False)
+    write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
+    plot_forecasts(forecasts, out / "plot.png")
+    say(format_table(table))
+    notes = sorted({n for n in forecasts.attrs.get("notes", [])})
+    for note in notes:
+        say(f"note: {note}")
+    say(f"wrote {out / 'metrics.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}")
+
+
+def cmd_download_model(args, say) -> None:
+    from .hf import download_model
+
+    target = args.save_dir or args.model.rstrip("/").split("/")[-1]
+    path = download_model(args.model, target, revision=args.revision)
+    say(f"downloaded {args.model} to {path}; use it with --model_path {path}")
+
+
+COMMANDS = {"download": cmd_download, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
+            "download-model": cmd_download_model}
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"stockllm: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 error, 2 bad flags, 130 interrupted)."""
+    args = _build_parser().parse_args(argv)
+    say = print
+    old_showwarning = warnings.showwarning
+    warnings.showwarning = _print_warning
+    try:
+        COMMANDS[args.command](args, say)
+        return 0
+    except StockLLMError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"stockllm: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("stockllm: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if args.debug:
+            traceback.print_exc()
+        print(f"stockllm: error: unexpected {type(exc).__name__}: {exc} (run again with --debug for a traceback, "
+              "and please report it)", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        warnings.showwarning = old_showwarning
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,76 @@
+"""Configuration dataclasses. The resolved config is saved beside every checkpoint in ``stockllm.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass
+class DataConfig:
+    """How history is cut into samples.
+
+    window_size: days of history the model sees per forecast.
+    horizon: number of future closes forecast (H).
+    """
+
+    window_size: int = 30
+    horizon: int = 3
+
+    @property
+    def min_rows(self) -> int:
+        """Rows a file needs for at least one window with its targets."""
+        return self.window_size + self.horizon
+
+
+@dataclass
+class MLPConfig:
+    """The seed's ``SimpleStockPredictor`` (window×5 → hidden → H) and how it is trained."""
+
+    hidden_size: int = 64
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 10
+    val_size: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class LoRAConfig:
+    """The LoRA language-model forecaster: base model, codec, adapter and training loop."""
+
+    model_path: str = "Qwen/Qwen3-0.6B"
+    prompt_format: str = "compact"
+    train_mode: str = "chunks"
+    chunk_days: int = 128
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"
+    epochs: int = 20
+    batch_size: int = 4
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    grad_accum: int = 1
+    max_steps: int | None = None
+    max_train_windows: int | None = None
+    patience: int = 3
+    val_size: float = 0.2
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    seed: int = 0
+    max_val_windows: int = 256
+    device: str = "auto"
+
+
+def to_dict(config) -> dict:
+    """A dataclass as a plain JSON-ready dict."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls, values: dict):
+    """Build ``cls`` from a dict, ignoring keys this version does not know (older/newer checkpoints)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in names})

@@ -1,0 +1,518 @@
+"""Daily OHLCV bars: load them from CSV, download them from Yahoo Finance, check them, save them.
+
+Every source ends in the same *OHLCV frame*: a ``DatetimeIndex`` named ``"Date"`` (tz-naive,
+``datetime64[ns]``, sorted ascending, unique) and float64 columns ``Open High Low Close Volume``, in that
+order. Prices are in the instrument's quote currency; Volume is in shares (or contracts) per bar.
+``frame.attrs["source"]`` names where the bars came from.
+
+Problems the user can fix raise :class:`DataError` with a one-line message
+``<what> in <file> row <n> column <c>: <how to fix>``. Accepted data that had to be changed
+(rows reordered, dropped or filled) emit a :class:`DataWarning`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import logging
+import math
+import os
+import sys
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stockllm.errors import DataError, DataWarning, StockLLMError
+
+OHLCV_COLUMNS = ("Open", "High", "Low", "Close", "Volume")
+PRICE_COLUMNS = ("Open", "High", "Low", "Close")
+_COLUMNS = ("Date", *OHLCV_COLUMNS)
+_HEADER = ",".join(_COLUMNS)
+_HEADER_NAMES = {"date": "Date", "datetime": "Date", **{name.lower(): name for name in OHLCV_COLUMNS}}
+
+# A calendar date, optionally followed by a time of day and a UTC offset, which are ignored so that
+# "2024-01-02 00:00:00-05:00" stays 2 January (the exchange's local date).
+_TIME = r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?)?"
+_DATE_PATTERNS = (  # (regex, names of its three groups)
+    (rf"^(\d{{4}})-(\d{{1,2}})-(\d{{1,2}}){_TIME}$", ("year", "month", "day")),
+    (rf"^(\d{{1,2}})/(\d{{1,2}})/(\d{{4}}){_TIME}$", ("month", "day", "year")),  # Yahoo export
+    (rf"^(\d{{4}})/(\d{{1,2}})/(\d{{1,2}}){_TIME}$", ("year", "month", "day")),
+)
+_DATE_HINT = "use YYYY-MM-DD (or M/D/YYYY as Yahoo exports it)"
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+
+
+def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "") -> pd.DataFrame:
+    """Read a CSV file of daily bars into an OHLCV frame.
+
+    The file needs a header with Date, Open, High, Low, Close and Volume (any case, any order; extra
+    columns such as "Adj Close" are ignored; an unnamed first column is taken as Date). Separators
+    "," ";" or tab, a UTF-8 BOM, blank lines, ISO or M/D/YYYY dates (a time or UTC offset after the
+    date is dropped) are accepted.
+
+    Returns a frame of shape (n_days, 5): DatetimeIndex "Date" (tz-naive, sorted, unique) and float64
+    columns Open High Low Close Volume; ``attrs["source"] = str(path)``.
+
+    Warns with DataWarning when rows were sorted, exact duplicate rows dropped, or empty Volume cells
+    filled (from the previous day, or the next day for the first row). Raises DataError for anything
+    else that is wrong, naming the file, the line number (header = row 1) and the column. ``min_rows``
+    is the least number of days needed; ``min_rows_reason`` (e.g. "window 30 + horizon 3") is added
+    to that message. Reads only; never writes files.
+    """
+    source = str(path)
+    text = _read_text(Path(path), source)
+    raw, rows = _parse_csv(text, source)
+    frame, notes = _validate(raw, source, rows)
+    _check_length(frame, source, min_rows, min_rows_reason)
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    frame.attrs["source"] = source
+    return frame
+
+
+def download_ohlcv(
+    ticker: str,
+    *,
+    period: str | None = "1y",
+    start: str | None = None,
+    end: str | None = None,
+    interval: str = "1d",
+) -> pd.DataFrame:
+    """Download the bars of one ticker from Yahoo Finance into an OHLCV frame.
+
+    ``period`` (e.g. "1y", "max") is used unless ``start``/``end`` (YYYY-MM-DD, end exclusive) are
+    given. Returns the same frame as :func:`load_ohlcv`, shape (n_bars, 5), float64 Open High Low
+    Close (unadjusted, quote currency) and Volume (shares); ``attrs["source"] = ticker``. For daily or
+    longer intervals the index holds the exchange's local calendar dates.
+
+    Raises DataError "could not reach Yahoo Finance ...; use --data FILE.csv" when offline, and a
+    DataError naming the ticker when Yahoo returns no rows (e.g. an unknown ticker).
+    """
+    ticker = ticker.strip()
+    if not ticker:
+        raise DataError("empty ticker: pass a Yahoo Finance symbol such as AAPL or ^IXIC, or use --data FILE.csv")
+    if start is not None or end is not None:
+        period = None
+    try:
+        raw = fetch_yahoo(ticker, period=period, start=start, end=end, interval=interval)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line for people
+        raise _yahoo_error(exc, ticker, period, interval) from exc
+    if raw is None or len(raw) == 0:
+        raise _no_rows_error(ticker, period, interval)
+    frame, notes = _from_yahoo(raw, ticker, period, interval)
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    frame.attrs["source"] = ticker
+    return frame
+
+
+def fetch_yahoo(ticker, *, period, start, end, interval) -> pd.DataFrame:
+    """Return yfinance's raw, unadjusted history of one ticker (tz-aware index, yfinance's columns).
+
+    The only function in the package that calls yfinance, so tests can replace it. Raises whatever
+    yfinance raises (``raise_errors=True``), e.g. curl_cffi's DNSError (an OSError) when offline.
+    """
+    import yfinance as yf
+
+    # yfinance logs each network failure on its own; download_ohlcv reports it once, as one line.
+    logger = logging.getLogger("yfinance")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        return yf.Ticker(ticker).history(
+            period=period, start=start, end=end, interval=interval, auto_adjust=False, raise_errors=True
+        )
+    finally:
+        logger.setLevel(level)
+
+
+def write_csv_atomic(frame: pd.DataFrame, path, **to_csv_kwargs) -> None:
+    """Write ``frame.to_csv(**to_csv_kwargs)`` to ``path`` atomically (UTF-8).
+
+    Writes a temporary file in the same folder, then renames it over ``path``, so a failure leaves
+    neither a half-written file nor a changed old one. Creates parent folders. Raises StockLLMError
+    when the folder or file cannot be written; other errors propagate, with the temporary file removed.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StockLLMError(f"cannot create folder {path.parent} ({_reason(exc)}): choose another output path") from exc
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, "x", newline="", encoding="utf-8") as handle:
+            frame.to_csv(handle, **to_csv_kwargs)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        _remove_quietly(temporary)
+        raise StockLLMError(f"cannot write {path} ({_reason(exc)}): check the folder's permissions and free space") from exc
+    except BaseException:
+        _remove_quietly(temporary)
+        raise
+
+
+def save_ohlcv_csv(frame: pd.DataFrame, path) -> None:
+    """Write an OHLCV frame as CSV with the columns Date,Open,High,Low,Close,Volume, atomically.
+
+    Date is written as YYYY-MM-DD (with the time only if some bar has one), prices in full precision,
+    Volume as an integer when every volume is whole. :func:`load_ohlcv` reads the file back unchanged.
+    """
+    out = frame.loc[:, list(OHLCV_COLUMNS)].copy()
+    volume = out["Volume"].to_numpy(dtype=float)
+    if np.isfinite(volume).all() and (volume == np.round(volume)).all():
+        out["Volume"] = volume.astype(np.int64)
+    dates = pd.DatetimeIndex(frame.index)
+    has_times = (dates != dates.normalize()).any()
+    out.index = dates.strftime("%Y-%m-%d %H:%M:%S" if has_times else "%Y-%m-%d")
+    out.index.name = "Date"
+    write_csv_atomic(out, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading a CSV file into cells
+
+
+def _read_text(path: Path, source: str) -> str:
+    """The file's text, or a DataError for a missing, unreadable, binary, non-UTF-8 or empty file."""
+    if path.is_dir():
+        raise DataError(f"{source} is a folder, not a CSV file: pass the path of a .csv file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DataError(f"no such file {source}: check the path") from exc
+    except OSError as exc:
+        raise DataError(f"cannot read {source} ({_reason(exc)}): check the file's permissions") from exc
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"UTF-16 text in {source}: save the file as UTF-8 CSV")
+    if b"\x00" in data:
+        raise DataError(f"binary file in {source}: expected a CSV text file with the header {_HEADER}")
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        row = data[: exc.start].count(b"\n") + 1
+        raise DataError(f"text that is not UTF-8 in {source} row {row}: save the file as UTF-8 CSV") from exc
+    if not text.strip():
+        raise DataError(f"empty file in {source}: expected the header {_HEADER} and one row per day")
+    return text
+
+
+def _parse_csv(text: str, source: str) -> tuple[pd.DataFrame, list[int]]:
+    """Split CSV text into a frame of string cells (columns Date + OHLCV) and each row's line number."""
+    separator = _sniff_separator(text)
+    # newline=None: "\r\n" and lone "\r" end lines too, and line_num still counts physical lines.
+    reader = csv.reader(io.StringIO(text, newline=None), delimiter=separator)
+    header: list[str] | None = None
+    cells: list[list[str]] = []
+    line_numbers: list[int] = []
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # blank line, or only separators
+            if header is None:
+                header = row
+                positions = _column_positions(header, source, reader.line_num)
+                continue
+            if len(row) < len(header) or any(cell.strip() for cell in row[len(header) :]):
+                raise DataError(
+                    f"{len(row)} values instead of {len(header)} in {source} row {reader.line_num}: "
+                    f"give each row one value per header column, separated by {separator!r}"
+                )
+            cells.append([row[i] for i in positions])
+            line_numbers.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(f"malformed CSV ({exc}) in {source} row {reader.line_num}: check the quotes on that line") from exc
+    if not cells:
+        raise DataError(f"no data rows in {source}: add one row per day below the header line")
+    return pd.DataFrame(cells, columns=list(_COLUMNS), dtype=str), line_numbers
+
+
+def _sniff_separator(text: str) -> str:
+    """The separator of the first non-blank line (the header): ',', ';' or tab, whichever occurs most."""
+    header_line = next(line for line in text.splitlines() if line.strip())
+    return max((",", ";", "\t"), key=header_line.count)
+
+
+def _column_positions(header: list[str], source: str, row: int) -> list[int]:
+    """Where Date, Open, High, Low, Close and Volume are in the header (case and spaces ignored)."""
+    found: dict[str, int] = {}
+    for position, cell in enumerate(header):
+        name = _HEADER_NAMES.get(cell.strip().rstrip("*").strip().lower())
+        if name is None:
+            continue
+        if name in found:
+            raise DataError(
+                f"column {name} appears twice in {source} row {row}: keep one of columns {found[name] + 1} and {position + 1}"
+            )
+        found[name] = position
+    if "Date" not in found and not header[0].strip():
+        found["Date"] = 0  # pandas' to_csv writes the index under an empty header
+    missing = [name for name in _COLUMNS if name not in found]
+    if not missing:
+        return [found[name] for name in _COLUMNS]
+    what = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} in {source} row {row}"
+    if _looks_like_data(header):
+        raise DataError(f"{what}: the first line holds data, not a header; add the header line {_HEADER}")
+    names = ", ".join(repr(cell.strip()) for cell in header)
+    raise DataError(f"{what}: found columns {names}; the header needs {_HEADER} (any order, extra columns are ignored)")
+
+
+def _looks_like_data(header: list[str]) -> bool:
+    """True when a 'header' line holds a date or a number, i.e. the file has no header."""
+    cells = pd.Series([cell.strip() for cell in header], dtype=str)
+    numbers = pd.to_numeric(cells, errors="coerce")
+    return bool(numbers.notna().any() or _parse_dates(cells).notna().any())
+
+
+# --------------------------------------------------------------------------------------------------
+# Downloaded frames
+
+
+def _yahoo_error(exc: Exception, ticker: str, period, interval) -> DataError:
+    """Turn an exception from fetch_yahoo into one line for people."""
+    # yfinance is imported only in fetch_yahoo; if its exception classes are loaded, the error may be one.
+    # getattr: older yfinance versions lack some of these classes.
+    yf_errors = sys.modules.get("yfinance.exceptions")
+    if isinstance(exc, getattr(yf_errors, "YFTickerMissingError", ())):
+        return _no_rows_error(ticker, period, interval)
+    if isinstance(exc, getattr(yf_errors, "YFInvalidPeriodError", ())):
+        valid = getattr(exc, "valid_ranges", "1d, 5d, 1mo, 3mo, 6mo, 1y, 2y, 5y, 10y, ytd, max")
+        return DataError(f"invalid period {period!r} for {ticker}: use one of {valid}")
+    if isinstance(exc, getattr(yf_errors, "YFRateLimitError", ())):
+        return DataError(f"Yahoo Finance refused more requests for {ticker} (rate limit): wait a while, or use --data FILE.csv")
+    detail = (str(exc).strip().splitlines() or [""])[0][:160]
+    return DataError(
+        f"could not reach Yahoo Finance for {ticker} ({type(exc).__name__}: {detail}); "
+        "check the network connection, or use --data FILE.csv"
+    )
+
+
+def _no_rows_error(ticker: str, period, interval) -> DataError:
+    return DataError(
+        f"no rows from Yahoo Finance for ticker {ticker!r} (period {period}, interval {interval}): "
+        "check the symbol (e.g. AAPL, ^IXIC) and the dates; offline, use --data FILE.csv"
+    )
+
+
+def _from_yahoo(raw: pd.DataFrame, ticker: str, period, interval: str) -> tuple[pd.DataFrame, list[str]]:
+    """yfinance's history frame → checked OHLCV frame and warning notes."""
+    source = f"Yahoo Finance data for {ticker}"
+    if isinstance(raw.columns, pd.MultiIndex):  # yf.download-style (field, ticker) columns
+        raw = raw.droplevel(-1, axis=1)
+    missing = [name for name in OHLCV_COLUMNS if name not in raw.columns]
+    if missing:
+        raise DataError(f"missing columns {', '.join(missing)} in {source}: use --data FILE.csv instead")
+    dates = pd.DatetimeIndex(pd.to_datetime(raw.index))
+    if dates.tz is not None:
+        dates = dates.tz_localize(None)  # the exchange's wall-clock time
+    if interval.endswith(("d", "wk", "mo")):
+        dates = dates.normalize()
+    notes = []
+    priced = raw[list(PRICE_COLUMNS)].notna().any(axis=1).to_numpy()
+    if not priced.all():
+        notes.append(f"dropped {int((~priced).sum())} rows without prices in {source}")
+        if not priced.any():
+            raise _no_rows_error(ticker, period, interval)
+    cells = pd.DataFrame({"Date": dates[priced], **{name: raw[name].to_numpy()[priced] for name in OHLCV_COLUMNS}})
+    frame, more_notes = _validate(cells, source, list(dates[priced].strftime("%Y-%m-%d")))
+    return frame, notes + more_notes
+
+
+# --------------------------------------------------------------------------------------------------
+# Checks shared by files and downloads
+
+
+def _validate(raw: pd.DataFrame, source: str, rows: list) -> tuple[pd.DataFrame, list[str]]:
+    """Check and clean the bars of one source.
+
+    raw: one row per bar, columns Date + OHLCV_COLUMNS holding strings (CSV cells) or numbers and
+    datetimes (downloads). rows: how messages name each bar (line numbers in the file, or dates).
+    Returns the OHLCV frame and the notes to warn about; raises DataError for the first problem in
+    row order.
+    """
+    if len(raw) == 0:
+        raise DataError(f"no data rows in {source}: add one row per day")
+    rows = np.asarray(rows, dtype=object)
+    dates = _parse_dates(raw["Date"])
+    values = {name: _to_float(raw[name]) for name in OHLCV_COLUMNS}
+    if _is_blank(raw["Volume"]).all():
+        raise DataError(f"empty Volume column in {source} column Volume: fill in the daily volumes (0 where unknown)")
+
+    problems = [_date_problem(raw["Date"], dates, source, rows)]
+    problems += [_number_problem(raw[name], values[name], name, source, rows) for name in OHLCV_COLUMNS]
+    problems.append(_high_low_problem(raw, values, source, rows))
+    problems = [problem for problem in problems if problem is not None]
+    if problems:
+        raise DataError(min(problems, key=lambda problem: problem[0])[1])
+
+    frame = pd.DataFrame(values, index=pd.DatetimeIndex(dates, name="Date").as_unit("ns"))
+    notes: list[str] = []
+    frame, rows = _drop_exact_duplicates(frame, source, rows, notes)
+    _reject_conflicting_dates(frame, source, rows)
+    if not frame.index.is_monotonic_increasing:
+        order = np.argsort(frame.index.to_numpy(), kind="stable")
+        frame, rows = frame.iloc[order], rows[order]
+        notes.append(f"rows in {source} were not in date order: sorted them by Date")
+    empty = frame["Volume"].isna().to_numpy()
+    if empty.any():
+        frame["Volume"] = frame["Volume"].ffill().bfill()
+        notes.append(
+            f"filled {_count(empty.sum(), 'empty Volume cell')} in {source} {_rows_text(rows[empty])} "
+            "with the previous day's volume (the next day's for the first row)"
+        )
+    return frame, notes
+
+
+def _parse_dates(column: pd.Series) -> pd.DatetimeIndex:
+    """Dates of a column of strings (see _DATE_PATTERNS) or datetimes; NaT where unparseable."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return pd.DatetimeIndex(column)
+    text = column.astype(str).str.strip()
+    parts = None
+    for pattern, names in _DATE_PATTERNS:
+        found = text.str.extract(pattern).set_axis(list(names), axis=1).astype(float)
+        parts = found if parts is None else parts.fillna(found)
+    return pd.DatetimeIndex(pd.to_datetime(parts[["year", "month", "day"]], errors="coerce"))
+
+
+def _to_float(column: pd.Series) -> np.ndarray:
+    """float64 values of a column of strings or numbers; NaN where empty or not a number."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    numbers = pd.to_numeric(column.astype(str).str.strip(), errors="coerce")
+    return numbers.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _is_blank(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+        return column.isna().to_numpy()
+    return (column.astype(str).str.strip() == "").to_numpy()
+
+
+def _date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows: np.ndarray):
+    """(position, message) of the first missing or unparseable date, or None."""
+    bad = np.flatnonzero(dates.isna())
+    if len(bad) == 0:
+        return None
+    i = bad[0]
+    where = f"{source} row {rows[i]} column Date"
+    if _is_blank(column)[i]:
+        return i, f"missing date in {where}: fill in the date ({_DATE_HINT}) or delete the row"
+    return i, f"unparseable date {str(column.iloc[i]).strip()!r} in {where}: {_DATE_HINT}"
+
+
+def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: str, rows: np.ndarray):
+    """(position, message) of the first bad price or volume, or None. Empty volumes are filled later."""
+    blank = _is_blank(column)
+    with np.errstate(invalid="ignore"):
+        if name == "Volume":
+            bad = ~blank & ~(np.isfinite(values) & (values >= 0))
+        else:
+            bad = blank | ~(np.isfinite(values) & (values > 0))
+    positions = np.flatnonzero(bad)
+    if len(positions) == 0:
+        return None
+    i = positions[0]
+    text = str(column.iloc[i]).strip()
+    where = f"{source} row {rows[i]} column {name}"
+    if blank[i]:
+        return i, f"missing {name} in {where}: fill in the price or delete the row"
+    if not math.isfinite(values[i]):
+        if _is_nan_or_inf(text):
+            return i, f"non-finite {name} {text!r} in {where}: replace it with a real value or delete the row"
+        return i, f"non-numeric {name} {text!r} in {where}: use a plain number such as 101.25 ('.' as decimal point)"
+    if name == "Volume":
+        return i, f"negative Volume {text} in {where}: volumes must be 0 or more"
+    sign = "zero" if values[i] == 0 else "negative"
+    return i, f"{sign} {name} {text} in {where}: prices must be above 0; fix the value or delete the row"
+
+
+def _is_nan_or_inf(text: str) -> bool:
+    """True for spellings of NaN or infinity such as 'nan', '-inf', 'Infinity'."""
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _high_low_problem(raw: pd.DataFrame, values: dict, source: str, rows: np.ndarray):
+    """(position, message) of the first row whose High is below its Low, or None."""
+    with np.errstate(invalid="ignore"):
+        positions = np.flatnonzero(values["High"] < values["Low"])
+    if len(positions) == 0:
+        return None
+    i = positions[0]
+    high, low = str(raw["High"].iloc[i]).strip(), str(raw["Low"].iloc[i]).strip()
+    return i, (
+        f"High {high} below Low {low} in {source} row {rows[i]} column High: "
+        "High must be at least Low; fix or swap the two values"
+    )
+
+
+def _drop_exact_duplicates(frame: pd.DataFrame, source: str, rows: np.ndarray, notes: list[str]):
+    """Drop rows that repeat an earlier row exactly (same date, same values)."""
+    repeated = frame.reset_index().duplicated(keep="first").to_numpy()
+    if not repeated.any():
+        return frame, rows
+    notes.append(f"dropped {_count(repeated.sum(), 'exact duplicate row')} in {source} {_rows_text(rows[repeated])}")
+    return frame[~repeated], rows[~repeated]
+
+
+def _reject_conflicting_dates(frame: pd.DataFrame, source: str, rows: np.ndarray) -> None:
+    """Raise DataError, naming both rows, when one date has two different bars."""
+    repeated = np.flatnonzero(frame.index.duplicated(keep="first"))
+    if len(repeated) == 0:
+        return
+    second = repeated[0]
+    date = frame.index[second]
+    first = np.flatnonzero(frame.index == date)[0]
+    raise DataError(
+        f"two rows for {date:%Y-%m-%d} with different values in {source} rows {rows[first]} and {rows[second]} "
+        "column Date: keep one of them"
+    )
+
+
+def _check_length(frame: pd.DataFrame, source: str, min_rows: int, reason: str) -> None:
+    if len(frame) >= min_rows:
+        return
+    why = f" ({reason.strip().strip('()')})" if reason.strip() else ""
+    raise DataError(
+        f"too few rows in {source}: {len(frame)} valid rows, needs at least {min_rows} rows{why}; "
+        "use a longer history or a shorter window"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _rows_text(rows: np.ndarray, limit: int = 10) -> str:
+    """'row 7' or 'rows 3, 9, 12 and 5 more'."""
+    shown = ", ".join(str(row) for row in rows[:limit])
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return f"row{'s' if len(rows) > 1 else ''} {shown}{more}"
+
+
+def _count(n, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass

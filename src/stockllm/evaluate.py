@@ -1,0 +1,165 @@
+"""Walk-forward evaluation on a chronological split: forecasts, metrics beside naive, and a plot."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .features import origins_with_targets, targets, to_prices
+from .models.base import Forecaster
+
+
+def split_index(n_rows: int, test_size: float) -> int:
+    """First row of the test part: the last ``test_size`` share of rows (at least one row each side)."""
+    if not 0 < test_size < 1:
+        raise ValueError("test_size must be between 0 and 1")
+    return min(max(int(round(n_rows * (1 - test_size))), 1), n_rows - 1)
+
+
+def test_origins(n_rows: int, split: int, window: int, horizon: int) -> np.ndarray:
+    """Origins whose targets all lie in the test part: t >= split - 1 (the last training day forecasts the first test days)."""
+    return origins_with_targets(n_rows, window, horizon, start=split - 1)
+
+
+def backtest(model: Forecaster, name: str, series: str, frame: pd.DataFrame, origins: np.ndarray) -> pd.DataFrame:
+    """Forecast every origin at once; one row per origin and horizon (tidy)."""
+    close = frame["Close"].to_numpy(dtype=np.float64)
+    pred = to_prices(close[origins], model.predict_returns(frame, origins))
+    actual = to_prices(close[origins], targets(frame, model.horizon, origins))
+    n, horizon = pred.shape
+    dates = frame.index
+    return pd.DataFrame({
+        "series": series,
+        "model": name,
+        "origin": np.repeat(dates[origins].strftime("%Y-%m-%d"), horizon),
+        "horizon": np.tile(np.arange(1, horizon + 1), n),
+        "target_date": dates[(origins[:, None] + np.arange(1, horizon + 1)).ravel()].strftime("%Y-%m-%d"),
+        "last_close": np.repeat(close[origins], horizon),
+        "actual": actual.ravel(),
+        "predicted": pred.ravel(),
+    })
+
+
+def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int) -> float:
+    """Two-sided p-value that models a and b have equal expected loss (Diebold–Mariano with the
+    Harvey–Leybourne–Newbold small-sample correction; autocovariances up to lag h-1)."""
+    d = np.asarray(loss_a, dtype=np.float64) - np.asarray(loss_b, dtype=np.float64)
+    n = len(d)
+    if n < 3:
+        return float("nan")
+    dc = d - d.mean()
+    gamma = [np.dot(dc[k:], dc[: n - k]) / n for k in range(horizon)]
+    var = (gamma[0] + 2 * sum(gamma[1:])) / n
+    if not var > 0:
+        return float("nan")
+    stat = d.mean() / math.sqrt(var)
+    stat *= math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
+    return float(2 * stats.t.sf(abs(stat), df=n - 1))
+
+
+def metrics(forecasts: pd.DataFrame) -> pd.DataFrame:
+    """Tidy metrics per series, model and horizon: mae, rmse, mape (%), mae_vs_naive, dir_acc, dm_pvalue.
+
+    mae_vs_naive is MAE ÷ naive's MAE on the same origins (naive is always computed for this).
+    dir_acc is the share of origins where sign(predicted − last close) equals sign(actual − last close);
+    naive predicts no move, so its dir_acc is the share of exactly flat moves (≈ 0).
+    dm_pvalue tests equal absolute error against naive.
+    """
+    f = forecasts
+    naive = (f["last_close"] - f["actual"]).abs()
+    f = f.assign(abs_err=(f["predicted"] - f["actual"]).abs(), naive_err=naive)
+    rows = []
+    for (series, model, horizon), g in f.groupby(["series", "model", "horizon"], sort=False):
+        err = g["predicted"] - g["actual"]
+        mae = g["abs_err"].mean()
+        rows.append({
+            "series": series, "model": model, "horizon": horizon, "n": len(g),
+            "mae": mae,
+            "rmse": float(np.sqrt((err**2).mean())),
+            "mape": float((g["abs_err"] / g["actual"].abs()).mean() * 100),
+            "mae_vs_naive": mae / g["naive_err"].mean() if g["naive_err"].mean() > 0 else float("nan"),
+            "dir_acc": float((np.sign(g["predicted"] - g["last_close"]) == np.sign(g["actual"] - g["last_close"])).mean()),
+            "dm_pvalue": diebold_mariano(g["abs_err"].to_numpy(), g["naive_err"].to_numpy(), int(horizon)),
+        })
+    return pd.DataFrame(rows)
+
+
+def evaluate(
+    frames: dict[str, pd.DataFrame],
+    models: dict[str, Callable[[], Forecaster]],
+    test_size: float = 0.2,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fit each model on the training part of every series (pooled), then backtest every test origin.
+
+    frames: series name → OHLCV frame. models: model name → factory returning an unfitted Forecaster.
+    Returns (metrics, forecasts) as tidy frames. Nothing fitted sees a row of any test part.
+    """
+    splits = {name: split_index(len(frame), test_size) for name, frame in frames.items()}
+    train_parts = []
+    for name, frame in frames.items():
+        part = frame.iloc[: splits[name]]
+        part.attrs = dict(frame.attrs)
+        train_parts.append(part)
+    pieces = []
+    for model_name, make in models.items():
+        model = make()
+        if model.needs_fit:
+            log(f"fitting {model_name} on the training part of {len(frames)} series")
+            model.fit(train_parts, progress=progress)
+        for series, frame in frames.items():
+            origins = test_origins(len(frame), splits[series], model.window_size, model.horizon)
+            if len(origins) == 0:
+                continue
+            pieces.append(backtest(model, model_name, series, frame, origins))
+    forecasts = pd.concat(pieces, ignore_index=True)
+    return metrics(forecasts), forecasts
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """Metrics as a fixed-width text table for the terminal."""
+    cols = ["series", "model", "horizon", "n", "mae", "rmse", "mape", "mae_vs_naive", "dir_acc", "dm_pvalue"]
+    return table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def plot_forecasts(forecasts: pd.DataFrame, path: str | Path) -> None:
+    """PNG of actual vs predicted closes over the test period: one panel per series, horizons 1 and H."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = list(dict.fromkeys(forecasts["series"]))
+    horizons = sorted(forecasts["horizon"].unique())
+    shown = sorted({horizons[0], horizons[-1]})
+    fig, axes = plt.subplots(len(series), len(shown), figsize=(7 * len(shown), 3.6 * len(series)), squeeze=False)
+    for r, s in enumerate(series):
+        fs = forecasts[forecasts["series"] == s]
+        for c, h in enumerate(shown):
+            ax = axes[r][c]
+            g = fs[fs["horizon"] == h]
+            first = g[g["model"] == g["model"].iloc[0]]
+            ax.plot(pd.to_datetime(first["target_date"]), first["actual"], color="black", lw=1.4, label="actual")
+            for model, gm in g.groupby("model", sort=False):
+                if model == "naive":
+                    continue
+                ax.plot(pd.to_datetime(gm["target_date"]), gm["predicted"], lw=0.9, alpha=0.8, label=model)
+            ax.set_title(f"{s}: {h}-day-ahead close (naive = actual shifted by {h})")
+            ax.legend(loc="best", fontsize=8)
+            ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    try:
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,71 @@
+"""Scale-free windows and targets.
+
+Inputs for the window ending at origin ``t`` (the last observed day) are, for each of its days d:
+``log(O_d/C_t), log(H_d/C_t), log(L_d/C_t), log(C_d/C_t)`` and ``log1p(V_d) - log1p(mean V over the window)``.
+Targets are log-returns ``y[h] = log(C[t+h] / C[t])`` for h = 1..H; ``to_prices`` inverts them exactly.
+Nothing here is fitted, so there is nothing that could see the test part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+N_FEATURES = 5
+
+
+def _columns(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    return tuple(frame[c].to_numpy(dtype=np.float64) for c in ("Open", "High", "Low", "Close", "Volume"))
+
+
+def origins_with_targets(n_rows: int, window: int, horizon: int, start: int = 0) -> np.ndarray:
+    """Row indices t (>= start) that have a full window behind them and all H targets inside the frame."""
+    first = max(window - 1, start)
+    return np.arange(first, n_rows - horizon, dtype=np.int64)
+
+
+def chronological_split(origins: np.ndarray, val_size: float, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split one series' origins into (train, validation): validation is the last ``val_size`` share.
+
+    A gap of ``horizon`` origins keeps training targets from reaching into the validation period.
+    """
+    n_val = int(round(len(origins) * val_size))
+    if n_val == 0:
+        return origins, origins[:0]
+    cut = len(origins) - n_val
+    return origins[: max(cut - horizon, 0)], origins[cut:]
+
+
+def window_inputs(frame: pd.DataFrame, window: int, origins: np.ndarray) -> np.ndarray:
+    """Scale-free inputs, float32 array [len(origins), window, 5], for windows ending at each origin row."""
+    origins = np.asarray(origins, dtype=np.int64)
+    if len(origins) and (origins.min() < window - 1 or origins.max() >= len(frame)):
+        raise ValueError(f"origins must lie in [{window - 1}, {len(frame) - 1}]")
+    o, h, l, c, v = _columns(frame)
+    idx = origins[:, None] + np.arange(-window + 1, 1)[None, :]  # [n, W]
+    last = c[origins][:, None]
+    logv = np.log1p(np.maximum(v[idx], 0.0))
+    vol = logv - np.log1p(np.maximum(v[idx], 0.0).mean(axis=1, keepdims=True))
+    x = np.stack([np.log(o[idx] / last), np.log(h[idx] / last), np.log(l[idx] / last), np.log(c[idx] / last), vol], -1)
+    return x.astype(np.float32)
+
+
+def targets(frame: pd.DataFrame, horizon: int, origins: np.ndarray) -> np.ndarray:
+    """Log-returns float64 [len(origins), H]: log(C[t+h]/C[t]); NaN where t+h is past the last row."""
+    c = frame["Close"].to_numpy(dtype=np.float64)
+    origins = np.asarray(origins, dtype=np.int64)
+    out = np.full((len(origins), horizon), np.nan)
+    for h in range(1, horizon + 1):
+        ok = origins + h < len(c)
+        out[ok, h - 1] = np.log(c[origins[ok] + h] / c[origins[ok]])
+    return out
+
+
+def to_prices(last_close: np.ndarray, log_returns: np.ndarray) -> np.ndarray:
+    """Invert the targets: closes [n, H] = last_close[:, None] * exp(log_returns)."""
+    return np.asarray(last_close, dtype=np.float64)[:, None] * np.exp(np.asarray(log_returns, dtype=np.float64))
+
+
+def future_dates(last_date: pd.Timestamp, horizon: int) -> pd.DatetimeIndex:
+    """The next H business days after ``last_date`` (weekends skipped; exchange holidays are not known)."""
+    return pd.bdate_range(last_date + pd.offsets.BDay(1), periods=horizon, name="Date")

@@ -1,0 +1,192 @@
+"""Baselines with the same interface as the LLM: naive (random walk), drift and the seed's MLP."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..config import DataConfig, MLPConfig, from_dict, to_dict
+from ..errors import StockLLMError
+from ..features import N_FEATURES, chronological_split, origins_with_targets, targets, window_inputs
+from .base import Forecaster
+
+
+class NaiveForecaster(Forecaster):
+    """Random walk: every future close equals the last close (predicted log-return 0)."""
+
+    kind = "naive"
+
+    def predict_returns(self, frame, origins):
+        return np.zeros((len(origins), self.horizon))
+
+
+class DriftForecaster(Forecaster):
+    """The window's mean daily log-return, extended forward: ŷ[h] = h · mean(log C[d]/C[d-1])."""
+
+    kind = "drift"
+
+    def predict_returns(self, frame, origins):
+        logc = np.log(frame["Close"].to_numpy(dtype=np.float64))
+        origins = np.asarray(origins, dtype=np.int64)
+        # Mean of the window's W-1 daily returns telescopes to (log C[t] - log C[t-W+1]) / (W-1).
+        steps = max(self.window_size - 1, 1)
+        first = np.maximum(origins - steps, 0)
+        mean = (logc[origins] - logc[first]) / np.maximum(origins - first, 1)
+        return mean[:, None] * np.arange(1, self.horizon + 1)[None, :]
+
+
+class SimpleStockPredictor(nn.Module):
+    """The seed's MLP: window×5 inputs → hidden, ReLU → H outputs (scaled log-returns here, not raw prices)."""
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int):
+        super().__init__()
+        self.fc1 = nn.Linear(input_size, hidden_size)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(hidden_size, output_size)
+        # Zero output weights: the untrained model is exactly naive, and training must earn every deviation.
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, window*5] standardised inputs → [batch, H] log-returns divided by their train std."""
+        return self.fc2(self.relu(self.fc1(x)))
+
+
+class MLPForecaster(Forecaster):
+    """The seed's SimpleStockPredictor on scale-free windows, with early stopping and weight decay."""
+
+    kind = "mlp"
+    needs_fit = True
+
+    def __init__(self, data: DataConfig | None = None, config: MLPConfig | None = None):
+        super().__init__(data)
+        self.config = config or MLPConfig()
+        with torch.random.fork_rng():  # same seed, same initial weights, without touching the global RNG
+            torch.manual_seed(self.config.seed)
+            self.net = SimpleStockPredictor(self.window_size * N_FEATURES, self.config.hidden_size, self.horizon)
+        self.x_mean = torch.zeros(N_FEATURES)
+        self.x_std = torch.ones(N_FEATURES)
+        self.y_scale = torch.ones(self.horizon)
+
+    def _xy(self, frames: Sequence[pd.DataFrame], split: int) -> tuple[np.ndarray, np.ndarray]:
+        xs, ys = [], []
+        for frame in frames:
+            origins = origins_with_targets(len(frame), self.window_size, self.horizon)
+            part = chronological_split(origins, self.config.val_size, self.horizon)[split]
+            xs.append(window_inputs(frame, self.window_size, part))
+            ys.append(targets(frame, self.horizon, part))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    def _inputs(self, x: np.ndarray) -> torch.Tensor:
+        x = (torch.from_numpy(x) - self.x_mean) / self.x_std
+        return x.reshape(len(x), -1)
+
+    def fit(self, frames, progress=True):
+        """Train on the pooled windows of ``frames``; keep the epoch with the lowest validation loss.
+
+        Epoch 0 (the untrained, naive-equal model) is a candidate too, so a model that cannot beat the
+        random walk on validation stays the random walk.
+        """
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        x_tr, y_tr = self._xy(frames, 0)
+        x_va, y_va = self._xy(frames, 1)
+        if len(x_tr) < 2:
+            raise StockLLMError(f"only {len(x_tr)} training windows: pass a longer history or a smaller --window_size")
+        # Scalers see the training part only.
+        self.x_mean = torch.from_numpy(x_tr.reshape(-1, N_FEATURES).mean(0)).float()
+        self.x_std = torch.from_numpy(x_tr.reshape(-1, N_FEATURES).std(0)).float().clamp_min(1e-8)
+        self.y_scale = torch.from_numpy(y_tr.std(0)).float().clamp_min(1e-8)
+        xt, yt = self._inputs(x_tr), torch.from_numpy(y_tr).float() / self.y_scale
+        xv, yv = self._inputs(x_va), torch.from_numpy(y_va).float() / self.y_scale
+        opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        loss_fn = nn.MSELoss()
+        gen = torch.Generator().manual_seed(cfg.seed)
+
+        def val_loss() -> float:
+            if len(xv) == 0:
+                return float("nan")
+            with torch.inference_mode():
+                return loss_fn(self.net(xv), yv).item()
+
+        best = (val_loss(), 0, copy.deepcopy(self.net.state_dict()))
+        naive_val = float((yv**2).mean()) if len(yv) else float("nan")
+        history, bad = [], 0
+        bar = tqdm(range(1, cfg.epochs + 1), desc="mlp", unit="epoch", disable=not progress)
+        for epoch in bar:
+            self.net.train()
+            perm = torch.randperm(len(xt), generator=gen)
+            total = 0.0
+            for i in range(0, len(xt), cfg.batch_size):
+                idx = perm[i:i + cfg.batch_size]
+                loss = loss_fn(self.net(xt[idx]), yt[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            self.net.eval()
+            tr, va = total / len(xt), val_loss()
+            history.append({"epoch": epoch, "train_loss": tr, "val_loss": va})
+            bar.set_postfix(train=f"{tr:.4f}", val=f"{va:.4f}")
+            if progress:
+                tqdm.write(f"epoch {epoch:3d}  train_loss {tr:.4f}  val_loss {va:.4f}  (naive val_loss {naive_val:.4f})")
+            if len(xv) == 0 or va < best[0]:
+                best, bad = (va, epoch, copy.deepcopy(self.net.state_dict())), 0
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    if progress:
+                        tqdm.write(f"early stop: no validation gain for {cfg.patience} epochs")
+                    break
+        bar.close()
+        self.net.load_state_dict(best[2])
+        self.fit_info = {
+            "series": [_span(f) for f in frames],
+            "train_windows": len(xt), "val_windows": len(xv),
+            "best_epoch": best[1], "best_val_loss": best[0], "naive_val_loss": naive_val,
+            "epochs_run": len(history), "history": history,
+        }
+        return self
+
+    def predict_returns(self, frame, origins):
+        x = self._inputs(window_inputs(frame, self.window_size, origins))
+        self.net.eval()
+        with torch.inference_mode():
+            out = self.net(x) * self.y_scale
+        return out.double().numpy()
+
+    def num_trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+
+    def config_dict(self):
+        return to_dict(self.config)
+
+    def _save_weights(self, directory: Path) -> None:
+        tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
+        tensors.update(x_mean=self.x_mean, x_std=self.x_std, y_scale=self.y_scale)
+        save_file(tensors, str(directory / "model.safetensors"))
+
+    @classmethod
+    def _from_meta(cls, meta, directory, **overrides):
+        model = cls(DataConfig(**meta["data"]), from_dict(MLPConfig, meta.get("config", {})))
+        path = directory / "model.safetensors"
+        if not path.is_file():
+            raise StockLLMError(f"{directory} has no model.safetensors: the checkpoint is incomplete; train again")
+        tensors = load_file(str(path))
+        model.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        model.x_mean, model.x_std, model.y_scale = tensors["x_mean"], tensors["x_std"], tensors["y_scale"]
+        return model
+
+
+def _span(frame: pd.DataFrame) -> dict:
+    """Where a training frame came from and which dates it covers (saved in the checkpoint)."""
+    return {"source": frame.attrs.get("source", ""), "first": frame.index[0].strftime("%Y-%m-%d"),
+            "last": frame.index[-1].strftime("%Y-%m-%d"), "rows": len(frame)}

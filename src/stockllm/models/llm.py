@@ -1,0 +1,420 @@
+"""The LoRA language-model forecaster: codec text → frozen base model + PEFT LoRA → linear head → H log-returns.
+
+One implementation serves both training modes. A sample is a chunk of consecutive days; the head reads the
+hidden state at the last token of chosen days ("read days"), each with at least ``window_size`` days of context
+inside the chunk. ``chunks`` mode (default) uses long chunks, so one forward pass trains on ~chunk_days −
+window_size targets; ``windows`` mode is the special case chunk = window with one read (the seed's way).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..codec import Codec, SeriesTokens
+from ..config import DataConfig, LoRAConfig, from_dict, to_dict
+from ..device import resolve_device
+from ..errors import StockLLMError
+from ..features import chronological_split, origins_with_targets, targets
+from .base import Forecaster
+
+HEAD_FILE = "head.safetensors"
+ADAPTER_DIR = "adapter"
+
+
+class RegressionLM(nn.Module):
+    """Backbone (PEFT-wrapped ``AutoModel``) plus a linear head read at explicit token positions."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, horizon: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(hidden_size, horizon, dtype=torch.float32)
+        # Zero head: the untrained model predicts no move (exactly naive); training must earn every deviation.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:
+        """input_ids, attention_mask: [B, T]; read_pos: [B, P] token indices (-1 = padding) → [B, P, H] float32."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, d]
+        idx = read_pos.clamp_min(0).unsqueeze(-1).expand(-1, -1, hidden.size(-1))
+        return self.head(torch.gather(hidden, 1, idx).float())
+
+
+def plan_chunks(read_days: np.ndarray, chunk_days: int, window: int) -> list[tuple[int, int, np.ndarray]]:
+    """Cover sorted ``read_days`` with chunks ``(start, stop, reads)`` of at most ``chunk_days`` rows.
+
+    Each read day d satisfies start + window − 1 <= d < stop, so it sees at least ``window`` days. Planned from
+    the end, so the latest day (the one a forecast is made from) gets the longest context.
+    """
+    read_days = np.asarray(read_days, dtype=np.int64)
+    plans, i = [], len(read_days) - 1
+    while i >= 0:
+        stop = int(read_days[i]) + 1
+        start = max(0, stop - chunk_days)
+        j = int(np.searchsorted(read_days, start + window - 1))
+        plans.append((start, stop, read_days[j:i + 1]))
+        i = j - 1
+    return plans[::-1]
+
+
+def _samples(tokens: SeriesTokens, plans, y: np.ndarray | None) -> list[dict]:
+    out = []
+    for start, stop, reads in plans:
+        ids, day_end = tokens.chunk(start, stop)
+        out.append({"ids": ids, "read_pos": day_end[reads - start], "days": reads,
+                    "y": None if y is None else y[reads]})
+    return out
+
+
+def _collate(batch: list[dict], pad_id: int) -> dict:
+    """Right-pad to the longest sequence of the batch (dynamic padding); reads are explicit, so side is free."""
+    T = max(len(s["ids"]) for s in batch)
+    P = max(len(s["read_pos"]) for s in batch)
+    ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), T), dtype=torch.long)
+    pos = torch.full((len(batch), P), -1, dtype=torch.long)
+    out = {"input_ids": ids, "attention_mask": mask, "read_pos": pos}
+    has_y = batch[0]["y"] is not None
+    if has_y:
+        y = torch.zeros((len(batch), P, batch[0]["y"].shape[1]), dtype=torch.float32)
+    for b, s in enumerate(batch):
+        ids[b, : len(s["ids"])] = torch.from_numpy(s["ids"])
+        mask[b, : len(s["ids"])] = 1
+        pos[b, : len(s["read_pos"])] = torch.from_numpy(s["read_pos"])
+        if has_y:
+            y[b, : len(s["y"])] = torch.from_numpy(s["y"]).float()
+    if has_y:
+        out["y"] = y
+    return out
+
+
+def _masked_mse(pred: torch.Tensor, batch: dict) -> tuple[torch.Tensor, int]:
+    valid = (batch["read_pos"] >= 0).unsqueeze(-1)
+    n = int(valid.sum())
+    return ((pred - batch["y"]) ** 2 * valid).sum() / (n * pred.size(-1)), n
+
+
+class LoRAForecaster(Forecaster):
+    """Fine-tunes a causal LM with LoRA (PEFT) and a regression head on codec text. See the module docstring."""
+
+    kind = "lora"
+    needs_fit = True
+
+    def __init__(self, data: DataConfig | None = None, config: LoRAConfig | None = None):
+        super().__init__(data)
+        self.config = config or LoRAConfig()
+        if self.config.train_mode not in ("chunks", "windows"):
+            raise StockLLMError(f"unknown --train_mode {self.config.train_mode!r}: use chunks or windows")
+        if self.config.train_mode == "chunks" and self.config.chunk_days <= self.window_size:
+            raise StockLLMError(f"--chunk_days {self.config.chunk_days} must exceed --window_size {self.window_size}")
+        self.codec = Codec(self.config.prompt_format)
+        self.y_scale = torch.ones(self.horizon)
+        self.model: RegressionLM | None = None
+        self.tokenizer = None
+        self.base_info: dict = {}
+        self._adapter_dir: Path | None = None
+        self._head_state: dict | None = None
+
+    @property
+    def chunk_days(self) -> int:
+        """Days per sequence: chunk_days in chunks mode, the window itself in windows mode."""
+        return self.config.chunk_days if self.config.train_mode == "chunks" else self.window_size
+
+    # --- building ------------------------------------------------------------------------------------------
+    def _build(self, trainable: bool) -> None:
+        """Load the base model, attach LoRA (new, or the saved adapter) and the head, on the resolved device."""
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        cfg = self.config
+        device, dtype = resolve_device(cfg.device)
+        base, self.tokenizer, folder = self._load_base(device, dtype)
+        hidden = base.config.hidden_size
+        info = {"model_path": cfg.model_path, "model_type": base.config.model_type, "hidden_size": hidden,
+                "num_hidden_layers": base.config.num_hidden_layers}
+        if self.base_info:
+            self._check_base(info)
+        self.base_info = info
+        if cfg.gradient_checkpointing and trainable:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if self._adapter_dir is not None:
+            try:
+                backbone = PeftModel.from_pretrained(base, self._adapter_dir, is_trainable=trainable)
+            except Exception as exc:  # noqa: BLE001 - shape/key mismatches surface as several error types
+                raise StockLLMError(f"the adapter in {self._adapter_dir} does not fit base model {cfg.model_path}: "
+                                    f"{str(exc).splitlines()[0]}; pass the base model it was trained on") from None
+        else:
+            targets_ = cfg.target_modules if cfg.target_modules == "all-linear" else cfg.target_modules.split(",")
+            lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                              target_modules=targets_, bias="none")
+            try:
+                backbone = get_peft_model(base, lora)
+            except ValueError as exc:
+                raise StockLLMError(f"LoRA could not be attached: {exc}; check --target_modules") from None
+        self.model = RegressionLM(backbone, hidden, self.horizon).to(device)
+        if self._head_state is not None:
+            weight = self._head_state["weight"]
+            if weight.shape != self.model.head.weight.shape:
+                raise StockLLMError(f"the checkpoint's head expects hidden size {weight.shape[1]} and horizon "
+                                    f"{weight.shape[0]}, but base model {cfg.model_path} has hidden size {hidden}: "
+                                    "pass the base model it was trained on")
+            self.model.head.load_state_dict({"weight": weight, "bias": self._head_state["bias"]})
+        self.model.head.requires_grad_(trainable)
+
+    def _load_base(self, device, dtype):
+        from ..hf import load_base
+
+        return load_base(self.config.model_path, device=device, dtype=dtype,
+                         trust_remote_code=self.config.trust_remote_code)
+
+    def _check_base(self, info: dict) -> None:
+        want = self.base_info
+        for key in ("model_type", "hidden_size", "num_hidden_layers"):
+            if want.get(key) != info.get(key):
+                raise StockLLMError(
+                    f"this checkpoint was trained on {want.get('model_path')} ({want.get('model_type')}, hidden size "
+                    f"{want.get('hidden_size')}, {want.get('num_hidden_layers')} layers) but --model_path "
+                    f"{info['model_path']} is {info.get('model_type')}, hidden size {info.get('hidden_size')}, "
+                    f"{info.get('num_hidden_layers')} layers: pass the base model it was trained on")
+
+    def num_trainable_parameters(self) -> int:
+        """LoRA parameters plus the head (what training changes)."""
+        if self.model is None:
+            return 0
+        lora = sum(p.numel() for n, p in self.model.backbone.named_parameters() if "lora_" in n)
+        return lora + sum(p.numel() for p in self.model.head.parameters())
+
+    # --- data ----------------------------------------------------------------------------------------------
+    def _series_samples(self, frame: pd.DataFrame, days: np.ndarray, y: np.ndarray | None) -> list[dict]:
+        tokens = SeriesTokens(self.codec, self.tokenizer, frame)
+        return _samples(tokens, plan_chunks(days, self.chunk_days, self.window_size), y)
+
+    def tokens_per_window(self, frame: pd.DataFrame) -> float:
+        """Mean tokens of a ``window_size``-day window of this frame in the configured codec."""
+        tokens = SeriesTokens(self.codec, self.tokenizer, frame)
+        starts = np.linspace(0, len(frame) - self.window_size, num=min(20, len(frame) - self.window_size + 1))
+        return float(np.mean([len(tokens.chunk(int(s), int(s) + self.window_size)[0]) for s in starts]))
+
+    # --- training ------------------------------------------------------------------------------------------
+    def fit(self, frames: Sequence[pd.DataFrame], progress: bool = True) -> "LoRAForecaster":
+        """Train LoRA + head on the frames (pooled), validating on the last ``val_size`` of each series.
+
+        Runs on accelerate, so ``accelerate launch -m stockllm.cli train ...`` spreads it over processes (DDP).
+        Keeps the best validation state; the untrained model (= naive) is the first candidate.
+        """
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        cfg = self.config
+        set_seed(cfg.seed)
+        device, _ = resolve_device(cfg.device)
+        accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=device.type == "cpu")
+        say = tqdm.write if (progress and accelerator.is_local_main_process) else (lambda *_: None)
+        if self.model is None:
+            self._build(trainable=True)
+        notes = []
+
+        # Chronological split per series; scale targets by the training part's spread only.
+        parts = []
+        for frame in frames:
+            origins = origins_with_targets(len(frame), self.window_size, self.horizon)
+            train, val = chronological_split(origins, cfg.val_size, self.horizon)
+            if cfg.max_train_windows and len(train) > cfg.max_train_windows:
+                train = train[-cfg.max_train_windows:]
+                notes.append(f"trained on the last {cfg.max_train_windows} windows of each series (--max_train_windows)")
+            if cfg.max_val_windows and len(val) > cfg.max_val_windows:
+                val = val[np.linspace(0, len(val) - 1, cfg.max_val_windows).round().astype(int)]
+                notes.append(f"validated on {cfg.max_val_windows} evenly spaced windows per series (max_val_windows)")
+            parts.append((frame, train, val, targets(frame, self.horizon, np.arange(len(frame)))))
+        y_train = np.concatenate([y[train] for _, train, _, y in parts])
+        if len(y_train) < 1:
+            raise StockLLMError("no training windows: pass a longer history or a smaller --window_size")
+        if self._head_state is None:
+            self.y_scale = torch.from_numpy(np.nanstd(y_train, axis=0)).float().clamp_min(1e-8)
+        scale = self.y_scale.double().numpy()
+        train_samples, val_samples = [], []
+        for frame, train, val, y in parts:
+            ys = np.nan_to_num(y / scale)
+            train_samples += self._series_samples(frame, train, ys)
+            if len(val):
+                val_samples += self._series_samples(frame, val, ys)
+        n_targets = sum(len(s["read_pos"]) for s in train_samples)
+        n_tokens = sum(len(s["ids"]) for s in train_samples)
+        tpw = self.tokens_per_window(frames[0])
+        say(f"codec {self.codec.name}: {tpw:.0f} tokens per {self.window_size}-day window; {cfg.train_mode} mode: "
+            f"{len(train_samples)} sequences, {n_tokens / len(train_samples):.0f} tokens and "
+            f"{n_targets / len(train_samples):.1f} targets each ({n_tokens / n_targets:.1f} tokens per target)")
+
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        gen = torch.Generator().manual_seed(cfg.seed)
+        loader = torch.utils.data.DataLoader(train_samples, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                                             collate_fn=lambda b: _collate(b, pad_id))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        model, optimizer, loader = accelerator.prepare(self.model, optimizer, loader)
+        steps_per_epoch = max(math.ceil(len(loader) / cfg.grad_accum), 1)
+        total = steps_per_epoch * cfg.epochs
+        if cfg.max_steps and cfg.max_steps < total:
+            total = cfg.max_steps
+            notes.append(f"stopped after --max_steps {cfg.max_steps} ({cfg.max_steps / steps_per_epoch:.2f} epochs)")
+
+        def validate() -> float:
+            return self._val_loss(accelerator.unwrap_model(model), val_samples, pad_id)
+
+        def snapshot() -> dict:
+            return {n: p.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters()
+                    if p.requires_grad}
+
+        naive_val = float(np.mean([np.mean(s["y"] ** 2) for s in val_samples])) if val_samples else float("nan")
+        best_loss, best_step, best_state = validate(), 0, snapshot()
+        say(f"step 0: val_loss {best_loss:.4f} (naive {naive_val:.4f})")
+        history, bad, step, seen_tokens, seen_targets = [], 0, 0, 0, 0
+        bar = tqdm(total=total, desc=f"lora {cfg.train_mode}", unit="step",
+                   disable=not (progress and accelerator.is_local_main_process))
+        t0, train_seconds, stop = time.perf_counter(), 0.0, False
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            running, n_batches = 0.0, 0
+            for batch in loader:
+                with accelerator.accumulate(model):
+                    pred = model(batch["input_ids"], batch["attention_mask"], batch["read_pos"])
+                    loss, _ = _masked_mse(pred, batch)
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                seen_tokens += int(batch["attention_mask"].sum())
+                seen_targets += int((batch["read_pos"] >= 0).sum())
+                running, n_batches = running + loss.item(), n_batches + 1
+                if accelerator.sync_gradients:
+                    step += 1
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch, loss=f"{running / n_batches:.4f}")
+                    if step >= total:
+                        stop = True
+                        break
+            train_seconds = time.perf_counter() - t0
+            val = validate()
+            history.append({"epoch": epoch, "step": step, "train_loss": running / max(n_batches, 1), "val_loss": val})
+            say(f"epoch {epoch} step {step}: train_loss {history[-1]['train_loss']:.4f}  val_loss {val:.4f} "
+                f"(naive {naive_val:.4f})")
+            if not val_samples or val < best_loss:
+                best_loss, best_step, best_state, bad = val, step, snapshot(), 0
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    say(f"early stop: no validation gain for {cfg.patience} evaluations")
+                    stop = True
+            t0 = time.perf_counter() - train_seconds
+            if stop:
+                break
+        bar.close()
+        accelerator.unwrap_model(model).load_state_dict(best_state, strict=False)
+        self.model = accelerator.unwrap_model(model)
+        self.model.eval()
+        accelerator.free_memory()
+        self.fit_info = {
+            "series": [{"source": f.attrs.get("source", ""), "first": f.index[0].strftime("%Y-%m-%d"),
+                        "last": f.index[-1].strftime("%Y-%m-%d"), "rows": len(f)} for f in frames],
+            "train_sequences": len(train_samples), "train_targets": n_targets, "val_targets": int(
+                sum(len(s["read_pos"]) for s in val_samples)),
+            "tokens_per_window": tpw, "tokens_per_target": n_tokens / n_targets,
+            "steps": step, "best_step": best_step, "best_val_loss": best_loss, "naive_val_loss": naive_val,
+            "train_seconds": train_seconds, "train_tokens_seen": seen_tokens, "train_targets_seen": seen_targets,
+            "history": history, "notes": sorted(set(notes)),
+        }
+        if self.fit_info["best_step"] == 0 and val_samples:
+            say("note: no step beat the untrained model on validation, so the checkpoint predicts like naive")
+        return self
+
+    def _forward_samples(self, model: RegressionLM, samples: list[dict], pad_id: int):
+        """Yield (sample slice, predictions [B, P, H] float32 on CPU) under inference_mode."""
+        device = next(model.head.parameters()).device
+        bs = max(self.config.batch_size, 1)
+        model.eval()
+        with torch.inference_mode():
+            for i in range(0, len(samples), bs):
+                chunk = samples[i:i + bs]
+                batch = _collate(chunk, pad_id)
+                pred = model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                             batch["read_pos"].to(device))
+                yield chunk, batch, pred.cpu()
+
+    def _val_loss(self, model: RegressionLM, samples: list[dict], pad_id: int) -> float:
+        if not samples:
+            return float("nan")
+        total, count = 0.0, 0
+        for _, batch, pred in self._forward_samples(model, samples, pad_id):
+            loss, n = _masked_mse(pred, batch)
+            total, count = total + loss.item() * n, count + n
+        return total / count
+
+    # --- prediction ----------------------------------------------------------------------------------------
+    def predict_returns(self, frame, origins):
+        """Read every origin from as few forward passes as the chunk plan allows (batched, inference_mode)."""
+        if self.model is None:
+            self._build(trainable=False)
+        origins = np.asarray(origins, dtype=np.int64)
+        days = np.unique(origins)
+        samples = self._series_samples(frame, days, None)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        by_day = {}
+        for chunk, _, pred in self._forward_samples(self.model, samples, pad_id):
+            for b, s in enumerate(chunk):
+                for p, d in enumerate(s["days"]):
+                    by_day[int(d)] = pred[b, p]
+        out = torch.stack([by_day[int(d)] for d in origins]) * self.y_scale
+        return out.double().numpy()
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+    def config_dict(self):
+        return to_dict(self.config)
+
+    def extra_meta(self):
+        return {"base_model": self.base_info, "codec": asdict(self.codec)}
+
+    def _save_weights(self, directory: Path) -> None:
+        if self.model is None:
+            raise StockLLMError("nothing to save: the LoRA model was never trained")
+        self.model.backbone.save_pretrained(directory / ADAPTER_DIR, safe_serialization=True)
+        head = self.model.head
+        save_file({"weight": head.weight.detach().float().cpu().contiguous(),
+                   "bias": head.bias.detach().float().cpu().contiguous(),
+                   "y_scale": self.y_scale.float().contiguous()}, str(directory / HEAD_FILE))
+
+    @classmethod
+    def _from_meta(cls, meta, directory, **overrides):
+        config = from_dict(LoRAConfig, {**meta.get("config", {}), **overrides.pop("train_config_values", {})})
+        for key, value in overrides.items():
+            if value is not None and key != "train_config":
+                setattr(config, key, value)
+        if overrides.get("train_config") is not None:
+            # --resume: keep the architecture (adapter, codec, base) and take the new run's loop settings.
+            new = overrides["train_config"]
+            for key in ("epochs", "batch_size", "learning_rate", "weight_decay", "grad_accum", "max_steps",
+                        "max_train_windows", "patience", "val_size", "gradient_checkpointing", "seed", "device"):
+                setattr(config, key, getattr(new, key))
+        model = cls(DataConfig(**meta["data"]), config)
+        model.base_info = dict(meta.get("base_model", {}))
+        model.base_info["model_path"] = model.base_info.get("model_path", config.model_path)
+        codec = meta.get("codec")
+        if codec:
+            model.codec = Codec(**codec)
+        head_path, adapter = directory / HEAD_FILE, directory / ADAPTER_DIR
+        if not head_path.is_file() or not adapter.is_dir():
+            raise StockLLMError(f"{directory} lacks {HEAD_FILE} or {ADAPTER_DIR}/: the checkpoint is incomplete; "
+                                "train again")
+        tensors = load_file(str(head_path))
+        model._head_state = {"weight": tensors["weight"], "bias": tensors["bias"]}
+        model.y_scale = tensors["y_scale"]
+        model._adapter_dir = adapter
+        return model
