@@ -42,7 +42,8 @@ def _window_flags(parser: argparse.ArgumentParser) -> None:
 def _training_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training (defaults: mlp / lora)")
     g.add_argument("--epochs", type=int, help="passes over the training windows (100 / 20)")
-    g.add_argument("--batch_size", type=int, help="windows per step (32 / 4)")
+    g.add_argument("--batch_size", type=int, help="sequences per step (mlp 32 windows; lora 1 chunk of "
+                   "~100 windows in chunks mode, 4 in windows mode)")
     g.add_argument("--learning_rate", type=float, help="AdamW learning rate (1e-3 / 1e-4)")
     g.add_argument("--weight_decay", type=float, help="AdamW weight decay (1e-2 / 0)")
     g.add_argument("--patience", type=int, help="early stopping: epochs (mlp) or evaluations (lora) without a "
@@ -229,8 +230,11 @@ def cmd_train(args, say) -> None:
     model.save(args.save_dir)
     info = model.fit_info
     if info.get("naive_val_loss"):
-        say(f"best epoch {info['best_epoch']}: val_loss {info['best_val_loss']:.4f} "
-            f"(naive {info['naive_val_loss']:.4f}, ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
+        where = f"step {info['best_step']}" if "best_step" in info else f"epoch {info['best_epoch']}"
+        say(f"best {where}: val_loss {info['best_val_loss']:.4f} (naive {info['naive_val_loss']:.4f}, "
+            f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
+    for note in info.get("notes", []):
+        say(f"note: {note}")
     _report(model, say)
     say(f"saved checkpoint to {args.save_dir}")
 
@@ -304,9 +308,6 @@ def cmd_evaluate(args, say) -> None:
     write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
     plot_forecasts(forecasts, out / "plot.png")
     say(format_table(table))
-    notes = sorted({n for n in forecasts.attrs.get("notes", [])})
-    for note in notes:
-        say(f"note: {note}")
     say(f"wrote {out / 'metrics.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}")
 
 
@@ -326,6 +327,22 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
     print(f"stockllm: warning: {message}", file=sys.stderr)
 
 
+def _quiet_libraries() -> None:
+    """Keep library chatter (weight-loading bars, deprecation notices) out of the user's terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name in ("transformers", "peft", "accelerate", "torch"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=name)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=name)
+        warnings.filterwarnings("ignore", category=UserWarning, module=name)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 2 bad flags, 130 interrupted)."""
     args = _build_parser().parse_args(argv)
@@ -333,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     old_showwarning = warnings.showwarning
     warnings.showwarning = _print_warning
     try:
+        if args.command in ("train", "predict", "evaluate"):
+            _quiet_libraries()
         COMMANDS[args.command](args, say)
         return 0
     except StockLLMError as exc:

@@ -50,7 +50,7 @@ class LoRAConfig:
     lora_dropout: float = 0.05
     target_modules: str = "all-linear"
     epochs: int = 20
-    batch_size: int = 4
+    batch_size: int | None = None  # sequences per step; None: 1 chunk (~100 targets) in chunks mode, 4 windows
     learning_rate: float = 1e-4
     weight_decay: float = 0.0
     grad_accum: int = 1

@@ -113,6 +113,8 @@ def evaluate(
         if model.needs_fit:
             log(f"fitting {model_name} on the training part of {len(frames)} series")
             model.fit(train_parts, progress=progress)
+            for note in model.fit_info.get("notes", []):
+                log(f"note: {model_name}: {note}")
         for series, frame in frames.items():
             origins = test_origins(len(frame), splits[series], model.window_size, model.horizon)
             if len(origins) == 0:

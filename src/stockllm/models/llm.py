@@ -118,6 +118,8 @@ class LoRAForecaster(Forecaster):
             raise StockLLMError(f"unknown --train_mode {self.config.train_mode!r}: use chunks or windows")
         if self.config.train_mode == "chunks" and self.config.chunk_days <= self.window_size:
             raise StockLLMError(f"--chunk_days {self.config.chunk_days} must exceed --window_size {self.window_size}")
+        if self.config.batch_size is None:
+            self.config.batch_size = 1 if self.config.train_mode == "chunks" else 4
         self.codec = Codec(self.config.prompt_format)
         self.y_scale = torch.ones(self.horizon)
         self.model: RegressionLM | None = None
@@ -125,6 +127,7 @@ class LoRAForecaster(Forecaster):
         self.base_info: dict = {}
         self._adapter_dir: Path | None = None
         self._head_state: dict | None = None
+        self._resumed_from: str | None = None
 
     @property
     def chunk_days(self) -> int:
@@ -233,8 +236,8 @@ class LoRAForecaster(Forecaster):
                 train = train[-cfg.max_train_windows:]
                 notes.append(f"trained on the last {cfg.max_train_windows} windows of each series (--max_train_windows)")
             if cfg.max_val_windows and len(val) > cfg.max_val_windows:
-                val = val[np.linspace(0, len(val) - 1, cfg.max_val_windows).round().astype(int)]
-                notes.append(f"validated on {cfg.max_val_windows} evenly spaced windows per series (max_val_windows)")
+                val = val[-cfg.max_val_windows:]
+                notes.append(f"validated on the last {cfg.max_val_windows} windows of each series' validation part")
             parts.append((frame, train, val, targets(frame, self.horizon, np.arange(len(frame)))))
         y_train = np.concatenate([y[train] for _, train, _, y in parts])
         if len(y_train) < 1:
@@ -275,7 +278,8 @@ class LoRAForecaster(Forecaster):
             return {n: p.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters()
                     if p.requires_grad}
 
-        naive_val = float(np.mean([np.mean(s["y"] ** 2) for s in val_samples])) if val_samples else float("nan")
+        naive_val = (float(sum((s["y"] ** 2).sum() for s in val_samples) / sum(s["y"].size for s in val_samples))
+                     if val_samples else float("nan"))
         best_loss, best_step, best_state = validate(), 0, snapshot()
         say(f"step 0: val_loss {best_loss:.4f} (naive {naive_val:.4f})")
         history, bad, step, seen_tokens, seen_targets = [], 0, 0, 0, 0
@@ -332,6 +336,8 @@ class LoRAForecaster(Forecaster):
             "train_seconds": train_seconds, "train_tokens_seen": seen_tokens, "train_targets_seen": seen_targets,
             "history": history, "notes": sorted(set(notes)),
         }
+        if self._resumed_from:
+            self.fit_info["resumed_from"] = self._resumed_from
         if self.fit_info["best_step"] == 0 and val_samples:
             say("note: no step beat the untrained model on validation, so the checkpoint predicts like naive")
         return self
@@ -392,23 +398,21 @@ class LoRAForecaster(Forecaster):
                    "y_scale": self.y_scale.float().contiguous()}, str(directory / HEAD_FILE))
 
     @classmethod
-    def _from_meta(cls, meta, directory, **overrides):
-        config = from_dict(LoRAConfig, {**meta.get("config", {}), **overrides.pop("train_config_values", {})})
+    def _from_meta(cls, meta, directory, train_config: LoRAConfig | None = None, **overrides):
+        """Rebuild from a checkpoint. ``overrides`` (model_path, device, trust_remote_code) replace saved values;
+        ``train_config`` (--resume) keeps the saved architecture and takes the new run's loop settings."""
+        config = from_dict(LoRAConfig, meta.get("config", {}))
         for key, value in overrides.items():
-            if value is not None and key != "train_config":
+            if value is not None:
                 setattr(config, key, value)
-        if overrides.get("train_config") is not None:
-            # --resume: keep the architecture (adapter, codec, base) and take the new run's loop settings.
-            new = overrides["train_config"]
+        if train_config is not None:
             for key in ("epochs", "batch_size", "learning_rate", "weight_decay", "grad_accum", "max_steps",
                         "max_train_windows", "patience", "val_size", "gradient_checkpointing", "seed", "device"):
-                setattr(config, key, getattr(new, key))
+                setattr(config, key, getattr(train_config, key))
         model = cls(DataConfig(**meta["data"]), config)
         model.base_info = dict(meta.get("base_model", {}))
-        model.base_info["model_path"] = model.base_info.get("model_path", config.model_path)
-        codec = meta.get("codec")
-        if codec:
-            model.codec = Codec(**codec)
+        if meta.get("codec"):
+            model.codec = Codec(**meta["codec"])
         head_path, adapter = directory / HEAD_FILE, directory / ADAPTER_DIR
         if not head_path.is_file() or not adapter.is_dir():
             raise StockLLMError(f"{directory} lacks {HEAD_FILE} or {ADAPTER_DIR}/: the checkpoint is incomplete; "
@@ -417,4 +421,6 @@ class LoRAForecaster(Forecaster):
         model._head_state = {"weight": tensors["weight"], "bias": tensors["bias"]}
         model.y_scale = tensors["y_scale"]
         model._adapter_dir = adapter
+        if train_config is not None:
+            model._resumed_from = str(directory)
         return model

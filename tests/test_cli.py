@@ -1,0 +1,390 @@
+"""Tests for the ``stockllm`` command: train, predict, evaluate, download, errors, and the installed entry points."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import stockllm
+from conftest import make_ohlcv, write_csv
+from stockllm import data as data_module
+from stockllm.cli import main
+from stockllm.data import load_ohlcv
+from stockllm.features import future_dates
+
+PREDICTION_COLUMNS = ["date", "horizon", "predicted_close", "last_close", "model"]
+
+
+# --- helpers and shared files ---------------------------------------------------------------------------------
+
+def ok(capsys, argv) -> str:
+    """Run the CLI, require exit 0 and no error line; return stdout."""
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "stockllm: error" not in err
+    assert "Traceback" not in out + err
+    return out
+
+
+def fails(capsys, argv) -> str:
+    """Run the CLI, require a non-zero exit with exactly one error line and no traceback; return that line."""
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert rc != 0
+    errors = [line for line in err.splitlines() if line.startswith("stockllm: error:")]
+    assert len(errors) == 1, err
+    assert "Traceback" not in out + err
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict:
+    """Shared inputs and one MLP checkpoint trained through the CLI (3 epochs)."""
+    root = tmp_path_factory.mktemp("cli")
+    paths = {
+        "root": root,
+        "a": write_csv(make_ohlcv(260, seed=1), root / "a.csv"),
+        "b": write_csv(make_ohlcv(200, seed=2, start="2019-03-01"), root / "b.csv"),
+        "short": write_csv(make_ohlcv(20, seed=3), root / "short.csv"),
+        "checkpoint": root / "ckpt",
+    }
+    assert main(["train", "--model", "mlp", "--data", str(paths["a"]), "--epochs", "3", "--quiet",
+                 "--save_dir", str(paths["checkpoint"])]) == 0
+    return paths
+
+
+def check_predictions(out: str, csv: Path, frame: pd.DataFrame, horizon: int, model: str) -> pd.DataFrame:
+    assert "trainable parameters:" in out
+    assert "peak memory" in out
+    dates = list(future_dates(frame.index[-1], horizon).strftime("%Y-%m-%d"))
+    for h, date in enumerate(dates, start=1):
+        assert f"{date}  +{h}d" in out
+    table = pd.read_csv(csv)
+    assert list(table.columns[:5]) == PREDICTION_COLUMNS
+    assert len(table) == horizon
+    assert list(table["date"]) == dates
+    assert list(table["horizon"]) == list(range(1, horizon + 1))
+    assert (table["model"] == model).all()
+    np.testing.assert_allclose(table["last_close"], frame["Close"].iloc[-1], rtol=1e-12)
+    assert np.isfinite(table["predicted_close"]).all()
+    return table
+
+
+# --- train and predict ----------------------------------------------------------------------------------------
+
+def test_train_writes_a_checkpoint_and_reports(files, capsys, tmp_path):
+    out = ok(capsys, ["train", "--model", "mlp", "--data", files["a"], "--epochs", "3", "--quiet",
+                      "--save_dir", tmp_path / "ck"])
+    assert "trainable parameters: 9,859" in out  # 150*64 + 64 + 64*3 + 3
+    assert "peak memory" in out
+    assert "val_loss" in out and "naive" in out
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["model.safetensors", "stockllm.json"]
+
+
+def test_predict_with_checkpoint(files, capsys, tmp_path):
+    output = tmp_path / "predictions.csv"
+    out = ok(capsys, ["predict", "--checkpoint", files["checkpoint"], "--data", files["a"], "--output", output])
+    table = check_predictions(out, output, load_ohlcv(files["a"]), 3, "mlp")
+    assert "trainable parameters: 9,859" in out
+    # The saved model, loaded in-process, forecasts the same closes.
+    from stockllm.models import load_forecaster
+
+    expected = load_forecaster(files["checkpoint"]).forecast(load_ohlcv(files["a"]))
+    np.testing.assert_allclose(table["predicted_close"], expected["predicted_close"], rtol=1e-12)
+
+
+def test_predict_with_seed_aliases(files, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = ok(capsys, ["predict", "--model_path", files["checkpoint"], "--test_csv", files["a"]])
+    # --output defaults to predictions.csv in the working folder.
+    check_predictions(out, tmp_path / "predictions.csv", load_ohlcv(files["a"]), 3, "mlp")
+
+
+def test_predict_several_files(files, capsys, tmp_path):
+    output = tmp_path / "p.csv"
+    ok(capsys, ["predict", "--checkpoint", files["checkpoint"], "--data", files["a"], files["b"], "--output", output])
+    table = pd.read_csv(output)
+    assert len(table) == 6
+    assert list(table["series"].unique()) == ["a", "b"]
+
+
+def test_predict_naive_needs_no_checkpoint(files, capsys, tmp_path):
+    output = tmp_path / "naive.csv"
+    out = ok(capsys, ["predict", "--model", "naive", "--data", files["a"], "--output", output])
+    table = check_predictions(out, output, load_ohlcv(files["a"]), 3, "naive")
+    assert (table["predicted_close"] == table["last_close"]).all()
+    assert "trainable parameters: 0" in out
+
+
+def test_seed_flag_names(files, capsys, tmp_path):
+    ck = tmp_path / "seed_ck"
+    ok(capsys, ["train", "--data", files["a"], "--epochs", "2", "--batch_size", "16", "--learning_rate", "0.005",
+                "--window_size", "12", "--horizon", "2", "--save_dir", ck, "--quiet"])
+    meta = json.loads((ck / "stockllm.json").read_text())
+    assert meta["kind"] == "mlp"
+    assert meta["data"] == {"window_size": 12, "horizon": 2}
+    assert meta["config"]["epochs"] == 2
+    assert meta["config"]["batch_size"] == 16
+    assert meta["config"]["learning_rate"] == 0.005
+    assert meta["fit"]["epochs_run"] <= 2
+    output = tmp_path / "out.csv"
+    out = ok(capsys, ["predict", "--checkpoint", ck, "--data", files["a"], "--output", output])
+    check_predictions(out, output, load_ohlcv(files["a"]), 2, "mlp")  # window and horizon come from the folder
+
+
+# --- evaluate --------------------------------------------------------------------------------------------------
+
+def test_evaluate_writes_metrics_forecasts_and_plot(files, capsys, tmp_path):
+    out_dir = tmp_path / "eval"
+    out = ok(capsys, ["evaluate", "--data", files["a"], files["b"], "--models", "naive,drift,mlp", "--epochs", "3",
+                      "--window_size", "10", "--output_dir", out_dir, "--quiet"])
+    assert sorted(p.name for p in out_dir.iterdir()) == ["forecasts.csv", "metrics.csv", "plot.png"]
+    table = pd.read_csv(out_dir / "metrics.csv")
+    for column in ["series", "model", "horizon", "mae", "rmse", "mape", "mae_vs_naive", "dir_acc", "dm_pvalue"]:
+        assert column in table.columns
+    assert set(table["model"]) == {"naive", "drift", "mlp"}
+    assert set(table["series"]) == {"a", "b"}
+    assert len(table) == 3 * 2 * 3
+    assert (table.loc[table["model"] == "naive", "mae_vs_naive"] == 1.0).all()
+    forecasts = pd.read_csv(out_dir / "forecasts.csv")
+    assert {"series", "model", "origin", "horizon", "target_date", "actual", "predicted"} <= set(forecasts.columns)
+    assert (out_dir / "plot.png").read_bytes().startswith(b"\x89PNG")
+    # The table is printed.
+    assert "mae_vs_naive" in out and "drift" in out and "mlp" in out
+
+
+def test_evaluate_always_scores_naive(files, capsys, tmp_path):
+    ok(capsys, ["evaluate", "--data", files["a"], "--models", "drift", "--window_size", "10",
+                "--output_dir", tmp_path, "--quiet"])
+    assert set(pd.read_csv(tmp_path / "metrics.csv")["model"]) == {"naive", "drift"}
+
+
+# --- errors for people ---------------------------------------------------------------------------------------
+
+def test_missing_data_file(files, capsys, tmp_path):
+    missing = tmp_path / "nope.csv"
+    line = fails(capsys, ["predict", "--model", "naive", "--data", missing, "--output", tmp_path / "p.csv"])
+    assert "nope.csv" in line
+    line = fails(capsys, ["evaluate", "--data", missing, "--output_dir", tmp_path / "ev", "--quiet"])
+    assert "nope.csv" in line
+    line = fails(capsys, ["train", "--data", missing, "--save_dir", tmp_path / "ck", "--quiet"])
+    assert "nope.csv" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_cell_names_row_and_column(files, capsys, tmp_path):
+    lines = files["a"].read_text().splitlines()
+    cells = lines[4].split(",")
+    cells[4] = "abc"  # Close of file row 5 (header = row 1)
+    lines[4] = ",".join(cells)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    out_dir = tmp_path / "ev"
+    line = fails(capsys, ["evaluate", "--data", bad, "--output_dir", out_dir, "--quiet"])
+    assert "bad.csv" in line and "row 5" in line and "column Close" in line and "'abc'" in line
+    assert not out_dir.exists()
+    line = fails(capsys, ["predict", "--checkpoint", files["checkpoint"], "--data", bad, "--output", tmp_path / "p.csv"])
+    assert "row 5" in line and "column Close" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_unknown_model_name(files, capsys, tmp_path):
+    out_dir = tmp_path / "ev"
+    line = fails(capsys, ["evaluate", "--data", files["a"], "--models", "naive,prophet", "--output_dir", out_dir])
+    assert "prophet" in line and "naive" in line
+    assert not out_dir.exists()
+
+
+@pytest.mark.parametrize("size", ["1.5", "0", "-0.2"])
+def test_bad_test_size(files, capsys, tmp_path, size):
+    out_dir = tmp_path / "ev"
+    line = fails(capsys, ["evaluate", "--data", files["a"], "--test_size", size, "--output_dir", out_dir])
+    assert "--test_size" in line
+    assert not out_dir.exists()
+
+
+def test_predict_with_a_folder_that_is_not_a_checkpoint(files, capsys, tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    output = tmp_path / "p.csv"
+    line = fails(capsys, ["predict", "--checkpoint", folder, "--data", files["a"], "--output", output])
+    assert "stockllm.json" in line and str(folder) in line
+    fails(capsys, ["predict", "--model_path", folder, "--test_csv", files["a"], "--output", output])
+    fails(capsys, ["predict", "--checkpoint", tmp_path / "nowhere", "--data", files["a"], "--output", output])
+    assert not output.exists()
+
+
+def test_file_too_short_for_the_window(files, capsys, tmp_path):
+    line = fails(capsys, ["train", "--data", files["short"], "--save_dir", tmp_path / "ck", "--quiet"])
+    assert "short.csv" in line and "too few rows" in line and "30" in line
+    line = fails(capsys, ["predict", "--checkpoint", files["checkpoint"], "--data", files["short"],
+                          "--output", tmp_path / "p.csv"])
+    assert "short.csv" in line
+    fails(capsys, ["evaluate", "--data", files["short"], "--output_dir", tmp_path / "ev", "--quiet"])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_flag_value_is_a_usage_error(capsys):
+    """argparse rejects the value: exit status 2, a usage line naming the flag, no traceback."""
+    try:
+        code = main(["train", "--data", "x.csv", "--epochs", "many"])
+    except SystemExit as exc:  # argparse exits from parse_args
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "--epochs" in err and "error:" in err
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.xfail(reason="bug: evaluate with a --test_size so small that no test origin has all its targets "
+                          "crashes in pd.concat ('unexpected ValueError: No objects to concatenate')", strict=True)
+def test_test_size_too_small_for_any_forecast(files, capsys, tmp_path):
+    out_dir = tmp_path / "ev"
+    line = fails(capsys, ["evaluate", "--data", files["b"], "--models", "naive,drift", "--test_size", "0.005",
+                          "--output_dir", out_dir, "--quiet"])
+    assert "unexpected" not in line
+    assert "--test_size" in line or "test part" in line
+    assert not out_dir.exists()
+
+
+@pytest.mark.xfail(reason="bug: cmd_evaluate creates --output_dir only after fitting and backtesting; when it is "
+                          "an existing file the run ends in 'unexpected FileExistsError'", strict=True)
+def test_evaluate_output_dir_that_is_a_file(files, capsys, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    line = fails(capsys, ["evaluate", "--data", files["a"], "--models", "naive", "--output_dir", target, "--quiet"])
+    assert "unexpected" not in line and "taken" in line
+    assert target.read_text() == "keep me"
+
+
+@pytest.mark.xfail(reason="bug: MLP training flags are not range-checked; they end in 'unexpected ...' errors "
+                          "(--batch_size 0, --learning_rate -1, --val_size -0.5), a misleading message "
+                          "(--val_size 1.5: 'only 0 training windows ... smaller --window_size') or a silently "
+                          "saved untrained checkpoint (--epochs -1, --hidden_size 0)", strict=True)
+@pytest.mark.parametrize("flag, value", [("--batch_size", "0"), ("--learning_rate", "-1"), ("--val_size", "1.5"),
+                                         ("--val_size", "-0.5"), ("--epochs", "-1"), ("--hidden_size", "0")])
+def test_out_of_range_training_flags(files, capsys, tmp_path, flag, value):
+    ck = tmp_path / "ck"
+    line = fails(capsys, ["train", "--data", files["b"], "--epochs", "2", flag, value, "--save_dir", ck, "--quiet"])
+    assert flag in line and "unexpected" not in line
+    assert not ck.exists()
+
+
+def test_debug_shows_the_traceback(capsys, tmp_path):
+    rc = main(["predict", "--model", "naive", "--data", str(tmp_path / "nope.csv"), "--debug"])
+    _, err = capsys.readouterr()
+    assert rc != 0
+    assert "Traceback" in err and "stockllm: error:" in err
+
+
+# --- download (yfinance replaced) ---------------------------------------------------------------------------
+
+def yahoo_like(ticker: str, n: int = 15) -> pd.DataFrame:
+    """What yfinance's Ticker.history(auto_adjust=False) returns: tz-aware index, extra columns."""
+    bars = make_ohlcv(n, seed=sum(map(ord, ticker)))
+    index = pd.DatetimeIndex(bars.index).tz_localize("America/New_York").rename("Date")
+    return pd.DataFrame({
+        "Open": bars["Open"].to_numpy(), "High": bars["High"].to_numpy(), "Low": bars["Low"].to_numpy(),
+        "Close": bars["Close"].to_numpy(), "Adj Close": bars["Close"].to_numpy() * 0.98,
+        "Volume": bars["Volume"].to_numpy().astype(np.int64), "Dividends": 0.0, "Stock Splits": 0.0,
+    }, index=index)
+
+
+def test_download_offline_is_one_line_and_writes_nothing(capsys, tmp_path, monkeypatch):
+    def offline(ticker, **kwargs):
+        raise OSError("Could not resolve host: query2.finance.yahoo.com")
+
+    monkeypatch.setattr(data_module, "fetch_yahoo", offline)
+    monkeypatch.chdir(tmp_path)
+    rc = main(["download", "--ticker", "AAA"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    errors = [line for line in err.splitlines() if line.startswith("stockllm: error:")]
+    assert len(errors) == 1 and "could not reach Yahoo Finance" in errors[0]
+    assert "--data" in errors[0]
+    assert "Traceback" not in out + err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_several_tickers_to_a_folder(capsys, tmp_path, monkeypatch):
+    calls = []
+
+    def fake(ticker, **kwargs):
+        calls.append(ticker)
+        return yahoo_like(ticker)
+
+    monkeypatch.setattr(data_module, "fetch_yahoo", fake)
+    out_dir = tmp_path / "bars"
+    ok(capsys, ["download", "--ticker", "AAA,BBB", "--output", out_dir])
+    assert calls == ["AAA", "BBB"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["AAA.csv", "BBB.csv"]
+    for ticker in ("AAA", "BBB"):
+        path = out_dir / f"{ticker}.csv"
+        assert path.read_text().splitlines()[0] == "Date,Open,High,Low,Close,Volume"
+        raw = yahoo_like(ticker)
+        frame = load_ohlcv(path)
+        # Exchange-local calendar dates, unadjusted Close.
+        assert list(frame.index.strftime("%Y-%m-%d")) == list(raw.index.strftime("%Y-%m-%d"))
+        np.testing.assert_allclose(frame["Close"], raw["Close"], rtol=1e-12)
+        np.testing.assert_array_equal(frame["Volume"], raw["Volume"].astype(float))
+
+
+def test_download_one_ticker_to_a_file(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(data_module, "fetch_yahoo", lambda ticker, **kwargs: yahoo_like(ticker))
+    output = tmp_path / "x.csv"
+    ok(capsys, ["download", "--ticker", "AAA", "--output", output])
+    assert output.read_text().splitlines()[0] == "Date,Open,High,Low,Close,Volume"
+    assert len(load_ohlcv(output)) == 15
+
+
+def test_download_one_bad_ticker_writes_nothing(capsys, tmp_path, monkeypatch):
+    def fake(ticker, **kwargs):
+        if ticker == "BBB":
+            return yahoo_like(ticker).iloc[:0]
+        return yahoo_like(ticker)
+
+    monkeypatch.setattr(data_module, "fetch_yahoo", fake)
+    out_dir = tmp_path / "bars"
+    line = fails(capsys, ["download", "--ticker", "AAA,BBB", "--output", out_dir])
+    assert "BBB" in line
+    assert not out_dir.exists() or list(out_dir.iterdir()) == []
+
+
+# --- installed entry points (real processes) ---------------------------------------------------------------
+
+def test_python_m_stockllm_help():
+    result = subprocess.run([sys.executable, "-m", "stockllm", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage: stockllm" in result.stdout
+    for command in ("download", "train", "predict", "evaluate"):
+        assert command in result.stdout
+
+
+def test_console_script_version():
+    script = shutil.which("stockllm") or str(Path(sys.executable).with_name("stockllm"))
+    if not Path(script).exists():
+        pytest.fail("the stockllm console script is not installed (pip install -e .)")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"stockllm {stockllm.__version__}"
+
+
+# --- acceptance on real data ----------------------------------------------------------------------------------
+
+def test_nasdaq_mlp_is_not_worse_than_naive(nasdaq_path, capsys, tmp_path):
+    out_dir = tmp_path / "nasdaq"
+    out = ok(capsys, ["evaluate", "--data", nasdaq_path, "--models", "naive,drift,mlp", "--output_dir", out_dir,
+                      "--quiet"])
+    table = pd.read_csv(out_dir / "metrics.csv")
+    mlp = table[table["model"] == "mlp"].set_index("horizon")
+    assert sorted(mlp.index) == [1, 2, 3]
+    assert (mlp["mae_vs_naive"] <= 1.02).all(), mlp[["mae", "mae_vs_naive"]].to_string()
+    assert "nasdaq" in out
