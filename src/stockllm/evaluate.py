@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .errors import StockLLMError
 from .features import origins_with_targets, targets, to_prices
 from .models.base import Forecaster
 
@@ -120,6 +121,9 @@ def evaluate(
             if len(origins) == 0:
                 continue
             pieces.append(backtest(model, model_name, series, frame, origins))
+    if not pieces:
+        raise StockLLMError(f"no test origin has all {next(iter(models.values()))().horizon} targets inside the test "
+                            f"part (--test_size {test_size}): use a larger --test_size or longer files")
     forecasts = pd.concat(pieces, ignore_index=True)
     return metrics(forecasts), forecasts
 

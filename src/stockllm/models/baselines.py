@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..device import torch_threads
 from ..config import DataConfig, MLPConfig, from_dict, to_dict
 from ..errors import StockLLMError
 from ..features import N_FEATURES, chronological_split, origins_with_targets, targets, window_inputs
@@ -90,6 +91,10 @@ class MLPForecaster(Forecaster):
         return x.reshape(len(x), -1)
 
     def fit(self, frames, progress=True):
+        with torch_threads(1):
+            return self._fit(frames, progress)
+
+    def _fit(self, frames, progress):
         """Train on the pooled windows of ``frames``; keep the epoch with the lowest validation loss.
 
         Epoch 0 (the untrained, naive-equal model) is a candidate too, so a model that cannot beat the
@@ -159,7 +164,7 @@ class MLPForecaster(Forecaster):
     def predict_returns(self, frame, origins):
         x = self._inputs(window_inputs(frame, self.window_size, origins))
         self.net.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(1):
             out = self.net(x) * self.y_scale
         return out.double().numpy()
 
