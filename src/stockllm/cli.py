@@ -21,6 +21,13 @@ from .errors import StockLLMError
 EXIT_ERROR = 1
 
 
+def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
+    """Show N / X / TEXT in --help instead of argparse's upper-cased flag names."""
+    for action in parser._actions:
+        if action.option_strings and action.nargs != 0 and action.metavar is None and action.choices is None:
+            action.metavar = {int: "N", float: "X"}.get(action.type, "TEXT")
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show a full traceback on errors")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -53,7 +60,7 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="random seed (0)")
     g.add_argument("--hidden_size", type=int, help="MLP hidden units (64)")
     lg = parser.add_argument_group("LLM (--model lora)")
-    lg.add_argument("--model_path", help="base model: Hugging Face id, local folder or .gguf file "
+    lg.add_argument("--model_path", metavar="PATH", help="base model: Hugging Face id, local folder or .gguf file "
                     f"(default {LoRAConfig.model_path})")
     lg.add_argument("--prompt_format", choices=["compact", "verbose"], help="codec: compact (default, scale-free, "
                     "short) or verbose (the seed's text)")
@@ -65,6 +72,8 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     lg.add_argument("--lora_dropout", type=float, help="LoRA dropout (0.05)")
     lg.add_argument("--target_modules", help="LoRA targets: 'all-linear' (default) or comma-separated names")
     lg.add_argument("--max_steps", type=int, help="stop after this many optimizer steps (bounds CPU runs)")
+    lg.add_argument("--max_train_seconds", type=float, help="stop training after this many seconds (validation "
+                    "excluded); bounds CPU runs")
     lg.add_argument("--max_train_windows", type=int, help="train only on the last N windows of each series")
     lg.add_argument("--grad_accum", type=int, help="gradient accumulation steps (1)")
     lg.add_argument("--gradient_checkpointing", action="store_true", default=None, help="trade time for memory")
@@ -92,7 +101,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="first date, YYYY-MM-DD")
     p.add_argument("--end", help="last date (exclusive), YYYY-MM-DD")
     p.add_argument("--interval", default="1d", help="bar size (default %(default)s)")
-    p.add_argument("--output", help="CSV path for one ticker (default TICKER.csv), or a folder for several")
+    p.add_argument("--output", metavar="PATH", help="CSV path for one ticker (default TICKER.csv), or a folder for several")
     _common(p)
 
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
@@ -101,8 +110,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["mlp", "lora"], default="mlp", help="mlp (default) or lora (the LLM)")
     _data_flags(p)
     _window_flags(p)
-    p.add_argument("--save_dir", default="./checkpoints", help="checkpoint folder to write (default %(default)s)")
-    p.add_argument("--resume", help="LLM only: continue from this checkpoint folder's adapter and head")
+    p.add_argument("--save_dir", default="./checkpoints", metavar="DIR", help="checkpoint folder to write (default %(default)s)")
+    p.add_argument("--resume", metavar="DIR", help="LLM only: continue from this checkpoint folder's adapter and head")
     _training_flags(p)
     _common(p)
 
@@ -110,14 +119,14 @@ def _build_parser() -> argparse.ArgumentParser:
                        description="Forecast the next H trading days after the last row of each file and write "
                                    "predictions.csv (date,horizon,predicted_close,last_close,model).")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", "--lora_weights", dest="checkpoint", help="checkpoint folder from train")
+    src.add_argument("--checkpoint", "--lora_weights", dest="checkpoint", metavar="DIR", help="checkpoint folder from train")
     src.add_argument("--model", choices=["naive", "drift"], help="a baseline that needs no checkpoint")
-    p.add_argument("--model_path", help="a checkpoint folder, or (LLM) the base model to use instead of the one "
+    p.add_argument("--model_path", metavar="PATH", help="a checkpoint folder, or (LLM) the base model to use instead of the one "
                    "recorded in the checkpoint")
     _data_flags(p, alias_test_csv=True)
     p.add_argument("--window_size", type=int, default=DataConfig.window_size, help="baselines only (default 30)")
     p.add_argument("--horizon", type=int, default=DataConfig.horizon, help="baselines only (default 3)")
-    p.add_argument("--output", default="predictions.csv", help="CSV to write (default %(default)s)")
+    p.add_argument("--output", default="predictions.csv", metavar="FILE", help="CSV to write (default %(default)s)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
     _common(p)
@@ -131,7 +140,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    "(default %(default)s; naive is always scored)")
     p.add_argument("--test_size", type=float, default=0.2, help="share of each series held out, at its end "
                    "(default %(default)s)")
-    p.add_argument("--output_dir", default="evaluation", help="folder for metrics.csv, forecasts.csv and plot.png "
+    p.add_argument("--output_dir", default="evaluation", metavar="DIR", help="folder for metrics.csv, forecasts.csv and plot.png "
                    "(default %(default)s)")
     _training_flags(p)
     _common(p)
@@ -139,9 +148,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download-model", help="download a base model from the Hugging Face Hub to a folder",
                        description="Download a base model (config, tokenizer, safetensors weights) for --model_path.")
     p.add_argument("--model", default=LoRAConfig.model_path, help="Hugging Face id (default %(default)s)")
-    p.add_argument("--save_dir", help="folder to write (default: the id's last part, e.g. ./Qwen3-0.6B)")
+    p.add_argument("--save_dir", metavar="DIR", help="folder to write (default: the id's last part, e.g. ./Qwen3-0.6B)")
     p.add_argument("--revision", help="branch, tag or commit (default: main)")
     _common(p)
+    for command in sub.choices.values():
+        _tidy_metavars(command)
     return parser
 
 

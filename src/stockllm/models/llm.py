@@ -306,6 +306,11 @@ class LoRAForecaster(Forecaster):
                     if step >= total:
                         stop = True
                         break
+                    if cfg.max_train_seconds and time.perf_counter() - t0 >= cfg.max_train_seconds:
+                        notes.append(f"stopped at the --max_train_seconds {cfg.max_train_seconds:g} budget after "
+                                     f"{step} steps ({step / steps_per_epoch:.2f} epochs)")
+                        stop = True
+                        break
             train_seconds = time.perf_counter() - t0
             val = validate()
             history.append({"epoch": epoch, "step": step, "train_loss": running / max(n_batches, 1), "val_loss": val})
@@ -407,7 +412,7 @@ class LoRAForecaster(Forecaster):
                 setattr(config, key, value)
         if train_config is not None:
             for key in ("epochs", "batch_size", "learning_rate", "weight_decay", "grad_accum", "max_steps",
-                        "max_train_windows", "patience", "val_size", "gradient_checkpointing", "seed", "device"):
+                        "max_train_seconds", "max_train_windows", "patience", "val_size", "gradient_checkpointing", "seed", "device"):
                 setattr(config, key, getattr(train_config, key))
         model = cls(DataConfig(**meta["data"]), config)
         model.base_info = dict(meta.get("base_model", {}))
