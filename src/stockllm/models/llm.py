@@ -128,6 +128,7 @@ class LoRAForecaster(Forecaster):
         self._adapter_dir: Path | None = None
         self._head_state: dict | None = None
         self._resumed_from: str | None = None
+        self._main_process = True  # under `accelerate launch`, only rank 0 writes checkpoints
 
     @property
     def chunk_days(self) -> int:
@@ -222,6 +223,7 @@ class LoRAForecaster(Forecaster):
         set_seed(cfg.seed)
         device, _ = resolve_device(cfg.device)
         accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=device.type == "cpu")
+        self._main_process = accelerator.is_main_process
         say = tqdm.write if (progress and accelerator.is_local_main_process) else (lambda *_: None)
         if self.model is None:
             self._build(trainable=True)
@@ -392,6 +394,10 @@ class LoRAForecaster(Forecaster):
 
     def extra_meta(self):
         return {"base_model": self.base_info, "codec": asdict(self.codec)}
+
+    def save(self, directory):
+        """Write the checkpoint folder (rank 0 only under multi-process training)."""
+        return super().save(directory) if self._main_process else Path(directory)
 
     def _save_weights(self, directory: Path) -> None:
         if self.model is None:
