@@ -75,6 +75,8 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     lg.add_argument("--max_train_seconds", type=float, help="stop training after this many seconds (validation "
                     "excluded); bounds CPU runs")
     lg.add_argument("--max_train_windows", type=int, help="train only on the last N windows of each series")
+    lg.add_argument("--max_val_windows", type=int, help="validate on at most the last N windows of each series "
+                    "(256)")
     lg.add_argument("--grad_accum", type=int, help="gradient accumulation steps (1)")
     lg.add_argument("--gradient_checkpointing", action="store_true", default=None, help="trade time for memory")
     lg.add_argument("--trust_remote_code", action="store_true", default=None,
