@@ -1,6 +1,6 @@
 """stockllm benchmark: one command, one run, every figure measured on the machine it runs on.
 
-    python benchmarks/run.py [--quick] [--json FILE] [--steps N] [--device auto|cpu|cuda] [--qwen DIR]
+    python benchmarks/run.py [--quick] [--json FILE] [--steps N] [--device auto|cpu|cuda] [--qwen DIR] [--tiny]
 
 What is measured (all in the same process, so ratios compare like with like):
 
@@ -18,6 +18,15 @@ What is measured (all in the same process, so ratios compare like with like):
    with the chunks model; fewer origins for the windows model on CPU (figures are per target, so they scale).
 5. Peak memory: ``stockllm.device.peak_memory_mb`` (process peak RSS on CPU, max allocated on CUDA).
 6. Wall time of ``stockllm.evaluate.evaluate`` for naive, drift and the MLP (default MLPConfig) on NASDAQ.
+7. Waste removed, measured (``waste`` in the JSON; after the figures above, so it cannot disturb them): each
+   design choice against the wasteful alternative, on the same base model. Forward passes read one default-mode
+   sample (the last 128 days in the compact codec, batch 1, ~1,300 tokens), best of a few interleaved repeats:
+   ``lm_head``: AutoModel (hidden states only, what RegressionLM uses) vs AutoModelForCausalLM (vocab logits at
+   every position); ``attention``: SDPA vs eager; ``inference_mode``: torch.inference_mode vs a grad-enabled
+   forward (tokens/s and the activation memory autograd keeps). ``dtype``: matmul FLOP/s of fp32 vs bf16 (fp32
+   is used on CPU, bf16 on CUDA). ``padding``: token counts (no timing) of dynamic padding (each batch padded to
+   its longest, as ``_collate`` does) vs padding every sequence to a fixed length. Every ``ratio`` is the
+   wasteful alternative's cost ÷ ours, so > 1 is the factor the choice saves.
 
 FLOPs. LoRA trains adapters on a frozen base, so per token the forward pass costs 2·N and the backward pass
 another 2·N (activation gradients only; frozen weights need no weight gradients): training ≈ 4·N·tokens,
@@ -26,11 +35,15 @@ own small matmuls and attention's score/value products are not counted, so MFU i
 Tokens are real (unpadded) tokens. MFU = achieved FLOP/s ÷ the matmul peak measured above.
 
 No figure is asserted; two token-count targets (not timings) are reported as checks.
+
+``--tiny`` is for developing this script: a tiny random Qwen3 base (hidden 64, 2 layers), the last 600 days,
+1 step, tiny matmuls and one repeat. It runs every code path in under a minute; its figures mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -64,9 +77,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--qwen", metavar="DIR", help="local Qwen3 folder: also count codec tokens with its tokenizer")
     p.add_argument("--steps", type=int, help="training steps measured per mode (default 3 with --quick, else 20)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--tiny", action="store_true",
+                   help="development check: tiny random base, little data, one repeat; figures mean nothing")
     args = p.parse_args(argv)
+    args.quick = args.quick or args.tiny
     if args.steps is None:
-        args.steps = 3 if args.quick else 20
+        args.steps = 1 if args.tiny else 3 if args.quick else 20
     if args.steps < 1:
         p.error("--steps must be at least 1")
     return args
@@ -127,20 +143,33 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device, reps: int = 5) -> tuple[float, str]:
-    """Best FLOP/s of square matmuls: fp32 2048² on CPU, bf16 8192² on CUDA (2·n³ FLOPs each)."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
+def best_seconds(calls: dict, reps: int, device: torch.device) -> dict[str, float]:
+    """Best wall seconds of each call, after one untimed call each. Repeats are interleaved (a b a b ...), so
+    other work on a shared machine slows both sides of a comparison alike."""
+    best = dict.fromkeys(calls, float("inf"))
+    for rep in range(reps + 1):
+        for name, call in calls.items():
+            sync(device)
+            t0 = time.perf_counter()
+            call()
+            sync(device)
+            if rep:  # rep 0 is the warm-up
+                best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def matmul_flops(device: torch.device, n: int, dtype: torch.dtype, reps: int) -> float:
+    """Best FLOP/s of an n×n @ n×n matmul in ``dtype`` (2·n³ FLOPs)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b  # warm-up
-    sync(device)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best, f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul, best of {reps}"
+    return 2 * n**3 / best_seconds({"mm": lambda: a @ b}, reps, device)["mm"]
+
+
+def matmul_peak(device: torch.device, reps: int = 5, n: int | None = None) -> tuple[float, str]:
+    """Best FLOP/s of square matmuls: fp32 2048² on CPU, bf16 8192² on CUDA (2·n³ FLOPs each)."""
+    n_default, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
+    n = n or n_default
+    return matmul_flops(device, n, dtype, reps), f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul, best of {reps}"
 
 
 # --- 1. codec length -----------------------------------------------------------------------------------------
@@ -199,8 +228,13 @@ def random_model_folder(config, tokenizer_folder: Path, target: Path, device: to
     return target
 
 
-def prepare_base(device: torch.device, smol_folder: Path, tmp: Path) -> tuple[Path, str]:
-    """(model folder, description): SmolLM2-135M fp32 on CPU; random-weight Qwen3-0.6B bf16 on CUDA."""
+def prepare_base(device: torch.device, smol_folder: Path, tmp: Path, tiny: bool = False) -> tuple[Path, str]:
+    """(model folder, description): SmolLM2-135M fp32 on CPU; random-weight Qwen3-0.6B bf16 on CUDA; with
+    ``tiny`` (development only) a random Qwen3 with hidden size 64 and 2 layers."""
+    if tiny:
+        config = qwen3_06b_config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                  num_key_value_heads=2, head_dim=16, vocab_size=49152)  # SmolLM2's vocabulary
+        return random_model_folder(config, smol_folder, tmp / "qwen3-tiny-random", device), "tiny random Qwen3 (--tiny)"
     if device.type != "cuda":
         return smol_folder, "SmolLM2-135M-Instruct (GGUF Q4_1 dequantised), fp32"
     folder = random_model_folder(qwen3_06b_config(), smol_folder, tmp / "qwen3-0.6b-random", device)
@@ -293,6 +327,192 @@ def evaluate_baselines(frame) -> float:
     return time.perf_counter() - t0
 
 
+# --- 7. waste removed, measured ------------------------------------------------------------------------------
+def forward_call(model, batch: dict, grad: bool = False):
+    """A forward pass as a call: under torch.inference_mode (how stockllm infers), or grad-enabled."""
+    def call():
+        with torch.enable_grad() if grad else torch.inference_mode():
+            model(**batch)
+    return call
+
+
+def rates(seconds: dict[str, float], tokens: int, ours: str, other: str) -> dict:
+    """tokens/s of both sides and ratio = our tokens/s ÷ theirs (the factor our choice saves)."""
+    return {f"tokens_per_s_{ours}": tokens / seconds[ours], f"tokens_per_s_{other}": tokens / seconds[other],
+            "ratio": seconds[other] / seconds[ours]}
+
+
+def waste_lm_head(lm, batch: dict, tokens: int, reps: int, device: torch.device) -> dict:
+    """AutoModel (the decoder stack, hidden states only: what RegressionLM uses) vs AutoModelForCausalLM, which
+    also projects every position onto the vocabulary (2·hidden·vocab FLOPs and a tokens × vocab logits tensor per
+    sequence) that a regression head never reads. Same weights: ``lm.base_model`` is the AutoModel."""
+    seconds = best_seconds({"automodel": forward_call(lm.base_model, batch), "causallm": forward_call(lm, batch)},
+                           reps, device)
+    return rates(seconds, tokens, "automodel", "causallm")
+
+
+def waste_attention(lm, batch: dict, tokens: int, reps: int, device: torch.device) -> dict:
+    """SDPA (fused attention kernels; what load_base asks for) vs eager attention (explicit scores matrix and
+    softmax in Python-level ops), same backbone and batch, inference."""
+    def with_attention(impl: str):
+        forward = forward_call(lm.base_model, batch)
+
+        def call():
+            lm.set_attn_implementation(impl)  # a config switch, read by every attention layer at call time
+            forward()
+        return call
+
+    try:
+        seconds = best_seconds({"sdpa": with_attention("sdpa"), "eager": with_attention("eager")}, reps, device)
+    finally:
+        lm.set_attn_implementation("sdpa")
+    return rates(seconds, tokens, "sdpa", "eager")
+
+
+def saved_for_backward_mb(model, batch: dict) -> float:
+    """MB of tensors (weights excluded) autograd keeps for the backward pass of one grad-enabled forward."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in weights:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        forward_call(model, batch, grad=True)()
+    return sum(kept.values()) / 2**20
+
+
+def peak_delta_mb(call, device: torch.device) -> float | None:
+    """GPU memory a call allocates at its peak beyond what was allocated before (CUDA only; None on CPU, where
+    the process's peak RSS cannot be reset)."""
+    if device.type != "cuda":
+        return None
+    sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    call()
+    sync(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def waste_inference_mode(lm, batch: dict, tokens: int, reps: int, device: torch.device) -> dict:
+    """Forward under torch.inference_mode (how predict_returns and validation run) vs a grad-enabled forward of
+    the same backbone with weights that require grad, as trained LoRA adapters on every linear layer do:
+    autograd then records the graph and keeps activations for a backward pass that never comes."""
+    model = lm.base_model
+    model.requires_grad_(True)
+    try:
+        calls = {"inference_mode": forward_call(model, batch), "grad": forward_call(model, batch, grad=True)}
+        out = rates(best_seconds(calls, reps, device), tokens, "inference_mode", "grad")
+        out["saved_for_backward_mb_grad"] = saved_for_backward_mb(model, batch)
+        out["peak_mem_delta_mb_inference_mode"] = peak_delta_mb(calls["inference_mode"], device)
+        out["peak_mem_delta_mb_grad"] = peak_delta_mb(calls["grad"], device)
+    finally:
+        model.requires_grad_(False)
+    return out
+
+
+def waste_dtype(device: torch.device, n: int, reps: int) -> dict:
+    """Matmul FLOP/s in fp32 and bf16, same n×n size. CPU uses fp32: these CPUs have no fast bf16 path, so bf16
+    runs orders of magnitude slower (timed once: one rep costs seconds). CUDA uses bf16 (tensor cores; fp32
+    there runs as torch is configured, see ``fp32_matmul_precision``)."""
+    cuda = device.type == "cuda"
+    fp32 = matmul_flops(device, n, torch.float32, reps)
+    bf16 = matmul_flops(device, n, torch.bfloat16, reps if cuda else 1)
+    return {"used": "bf16" if cuda else "fp32", "flops_fp32": fp32, "flops_bf16": bf16,
+            "ratio": bf16 / fp32 if cuda else fp32 / bf16, "matmul": f"{n}x{n}, best of {reps} "
+            f"({'both' if cuda else 'fp32; bf16 once'})", "fp32_matmul_precision": torch.get_float32_matmul_precision()}
+
+
+def padding_counts(lengths: np.ndarray, batch_size: int, fixed: dict[str, int], seed: int = 0) -> dict:
+    """Padded positions of sequences of these token lengths, drawn in shuffled batches (as the training loader
+    does): dynamic (each batch padded to its own longest) vs every sequence padded to each fixed length."""
+    order = np.random.default_rng(seed).permutation(len(lengths))
+    batches = [lengths[order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
+    real = int(lengths.sum())
+    dynamic = sum(len(b) * int(b.max()) for b in batches)
+    out = {"sequences": len(lengths), "batch_size": batch_size, "real_tokens": real,
+           "tokens_min_max": [int(lengths.min()), int(lengths.max())],
+           "padded_share_dynamic": 1 - real / dynamic}
+    for name, length in fixed.items():
+        positions = len(lengths) * length
+        out[f"padded_share_fixed_{name}"] = 1 - real / positions
+        out[f"ratio_fixed_{name}"] = positions / dynamic
+    out["ratio"] = out["ratio_fixed_longest"]
+    return out
+
+
+def waste_padding(tokenizer, frame, window: int, chunk_days: int, n_windows: int, fixed: int = 2048) -> dict:
+    """Token counts, no timing: positions computed under dynamic vs fixed padding, ratio = fixed ÷ dynamic (the
+    compute ratio, per position; attention's part grows faster than linearly, so it is if anything understated).
+
+    Two realistic cases on the frame: ``windows_verbose`` (the seed's way: 30-day verbose windows, batches of 16;
+    a random sample of ``n_windows`` training origins, as verbose text must be tokenised per window) and
+    ``chunks`` (the default mode: every training chunk of the series, compact codec, batch 1). Fixed lengths:
+    ``longest``, the longest sequence seen (the tightest fixed length that truncates nothing), and ``fixed``.
+    """
+    from stockllm.codec import Codec, SeriesTokens
+    from stockllm.config import DataConfig
+    from stockllm.features import origins_with_targets
+    from stockllm.models.llm import plan_chunks
+
+    origins = origins_with_targets(len(frame), window, DataConfig().horizon)
+    sample = np.sort(np.random.default_rng(0).choice(origins, min(n_windows, len(origins)), replace=False))
+    cases = {"windows_verbose": ("verbose", sample, window, 16), "chunks": ("compact", origins, chunk_days, 1)}
+    out = {}
+    for name, (codec, days, days_per_sequence, batch_size) in cases.items():
+        tokens = SeriesTokens(Codec(codec), tokenizer, frame)
+        lengths = np.array([len(tokens.chunk(start, stop)[0])
+                            for start, stop, _ in plan_chunks(days, days_per_sequence, window)])
+        out[name] = padding_counts(lengths, batch_size, {"longest": int(lengths.max()), str(fixed): fixed})
+        out[name]["codec"] = codec
+    return out
+
+
+def load_causal_lm(folder: Path, device: torch.device, dtype: torch.dtype):
+    """The base as AutoModelForCausalLM (frozen, eval, SDPA); its ``base_model`` is exactly what AutoModel loads."""
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
+    return lm.to(device).eval().requires_grad_(False)
+
+
+def measure_waste(folder: Path, frame, device: torch.device, window: int, chunk_days: int, args) -> dict:
+    """Section 7: every design choice vs its wasteful alternative, in this run, on the benchmark's base model."""
+    from transformers import AutoTokenizer
+
+    from stockllm.codec import Codec, SeriesTokens
+    from stockllm.device import resolve_device
+
+    t0 = time.perf_counter()
+    reps = 1 if args.tiny else 5 if device.type == "cuda" else 2 if args.quick else 3
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = SeriesTokens(Codec("compact"), tokenizer, frame).chunk(len(frame) - chunk_days, len(frame))[0]
+    ids = torch.from_numpy(ids)[None].to(device)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    tokens = ids.numel()
+    out: dict = {"forward_batch": f"1 x {tokens} tokens (the last {chunk_days} days, compact codec)",
+                 "forward_reps": reps, "cpu_stall_share": {}}
+    with cpu_contention(out["cpu_stall_share"], "forwards"):
+        lm = load_causal_lm(folder, device, resolve_device(args.device)[1])
+        out["lm_head"] = waste_lm_head(lm, batch, tokens, reps, device)
+        out["attention"] = waste_attention(lm, batch, tokens, reps, device)
+        out["inference_mode"] = waste_inference_mode(lm, batch, tokens, reps, device)
+        del lm
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    with cpu_contention(out["cpu_stall_share"], "matmul"):
+        n = 8192 if device.type == "cuda" else 128 if args.tiny else 512 if args.quick else 1024
+        out["dtype"] = waste_dtype(device, n, 1 if args.tiny else 5)
+    out["padding"] = waste_padding(tokenizer, frame, window, chunk_days, 64 if args.tiny else 512 if args.quick else 1024)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
 # --- the run -------------------------------------------------------------------------------------------------
 def measure_mode(folder: Path, train_frame, frame, mode: str, args, n_train: int, n_infer: int) -> tuple[dict, int]:
     """Train one mode, then time its backtest inference. Returns (figures, non-embedding parameters of the base)."""
@@ -327,6 +547,10 @@ def notes(r: dict) -> list[str]:
             out.append(f"{mode}: other work competed for the CPU (stall share train / infer "
                        f"{fmt_share(m['cpu_stall_share'])}): its throughput is understated and the mode ratios "
                        "are unreliable; rerun on an idle machine")
+    stall = r["waste"]["cpu_stall_share"]
+    if any(v is not None and v > BUSY for v in stall.values()):
+        out.append(f"waste section: other work competed for the CPU (stall share forwards / matmul "
+                   f"{fmt_share(stall)}): its timed ratios are noisy; the padding counts are exact")
     return out
 
 
@@ -354,13 +578,16 @@ def measure(args, say) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         frame = load_ohlcv(args.data)
+    if args.tiny:
+        frame = frame.iloc[-600:]
     window, chunk_days = 30, 128
     r: dict = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine_info(device),
-               "settings": {"quick": args.quick, "steps": args.steps, "data": str(args.data), "rows": len(frame),
+               "settings": {"quick": args.quick, "tiny": args.tiny, "steps": args.steps, "data": str(args.data), "rows": len(frame),
                             "gguf": str(args.gguf), "window_size": window, "chunk_days": chunk_days}}
 
     say("matmul peak ...")
-    peak_start, r["matmul_peak_desc"] = matmul_peak(device)
+    peak_n = 256 if args.tiny else None
+    peak_start, r["matmul_peak_desc"] = matmul_peak(device, n=peak_n)
 
     say("codec tokens ...")
     smol = gguf_to_folder(Path(args.gguf))
@@ -368,7 +595,7 @@ def measure(args, say) -> dict:
 
     say("base model ...")
     tmp = tempfile.TemporaryDirectory(prefix="stockllm-bench-")
-    folder, r["base_model"] = prepare_base(device, smol, Path(tmp.name))
+    folder, r["base_model"] = prepare_base(device, smol, Path(tmp.name), args.tiny)
     train_frame, n_train = training_frame(frame, args.steps, window, chunk_days)
     r["settings"].update(train_rows=len(train_frame), train_windows=n_train,
                          train_first=train_frame.index[0].strftime("%Y-%m-%d"))
@@ -381,10 +608,9 @@ def measure(args, say) -> dict:
         say(f"train {mode} ({args.steps} steps), then infer {n_infer[mode]} origins ...")
         r["modes"][mode], r["base_params_non_embedding"] = measure_mode(
             folder, train_frame, frame, mode, args, n_train, n_infer[mode])
-    tmp.cleanup()
 
     # Measured again after the heavy work and the best kept: on a shared machine one measurement may be low.
-    peak_end, _ = matmul_peak(device)
+    peak_end, _ = matmul_peak(device, n=peak_n)
     r["matmul_peak_flops_start_end"] = [peak_start, peak_end]
     r["matmul_peak_flops"] = max(peak_start, peak_end)
     add_flops(r["modes"], r["base_params_non_embedding"], r["matmul_peak_flops"])
@@ -392,6 +618,10 @@ def measure(args, say) -> dict:
     say("evaluate naive, drift, mlp ...")
     r["evaluate_seconds_baselines"] = evaluate_baselines(frame)
     r["peak_mem_mb"], r["peak_mem_label"] = peak_memory_mb()
+
+    say("waste removed: LM head, attention, inference_mode, dtype, padding ...")
+    r["waste"] = measure_waste(folder, frame, device, window, chunk_days, args)
+    tmp.cleanup()
     r.update(headline(r["modes"]))
     r["checks"] = {f"{k} <= {v}": bool(r[k] <= v) for k, v in CHECKS.items()}
     r["notes"] = notes(r)
@@ -468,8 +698,43 @@ def table(r: dict) -> str:
         ("benchmark wall time", f"{r['wall_seconds']:.0f} s"),
     ]
     out += ["", "| figure | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in single]
+    out += ["", *waste_table(r["waste"])]
     out += [f"\nnote: {n}" for n in r["notes"]]
     return "\n".join(out)
+
+
+def waste_table(w: dict) -> list[str]:
+    """Markdown rows: each design choice, our figure, the wasteful alternative's, and the factor saved."""
+    lm, at, im, dt = w["lm_head"], w["attention"], w["inference_mode"], w["dtype"]
+    share = lambda p: f"{p:.1%}"  # noqa: E731
+    rows = [
+        ("no LM head: forward tokens/s, AutoModel vs AutoModelForCausalLM (vocab logits at every position)",
+         fmt(lm["tokens_per_s_automodel"]), fmt(lm["tokens_per_s_causallm"]), lm["ratio"]),
+        ("attention: forward tokens/s, SDPA vs eager", fmt(at["tokens_per_s_sdpa"]), fmt(at["tokens_per_s_eager"]),
+         at["ratio"]),
+        ("inference: forward tokens/s, torch.inference_mode vs grad-enabled (weights requiring grad)",
+         fmt(im["tokens_per_s_inference_mode"]), fmt(im["tokens_per_s_grad"]), im["ratio"]),
+        ("inference: activations kept for backward, MB", "0", fmt(im["saved_for_backward_mb_grad"]), None),
+    ]
+    if im["peak_mem_delta_mb_grad"] is not None:
+        rows.append(("inference: peak GPU memory of the forward, MB", fmt(im["peak_mem_delta_mb_inference_mode"]),
+                     fmt(im["peak_mem_delta_mb_grad"]), im["peak_mem_delta_mb_grad"] / im["peak_mem_delta_mb_inference_mode"]))
+    other = "fp32" if dt["used"] == "bf16" else "bf16"
+    rows.append((f"dtype: matmul FLOP/s, {dt['used']} vs {other} ({dt['matmul']})", giga(dt[f"flops_{dt['used']}"]),
+                 giga(dt[f"flops_{other}"]), dt["ratio"]))
+    for name, p in w["padding"].items():
+        fixed = next(k for k in p if k.startswith("ratio_fixed_") and not k.endswith("longest")).removeprefix("ratio_fixed_")
+        rows.append((f"padding, {name.replace('_', ' ')} ({p['sequences']:,} sequences of "
+                     f"{p['tokens_min_max'][0]:,}–{p['tokens_min_max'][1]:,} tokens, batch {p['batch_size']}): "
+                     f"padded share, dynamic vs fixed to the longest / to {fixed}; ratio = positions fixed ÷ dynamic",
+                     share(p["padded_share_dynamic"]),
+                     f"{share(p['padded_share_fixed_longest'])} / {share(p[f'padded_share_fixed_{fixed}'])}",
+                     f"{fmt(p['ratio'])} / {fmt(p[f'ratio_fixed_{fixed}'])}"))
+    ratio = lambda v: "" if v is None else v if isinstance(v, str) else f"{fmt(v)}×"  # noqa: E731
+    return [f"Waste removed, measured ({w['forward_batch']}, best of {w['forward_reps']}; "
+            f"ratio = the wasteful alternative's cost ÷ ours):", "",
+            "| design choice: ours vs wasteful | ours | wasteful | ratio |", "|---|---:|---:|---:|",
+            *[f"| {a} | {b} | {c} | {ratio(d)} |" for a, b, c, d in rows]]
 
 
 def write_json_atomic(data: dict, path: str) -> None:

@@ -202,7 +202,8 @@ def _report(model, say) -> None:
     from .device import peak_memory_mb
 
     mb, label = peak_memory_mb()
-    say(f"trainable parameters: {model.num_trainable_parameters():,}")
+    detail = model.trainable_parameters_detail() if hasattr(model, "trainable_parameters_detail") else ""
+    say(f"trainable parameters: {model.num_trainable_parameters():,}{detail}")
     say(f"peak memory: {mb:,.0f} MB ({label})")
 
 
@@ -371,7 +372,8 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 130 interrupted). Bad flags exit 2 via argparse."""
     args = _build_parser().parse_args(argv)
-    say = print
+    # Under `accelerate launch` / torchrun every rank runs main(); only rank 0 talks.
+    say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
     old_showwarning = warnings.showwarning
     warnings.showwarning = _print_warning
     try:

@@ -198,6 +198,13 @@ class LoRAForecaster(Forecaster):
         lora = sum(p.numel() for n, p in self.model.backbone.named_parameters() if "lora_" in n)
         return lora + sum(p.numel() for p in self.model.head.parameters())
 
+    def trainable_parameters_detail(self) -> str:
+        """' (LoRA n + head m)' for the CLI report; n is PEFT's own count when training ran here."""
+        if self.model is None:
+            return ""
+        head = sum(p.numel() for p in self.model.head.parameters())
+        return f" (LoRA {self.num_trainable_parameters() - head:,} + head {head:,})"
+
     # --- data ----------------------------------------------------------------------------------------------
     def _series_samples(self, frame: pd.DataFrame, days: np.ndarray, y: np.ndarray | None) -> list[dict]:
         tokens = SeriesTokens(self.codec, self.tokenizer, frame)
@@ -265,6 +272,9 @@ class LoRAForecaster(Forecaster):
         loader = torch.utils.data.DataLoader(train_samples, batch_size=cfg.batch_size, shuffle=True, generator=gen,
                                              collate_fn=lambda b: _collate(b, pad_id))
         params = [p for p in self.model.parameters() if p.requires_grad]
+        lora_params = self.model.backbone.get_nb_trainable_parameters()[0]  # PEFT's own count
+        if sum(p.numel() for p in params) != lora_params + sum(p.numel() for p in self.model.head.parameters()):
+            raise RuntimeError("trainable parameters other than LoRA and the head: the base model is not frozen")
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         model, optimizer, loader = accelerator.prepare(self.model, optimizer, loader)
         steps_per_epoch = max(math.ceil(len(loader) / cfg.grad_accum), 1)
@@ -338,8 +348,8 @@ class LoRAForecaster(Forecaster):
                         "last": f.index[-1].strftime("%Y-%m-%d"), "rows": len(f)} for f in frames],
             "train_sequences": len(train_samples), "train_targets": n_targets, "val_targets": int(
                 sum(len(s["read_pos"]) for s in val_samples)),
-            "tokens_per_window": tpw, "tokens_per_target": n_tokens / n_targets,
-            "steps": step, "best_step": best_step, "best_val_loss": best_loss, "naive_val_loss": naive_val,
+            "lora_parameters_peft": lora_params, "tokens_per_window": tpw, "tokens_per_target": n_tokens / n_targets,
+            "num_processes": accelerator.num_processes, "steps": step, "best_step": best_step, "best_val_loss": best_loss, "naive_val_loss": naive_val,
             "train_seconds": train_seconds, "train_tokens_seen": seen_tokens, "train_targets_seen": seen_targets,
             "history": history, "notes": sorted(set(notes)),
         }

@@ -1,0 +1,23 @@
+"""Multi-process training goes through torchrun/accelerate (DDP), tested with 2 CPU processes on gloo."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from conftest import make_ohlcv, write_csv
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_two_process_training_writes_one_checkpoint(tiny_model_dir, tmp_path):
+    csv = write_csv(make_ohlcv(260, returns=0.02 * np.sin(np.arange(260) * 2 * np.pi / 7)), tmp_path / "p.csv")
+    ck = tmp_path / "ck"
+    cmd = ["torchrun", "--nproc_per_node", "2", "-m", "stockllm.cli", "train", "--model", "lora", "--model_path",
+           str(tiny_model_dir), "--data", str(csv), "--window_size", "20", "--chunk_days", "40", "--max_steps", "2",
+           "--save_dir", str(ck), "--quiet"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("saved checkpoint") == 1  # rank 0 alone reports and writes
+    meta = json.loads((ck / "stockllm.json").read_text())
+    assert meta["fit"]["num_processes"] == 2 and meta["fit"]["steps"] == 2
