@@ -169,7 +169,8 @@ def matmul_peak(device: torch.device, reps: int = 5, n: int | None = None) -> tu
     """Best FLOP/s of square matmuls: fp32 2048² on CPU, bf16 8192² on CUDA (2·n³ FLOPs each)."""
     n_default, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
     n = n or n_default
-    return matmul_flops(device, n, dtype, reps), f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul, best of {reps}"
+    desc = f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul, best of {reps}"
+    return matmul_flops(device, n, dtype, reps), desc
 
 
 # --- 1. codec length -----------------------------------------------------------------------------------------
@@ -234,7 +235,8 @@ def prepare_base(device: torch.device, smol_folder: Path, tmp: Path, tiny: bool 
     if tiny:
         config = qwen3_06b_config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                                   num_key_value_heads=2, head_dim=16, vocab_size=49152)  # SmolLM2's vocabulary
-        return random_model_folder(config, smol_folder, tmp / "qwen3-tiny-random", device), "tiny random Qwen3 (--tiny)"
+        folder = random_model_folder(config, smol_folder, tmp / "qwen3-tiny-random", device)
+        return folder, "tiny random Qwen3 (--tiny)"
     if device.type != "cuda":
         return smol_folder, "SmolLM2-135M-Instruct (GGUF Q4_1 dequantised), fp32"
     folder = random_model_folder(qwen3_06b_config(), smol_folder, tmp / "qwen3-0.6b-random", device)
@@ -410,6 +412,8 @@ def waste_inference_mode(lm, batch: dict, tokens: int, reps: int, device: torch.
         out["saved_for_backward_mb_grad"] = saved_for_backward_mb(model, batch)
         out["peak_mem_delta_mb_inference_mode"] = peak_delta_mb(calls["inference_mode"], device)
         out["peak_mem_delta_mb_grad"] = peak_delta_mb(calls["grad"], device)
+        inference_peak = out["peak_mem_delta_mb_inference_mode"]
+        out["peak_mem_ratio"] = out["peak_mem_delta_mb_grad"] / inference_peak if inference_peak else None
     finally:
         model.requires_grad_(False)
     return out
@@ -423,36 +427,36 @@ def waste_dtype(device: torch.device, n: int, reps: int) -> dict:
     fp32 = matmul_flops(device, n, torch.float32, reps)
     bf16 = matmul_flops(device, n, torch.bfloat16, reps if cuda else 1)
     return {"used": "bf16" if cuda else "fp32", "flops_fp32": fp32, "flops_bf16": bf16,
-            "ratio": bf16 / fp32 if cuda else fp32 / bf16, "matmul": f"{n}x{n}, best of {reps} "
-            f"({'both' if cuda else 'fp32; bf16 once'})", "fp32_matmul_precision": torch.get_float32_matmul_precision()}
+            "ratio": bf16 / fp32 if cuda else fp32 / bf16,
+            "matmul": f"{n}x{n}, best of {reps}" if cuda else f"{n}x{n}, fp32 best of {reps}, bf16 timed once",
+            "fp32_matmul_precision": torch.get_float32_matmul_precision()}
 
 
-def padding_counts(lengths: np.ndarray, batch_size: int, fixed: dict[str, int], seed: int = 0) -> dict:
-    """Padded positions of sequences of these token lengths, drawn in shuffled batches (as the training loader
-    does): dynamic (each batch padded to its own longest) vs every sequence padded to each fixed length."""
+def padding_counts(lengths: np.ndarray, batch_size: int, max_length: int, seed: int = 0) -> dict:
+    """Positions computed for sequences of these token lengths, drawn in shuffled batches (as the training loader
+    does): dynamic (each batch padded to its own longest) vs every sequence padded to a fixed length, either the
+    longest of them all (``fixed_longest``; ``ratio``) or ``max_length`` (``fixed_max_length``)."""
     order = np.random.default_rng(seed).permutation(len(lengths))
     batches = [lengths[order[i:i + batch_size]] for i in range(0, len(order), batch_size)]
     real = int(lengths.sum())
-    dynamic = sum(len(b) * int(b.max()) for b in batches)
-    out = {"sequences": len(lengths), "batch_size": batch_size, "real_tokens": real,
-           "tokens_min_max": [int(lengths.min()), int(lengths.max())],
-           "padded_share_dynamic": 1 - real / dynamic}
-    for name, length in fixed.items():
-        positions = len(lengths) * length
-        out[f"padded_share_fixed_{name}"] = 1 - real / positions
-        out[f"ratio_fixed_{name}"] = positions / dynamic
-    out["ratio"] = out["ratio_fixed_longest"]
+    positions = {"dynamic": sum(len(b) * int(b.max()) for b in batches),
+                 "fixed_longest": len(lengths) * int(lengths.max()), "fixed_max_length": len(lengths) * max_length}
+    out = {"sequences": len(lengths), "batch_size": batch_size, "max_length": max_length, "real_tokens": real,
+           "tokens_min_max": [int(lengths.min()), int(lengths.max())]}
+    out.update({f"padded_share_{k}": 1 - real / v for k, v in positions.items()})
+    out["ratio"] = positions["fixed_longest"] / positions["dynamic"]
+    out["ratio_fixed_max_length"] = positions["fixed_max_length"] / positions["dynamic"]
     return out
 
 
-def waste_padding(tokenizer, frame, window: int, chunk_days: int, n_windows: int, fixed: int = 2048) -> dict:
+def waste_padding(tokenizer, frame, window: int, chunk_days: int, n_windows: int, max_length: int = 2048) -> dict:
     """Token counts, no timing: positions computed under dynamic vs fixed padding, ratio = fixed ÷ dynamic (the
     compute ratio, per position; attention's part grows faster than linearly, so it is if anything understated).
 
     Two realistic cases on the frame: ``windows_verbose`` (the seed's way: 30-day verbose windows, batches of 16;
-    a random sample of ``n_windows`` training origins, as verbose text must be tokenised per window) and
-    ``chunks`` (the default mode: every training chunk of the series, compact codec, batch 1). Fixed lengths:
-    ``longest``, the longest sequence seen (the tightest fixed length that truncates nothing), and ``fixed``.
+    a random sample of ``n_windows`` origins, since verbose text must be tokenised window by window) and
+    ``chunks`` (the default mode: the chunks covering every origin of the series, compact codec, batch 1).
+    Fixed lengths: the longest sequence seen (the tightest that truncates nothing), and ``max_length``.
     """
     from stockllm.codec import Codec, SeriesTokens
     from stockllm.config import DataConfig
@@ -467,7 +471,7 @@ def waste_padding(tokenizer, frame, window: int, chunk_days: int, n_windows: int
         tokens = SeriesTokens(Codec(codec), tokenizer, frame)
         lengths = np.array([len(tokens.chunk(start, stop)[0])
                             for start, stop, _ in plan_chunks(days, days_per_sequence, window)])
-        out[name] = padding_counts(lengths, batch_size, {"longest": int(lengths.max()), str(fixed): fixed})
+        out[name] = padding_counts(lengths, batch_size, max_length)
         out[name]["codec"] = codec
     return out
 
@@ -488,7 +492,7 @@ def measure_waste(folder: Path, frame, device: torch.device, window: int, chunk_
     from stockllm.device import resolve_device
 
     t0 = time.perf_counter()
-    reps = 1 if args.tiny else 5 if device.type == "cuda" else 2 if args.quick else 3
+    reps = 1 if args.tiny else 10 if device.type == "cuda" else 2 if args.quick else 3
     tokenizer = AutoTokenizer.from_pretrained(folder)
     ids = SeriesTokens(Codec("compact"), tokenizer, frame).chunk(len(frame) - chunk_days, len(frame))[0]
     ids = torch.from_numpy(ids)[None].to(device)
@@ -508,7 +512,8 @@ def measure_waste(folder: Path, frame, device: torch.device, window: int, chunk_
     with cpu_contention(out["cpu_stall_share"], "matmul"):
         n = 8192 if device.type == "cuda" else 128 if args.tiny else 512 if args.quick else 1024
         out["dtype"] = waste_dtype(device, n, 1 if args.tiny else 5)
-    out["padding"] = waste_padding(tokenizer, frame, window, chunk_days, 64 if args.tiny else 512 if args.quick else 1024)
+    n_windows = 64 if args.tiny else 512 if args.quick else 1024
+    out["padding"] = waste_padding(tokenizer, frame, window, chunk_days, n_windows)
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -582,8 +587,8 @@ def measure(args, say) -> dict:
         frame = frame.iloc[-600:]
     window, chunk_days = 30, 128
     r: dict = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine_info(device),
-               "settings": {"quick": args.quick, "tiny": args.tiny, "steps": args.steps, "data": str(args.data), "rows": len(frame),
-                            "gguf": str(args.gguf), "window_size": window, "chunk_days": chunk_days}}
+               "settings": {"quick": args.quick, "tiny": args.tiny, "steps": args.steps, "data": str(args.data),
+                            "rows": len(frame), "gguf": str(args.gguf), "window_size": window, "chunk_days": chunk_days}}
 
     say("matmul peak ...")
     peak_n = 256 if args.tiny else None
@@ -706,7 +711,8 @@ def table(r: dict) -> str:
 def waste_table(w: dict) -> list[str]:
     """Markdown rows: each design choice, our figure, the wasteful alternative's, and the factor saved."""
     lm, at, im, dt = w["lm_head"], w["attention"], w["inference_mode"], w["dtype"]
-    share = lambda p: f"{p:.1%}"  # noqa: E731
+    share = lambda p: f"{p:.2%}"  # noqa: E731
+    times = lambda v: f"{v:.2f}×" if v < 10 else f"{v:,.0f}×"  # noqa: E731
     rows = [
         ("no LM head: forward tokens/s, AutoModel vs AutoModelForCausalLM (vocab logits at every position)",
          fmt(lm["tokens_per_s_automodel"]), fmt(lm["tokens_per_s_causallm"]), lm["ratio"]),
@@ -718,19 +724,18 @@ def waste_table(w: dict) -> list[str]:
     ]
     if im["peak_mem_delta_mb_grad"] is not None:
         rows.append(("inference: peak GPU memory of the forward, MB", fmt(im["peak_mem_delta_mb_inference_mode"]),
-                     fmt(im["peak_mem_delta_mb_grad"]), im["peak_mem_delta_mb_grad"] / im["peak_mem_delta_mb_inference_mode"]))
+                     fmt(im["peak_mem_delta_mb_grad"]), im["peak_mem_ratio"]))
     other = "fp32" if dt["used"] == "bf16" else "bf16"
-    rows.append((f"dtype: matmul FLOP/s, {dt['used']} vs {other} ({dt['matmul']})", giga(dt[f"flops_{dt['used']}"]),
-                 giga(dt[f"flops_{other}"]), dt["ratio"]))
+    rows.append((f"dtype: matmul FLOP/s, {dt['used']} vs {other} ({dt['matmul']})",
+                 giga(dt[f"flops_{dt['used']}"]), giga(dt[f"flops_{other}"]), dt["ratio"]))
     for name, p in w["padding"].items():
-        fixed = next(k for k in p if k.startswith("ratio_fixed_") and not k.endswith("longest")).removeprefix("ratio_fixed_")
-        rows.append((f"padding, {name.replace('_', ' ')} ({p['sequences']:,} sequences of "
-                     f"{p['tokens_min_max'][0]:,}–{p['tokens_min_max'][1]:,} tokens, batch {p['batch_size']}): "
-                     f"padded share, dynamic vs fixed to the longest / to {fixed}; ratio = positions fixed ÷ dynamic",
+        rows.append((f"padding, {name.replace('_', ' ')} ({p['sequences']:,} × {p['tokens_min_max'][0]:,}–"
+                     f"{p['tokens_min_max'][1]:,} tokens, batch {p['batch_size']}): padded share, dynamic vs fixed "
+                     f"to the longest / to {p['max_length']} (ratio: positions computed)",
                      share(p["padded_share_dynamic"]),
-                     f"{share(p['padded_share_fixed_longest'])} / {share(p[f'padded_share_fixed_{fixed}'])}",
-                     f"{fmt(p['ratio'])} / {fmt(p[f'ratio_fixed_{fixed}'])}"))
-    ratio = lambda v: "" if v is None else v if isinstance(v, str) else f"{fmt(v)}×"  # noqa: E731
+                     f"{share(p['padded_share_fixed_longest'])} / {share(p['padded_share_fixed_max_length'])}",
+                     f"{times(p['ratio'])} / {times(p['ratio_fixed_max_length'])}"))
+    ratio = lambda v: "" if v is None else v if isinstance(v, str) else times(v)  # noqa: E731
     return [f"Waste removed, measured ({w['forward_batch']}, best of {w['forward_reps']}; "
             f"ratio = the wasteful alternative's cost ÷ ours):", "",
             "| design choice: ours vs wasteful | ours | wasteful | ratio |", "|---|---:|---:|---:|",
