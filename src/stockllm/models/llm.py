@@ -216,6 +216,34 @@ class LoRAForecaster(Forecaster):
         starts = np.linspace(0, len(frame) - self.window_size, num=min(20, len(frame) - self.window_size + 1))
         return float(np.mean([len(tokens.chunk(int(s), int(s) + self.window_size)[0]) for s in starts]))
 
+    def _training_samples(self, frames: Sequence[pd.DataFrame]) -> tuple[list[dict], list[dict], list[str]]:
+        """Chunk samples for training and validation (last ``val_size`` of each series), targets scaled by the
+        training part's spread only. Returns (train, val, notes on bounds that were applied)."""
+        cfg, notes, parts = self.config, [], []
+        for frame in frames:
+            origins = origins_with_targets(len(frame), self.window_size, self.horizon)
+            train, val = chronological_split(origins, cfg.val_size, self.horizon)
+            if cfg.max_train_windows and len(train) > cfg.max_train_windows:
+                train = train[-cfg.max_train_windows:]
+                notes.append(f"trained on the last {cfg.max_train_windows} windows of each series (--max_train_windows)")
+            if cfg.max_val_windows and len(val) > cfg.max_val_windows:
+                val = val[-cfg.max_val_windows:]
+                notes.append(f"validated on the last {cfg.max_val_windows} windows of each series' validation part")
+            parts.append((frame, train, val, targets(frame, self.horizon, np.arange(len(frame)))))
+        y_train = np.concatenate([y[train] for _, train, _, y in parts])
+        if len(y_train) < 1:
+            raise StockLLMError("no training windows: pass a longer history or a smaller --window_size")
+        if self._head_state is None:  # a resumed model keeps the scale its head was trained with
+            self.y_scale = torch.from_numpy(np.nanstd(y_train, axis=0)).float().clamp_min(1e-8)
+        scale = self.y_scale.double().numpy()
+        train_samples, val_samples = [], []
+        for frame, train, val, y in parts:
+            ys = np.nan_to_num(y / scale)  # NaN only past the last row, which is never read
+            train_samples += self._series_samples(frame, train, ys)
+            if len(val):
+                val_samples += self._series_samples(frame, val, ys)
+        return train_samples, val_samples, notes
+
     # --- training ------------------------------------------------------------------------------------------
     def fit(self, frames: Sequence[pd.DataFrame], progress: bool = True) -> "LoRAForecaster":
         """Train LoRA + head on the frames (pooled), validating on the last ``val_size`` of each series.
@@ -234,32 +262,7 @@ class LoRAForecaster(Forecaster):
         say = tqdm.write if (progress and accelerator.is_local_main_process) else (lambda *_: None)
         if self.model is None:
             self._build(trainable=True)
-        notes = []
-
-        # Chronological split per series; scale targets by the training part's spread only.
-        parts = []
-        for frame in frames:
-            origins = origins_with_targets(len(frame), self.window_size, self.horizon)
-            train, val = chronological_split(origins, cfg.val_size, self.horizon)
-            if cfg.max_train_windows and len(train) > cfg.max_train_windows:
-                train = train[-cfg.max_train_windows:]
-                notes.append(f"trained on the last {cfg.max_train_windows} windows of each series (--max_train_windows)")
-            if cfg.max_val_windows and len(val) > cfg.max_val_windows:
-                val = val[-cfg.max_val_windows:]
-                notes.append(f"validated on the last {cfg.max_val_windows} windows of each series' validation part")
-            parts.append((frame, train, val, targets(frame, self.horizon, np.arange(len(frame)))))
-        y_train = np.concatenate([y[train] for _, train, _, y in parts])
-        if len(y_train) < 1:
-            raise StockLLMError("no training windows: pass a longer history or a smaller --window_size")
-        if self._head_state is None:
-            self.y_scale = torch.from_numpy(np.nanstd(y_train, axis=0)).float().clamp_min(1e-8)
-        scale = self.y_scale.double().numpy()
-        train_samples, val_samples = [], []
-        for frame, train, val, y in parts:
-            ys = np.nan_to_num(y / scale)
-            train_samples += self._series_samples(frame, train, ys)
-            if len(val):
-                val_samples += self._series_samples(frame, val, ys)
+        train_samples, val_samples, notes = self._training_samples(frames)
         n_targets = sum(len(s["read_pos"]) for s in train_samples)
         n_tokens = sum(len(s["ids"]) for s in train_samples)
         tpw = self.tokens_per_window(frames[0])
