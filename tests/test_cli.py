@@ -380,3 +380,16 @@ def test_nasdaq_mlp_is_not_worse_than_naive(nasdaq_path, capsys, tmp_path):
     assert sorted(mlp.index) == [1, 2, 3]
     assert (mlp["mae_vs_naive"] <= 1.02).all(), mlp[["mae", "mae_vs_naive"]].to_string()
     assert "nasdaq" in out
+
+
+def test_save_dir_that_holds_other_files_is_refused_before_training(files, capsys, tmp_path):
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    (folder / "precious.csv").write_text("keep me\n")
+    line = fails(capsys, ["train", "--data", files["a"], "--save_dir", folder, "--epochs", "1", "--quiet"])
+    assert "not a stockllm checkpoint" in line
+    assert (folder / "precious.csv").read_text() == "keep me\n" and sorted(p.name for p in folder.iterdir()) == [
+        "precious.csv"]
+    not_a_dir = tmp_path / "afile"
+    not_a_dir.write_text("x")
+    assert "is a file" in fails(capsys, ["train", "--data", files["a"], "--save_dir", not_a_dir, "--quiet"])

@@ -207,3 +207,20 @@ def test_real_smollm2_weights_train_and_reload(tmp_path, nasdaq_path):
     origins = np.arange(len(frame) - 40, len(frame))
     assert np.array_equal(load_forecaster(tmp_path / "ck").predict_returns(frame, origins),
                           model.predict_returns(frame, origins))
+
+
+def test_checkpoint_cannot_switch_on_remote_code_or_pin_a_device(trained, tmp_path):
+    model, _ = trained
+    model.save(tmp_path / "ck")
+    meta_path = tmp_path / "ck" / "stockllm.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config"].update(trust_remote_code=True, device="cuda")
+    meta_path.write_text(json.dumps(meta))
+    loaded = load_forecaster(tmp_path / "ck")
+    assert loaded.config.trust_remote_code is False and loaded.config.device == "auto"
+    assert load_forecaster(tmp_path / "ck", trust_remote_code=True).config.trust_remote_code is True
+
+
+def test_plan_chunks_refuses_days_without_a_full_window():
+    with pytest.raises(ValueError, match="window"):
+        plan_chunks(np.array([5]), chunk_days=128, window=30)

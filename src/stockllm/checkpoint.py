@@ -15,6 +15,25 @@ from .errors import StockLLMError
 META_FILE = "stockllm.json"
 
 
+def check_target(target: str | os.PathLike) -> Path:
+    """Refuse a checkpoint destination that would lose data or cannot be written, before any training.
+
+    An existing folder is only replaced when it is empty or already a stockllm checkpoint.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise StockLLMError(f"--save_dir {target} is a file: pass a folder name")
+    if target.is_dir() and any(target.iterdir()) and not (target / META_FILE).is_file():
+        raise StockLLMError(f"--save_dir {target} exists and is not a stockllm checkpoint: choose a new or empty "
+                            "folder (it would be replaced)")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise StockLLMError(f"cannot create --save_dir {target}: {parent} is not a writable folder")
+    return target
+
+
 @contextmanager
 def atomic_dir(target: str | os.PathLike):
     """Yield a temporary folder beside ``target``; on success it replaces ``target``, on failure it is removed.
@@ -22,9 +41,12 @@ def atomic_dir(target: str | os.PathLike):
     A crash mid-save therefore never leaves a half-written checkpoint, and an old checkpoint survives until the
     new one is complete.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    target = check_target(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    except OSError as exc:
+        raise StockLLMError(f"cannot write checkpoint {target}: {exc.strerror or exc}") from None
     try:
         yield tmp
         if target.exists():

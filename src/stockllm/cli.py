@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import traceback
@@ -228,10 +229,12 @@ def cmd_download(args, say) -> None:
 
 
 def cmd_train(args, say) -> None:
+    from .checkpoint import check_target
     from .models import model_class
 
     data = _data_config(args)
     config = _model_config(args.model, args)
+    check_target(args.save_dir)  # before training: a bad path must not cost a training run
     frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1")
     cls = model_class(args.model)
     if args.resume:
@@ -243,7 +246,7 @@ def cmd_train(args, say) -> None:
     model.fit(list(frames.values()), progress=not args.quiet)
     model.save(args.save_dir)
     info = model.fit_info
-    if info.get("naive_val_loss"):
+    if math.isfinite(info.get("naive_val_loss", math.nan)) and info["naive_val_loss"] > 0:
         where = f"step {info['best_step']}" if "best_step" in info else f"epoch {info['best_epoch']}"
         say(f"best {where}: val_loss {info['best_val_loss']:.4f} (naive {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
@@ -326,9 +329,9 @@ def cmd_evaluate(args, say) -> None:
             else:
                 factories[m] = lambda cls=cls: cls(data)
         table, forecasts = evaluate(frames, factories, test_size=args.test_size, progress=not args.quiet, log=say)
-        write_csv_atomic(table, out / "metrics.csv", index=False)
+        plot_forecasts(forecasts, out / "plot.png")  # first: the step most likely to fail
         write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
-        plot_forecasts(forecasts, out / "plot.png")
+        write_csv_atomic(table, out / "metrics.csv", index=False)
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()

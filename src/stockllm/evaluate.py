@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,8 @@ def evaluate(
                 continue
             pieces.append(backtest(model, model_name, series, frame, origins))
     if not pieces:
-        raise StockLLMError(f"no test origin has all {next(iter(models.values()))().horizon} targets inside the test "
-                            f"part (--test_size {test_size}): use a larger --test_size or longer files")
+        raise StockLLMError(f"no test origin has all its targets inside the test part (--test_size {test_size}): "
+                            "use a larger --test_size or longer files")
     forecasts = pd.concat(pieces, ignore_index=True)
     return metrics(forecasts), forecasts
 
@@ -162,7 +163,7 @@ def plot_forecasts(forecasts: pd.DataFrame, path: str | Path) -> None:
     fig.autofmt_xdate()
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.png")
     try:
         fig.savefig(tmp, dpi=110)
         tmp.replace(path)

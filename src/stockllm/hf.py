@@ -86,6 +86,11 @@ def gguf_to_folder(gguf_path: Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (target / "config.json").is_file():  # another process (e.g. another rank) converted it first
+            return target
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -112,3 +112,9 @@ class Forecaster(ABC):
     @classmethod
     def _from_meta(cls, meta: dict, directory: Path, **overrides) -> "Forecaster":
         return cls(DataConfig(**meta["data"]))
+
+
+def span(frame: pd.DataFrame) -> dict:
+    """Where a training frame came from and which dates it covers (saved in the checkpoint)."""
+    return {"source": frame.attrs.get("source", ""), "first": frame.index[0].strftime("%Y-%m-%d"),
+            "last": frame.index[-1].strftime("%Y-%m-%d"), "rows": len(frame)}

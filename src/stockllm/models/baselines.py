@@ -17,7 +17,7 @@ from ..device import torch_threads
 from ..config import DataConfig, MLPConfig, from_dict, to_dict
 from ..errors import StockLLMError
 from ..features import N_FEATURES, chronological_split, origins_with_targets, targets, window_inputs
-from .base import Forecaster
+from .base import Forecaster, span
 
 
 class NaiveForecaster(Forecaster):
@@ -154,7 +154,7 @@ class MLPForecaster(Forecaster):
         bar.close()
         self.net.load_state_dict(best[2])
         self.fit_info = {
-            "series": [_span(f) for f in frames],
+            "series": [span(f) for f in frames],
             "train_windows": len(xt), "val_windows": len(xv),
             "best_epoch": best[1], "best_val_loss": best[0], "naive_val_loss": naive_val,
             "epochs_run": len(history), "history": history,
@@ -189,9 +189,3 @@ class MLPForecaster(Forecaster):
         model.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         model.x_mean, model.x_std, model.y_scale = tensors["x_mean"], tensors["x_std"], tensors["y_scale"]
         return model
-
-
-def _span(frame: pd.DataFrame) -> dict:
-    """Where a training frame came from and which dates it covers (saved in the checkpoint)."""
-    return {"source": frame.attrs.get("source", ""), "first": frame.index[0].strftime("%Y-%m-%d"),
-            "last": frame.index[-1].strftime("%Y-%m-%d"), "rows": len(frame)}

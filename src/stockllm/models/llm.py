@@ -8,7 +8,6 @@ window_size targets; ``windows`` mode is the special case chunk = window with on
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ from ..config import DataConfig, LoRAConfig, from_dict, to_dict
 from ..device import resolve_device
 from ..errors import StockLLMError
 from ..features import chronological_split, origins_with_targets, targets
-from .base import Forecaster
+from .base import Forecaster, span
 
 HEAD_FILE = "head.safetensors"
 ADAPTER_DIR = "adapter"
@@ -58,6 +57,8 @@ def plan_chunks(read_days: np.ndarray, chunk_days: int, window: int) -> list[tup
     the end, so the latest day (the one a forecast is made from) gets the longest context.
     """
     read_days = np.asarray(read_days, dtype=np.int64)
+    if len(read_days) and read_days.min() < window - 1:
+        raise ValueError(f"read days must be >= window - 1 = {window - 1}: they need a full window of history")
     plans, i = [], len(read_days) - 1
     while i >= 0:
         stop = int(read_days[i]) + 1
@@ -142,7 +143,7 @@ class LoRAForecaster(Forecaster):
 
         cfg = self.config
         device, dtype = resolve_device(cfg.device)
-        base, self.tokenizer, folder = self._load_base(device, dtype)
+        base, self.tokenizer, _ = self._load_base(device, dtype)
         hidden = base.config.hidden_size
         info = {"model_path": cfg.model_path, "model_type": base.config.model_type, "hidden_size": hidden,
                 "num_hidden_layers": base.config.num_hidden_layers}
@@ -199,7 +200,7 @@ class LoRAForecaster(Forecaster):
         return lora + sum(p.numel() for p in self.model.head.parameters())
 
     def trainable_parameters_detail(self) -> str:
-        """' (LoRA n + head m)' for the CLI report; n is PEFT's own count when training ran here."""
+        """' (LoRA n + head m)' for the CLI report (fit checks n against PEFT's own count)."""
         if self.model is None:
             return ""
         head = sum(p.numel() for p in self.model.head.parameters())
@@ -321,7 +322,7 @@ class LoRAForecaster(Forecaster):
                     if step >= total:
                         stop = True
                         break
-                    if cfg.max_train_seconds and time.perf_counter() - t0 >= cfg.max_train_seconds:
+                    if cfg.max_train_seconds and self._over_budget(accelerator, time.perf_counter() - t0):
                         notes.append(f"stopped at the --max_train_seconds {cfg.max_train_seconds:g} budget after "
                                      f"{step} steps ({step / steps_per_epoch:.2f} epochs)")
                         stop = True
@@ -347,8 +348,7 @@ class LoRAForecaster(Forecaster):
         self.model.eval()
         accelerator.free_memory()
         self.fit_info = {
-            "series": [{"source": f.attrs.get("source", ""), "first": f.index[0].strftime("%Y-%m-%d"),
-                        "last": f.index[-1].strftime("%Y-%m-%d"), "rows": len(f)} for f in frames],
+            "series": [span(f) for f in frames],
             "train_sequences": len(train_samples), "train_targets": n_targets, "val_targets": int(
                 sum(len(s["read_pos"]) for s in val_samples)),
             "lora_parameters_peft": lora_params, "tokens_per_window": tpw, "tokens_per_target": n_tokens / n_targets,
@@ -362,8 +362,14 @@ class LoRAForecaster(Forecaster):
             say("note: no step beat the untrained model on validation, so the checkpoint predicts like naive")
         return self
 
+    def _over_budget(self, accelerator, seconds: float) -> bool:
+        """Whether the --max_train_seconds budget is spent, agreed by all ranks (each rank's clock differs, and
+        a rank that stopped alone would leave the others waiting in the gradient all-reduce)."""
+        flag = torch.tensor(float(seconds >= self.config.max_train_seconds), device=accelerator.device)
+        return bool(accelerator.reduce(flag, reduction="max").item() > 0)
+
     def _forward_samples(self, model: RegressionLM, samples: list[dict], pad_id: int):
-        """Yield (sample slice, predictions [B, P, H] float32 on CPU) under inference_mode."""
+        """Yield (samples of the batch, collated batch, predictions [B, P, H] float32 on CPU) under inference_mode."""
         device = next(model.head.parameters()).device
         bs = max(self.config.batch_size, 1)
         model.eval()
@@ -426,12 +432,17 @@ class LoRAForecaster(Forecaster):
         """Rebuild from a checkpoint. ``overrides`` (model_path, device, trust_remote_code) replace saved values;
         ``train_config`` (--resume) keeps the saved architecture and takes the new run's loop settings."""
         config = from_dict(LoRAConfig, meta.get("config", {}))
+        # Never taken from the file: a shared checkpoint must not switch on remote code, nor pin a device
+        # the user's machine may lack. Only this run's flags decide.
+        config.trust_remote_code = bool(overrides.pop("trust_remote_code", False))
+        config.device = overrides.pop("device", None) or "auto"
         for key, value in overrides.items():
             if value is not None:
                 setattr(config, key, value)
         if train_config is not None:
             for key in ("epochs", "batch_size", "learning_rate", "weight_decay", "grad_accum", "max_steps",
-                        "max_train_seconds", "max_train_windows", "patience", "val_size", "gradient_checkpointing", "seed", "device"):
+                        "max_train_seconds", "max_train_windows", "max_val_windows", "patience", "val_size",
+                        "gradient_checkpointing", "seed", "device", "train_mode", "chunk_days"):
                 setattr(config, key, getattr(train_config, key))
         model = cls(DataConfig(**meta["data"]), config)
         model.base_info = dict(meta.get("base_model", {}))
