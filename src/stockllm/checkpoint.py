@@ -73,7 +73,8 @@ def read_meta(directory: str | os.PathLike) -> dict:
     if not Path(directory).is_dir():
         raise StockLLMError(f"checkpoint folder {directory} does not exist: pass the --save_dir of a training run")
     if not path.is_file():
-        raise StockLLMError(f"{directory} is not a stockllm checkpoint (no {META_FILE}): pass the --save_dir of a training run")
+        raise StockLLMError(f"{directory} is not a stockllm checkpoint (no {META_FILE}): pass the --save_dir of a "
+                            "training run")
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

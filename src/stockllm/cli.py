@@ -104,7 +104,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="first date, YYYY-MM-DD")
     p.add_argument("--end", help="last date (exclusive), YYYY-MM-DD")
     p.add_argument("--interval", default="1d", help="bar size (default %(default)s)")
-    p.add_argument("--output", metavar="PATH", help="CSV path for one ticker (default TICKER.csv), or a folder for several")
+    p.add_argument("--output", metavar="PATH",
+                   help="CSV path for one ticker (default TICKER.csv), or a folder for several")
     _common(p)
 
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
@@ -113,8 +114,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["mlp", "lora"], default="mlp", help="mlp (default) or lora (the LLM)")
     _data_flags(p)
     _window_flags(p)
-    p.add_argument("--save_dir", default="./checkpoints", metavar="DIR", help="checkpoint folder to write (default %(default)s)")
-    p.add_argument("--resume", metavar="DIR", help="LLM only: continue from this checkpoint folder's adapter and head")
+    p.add_argument("--save_dir", default="./checkpoints", metavar="DIR",
+                   help="checkpoint folder to write (default %(default)s)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="LLM only: continue from this checkpoint folder's adapter and head")
     _training_flags(p)
     _common(p)
 
@@ -122,10 +125,11 @@ def _build_parser() -> argparse.ArgumentParser:
                        description="Forecast the next H trading days after the last row of each file and write "
                                    "predictions.csv (date,horizon,predicted_close,last_close,model).")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", "--lora_weights", dest="checkpoint", metavar="DIR", help="checkpoint folder from train")
+    src.add_argument("--checkpoint", "--lora_weights", dest="checkpoint", metavar="DIR",
+                     help="checkpoint folder from train")
     src.add_argument("--model", choices=["naive", "drift"], help="a baseline that needs no checkpoint")
-    p.add_argument("--model_path", metavar="PATH", help="a checkpoint folder, or (LLM) the base model to use instead of the one "
-                   "recorded in the checkpoint")
+    p.add_argument("--model_path", metavar="PATH", help="a checkpoint folder, or (LLM) the base model to use "
+                   "instead of the one recorded in the checkpoint")
     _data_flags(p, alias_test_csv=True)
     p.add_argument("--window_size", type=int, default=DataConfig.window_size, help="baselines only (default 30)")
     p.add_argument("--horizon", type=int, default=DataConfig.horizon, help="baselines only (default 3)")
@@ -143,15 +147,16 @@ def _build_parser() -> argparse.ArgumentParser:
                    "(default %(default)s; naive is always scored)")
     p.add_argument("--test_size", type=float, default=0.2, help="share of each series held out, at its end "
                    "(default %(default)s)")
-    p.add_argument("--output_dir", default="evaluation", metavar="DIR", help="folder for metrics.csv, forecasts.csv and plot.png "
-                   "(default %(default)s)")
+    p.add_argument("--output_dir", default="evaluation", metavar="DIR",
+                   help="folder for metrics.csv, forecasts.csv and plot.png (default %(default)s)")
     _training_flags(p)
     _common(p)
 
     p = sub.add_parser("download-model", help="download a base model from the Hugging Face Hub to a folder",
                        description="Download a base model (config, tokenizer, safetensors weights) for --model_path.")
     p.add_argument("--model", default=LoRAConfig.model_path, help="Hugging Face id (default %(default)s)")
-    p.add_argument("--save_dir", metavar="DIR", help="folder to write (default: the id's last part, e.g. ./Qwen3-0.6B)")
+    p.add_argument("--save_dir", metavar="DIR",
+                   help="folder to write (default: the id's last part, e.g. ./Qwen3-0.6B)")
     p.add_argument("--revision", help="branch, tag or commit (default: main)")
     _common(p)
     for command in sub.choices.values():
@@ -203,8 +208,7 @@ def _report(model, say) -> None:
     from .device import peak_memory_mb
 
     mb, label = peak_memory_mb()
-    detail = model.trainable_parameters_detail() if hasattr(model, "trainable_parameters_detail") else ""
-    say(f"trainable parameters: {model.num_trainable_parameters():,}{detail}")
+    say(f"trainable parameters: {model.num_trainable_parameters():,}{model.trainable_parameters_detail()}")
     say(f"peak memory: {mb:,.0f} MB ({label})")
 
 

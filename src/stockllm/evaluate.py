@@ -24,7 +24,8 @@ def split_index(n_rows: int, test_size: float) -> int:
 
 
 def test_origins(n_rows: int, split: int, window: int, horizon: int) -> np.ndarray:
-    """Origins whose targets all lie in the test part: t >= split - 1 (the last training day forecasts the first test days)."""
+    """Origins whose targets all lie in the test part: t >= split - 1 (the last training day forecasts the first
+    test days)."""
     return origins_with_targets(n_rows, window, horizon, start=split - 1)
 
 

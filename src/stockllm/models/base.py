@@ -79,6 +79,10 @@ class Forecaster(ABC):
         """Parameters that training changes (0 for naive and drift)."""
         return 0
 
+    def trainable_parameters_detail(self) -> str:
+        """A breakdown appended to the parameter count in the CLI report ('' when there is none)."""
+        return ""
+
     # --- checkpoints -------------------------------------------------------------------------------------
     def config_dict(self) -> dict:
         """Model-specific resolved config saved in stockllm.json."""

@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..device import torch_threads
 from ..config import DataConfig, MLPConfig, from_dict, to_dict
+from ..device import torch_threads
 from ..errors import StockLLMError
 from ..features import N_FEATURES, chronological_split, origins_with_targets, targets, window_inputs
 from .base import Forecaster, span
@@ -91,15 +91,15 @@ class MLPForecaster(Forecaster):
         return x.reshape(len(x), -1)
 
     def fit(self, frames, progress=True):
-        with torch_threads(1):
-            return self._fit(frames, progress)
-
-    def _fit(self, frames, progress):
         """Train on the pooled windows of ``frames``; keep the epoch with the lowest validation loss.
 
         Epoch 0 (the untrained, naive-equal model) is a candidate too, so a model that cannot beat the
         random walk on validation stays the random walk.
         """
+        with torch_threads(1):
+            return self._fit(frames, progress)
+
+    def _fit(self, frames, progress):
         cfg = self.config
         torch.manual_seed(cfg.seed)
         x_tr, y_tr = self._xy(frames, 0)

@@ -352,7 +352,8 @@ class LoRAForecaster(Forecaster):
             "train_sequences": len(train_samples), "train_targets": n_targets, "val_targets": int(
                 sum(len(s["read_pos"]) for s in val_samples)),
             "lora_parameters_peft": lora_params, "tokens_per_window": tpw, "tokens_per_target": n_tokens / n_targets,
-            "num_processes": accelerator.num_processes, "steps": step, "best_step": best_step, "best_val_loss": best_loss, "naive_val_loss": naive_val,
+            "num_processes": accelerator.num_processes, "steps": step, "best_step": best_step,
+            "best_val_loss": best_loss, "naive_val_loss": naive_val,
             "train_seconds": train_seconds, "train_tokens_seen": seen_tokens, "train_targets_seen": seen_targets,
             "history": history, "notes": sorted(set(notes)),
         }
