@@ -130,7 +130,7 @@ def test_seed_flag_names(files, capsys, tmp_path):
                 "--window_size", "12", "--horizon", "2", "--save_dir", ck, "--quiet"])
     meta = json.loads((ck / "stockllm.json").read_text())
     assert meta["kind"] == "mlp"
-    assert meta["data"] == {"window_size": 12, "horizon": 2}
+    assert meta["data"] == {"window_size": 12, "horizon": 2, "quantiles": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]}
     assert meta["config"]["epochs"] == 2
     assert meta["config"]["batch_size"] == 16
     assert meta["config"]["learning_rate"] == 0.005
@@ -138,6 +138,36 @@ def test_seed_flag_names(files, capsys, tmp_path):
     output = tmp_path / "out.csv"
     out = ok(capsys, ["predict", "--checkpoint", ck, "--data", files["a"], "--output", output])
     check_predictions(out, output, load_ohlcv(files["a"]), 2, "mlp")  # window and horizon come from the folder
+
+
+def test_predict_quantile_columns_interval_and_levels_the_checkpoint_cannot_give(files, capsys, tmp_path):
+    output = tmp_path / "q.csv"
+    out = ok(capsys, ["predict", "--checkpoint", files["checkpoint"], "--data", files["a"], "--output", output,
+                      "--quantiles", "0.1,0.5,0.9"])
+    table = pd.read_csv(output)
+    assert list(table.columns[-3:]) == ["q0.1", "q0.5", "q0.9"]
+    assert (table["q0.1"] <= table["q0.5"]).all() and (table["q0.5"] <= table["q0.9"]).all()
+    np.testing.assert_allclose(table["q0.5"], table["predicted_close"], rtol=1e-12)
+    first = table.iloc[0]
+    assert f"80% [{first['q0.1']:.2f}, {first['q0.9']:.2f}]" in out
+    # The default: every level the checkpoint knows.
+    ok(capsys, ["predict", "--checkpoint", files["checkpoint"], "--data", files["a"], "--output", output])
+    assert [c for c in pd.read_csv(output).columns if c.startswith("q")] == [f"q0.{i}" for i in range(1, 10)]
+    line = fails(capsys, ["predict", "--checkpoint", files["checkpoint"], "--data", files["a"], "--output",
+                          tmp_path / "no.csv", "--quantiles", "0.05,0.5,0.95"])
+    assert "0.05,0.95" in line and "trained for" in line
+    assert not (tmp_path / "no.csv").exists()
+    line = fails(capsys, ["predict", "--model", "naive", "--data", files["a"], "--quantiles", "0.1,0.2"])
+    assert "--quantiles" in line and "0.5" in line
+
+
+def test_train_records_its_quantile_levels(files, capsys, tmp_path):
+    ok(capsys, ["train", "--data", files["a"], "--epochs", "1", "--quantiles", "0.05,0.5,0.95", "--save_dir",
+                tmp_path / "ck", "--quiet"])
+    assert json.loads((tmp_path / "ck" / "stockllm.json").read_text())["data"]["quantiles"] == [0.05, 0.5, 0.95]
+    ok(capsys, ["predict", "--checkpoint", tmp_path / "ck", "--data", files["a"], "--output", tmp_path / "p.csv",
+                "--quantiles", "0.05,0.95"])
+    assert [c for c in pd.read_csv(tmp_path / "p.csv").columns if c.startswith("q")] == ["q0.05", "q0.95"]
 
 
 # --- evaluate --------------------------------------------------------------------------------------------------
@@ -157,8 +187,13 @@ def test_evaluate_writes_metrics_forecasts_and_plot(files, capsys, tmp_path):
     forecasts = pd.read_csv(out_dir / "forecasts.csv")
     assert {"series", "model", "origin", "horizon", "target_date", "actual", "predicted"} <= set(forecasts.columns)
     assert (out_dir / "plot.png").read_bytes().startswith(b"\x89PNG")
-    # The table is printed.
-    assert "mae_vs_naive" in out and "drift" in out and "mlp" in out
+    for column in ["wql", "wql_vs_naive", "coverage_80", "coverage_20", "width_80"]:
+        assert table[column].notna().all(), column
+    assert table.loc[table["model"] != "naive", "dm_pvalue_wql"].notna().all()
+    assert [c for c in forecasts.columns if c.startswith("q")] == [f"q0.{i}" for i in range(1, 10)]
+    # The table is printed, point and distribution scores side by side.
+    assert "mae_vs_naive" in out and "wql_vs_naive" in out and "coverage_80" in out
+    assert "drift" in out and "mlp" in out
 
 
 def test_evaluate_always_scores_naive(files, capsys, tmp_path):

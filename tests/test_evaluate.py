@@ -34,6 +34,7 @@ class Spy(Forecaster):
 
     kind = "spy"
     needs_fit = True
+    has_quantiles = False  # a point-only model: overrides predict_returns, quantile metrics stay empty
 
     def __init__(self, data=None):
         super().__init__(data)

@@ -47,6 +47,14 @@ def _window_flags(parser: argparse.ArgumentParser) -> None:
                         help="days of history per forecast (default %(default)s)")
     parser.add_argument("--horizon", type=int, default=DataConfig.horizon,
                         help="number of future closes to forecast (default %(default)s)")
+    _quantiles_flag(parser)
+
+
+def _quantiles_flag(parser: argparse.ArgumentParser, extra: str = "") -> None:
+    parser.add_argument("--quantiles", metavar="LEVELS",
+                        help="comma-separated quantile levels of the forecast distribution, strictly between 0 and "
+                             "1, with 0.5 or levels on both sides of it (default "
+                             f"{','.join(f'{q:g}' for q in DataConfig.quantiles)}){extra}")
 
 
 def _training_flags(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +143,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _data_flags(p, alias_test_csv=True)
     p.add_argument("--window_size", type=int, default=DataConfig.window_size, help="baselines only (default 30)")
     p.add_argument("--horizon", type=int, default=DataConfig.horizon, help="baselines only (default 3)")
+    _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
     p.add_argument("--output", default="predictions.csv", metavar="FILE", help="CSV to write (default %(default)s)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
@@ -176,8 +185,17 @@ def _pick(args: argparse.Namespace, cls, **renames):
     return cls(**values)
 
 
+def _levels(args) -> tuple[float, ...] | None:
+    """The --quantiles flag, parsed and checked (None when not given)."""
+    from .quantiles import parse_quantiles
+
+    return parse_quantiles(args.quantiles) if getattr(args, "quantiles", None) else None
+
+
 def _data_config(args) -> DataConfig:
-    data = DataConfig(window_size=args.window_size, horizon=args.horizon)
+    levels = _levels(args)
+    data = DataConfig(window_size=args.window_size, horizon=args.horizon,
+                      **({"quantiles": levels} if levels else {}))
     if data.window_size < 2:
         raise StockLLMError(f"--window_size {data.window_size} is too small: use 2 or more (default 30)")
     if data.horizon < 1:
@@ -268,8 +286,10 @@ def cmd_predict(args, say) -> None:
     from .checkpoint import META_FILE
     from .data import write_csv_atomic
     from .models import load_forecaster, model_class
+    from .quantiles import central_intervals, column
 
     checkpoint, base_override = args.checkpoint, None
+    levels = _levels(args)  # checked before any model loads
     if args.model_path:
         if checkpoint is None and not args.model:
             if not (Path(args.model_path) / META_FILE).is_file():
@@ -287,19 +307,26 @@ def cmd_predict(args, say) -> None:
         model = load_forecaster(checkpoint, **overrides)
     else:
         raise StockLLMError("nothing to predict with: pass --checkpoint DIR (from stockllm train) or --model naive")
+    levels = levels or model.quantiles
+    model.check_levels(levels)
     frames = _load_frames(args.data, model.window_size, f"window {model.window_size}")
     tables = []
     for series, frame in frames.items():
-        table = model.forecast(frame)
+        table = model.forecast(frame, levels)
         table.insert(0, "series", series)
         tables.append(table)
     result = pd.concat(tables, ignore_index=True)
     _report(model, say)
+    intervals = central_intervals(levels)
+    pct, lo, hi = next((i for i in intervals if i[0] == 80), intervals[0] if intervals else (None, None, None))
     for series, g in result.groupby("series", sort=False):
-        say(f"{series}: last close {g['last_close'].iloc[0]:.2f} on {g['last_date'].iloc[0]}")
-        for row in g.itertuples():
-            say(f"  {row.date}  +{row.horizon}d  {row.predicted_close:.2f}")
+        say(f"{series}: last close {g['last_close'].iloc[0]:.2f} on {g['last_date'].iloc[0]}"
+            + (f"; median close and {pct}% interval" if pct else "; median close"))
+        for _, row in g.iterrows():
+            band = f"  {pct}% [{row[column(lo)]:.2f}, {row[column(hi)]:.2f}]" if pct else ""
+            say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}")
     cols = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date"]
+    cols += [column(level) for level in levels]
     write_csv_atomic(result[cols], args.output, index=False)
     say(f"wrote {args.output}")
 

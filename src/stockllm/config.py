@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from .errors import StockLLMError
+from .quantiles import DEFAULT_QUANTILES, check_quantiles
 
 
 def _check(config, positive=(), non_negative=(), fraction=()) -> None:
@@ -30,10 +31,16 @@ class DataConfig:
 
     window_size: days of history the model sees per forecast.
     horizon: number of future closes forecast (H).
+    quantiles: the levels of the forecast distribution (Q), increasing, strictly inside (0, 1), with 0.5
+        present or straddled (the point forecast is the median).
     """
 
     window_size: int = 30
     horizon: int = 3
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+
+    def __post_init__(self):
+        self.quantiles = check_quantiles(self.quantiles)
 
     @property
     def min_rows(self) -> int:

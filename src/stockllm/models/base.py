@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -14,18 +14,24 @@ from ..checkpoint import atomic_dir, read_meta, write_meta
 from ..config import DataConfig
 from ..errors import StockLLMError
 from ..features import future_dates, to_prices
+from ..quantiles import column, median, missing_levels, select
 
 
 class Forecaster(ABC):
-    """Forecasts the next H closes after an origin row from the ``window_size`` rows ending there.
+    """Forecasts the distribution of the next H closes after an origin row from the rows up to it.
 
-    fit(frames) trains on one or more OHLCV frames (their windows are pooled); predict_returns(frame, origins)
-    forecasts many origins at once (backtests); forecast(frame) gives the next H closes after the last row;
-    save/load use a checkpoint folder. Evaluation code never asks which model it holds.
+    fit(frames) trains on one or more OHLCV frames (their windows are pooled); predict_quantiles(frame, origins)
+    forecasts the quantiles of many origins at once (backtests) and is what every model implements;
+    predict_returns gives the point forecast (the median); forecast(frame) gives the next H closes after the
+    last row; save/load use a checkpoint folder. Evaluation code never asks which model it holds.
+
+    A model without a distribution sets ``has_quantiles = False`` and overrides predict_returns instead; its
+    predict_quantiles is then all-NaN, and its quantile metrics show as empty.
     """
 
     kind: ClassVar[str]
     needs_fit: ClassVar[bool] = False
+    has_quantiles: ClassVar[bool] = True
 
     def __init__(self, data: DataConfig | None = None):
         self.data = data or DataConfig()
@@ -39,41 +45,79 @@ class Forecaster(ABC):
     def horizon(self) -> int:
         return self.data.horizon
 
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        """The quantile levels this model forecasts (Q), increasing."""
+        return self.data.quantiles
+
     def fit(self, frames: Sequence[pd.DataFrame], progress: bool = True) -> "Forecaster":
         """Train on the frames' windows (pooled). Models without parameters return at once."""
         return self
 
-    @abstractmethod
-    def predict_returns(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
-        """Predicted log-returns float64 [len(origins), H]: log(Ĉ[t+h]/C[t]) for each origin row t.
+    def predict_quantiles(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
+        """Quantiles of the log-return log(C[t+h]/C[t]), float64 [len(origins), H, Q], non-decreasing along Q,
+        at the levels ``self.quantiles``, for each origin row t.
 
         Only rows <= t may be used (no look-ahead); every origin must have ``window_size - 1`` rows before it.
         """
+        if self.has_quantiles:
+            raise NotImplementedError(f"{type(self).__name__} must implement predict_quantiles")
+        return np.full((len(origins), self.horizon, len(self.quantiles)), np.nan)
+
+    def predict_returns(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
+        """Point forecast float64 [len(origins), H]: the median log-return (level 0.5, interpolated between the
+        levels around it when 0.5 is not one of them)."""
+        return median(self.predict_quantiles(frame, origins), self.quantiles)
+
+    def predict_distribution(self, frame: pd.DataFrame, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(point [n, H], quantiles [n, H, Q]) log-returns from one pass of the model."""
+        if self.has_quantiles:
+            q = self.predict_quantiles(frame, origins)
+            return median(q, self.quantiles), q
+        return self.predict_returns(frame, origins), self.predict_quantiles(frame, origins)
 
     def predict_prices(self, frame: pd.DataFrame, origins: np.ndarray) -> np.ndarray:
-        """Predicted closes [len(origins), H] for each origin row."""
+        """Predicted closes [len(origins), H] for each origin row (the median)."""
         close = frame["Close"].to_numpy(dtype=np.float64)
         return to_prices(close[np.asarray(origins)], self.predict_returns(frame, origins))
 
-    def forecast(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """The next H closes after the frame's last row.
+    def check_levels(self, levels) -> None:
+        """Refuse quantile levels this model cannot give (a trained head knows only the levels it learnt)."""
+        missing = missing_levels(self.quantiles, levels)
+        if missing:
+            raise StockLLMError(
+                f"--quantiles {','.join(f'{q:g}' for q in missing)}: this {self.kind} model gives only the levels "
+                f"{','.join(f'{q:g}' for q in self.quantiles)} it was trained for; pass some of those, or train "
+                "again with --quantiles")
 
-        Returns columns date, horizon, predicted_close, last_close, last_date, model (one row per horizon).
+    def forecast(self, frame: pd.DataFrame, levels=None) -> pd.DataFrame:
+        """The next H closes after the frame's last row, with their quantiles.
+
+        Returns columns date, horizon, predicted_close, last_close, last_date, model and one price-scale column
+        per level (``q0.1``, ...; ``levels`` picks some of ``self.quantiles``, default all), one row per horizon.
         """
+        levels = self.quantiles if levels is None else tuple(levels)
+        self.check_levels(levels)
         if len(frame) < self.window_size:
             raise StockLLMError(
                 f"{frame.attrs.get('source', 'the data')} has {len(frame)} rows but the model needs "
                 f"{self.window_size} (its window): pass a longer history")
         origin = np.array([len(frame) - 1])
-        prices = self.predict_prices(frame, origin)[0]
-        return pd.DataFrame({
+        last = float(frame["Close"].iloc[-1])
+        point, q = self.predict_distribution(frame, origin)
+        prices = last * np.exp(point[0])
+        q_prices = last * np.exp(select(q[0], self.quantiles, levels))  # [H, len(levels)]
+        table = pd.DataFrame({
             "date": future_dates(frame.index[-1], self.horizon).strftime("%Y-%m-%d"),
             "horizon": np.arange(1, self.horizon + 1),
             "predicted_close": prices,
-            "last_close": float(frame["Close"].iloc[-1]),
+            "last_close": last,
             "last_date": frame.index[-1].strftime("%Y-%m-%d"),
             "model": self.kind,
         })
+        for j, level in enumerate(levels):
+            table[column(level)] = q_prices[:, j]
+        return table
 
     def num_trainable_parameters(self) -> int:
         """Parameters that training changes (0 for naive and drift)."""

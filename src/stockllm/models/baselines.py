@@ -17,24 +17,37 @@ from ..config import DataConfig, MLPConfig, from_dict, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
 from ..features import N_FEATURES, chronological_split, origins_with_targets, targets, window_inputs
+from ..quantiles import ewma_sigma, gaussian_quantiles
 from .base import Forecaster, span
 
 
+def ewma_spread(frame: pd.DataFrame, center: np.ndarray, origins: np.ndarray, levels) -> np.ndarray:
+    """Gaussian quantiles [n, H, Q] around ``center`` [n, H] log-returns, with the causal RiskMetrics EWMA
+    volatility (λ = 0.94) at each origin scaled by √h."""
+    sigma = ewma_sigma(frame["Close"].to_numpy(dtype=np.float64))[np.asarray(origins, dtype=np.int64)]
+    return gaussian_quantiles(center, sigma, levels)
+
+
 class NaiveForecaster(Forecaster):
-    """Random walk: every future close equals the last close (predicted log-return 0)."""
+    """Driftless random walk: the median future close is the last close, and log-returns are Gaussian with the
+    RiskMetrics EWMA volatility of past daily returns (λ = 0.94), times √h."""
 
     kind = "naive"
 
-    def predict_returns(self, frame, origins):
-        return np.zeros((len(origins), self.horizon))
+    def predict_quantiles(self, frame, origins):
+        return ewma_spread(frame, np.zeros((len(origins), self.horizon)), origins, self.quantiles)
 
 
 class DriftForecaster(Forecaster):
-    """The window's mean daily log-return, extended forward: ŷ[h] = h · mean(log C[d]/C[d-1])."""
+    """The window's mean daily log-return, extended forward: median ŷ[h] = h · mean(log C[d]/C[d-1]); the same
+    Gaussian EWMA spread as naive around it."""
 
     kind = "drift"
 
-    def predict_returns(self, frame, origins):
+    def predict_quantiles(self, frame, origins):
+        return ewma_spread(frame, self._drift(frame, origins), origins, self.quantiles)
+
+    def _drift(self, frame, origins):
         logc = np.log(frame["Close"].to_numpy(dtype=np.float64))
         origins = np.asarray(origins, dtype=np.int64)
         # Mean of the window's W-1 daily returns telescopes to (log C[t] - log C[t-W+1]) / (W-1).
@@ -161,7 +174,11 @@ class MLPForecaster(Forecaster):
         }
         return self
 
-    def predict_returns(self, frame, origins):
+    def predict_quantiles(self, frame, origins):
+        # Until the quantile head lands: the EWMA Gaussian spread around the point forecast.
+        return ewma_spread(frame, self._point(frame, origins), origins, self.quantiles)
+
+    def _point(self, frame, origins):
         x = self._inputs(window_inputs(frame, self.window_size, origins))
         self.net.eval()
         with torch.inference_mode(), torch_threads(1):

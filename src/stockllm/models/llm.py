@@ -392,7 +392,13 @@ class LoRAForecaster(Forecaster):
         return total / count
 
     # --- prediction ----------------------------------------------------------------------------------------
-    def predict_returns(self, frame, origins):
+    def predict_quantiles(self, frame, origins):
+        # Until the quantile head lands: the EWMA Gaussian spread around the point forecast.
+        from .baselines import ewma_spread
+
+        return ewma_spread(frame, self._point(frame, origins), origins, self.quantiles)
+
+    def _point(self, frame, origins):
         """Read every origin from as few forward passes as the chunk plan allows (batched, inference_mode)."""
         if self.model is None:
             self._build(trainable=False)
