@@ -88,11 +88,30 @@ def test_untrained_mlp_equals_naive(learn_frame):
     close = learn_frame["Close"].to_numpy()
     np.testing.assert_array_equal(model.predict_returns(learn_frame, origins), 0.0)
     np.testing.assert_array_equal(model.predict_prices(learn_frame, origins), np.repeat(close[origins][:, None], 3, 1))
+    # The whole distribution is the naive EWMA Gaussian walk (float32 head: to ~1e-7).
+    naive = NaiveForecaster(DataConfig()).predict_quantiles(learn_frame, origins)
+    np.testing.assert_allclose(model.predict_quantiles(learn_frame, origins), naive, rtol=1e-6, atol=1e-12)
 
 
 def test_mlp_parameter_count():
     model = MLPForecaster(DataConfig(window_size=10, horizon=2), MLPConfig(hidden_size=8))
-    assert model.num_trainable_parameters() == 10 * 5 * 8 + 8 + 8 * 2 + 2
+    assert model.num_trainable_parameters() == 10 * 5 * 8 + 8 + 8 * 2 * 9 + 2 * 9  # H × Q = 2 × 9 outputs
+
+
+def test_mlp_quantiles_never_cross_under_random_weights(learn_frame):
+    import torch
+
+    levels = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+    model = MLPForecaster(DataConfig(quantiles=levels), MLPConfig(hidden_size=16))
+    origins = origins_with_targets(len(learn_frame), 30, 3)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        for p in model.net.parameters():
+            torch.nn.init.normal_(p, std=3.0)
+        q = model.predict_quantiles(learn_frame, origins)
+        assert q.shape == (len(origins), 3, len(levels))
+        assert np.isfinite(q).all()
+        assert (np.diff(q, axis=-1) >= 0).all()
 
 
 def test_mlp_learns_a_learnable_series(trained, learn_frame):
@@ -143,6 +162,9 @@ def test_mlp_save_load_reproduces_predictions(trained, learn_frame, tmp_path):
         assert isinstance(loaded, MLPForecaster)
         np.testing.assert_array_equal(loaded.predict_returns(learn_frame, origins),
                                       trained.predict_returns(learn_frame, origins))
+        np.testing.assert_array_equal(loaded.predict_quantiles(learn_frame, origins),
+                                      trained.predict_quantiles(learn_frame, origins))
+        assert loaded.quantiles == trained.quantiles
         pd.testing.assert_frame_equal(loaded.forecast(learn_frame), trained.forecast(learn_frame))
 
 

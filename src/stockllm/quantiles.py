@@ -92,17 +92,22 @@ def ewma_sigma(close: np.ndarray, lam: float = EWMA_LAMBDA) -> np.ndarray:
     return np.concatenate([[np.nan], np.sqrt(var)])
 
 
+def ewma_scale(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """The naive walk's spread of log(C[t+h]/C[t]) per origin and horizon, float64 [n, H]: σ[t]·√h with σ the
+    causal EWMA volatility (``ewma_sigma``). Heads predict quantiles of returns divided by it."""
+    sigma = ewma_sigma(close)[np.asarray(origins, dtype=np.int64)]
+    return sigma[:, None] * np.sqrt(np.arange(1, horizon + 1))[None, :]
+
+
 def z_scores(levels: Sequence[float]) -> np.ndarray:
     """Standard normal quantiles at the levels, float64 [Q]."""
     return stats.norm.ppf(np.asarray(levels, dtype=np.float64))
 
 
-def gaussian_quantiles(center: np.ndarray, sigma: np.ndarray, levels: Sequence[float]) -> np.ndarray:
-    """Quantiles [n, H, Q] of a Gaussian random walk: center[n, H] + σ[n]·√h·z(level)."""
+def gaussian_quantiles(center: np.ndarray, scale: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """Gaussian quantiles [n, H, Q]: center[n, H] + scale[n, H]·z(level)."""
     center = np.asarray(center, dtype=np.float64)
-    horizon = center.shape[1]
-    spread = np.asarray(sigma, dtype=np.float64)[:, None] * np.sqrt(np.arange(1, horizon + 1))[None, :]
-    return center[:, :, None] + spread[:, :, None] * z_scores(levels)[None, None, :]
+    return center[:, :, None] + np.asarray(scale, dtype=np.float64)[:, :, None] * z_scores(levels)[None, None, :]
 
 
 def median(quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:

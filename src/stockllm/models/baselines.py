@@ -17,15 +17,16 @@ from ..config import DataConfig, MLPConfig, from_dict, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
 from ..features import N_FEATURES, chronological_split, origins_with_targets, targets, window_inputs
-from ..quantiles import ewma_sigma, gaussian_quantiles
+from ..quantiles import ewma_scale, gaussian_quantiles
 from .base import Forecaster, span
+from .heads import SCALE_FLOOR, QuantileHead, pinball_loss
 
 
 def ewma_spread(frame: pd.DataFrame, center: np.ndarray, origins: np.ndarray, levels) -> np.ndarray:
     """Gaussian quantiles [n, H, Q] around ``center`` [n, H] log-returns, with the causal RiskMetrics EWMA
     volatility (λ = 0.94) at each origin scaled by √h."""
-    sigma = ewma_sigma(frame["Close"].to_numpy(dtype=np.float64))[np.asarray(origins, dtype=np.int64)]
-    return gaussian_quantiles(center, sigma, levels)
+    scale = ewma_scale(frame["Close"].to_numpy(dtype=np.float64), origins, center.shape[1])
+    return gaussian_quantiles(center, scale, levels)
 
 
 class NaiveForecaster(Forecaster):
@@ -58,24 +59,25 @@ class DriftForecaster(Forecaster):
 
 
 class SimpleStockPredictor(nn.Module):
-    """The seed's MLP: window×5 inputs → hidden, ReLU → H outputs (scaled log-returns here, not raw prices)."""
+    """The seed's MLP: window×5 inputs → hidden, ReLU → a quantile head (H × Q non-crossing quantiles of
+    EWMA-standardised log-returns; see ``heads``), not raw prices."""
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int):
+    def __init__(self, input_size: int, hidden_size: int, horizon: int, levels):
         super().__init__()
         self.fc1 = nn.Linear(input_size, hidden_size)
         self.relu = nn.ReLU()
-        self.fc2 = nn.Linear(hidden_size, output_size)
-        # Zero output weights: the untrained model is exactly naive, and training must earn every deviation.
-        nn.init.zeros_(self.fc2.weight)
-        nn.init.zeros_(self.fc2.bias)
+        # Zero output layer: the untrained model is exactly the naive EWMA Gaussian walk, and training must earn
+        # every deviation.
+        self.fc2 = QuantileHead(hidden_size, horizon, levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [batch, window*5] standardised inputs → [batch, H] log-returns divided by their train std."""
+        """x: [batch, window*5] standardised inputs → [batch, H, Q] quantiles of log-return ÷ (σ_EWMA·√h)."""
         return self.fc2(self.relu(self.fc1(x)))
 
 
 class MLPForecaster(Forecaster):
-    """The seed's SimpleStockPredictor on scale-free windows, with early stopping and weight decay."""
+    """The seed's SimpleStockPredictor on scale-free windows, with a pinball-loss quantile head, early stopping
+    and weight decay."""
 
     kind = "mlp"
     needs_fit = True
@@ -85,29 +87,35 @@ class MLPForecaster(Forecaster):
         self.config = config or MLPConfig()
         with torch.random.fork_rng():  # same seed, same initial weights, without touching the global RNG
             torch.manual_seed(self.config.seed)
-            self.net = SimpleStockPredictor(self.window_size * N_FEATURES, self.config.hidden_size, self.horizon)
+            self.net = SimpleStockPredictor(self.window_size * N_FEATURES, self.config.hidden_size, self.horizon,
+                                            self.quantiles)
+        self.levels = torch.tensor(self.quantiles, dtype=torch.float32)
         self.x_mean = torch.zeros(N_FEATURES)
         self.x_std = torch.ones(N_FEATURES)
-        self.y_scale = torch.ones(self.horizon)
 
     def _xy(self, frames: Sequence[pd.DataFrame], split: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs [n, W, 5] and standardised targets [n, H] (log-return ÷ σ_EWMA·√h) of one part of the split."""
         xs, ys = [], []
         for frame in frames:
             origins = origins_with_targets(len(frame), self.window_size, self.horizon)
             part = chronological_split(origins, self.config.val_size, self.horizon)[split]
             xs.append(window_inputs(frame, self.window_size, part))
-            ys.append(targets(frame, self.horizon, part))
+            ys.append(targets(frame, self.horizon, part) / self._scale(frame, part))
         return np.concatenate(xs), np.concatenate(ys)
+
+    def _scale(self, frame, origins) -> np.ndarray:
+        return np.maximum(ewma_scale(frame["Close"].to_numpy(dtype=np.float64), origins, self.horizon), SCALE_FLOOR)
 
     def _inputs(self, x: np.ndarray) -> torch.Tensor:
         x = (torch.from_numpy(x) - self.x_mean) / self.x_std
         return x.reshape(len(x), -1)
 
     def fit(self, frames, progress=True):
-        """Train on the pooled windows of ``frames``; keep the epoch with the lowest validation loss.
+        """Train on the pooled windows of ``frames`` with the pinball loss; keep the epoch with the lowest
+        validation loss.
 
-        Epoch 0 (the untrained, naive-equal model) is a candidate too, so a model that cannot beat the
-        random walk on validation stays the random walk.
+        Epoch 0 (the untrained model, equal to the naive EWMA Gaussian walk) is a candidate too, so a model that
+        cannot beat the random walk on validation stays the random walk.
         """
         with torch_threads(1):
             return self._fit(frames, progress)
@@ -122,21 +130,22 @@ class MLPForecaster(Forecaster):
         # Scalers see the training part only.
         self.x_mean = torch.from_numpy(x_tr.reshape(-1, N_FEATURES).mean(0)).float()
         self.x_std = torch.from_numpy(x_tr.reshape(-1, N_FEATURES).std(0)).float().clamp_min(1e-8)
-        self.y_scale = torch.from_numpy(y_tr.std(0)).float().clamp_min(1e-8)
-        xt, yt = self._inputs(x_tr), torch.from_numpy(y_tr).float() / self.y_scale
-        xv, yv = self._inputs(x_va), torch.from_numpy(y_va).float() / self.y_scale
+        xt, yt = self._inputs(x_tr), torch.from_numpy(y_tr).float()
+        xv, yv = self._inputs(x_va), torch.from_numpy(y_va).float()
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        loss_fn = nn.MSELoss()
         gen = torch.Generator().manual_seed(cfg.seed)
+
+        def loss_fn(x, y):
+            return pinball_loss(self.net(x), y, self.levels)[0]
 
         def val_loss() -> float:
             if len(xv) == 0:
                 return float("nan")
             with torch.inference_mode():
-                return loss_fn(self.net(xv), yv).item()
+                return loss_fn(xv, yv).item()
 
         best = (val_loss(), 0, copy.deepcopy(self.net.state_dict()))
-        naive_val = float((yv**2).mean()) if len(yv) else float("nan")
+        naive_val = best[0]  # the untrained head is the naive walk
         history, bad = [], 0
         bar = tqdm(range(1, cfg.epochs + 1), desc="mlp", unit="epoch", disable=not progress)
         for epoch in bar:
@@ -145,7 +154,7 @@ class MLPForecaster(Forecaster):
             total = 0.0
             for i in range(0, len(xt), cfg.batch_size):
                 idx = perm[i:i + cfg.batch_size]
-                loss = loss_fn(self.net(xt[idx]), yt[idx])
+                loss = loss_fn(xt[idx], yt[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -168,22 +177,19 @@ class MLPForecaster(Forecaster):
         self.net.load_state_dict(best[2])
         self.fit_info = {
             "series": [span(f) for f in frames],
-            "train_windows": len(xt), "val_windows": len(xv),
+            "train_windows": len(xt), "val_windows": len(xv), "loss": "pinball on log-returns ÷ (EWMA σ·√h)",
             "best_epoch": best[1], "best_val_loss": best[0], "naive_val_loss": naive_val,
             "epochs_run": len(history), "history": history,
         }
         return self
 
     def predict_quantiles(self, frame, origins):
-        # Until the quantile head lands: the EWMA Gaussian spread around the point forecast.
-        return ewma_spread(frame, self._point(frame, origins), origins, self.quantiles)
-
-    def _point(self, frame, origins):
+        origins = np.asarray(origins, dtype=np.int64)
         x = self._inputs(window_inputs(frame, self.window_size, origins))
         self.net.eval()
         with torch.inference_mode(), torch_threads(1):
-            out = self.net(x) * self.y_scale
-        return out.double().numpy()
+            z = self.net(x).double().numpy()
+        return z * self._scale(frame, origins)[:, :, None]
 
     def num_trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters() if p.requires_grad)
@@ -193,7 +199,7 @@ class MLPForecaster(Forecaster):
 
     def _save_weights(self, directory: Path) -> None:
         tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
-        tensors.update(x_mean=self.x_mean, x_std=self.x_std, y_scale=self.y_scale)
+        tensors.update(x_mean=self.x_mean, x_std=self.x_std)
         save_file(tensors, str(directory / "model.safetensors"))
 
     @classmethod
@@ -203,6 +209,13 @@ class MLPForecaster(Forecaster):
         if not path.is_file():
             raise StockLLMError(f"{directory} has no model.safetensors: the checkpoint is incomplete; train again")
         tensors = load_file(str(path))
-        model.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        model.x_mean, model.x_std, model.y_scale = tensors["x_mean"], tensors["x_std"], tensors["y_scale"]
+        state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+        want = {k: tuple(v.shape) for k, v in model.net.state_dict().items()}
+        if {k: tuple(v.shape) for k, v in state.items()} != want:
+            raise StockLLMError(f"{path} does not hold the quantile MLP that {directory}/stockllm.json describes "
+                                f"(horizon {model.horizon}, {len(model.quantiles)} levels, hidden size "
+                                f"{model.config.hidden_size}); it comes from another run or an older stockllm "
+                                "version: train again")
+        model.net.load_state_dict(state)
+        model.x_mean, model.x_std = tensors["x_mean"], tensors["x_std"]
         return model
