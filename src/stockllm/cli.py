@@ -121,7 +121,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
                        description="Train a forecaster on one or more CSV files (their windows are pooled) and save "
                                    "the best epoch as a checkpoint folder (safetensors + stockllm.json).")
-    p.add_argument("--model", choices=["mlp", "lora"], default="mlp", help="mlp (default) or lora (the LLM)")
+    p.add_argument("--model", choices=["mlp", "lora", "garch"], default="mlp",
+                   help="mlp (default), lora (the LLM) or garch (GARCH(1,1) volatility)")
     _data_flags(p)
     _window_flags(p)
     p.add_argument("--save_dir", default="./checkpoints", metavar="DIR",
@@ -154,7 +155,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                    "forecast from every test origin and score against the random walk.")
     _data_flags(p, required=False)
     _window_flags(p)
-    p.add_argument("--models", default="naive,drift,mlp", help="comma-separated: naive,drift,mlp,lora "
+    p.add_argument("--models", default="naive,drift,mlp", help="comma-separated: naive,drift,garch,mlp,lora "
                    "(default %(default)s; naive is always scored)")
     p.add_argument("--test_size", type=float, default=0.2, help="share of each series held out, at its end "
                    "(default %(default)s)")
@@ -206,6 +207,8 @@ def _data_config(args) -> DataConfig:
 def _model_config(name: str, args):
     if name == "mlp":
         return _pick(args, MLPConfig)
+    if name != "lora":
+        return None  # garch: no settings
     cfg = _pick(args, LoRAConfig)
     if isinstance(cfg.target_modules, str) and cfg.target_modules != "all-linear":
         cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())

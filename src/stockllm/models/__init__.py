@@ -9,17 +9,21 @@ from ..errors import StockLLMError
 from .base import Forecaster
 from .baselines import DriftForecaster, MLPForecaster, NaiveForecaster
 
-MODEL_NAMES = ("naive", "drift", "mlp", "lora")
+MODEL_NAMES = ("naive", "drift", "garch", "mlp", "lora")
 
 
 def model_class(name: str) -> type[Forecaster]:
-    """The Forecaster class for a model name; the LLM one is imported lazily (it pulls in transformers)."""
+    """The Forecaster class for a model name; GARCH and the LLM are imported lazily (arch, transformers)."""
     if name == "naive":
         return NaiveForecaster
     if name == "drift":
         return DriftForecaster
     if name == "mlp":
         return MLPForecaster
+    if name == "garch":
+        from .garch import GARCHForecaster
+
+        return GARCHForecaster
     if name == "lora":
         from .llm import LoRAForecaster
 
