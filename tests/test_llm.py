@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 from stockllm.cli import main
 from stockllm.config import DataConfig, LoRAConfig
 from stockllm.errors import StockLLMError
-from stockllm.models import load_forecaster
-from stockllm.models.llm import LoRAForecaster, plan_chunks
+from stockllm.models import NaiveForecaster, load_forecaster
+from stockllm.models.llm import LoRAForecaster, plan_chunks, quantile_loss
 
 DATA = DataConfig(window_size=20, horizon=3)
 
@@ -63,6 +63,32 @@ def test_untrained_model_is_naive(tiny_model_dir):
     frame = periodic()
     model = LoRAForecaster(DATA, config(tiny_model_dir))
     assert np.array_equal(model.predict_returns(frame, np.arange(19, 60)), np.zeros((41, 3)))
+    # The whole distribution is the naive EWMA Gaussian walk (float32 head: to ~1e-7).
+    naive = NaiveForecaster(DATA).predict_quantiles(frame, np.arange(19, 60))
+    np.testing.assert_allclose(model.predict_quantiles(frame, np.arange(19, 60)), naive, rtol=1e-6, atol=1e-12)
+
+
+def test_quantiles_never_cross_under_random_head_weights(tiny_model_dir):
+    frame = periodic()
+    levels = (0.05, 0.1, 0.3, 0.5, 0.7, 0.9, 0.95)
+    model = LoRAForecaster(DataConfig(window_size=20, horizon=3, quantiles=levels), config(tiny_model_dir))
+    model.predict_quantiles(frame, np.array([30]))  # builds the model
+    origins = np.arange(19, len(frame) - 1, 7)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        torch.nn.init.normal_(model.model.head.linear.weight, std=2.0)
+        torch.nn.init.normal_(model.model.head.linear.bias, std=2.0)
+        q = model.predict_quantiles(frame, origins)
+        assert q.shape == (len(origins), 3, len(levels)) and np.isfinite(q).all()
+        assert (np.diff(q, axis=-1) >= 0).all()
+
+
+def test_quantile_loss_is_the_masked_pinball_loss():
+    pred = torch.tensor([[[[-1.0, 0.0, 1.0]], [[0.0, 0.0, 0.0]]]])  # [B 1, P 2, H 1, Q 3]
+    batch = {"y": torch.tensor([[[2.0], [5.0]]]), "read_pos": torch.tensor([[7, -1]])}  # the 2nd read is padding
+    loss, n = quantile_loss(pred, batch, (0.1, 0.5, 0.9))
+    # y = 2 above every quantile: 0.1·3, 0.5·2, 0.9·1 → mean 2.2 / 3
+    assert n == 1 and loss.item() == pytest.approx((0.3 + 1.0 + 0.9) / 3)
 
 
 def test_only_lora_and_head_change(tiny_model_dir):
@@ -78,10 +104,10 @@ def test_only_lora_and_head_change(tiny_model_dir):
         assert torch.equal(value.detach().cpu(), base[key]), f"base weight {key} changed"
         assert not value.requires_grad
     assert changed_lora > 0
-    assert model.model.head.weight.abs().sum() > 0
+    assert model.model.head.linear.weight.abs().sum() > 0
     peft_count = model.model.backbone.get_nb_trainable_parameters()[1]  # (trainable, all) in PEFT >= 0.10
     lora = sum(p.numel() for n, p in model.model.backbone.named_parameters() if "lora_" in n)
-    assert model.num_trainable_parameters() == lora + model.model.head.weight.numel() + model.model.head.bias.numel()
+    assert model.num_trainable_parameters() == lora + model.model.head.linear.weight.numel() + model.model.head.linear.bias.numel()
     assert lora < peft_count
 
 
@@ -96,6 +122,8 @@ def test_save_load_reproduces_predictions_exactly(trained, tmp_path):
     assert not [f for f in files if f.endswith((".bin", ".pt", ".pth", ".pkl"))]
     loaded = load_forecaster(tmp_path / "ck")
     assert np.array_equal(loaded.predict_returns(frame, origins), before)
+    assert np.array_equal(loaded.predict_quantiles(frame, origins), model.predict_quantiles(frame, origins))
+    assert loaded.quantiles == model.quantiles
     assert loaded.num_trainable_parameters() == model.num_trainable_parameters()
 
 

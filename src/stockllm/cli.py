@@ -268,6 +268,10 @@ def cmd_train(args, say) -> None:
         if args.model != "lora":
             raise StockLLMError("--resume is for --model lora; the MLP trains in seconds, so train it again")
         model = cls.load(args.resume, train_config=config)
+        if args.quantiles and _levels(args) != model.quantiles:
+            raise StockLLMError(f"--quantiles {args.quantiles} differs from the levels of --resume {args.resume} "
+                                f"({','.join(f'{q:g}' for q in model.quantiles)}): a head keeps its levels; drop "
+                                "--quantiles or train from scratch")
     else:
         model = cls(data, config)
     model.fit(list(frames.values()), progress=not args.quiet)

@@ -1,4 +1,5 @@
-"""The LoRA language-model forecaster: codec text → frozen base model + PEFT LoRA → linear head → H log-returns.
+"""The LoRA language-model forecaster: codec text → frozen base model + PEFT LoRA → quantile head → H × Q quantiles
+of the log-returns (standardised by the causal EWMA volatility; see ``heads``).
 
 One implementation serves both training modes. A sample is a chunk of consecutive days; the head reads the
 hidden state at the last token of chosen days ("read days"), each with at least ``window_size`` days of context
@@ -26,25 +27,26 @@ from ..config import DataConfig, LoRAConfig, from_dict, to_dict
 from ..device import resolve_device
 from ..errors import StockLLMError
 from ..features import chronological_split, origins_with_targets, targets
+from ..quantiles import ewma_scale, pinball, z_scores
 from .base import Forecaster, span
+from .heads import SCALE_FLOOR, QuantileHead, pinball_loss
 
 HEAD_FILE = "head.safetensors"
 ADAPTER_DIR = "adapter"
 
 
 class RegressionLM(nn.Module):
-    """Backbone (PEFT-wrapped ``AutoModel``) plus a linear head read at explicit token positions."""
+    """Backbone (PEFT-wrapped ``AutoModel``) plus a quantile head read at explicit token positions."""
 
-    def __init__(self, backbone: nn.Module, hidden_size: int, horizon: int):
+    def __init__(self, backbone: nn.Module, hidden_size: int, horizon: int, levels):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(hidden_size, horizon, dtype=torch.float32)
-        # Zero head: the untrained model predicts no move (exactly naive); training must earn every deviation.
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        # Zero-initialised: the untrained model is the naive EWMA Gaussian walk; training must earn every deviation.
+        self.head = QuantileHead(hidden_size, horizon, levels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, read_pos: torch.Tensor) -> torch.Tensor:
-        """input_ids, attention_mask: [B, T]; read_pos: [B, P] token indices (-1 = padding) → [B, P, H] float32."""
+        """input_ids, attention_mask: [B, T]; read_pos: [B, P] token indices (-1 = padding) → [B, P, H, Q] float32
+        non-crossing quantiles of the standardised log-returns."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, d]
         idx = read_pos.clamp_min(0).unsqueeze(-1).expand(-1, -1, hidden.size(-1))
         return self.head(torch.gather(hidden, 1, idx).float())
@@ -100,10 +102,14 @@ def _collate(batch: list[dict], pad_id: int) -> dict:
     return out
 
 
-def _masked_mse(pred: torch.Tensor, batch: dict) -> tuple[torch.Tensor, int]:
-    valid = (batch["read_pos"] >= 0).unsqueeze(-1)
-    n = int(valid.sum())
-    return ((pred - batch["y"]) ** 2 * valid).sum() / (n * pred.size(-1)), n
+def quantile_loss(pred: torch.Tensor, batch: dict, levels: Sequence[float]) -> tuple[torch.Tensor, int]:
+    """The LLM's training and validation loss: mean pinball loss over the read targets, horizons and levels.
+
+    pred: [B, P, H, Q] head output; batch["y"]: [B, P, H] log-returns ÷ (σ_EWMA·√h); padding reads (read_pos −1)
+    are not counted. Returns (loss, number of read targets).
+    """
+    tau = torch.as_tensor(levels, dtype=pred.dtype, device=pred.device)
+    return pinball_loss(pred, batch["y"].to(pred.device), tau, batch["read_pos"].to(pred.device) >= 0)
 
 
 class LoRAForecaster(Forecaster):
@@ -122,7 +128,6 @@ class LoRAForecaster(Forecaster):
         if self.config.batch_size is None:
             self.config.batch_size = 1 if self.config.train_mode == "chunks" else 4
         self.codec = Codec(self.config.prompt_format)
-        self.y_scale = torch.ones(self.horizon)
         self.model: RegressionLM | None = None
         self.tokenizer = None
         self.base_info: dict = {}
@@ -166,14 +171,16 @@ class LoRAForecaster(Forecaster):
                 backbone = get_peft_model(base, lora)
             except ValueError as exc:
                 raise StockLLMError(f"LoRA could not be attached: {exc}; check --target_modules") from None
-        self.model = RegressionLM(backbone, hidden, self.horizon).to(device)
+        self.model = RegressionLM(backbone, hidden, self.horizon, self.quantiles).to(device)
         if self._head_state is not None:
             weight = self._head_state["weight"]
-            if weight.shape != self.model.head.weight.shape:
-                raise StockLLMError(f"the checkpoint's head expects hidden size {weight.shape[1]} and horizon "
-                                    f"{weight.shape[0]}, but base model {cfg.model_path} has hidden size {hidden}: "
-                                    "pass the base model it was trained on")
-            self.model.head.load_state_dict({"weight": weight, "bias": self._head_state["bias"]})
+            if weight.shape != self.model.head.linear.weight.shape:
+                raise StockLLMError(f"the checkpoint's head has shape {tuple(weight.shape)}, but horizon "
+                                    f"{self.horizon} × {len(self.quantiles)} levels on base model {cfg.model_path} "
+                                    f"(hidden size {hidden}) needs {tuple(self.model.head.linear.weight.shape)}: pass "
+                                    "the base model it was trained on (a checkpoint from an older stockllm with a "
+                                    "point head must be trained again)")
+            self.model.head.linear.load_state_dict({"weight": weight, "bias": self._head_state["bias"]})
         self.model.head.requires_grad_(trainable)
 
     def _load_base(self, device, dtype):
@@ -218,8 +225,8 @@ class LoRAForecaster(Forecaster):
         return float(np.mean([len(tokens.chunk(int(s), int(s) + self.window_size)[0]) for s in starts]))
 
     def _training_samples(self, frames: Sequence[pd.DataFrame]) -> tuple[list[dict], list[dict], list[str]]:
-        """Chunk samples for training and validation (last ``val_size`` of each series), targets scaled by the
-        training part's spread only. Returns (train, val, notes on bounds that were applied)."""
+        """Chunk samples for training and validation (last ``val_size`` of each series), targets divided by the
+        causal EWMA scale σ[t]·√h. Returns (train, val, notes on bounds that were applied)."""
         cfg, notes, parts = self.config, [], []
         for frame in frames:
             origins = origins_with_targets(len(frame), self.window_size, self.horizon)
@@ -231,15 +238,11 @@ class LoRAForecaster(Forecaster):
                 val = val[-cfg.max_val_windows:]
                 notes.append(f"validated on the last {cfg.max_val_windows} windows of each series' validation part")
             parts.append((frame, train, val, targets(frame, self.horizon, np.arange(len(frame)))))
-        y_train = np.concatenate([y[train] for _, train, _, y in parts])
-        if len(y_train) < 1:
+        if sum(len(train) for _, train, _, _ in parts) < 1:
             raise StockLLMError("no training windows: pass a longer history or a smaller --window_size")
-        if self._head_state is None:  # a resumed model keeps the scale its head was trained with
-            self.y_scale = torch.from_numpy(np.nanstd(y_train, axis=0)).float().clamp_min(1e-8)
-        scale = self.y_scale.double().numpy()
         train_samples, val_samples = [], []
         for frame, train, val, y in parts:
-            ys = np.nan_to_num(y / scale)  # NaN only past the last row, which is never read
+            ys = np.nan_to_num(y / self._scale(frame, np.arange(len(frame))))  # NaN only where never read
             train_samples += self._series_samples(frame, train, ys)
             if len(val):
                 val_samples += self._series_samples(frame, val, ys)
@@ -294,7 +297,8 @@ class LoRAForecaster(Forecaster):
             return {n: p.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters()
                     if p.requires_grad}
 
-        naive_val = (float(sum((s["y"] ** 2).sum() for s in val_samples) / sum(s["y"].size for s in val_samples))
+        naive_val = (float(np.mean(np.concatenate([pinball(s["y"], self._naive_z, self.quantiles)
+                                                   for s in val_samples])))
                      if val_samples else float("nan"))
         best_loss, best_step, best_state = validate(), 0, snapshot()
         say(f"step 0: val_loss {best_loss:.4f} (naive {naive_val:.4f})")
@@ -308,7 +312,7 @@ class LoRAForecaster(Forecaster):
             for batch in loader:
                 with accelerator.accumulate(model):
                     pred = model(batch["input_ids"], batch["attention_mask"], batch["read_pos"])
-                    loss, _ = _masked_mse(pred, batch)
+                    loss, _ = quantile_loss(pred, batch, self.quantiles)
                     accelerator.backward(loss)
                     optimizer.step()
                     optimizer.zero_grad()
@@ -387,18 +391,20 @@ class LoRAForecaster(Forecaster):
             return float("nan")
         total, count = 0.0, 0
         for _, batch, pred in self._forward_samples(model, samples, pad_id):
-            loss, n = _masked_mse(pred, batch)
+            loss, n = quantile_loss(pred, batch, self.quantiles)
             total, count = total + loss.item() * n, count + n
         return total / count
 
     # --- prediction ----------------------------------------------------------------------------------------
+    @property
+    def _naive_z(self) -> np.ndarray:
+        """The untrained head's output [Q]: standard normal quantiles (the naive walk, standardised)."""
+        return z_scores(self.quantiles)
+
+    def _scale(self, frame, origins) -> np.ndarray:
+        return np.maximum(ewma_scale(frame["Close"].to_numpy(dtype=np.float64), origins, self.horizon), SCALE_FLOOR)
+
     def predict_quantiles(self, frame, origins):
-        # Until the quantile head lands: the EWMA Gaussian spread around the point forecast.
-        from .baselines import ewma_spread
-
-        return ewma_spread(frame, self._point(frame, origins), origins, self.quantiles)
-
-    def _point(self, frame, origins):
         """Read every origin from as few forward passes as the chunk plan allows (batched, inference_mode)."""
         if self.model is None:
             self._build(trainable=False)
@@ -411,8 +417,8 @@ class LoRAForecaster(Forecaster):
             for b, s in enumerate(chunk):
                 for p, d in enumerate(s["days"]):
                     by_day[int(d)] = pred[b, p]
-        out = torch.stack([by_day[int(d)] for d in origins]) * self.y_scale
-        return out.double().numpy()
+        z = torch.stack([by_day[int(d)] for d in origins]).double().numpy()  # [n, H, Q]
+        return z * self._scale(frame, origins)[:, :, None]
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def config_dict(self):
@@ -429,10 +435,9 @@ class LoRAForecaster(Forecaster):
         if self.model is None:
             raise StockLLMError("nothing to save: the LoRA model was never trained")
         self.model.backbone.save_pretrained(directory / ADAPTER_DIR, safe_serialization=True)
-        head = self.model.head
+        head = self.model.head.linear
         save_file({"weight": head.weight.detach().float().cpu().contiguous(),
-                   "bias": head.bias.detach().float().cpu().contiguous(),
-                   "y_scale": self.y_scale.float().contiguous()}, str(directory / HEAD_FILE))
+                   "bias": head.bias.detach().float().cpu().contiguous()}, str(directory / HEAD_FILE))
 
     @classmethod
     def _from_meta(cls, meta, directory, train_config: LoRAConfig | None = None, **overrides):
@@ -461,7 +466,6 @@ class LoRAForecaster(Forecaster):
                                 "train again")
         tensors = load_file(str(head_path))
         model._head_state = {"weight": tensors["weight"], "bias": tensors["bias"]}
-        model.y_scale = tensors["y_scale"]
         model._adapter_dir = adapter
         if train_config is not None:
             model._resumed_from = str(directory)
