@@ -83,7 +83,7 @@ def check_predictions(out: str, csv: Path, frame: pd.DataFrame, horizon: int, mo
 def test_train_writes_a_checkpoint_and_reports(files, capsys, tmp_path):
     out = ok(capsys, ["train", "--model", "mlp", "--data", files["a"], "--epochs", "3", "--quiet",
                       "--save_dir", tmp_path / "ck"])
-    assert "trainable parameters: 9,859" in out  # 150*64 + 64 + 64*3 + 3
+    assert "trainable parameters: 11,419" in out  # 150*64 + 64 + 64*27 + 27 (H 3 × Q 9 outputs)
     assert "peak memory" in out
     assert "val_loss" in out and "naive" in out
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["model.safetensors", "stockllm.json"]
@@ -93,7 +93,7 @@ def test_predict_with_checkpoint(files, capsys, tmp_path):
     output = tmp_path / "predictions.csv"
     out = ok(capsys, ["predict", "--checkpoint", files["checkpoint"], "--data", files["a"], "--output", output])
     table = check_predictions(out, output, load_ohlcv(files["a"]), 3, "mlp")
-    assert "trainable parameters: 9,859" in out
+    assert "trainable parameters: 11,419" in out
     # The saved model, loaded in-process, forecasts the same closes.
     from stockllm.models import load_forecaster
 
