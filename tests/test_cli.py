@@ -17,7 +17,7 @@ from conftest import make_ohlcv, write_csv
 from stockllm import data as data_module
 from stockllm.cli import main
 from stockllm.data import load_ohlcv
-from stockllm.features import future_dates
+from stockllm.calendars import next_sessions
 
 PREDICTION_COLUMNS = ["date", "horizon", "predicted_close", "last_close", "model"]
 
@@ -64,7 +64,7 @@ def files(tmp_path_factory) -> dict:
 def check_predictions(out: str, csv: Path, frame: pd.DataFrame, horizon: int, model: str) -> pd.DataFrame:
     assert "trainable parameters:" in out
     assert "peak memory" in out
-    dates = list(future_dates(frame.index[-1], horizon).strftime("%Y-%m-%d"))
+    dates = list(next_sessions(frame.index[-1], horizon, "XNYS").strftime("%Y-%m-%d"))  # a.csv, b.csv: no suffix
     for h, date in enumerate(dates, start=1):
         assert f"{date}  +{h}d" in out
     table = pd.read_csv(csv)

@@ -1,3 +1,60 @@
-"""stockllm: forecast the next few daily closes with a LoRA-tuned language model, beside honest baselines."""
+"""stockllm: forecast the next few daily closes with a LoRA-tuned language model, beside honest baselines.
+
+Python API (README "Python")::
+
+    import stockllm
+    model = stockllm.load("checkpoints/mlp")              # or stockllm.NaiveForecaster()
+    table = model.predict_df(stockllm.load_ohlcv("nasdaq"), quantiles=(0.1, 0.5, 0.9))
+    result = stockllm.evaluate(models="naive,drift,mlp")  # .metrics, .forecasts, .leaderboard
+
+Names are imported on first use (PEP 562), so ``import stockllm`` and the command line stay fast: torch,
+transformers and pandas load only when a model or a frame is needed.
+"""
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
+
+# public name → module that defines it
+_EXPORTS = {
+    "load": "api", "evaluate": "api", "Evaluation": "api",
+    "load_ohlcv": "data", "download_ohlcv": "data", "ohlcv_from_frame": "data", "sample_path": "data",
+    "Forecaster": "models", "NaiveForecaster": "models", "DriftForecaster": "models", "MLPForecaster": "models",
+    "LoRAForecaster": "models.llm", "load_forecaster": "models",
+    "DataConfig": "config", "MLPConfig": "config", "LoRAConfig": "config",
+    "next_sessions": "calendars", "calendar_for": "calendars",
+    "StockLLMError": "errors", "DataError": "errors",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stockllm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # cache; later look-ups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """``stockllm.evaluate`` is the function; importing the submodule of the same name must not replace it.
+
+    Python binds every imported submodule as an attribute of its package; this skips that one binding. The
+    submodule stays importable as ``from stockllm.evaluate import backtest`` (``import stockllm.evaluate as m``
+    would give the function).
+    """
+
+    def __setattr__(self, name, value):
+        if name == "evaluate" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -57,6 +57,13 @@ def _quantiles_flag(parser: argparse.ArgumentParser, extra: str = "") -> None:
                              f"{','.join(f'{q:g}' for q in DataConfig.quantiles)}){extra}")
 
 
+def _calendar_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--calendar", metavar="CODE",
+                        help="exchange calendar for forecast dates: an exchange_calendars code (XNYS, XSHG, XHKG, "
+                             "XTKS, XLON, ...) or 'business' for Monday-Friday (default: from the ticker or file "
+                             "name suffix: .SS/.SZ -> XSHG, .HK -> XHKG, .T -> XTKS, none -> XNYS)")
+
+
 def _training_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training (defaults: mlp / lora)")
     g.add_argument("--epochs", type=int, help="passes over the training windows (100 / 20)")
@@ -146,6 +153,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=DataConfig.horizon, help="baselines only (default 3)")
     _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
     p.add_argument("--output", default="predictions.csv", metavar="FILE", help="CSV to write (default %(default)s)")
+    _calendar_flag(p)
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
     _common(p)
@@ -290,6 +298,7 @@ def cmd_train(args, say) -> None:
 def cmd_predict(args, say) -> None:
     import pandas as pd
 
+    from .calendars import check_calendar
     from .checkpoint import META_FILE
     from .data import write_csv_atomic
     from .models import load_forecaster, model_class
@@ -316,10 +325,11 @@ def cmd_predict(args, say) -> None:
         raise StockLLMError("nothing to predict with: pass --checkpoint DIR (from stockllm train) or --model naive")
     levels = levels or model.quantiles
     model.check_levels(levels)
+    calendar = check_calendar(args.calendar) if args.calendar else None
     frames = _load_frames(args.data, model.window_size, f"window {model.window_size}")
     tables = []
     for series, frame in frames.items():
-        table = model.forecast(frame, levels)
+        table = model.forecast(frame, levels, calendar=calendar)
         table.insert(0, "series", series)
         tables.append(table)
     result = pd.concat(tables, ignore_index=True)

@@ -87,12 +87,7 @@ def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "") -> pd.Data
     source = str(path)
     text = _read_text(resolve_data_path(path), source)
     raw, rows = _parse_csv(text, source)
-    frame, notes = _validate(raw, source, rows)
-    _check_length(frame, source, min_rows, min_rows_reason)
-    for note in notes:
-        warnings.warn(note, DataWarning, stacklevel=2)
-    frame.attrs["source"] = source
-    return frame
+    return _checked(raw, source, rows, min_rows, min_rows_reason)
 
 
 def download_ohlcv(
@@ -128,6 +123,52 @@ def download_ohlcv(
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=2)
     frame.attrs["source"] = ticker
+    return frame
+
+
+DATE_COLUMNS = ("date", "datetime", "ds", "timestamp", "time")  # Nixtla's ds, Chronos's timestamp
+
+
+def ohlcv_from_frame(df: pd.DataFrame, source: str = "the frame", *, min_rows: int = 1,
+                     min_rows_reason: str = "") -> pd.DataFrame:
+    """Check an in-memory table of daily bars and return it as an OHLCV frame (same checks as :func:`load_ohlcv`).
+
+    ``df`` has Open, High, Low, Close and Volume columns (any case; extra columns ignored) and its dates either in
+    a DatetimeIndex or in a column named Date, datetime, ds or timestamp (any case; a timezone is dropped, keeping
+    the local date). Returns shape (n_days, 5), float64, DatetimeIndex "Date" sorted and unique, with
+    ``attrs["source"] = source``. Messages name the bad bar by its date.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{source} is a {type(df).__name__}, not a pandas DataFrame of daily bars")
+    names = {str(c).strip().lower(): c for c in df.columns}
+    date_col = next((names[d] for d in DATE_COLUMNS if d in names), None)
+    if date_col is not None:
+        dates = df[date_col]
+    elif isinstance(df.index, pd.DatetimeIndex):
+        dates = df.index.to_series(index=range(len(df)))
+    else:
+        raise DataError(f"no dates in {source}: give it a DatetimeIndex or a Date column")
+    dates = pd.Series(dates).reset_index(drop=True)
+    if isinstance(dates.dtype, pd.DatetimeTZDtype):
+        dates = dates.dt.tz_localize(None)  # the exchange's wall-clock date
+    if pd.api.types.is_datetime64_any_dtype(dates):
+        dates = dates.dt.normalize()  # strings are parsed (and refused by row) in _validate
+    missing = [c for c in OHLCV_COLUMNS if c.lower() not in names]
+    if missing:
+        raise DataError(f"missing columns {', '.join(missing)} in {source}: it needs Open, High, Low, Close and "
+                        "Volume (any case)")
+    cells = pd.DataFrame({"Date": dates, **{c: df[names[c.lower()]].to_numpy() for c in OHLCV_COLUMNS}})
+    labels = [f"{i + 1} ({d})" for i, d in enumerate(dates.astype(str))]
+    return _checked(cells, source, labels, min_rows, min_rows_reason)
+
+
+def _checked(raw: pd.DataFrame, source: str, rows: list, min_rows: int, reason: str) -> pd.DataFrame:
+    """_validate + length check + warnings for the user's caller; the frame's attrs name its source."""
+    frame, notes = _validate(raw, source, rows)
+    _check_length(frame, source, min_rows, reason)
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=3)
+    frame.attrs["source"] = source
     return frame
 
 

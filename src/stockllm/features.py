@@ -65,7 +65,3 @@ def to_prices(last_close: np.ndarray, log_returns: np.ndarray) -> np.ndarray:
     """Invert the targets: closes [n, H] = last_close[:, None] * exp(log_returns)."""
     return np.asarray(last_close, dtype=np.float64)[:, None] * np.exp(np.asarray(log_returns, dtype=np.float64))
 
-
-def future_dates(last_date: pd.Timestamp, horizon: int) -> pd.DatetimeIndex:
-    """The next H business days after ``last_date`` (weekends skipped; exchange holidays are not known)."""
-    return pd.bdate_range(last_date + pd.offsets.BDay(1), periods=horizon, name="Date")

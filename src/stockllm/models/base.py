@@ -13,8 +13,8 @@ import pandas as pd
 from ..checkpoint import atomic_dir, read_meta, write_meta
 from ..config import DataConfig
 from ..errors import StockLLMError
-from ..features import future_dates, to_prices
-from ..quantiles import column, median, missing_levels, select
+from ..features import to_prices
+from ..quantiles import median, missing_levels
 
 
 class Forecaster(ABC):
@@ -90,34 +90,48 @@ class Forecaster(ABC):
                 f"{','.join(f'{q:g}' for q in self.quantiles)} it was trained for; pass some of those, or train "
                 "again with --quantiles")
 
-    def forecast(self, frame: pd.DataFrame, levels=None) -> pd.DataFrame:
-        """The next H closes after the frame's last row, with their quantiles.
+    def forecast(self, frame: pd.DataFrame, levels=None, calendar: str | None = None) -> pd.DataFrame:
+        """The next H closes after the frame's last row, with their quantiles, dated by the exchange's next H
+        sessions.
 
-        Returns columns date, horizon, predicted_close, last_close, last_date, model and one price-scale column
-        per level (``q0.1``, ...; ``levels`` picks some of ``self.quantiles``, default all), one row per horizon.
+        Returns columns date, horizon, predicted_close, last_close, last_date, model (dates as YYYY-MM-DD) and one
+        price-scale column per level (``q0.1``, ...; ``levels`` picks some of ``self.quantiles``, default all),
+        one row per horizon. ``calendar``: an exchange_calendars code (XNYS, XSHG, ...) or "business"; None infers
+        it from ``frame.attrs["source"]`` (a ticker, or a file named after one; no suffix → XNYS).
         """
+        from ..api import forecast_table
+
         levels = self.quantiles if levels is None else tuple(levels)
         self.check_levels(levels)
         if len(frame) < self.window_size:
             raise StockLLMError(
                 f"{frame.attrs.get('source', 'the data')} has {len(frame)} rows but the model needs "
                 f"{self.window_size} (its window): pass a longer history")
-        origin = np.array([len(frame) - 1])
-        last = float(frame["Close"].iloc[-1])
-        point, q = self.predict_distribution(frame, origin)
-        prices = last * np.exp(point[0])
-        q_prices = last * np.exp(select(q[0], self.quantiles, levels))  # [H, len(levels)]
-        table = pd.DataFrame({
-            "date": future_dates(frame.index[-1], self.horizon).strftime("%Y-%m-%d"),
-            "horizon": np.arange(1, self.horizon + 1),
-            "predicted_close": prices,
-            "last_close": last,
-            "last_date": frame.index[-1].strftime("%Y-%m-%d"),
-            "model": self.kind,
-        })
-        for j, level in enumerate(levels):
-            table[column(level)] = q_prices[:, j]
-        return table
+        table = forecast_table(self, str(frame.attrs.get("source", "")), frame, levels, calendar)
+        table["date"] = table["date"].dt.strftime("%Y-%m-%d")
+        table["last_date"] = table["last_date"].dt.strftime("%Y-%m-%d")
+        first = ["date", "horizon", "predicted_close", "last_close", "last_date", "model"]
+        return table[first + [c for c in table.columns if c not in first and c != "ticker"]]
+
+    def predict_df(self, df, quantiles: Sequence[float] | None = None, calendar: str | None = None) -> pd.DataFrame:
+        """Forecast the next H sessions after the last row of each series in ``df`` (Chronos / Nixtla style).
+
+        df: one OHLCV frame (DatetimeIndex or a Date/ds/timestamp column; Open High Low Close Volume in any case),
+        a long frame with a ``ticker``, ``unique_id`` or ``item_id`` column, or a dict {ticker: frame}. Each
+        series is checked like a CSV file and needs at least ``window_size`` rows.
+        quantiles: levels to report (default: the model's own; a trained model gives only levels it was trained
+        for, naive and drift any).
+        calendar: exchange_calendars code for every series; None infers each from its ticker (600519.SS →
+        XSHG, AAPL → XNYS; unknown → business days with a warning).
+
+        Returns a long frame, one row per ticker and horizon: ticker, date (Timestamp of the session), horizon
+        (1..H), predicted_close (the point forecast, the median where the model has quantiles), one column per
+        level named q0.1, q0.5, ... (closes, price scale; NaN for a model without quantiles), last_close,
+        last_date, model.
+        """
+        from ..api import predict_df
+
+        return predict_df(self, df, quantiles=quantiles, calendar=calendar)
 
     def num_trainable_parameters(self) -> int:
         """Parameters that training changes (0 for naive and drift)."""
