@@ -1,8 +1,10 @@
 """Multi-process training goes through torchrun/accelerate (DDP), tested with 2 CPU processes on gloo."""
 
 import json
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +18,8 @@ def test_two_process_training_writes_one_checkpoint(tiny_model_dir, tmp_path):
     cmd = ["torchrun", "--nproc_per_node", "2", "-m", "stockllm.cli", "train", "--model", "lora", "--model_path",
            str(tiny_model_dir), "--data", str(csv), "--window_size", "20", "--chunk_days", "40", "--max_steps", "2",
            "--save_dir", str(ck), "--quiet"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    src = str(Path(__file__).resolve().parents[1] / "src")  # this checkout, not an installed copy
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": src})
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.count("saved checkpoint") == 1  # rank 0 alone reports and writes
     meta = json.loads((ck / "stockllm.json").read_text())

@@ -13,17 +13,20 @@ from . import __version__
 from .errors import StockLLMError
 
 META_FILE = "stockllm.json"
+KEPT = ("state",)  # sub-folders a new checkpoint carries over from the one it replaces (training state)
 
 
 def check_target(target: str | os.PathLike) -> Path:
     """Refuse a checkpoint destination that would lose data or cannot be written, before any training.
 
-    An existing folder is only replaced when it is empty or already a stockllm checkpoint.
+    An existing folder is only replaced when it is empty or already a stockllm checkpoint (its training state,
+    ``state/``, is carried over into the new one).
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
         raise StockLLMError(f"--save_dir {target} is a file: pass a folder name")
-    if target.is_dir() and any(target.iterdir()) and not (target / META_FILE).is_file():
+    # Ours: a checkpoint, or only the training state a run saved before its first checkpoint.
+    if target.is_dir() and not ((target / META_FILE).is_file() or {p.name for p in target.iterdir()} <= set(KEPT)):
         raise StockLLMError(f"--save_dir {target} exists and is not a stockllm checkpoint: choose a new or empty "
                             "folder (it would be replaced)")
     parent = target.parent
@@ -49,6 +52,11 @@ def atomic_dir(target: str | os.PathLike):
         raise StockLLMError(f"cannot write checkpoint {target}: {exc.strerror or exc}") from None
     try:
         yield tmp
+        for name in KEPT:
+            if (target / name).is_dir():
+                # Hard links: the training state moves with the checkpoint without copying its bytes.
+                shutil.copytree(target / name, tmp / name, copy_function=_link_or_copy,
+                                ignore=shutil.ignore_patterns(".*"))
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
@@ -59,6 +67,28 @@ def atomic_dir(target: str | os.PathLike):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def read_safetensors(path: str | os.PathLike) -> dict:
+    """All tensors of a safetensors file, with one clear error line for a missing, truncated or corrupt file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise StockLLMError(f"{path} is missing: the checkpoint is incomplete; train again")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise StockLLMError(f"{path} is truncated or not a safetensors file ({str(exc).splitlines()[0]}): the "
+                            "checkpoint is damaged; copy it again or train again") from None
 
 
 def write_meta(directory: Path, meta: dict) -> None:

@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import json
 import os
+import shlex
 import sys
 import traceback
 import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import DataConfig, LoRAConfig, MLPConfig
-from .errors import StockLLMError
+from .config import SCHEDULES, DataConfig, LoRAConfig, MLPConfig
+from .errors import StockLLMError, TrainingInterrupted
 
 EXIT_ERROR = 1
 
@@ -43,10 +45,9 @@ def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False
 
 
 def _window_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--window_size", type=int, default=DataConfig.window_size,
-                        help="days of history per forecast (default %(default)s)")
-    parser.add_argument("--horizon", type=int, default=DataConfig.horizon,
-                        help="number of future closes to forecast (default %(default)s)")
+    # No argparse defaults: a resumed run takes what the user did not give from the checkpoint.
+    parser.add_argument("--window_size", type=int, help=f"days of history per forecast (default {DataConfig.window_size})")
+    parser.add_argument("--horizon", type=int, help=f"number of future closes to forecast (default {DataConfig.horizon})")
     _quantiles_flag(parser)
 
 
@@ -99,7 +100,13 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     lg.add_argument("--gradient_checkpointing", action="store_true", default=None, help="trade time for memory")
     lg.add_argument("--trust_remote_code", action="store_true", default=None,
                     help="allow a base model's own Python code to run (off by default)")
-    lg.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    lg.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    lg.add_argument("--lr_scheduler", choices=list(SCHEDULES), help="learning-rate decay after warmup (cosine)")
+    lg.add_argument("--warmup_ratio", type=float, help="share of the planned steps spent warming the learning rate "
+                    "up (0.05)")
+    lg.add_argument("--max_grad_norm", type=float, help="clip the gradient norm to this; 0 = off (1.0)")
+    lg.add_argument("--eval_every", type=int, help="validate every N steps, with early stopping on it (default: "
+                    "every epoch or 50 steps, whichever is sooner)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -134,8 +141,11 @@ def _build_parser() -> argparse.ArgumentParser:
     _window_flags(p)
     p.add_argument("--save_dir", default="./checkpoints", metavar="DIR",
                    help="checkpoint folder to write (default %(default)s)")
-    p.add_argument("--resume", metavar="DIR",
-                   help="LLM only: continue from this checkpoint folder's adapter and head")
+    p.add_argument("--resume", metavar="DIR", nargs="?", const=True,
+                   help="without DIR: continue exactly from the newest training state in SAVE_DIR/state/ (after a "
+                        "crash or an interrupt); with DIR: warm-start from that finished checkpoint's weights (LLM)")
+    p.add_argument("--save_every", type=int, help="LLM: save the training state every N steps under "
+                   "SAVE_DIR/state/, and the best checkpoint so far in SAVE_DIR (50; 0 = off)")
     _training_flags(p)
     _common(p)
 
@@ -184,14 +194,14 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pick(args: argparse.Namespace, cls, **renames):
+def _given(args: argparse.Namespace, cls) -> dict:
+    """The fields of dataclass ``cls`` that the user set on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def _pick(args: argparse.Namespace, cls):
     """Dataclass ``cls`` with every field the user set on the command line; the rest keep their defaults."""
-    values = {}
-    for f in dataclasses.fields(cls):
-        value = getattr(args, renames.get(f.name, f.name), None)
-        if value is not None:
-            values[f.name] = value
-    return cls(**values)
+    return cls(**_given(args, cls))
 
 
 def _levels(args) -> tuple[float, ...] | None:
@@ -201,10 +211,15 @@ def _levels(args) -> tuple[float, ...] | None:
     return parse_quantiles(args.quantiles) if getattr(args, "quantiles", None) else None
 
 
-def _data_config(args) -> DataConfig:
+def _data_given(args) -> dict:
+    """The DataConfig fields the user set on the command line (--quantiles parsed)."""
+    given = {k: getattr(args, k) for k in ("window_size", "horizon") if getattr(args, k, None) is not None}
     levels = _levels(args)
-    data = DataConfig(window_size=args.window_size, horizon=args.horizon,
-                      **({"quantiles": levels} if levels else {}))
+    return {**given, "quantiles": levels} if levels else given
+
+
+def _data_config(args) -> DataConfig:
+    data = DataConfig(**_data_given(args))
     if data.window_size < 2:
         raise StockLLMError(f"--window_size {data.window_size} is too small: use 2 or more (default 30)")
     if data.horizon < 1:
@@ -220,6 +235,7 @@ def _model_config(name: str, args):
     cfg = _pick(args, LoRAConfig)
     if isinstance(cfg.target_modules, str) and cfg.target_modules != "all-linear":
         cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
+        args.target_modules = cfg.target_modules
     return cfg
 
 
@@ -269,20 +285,25 @@ def cmd_train(args, say) -> None:
 
     data = _data_config(args)
     config = _model_config(args.model, args)
+    if args.save_every is not None:
+        if args.model != "lora":
+            raise StockLLMError("--save_every is for --model lora")
+        config.save_every = args.save_every
+        _pick(args, LoRAConfig)  # range check
+    if args.resume is not None and args.model != "lora":
+        raise StockLLMError("--resume is for --model lora; the MLP trains in seconds, so train it again")
     check_target(args.save_dir)  # before training: a bad path must not cost a training run
+    if args.resume is True:
+        data, config = _resumed_settings(args)
     frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1")
     cls = model_class(args.model)
-    if args.resume:
-        if args.model != "lora":
-            raise StockLLMError("--resume is for --model lora; the MLP trains in seconds, so train it again")
-        model = cls.load(args.resume, train_config=config)
-        if args.quantiles and _levels(args) != model.quantiles:
-            raise StockLLMError(f"--quantiles {args.quantiles} differs from the levels of --resume {args.resume} "
-                                f"({','.join(f'{q:g}' for q in model.quantiles)}): a head keeps its levels; drop "
-                                "--quantiles or train from scratch")
+    if isinstance(args.resume, str):
+        _recorded(args.resume, "data", _data_given(args), tuple(vars(data)))  # refuses changed settings
+        model = cls.load(args.resume, train_config=_warm_start_config(args, config))
     else:
         model = cls(data, config)
-    model.fit(list(frames.values()), progress=not args.quiet)
+    fit_kwargs = {"save_dir": args.save_dir, "resume": args.resume is True} if args.model == "lora" else {}
+    model.fit(list(frames.values()), progress=not args.quiet, **fit_kwargs)
     model.save(args.save_dir)
     info = model.fit_info
     if math.isfinite(info.get("naive_val_loss", math.nan)) and info["naive_val_loss"] > 0:
@@ -293,6 +314,62 @@ def cmd_train(args, say) -> None:
         say(f"note: {note}")
     _report(model, say)
     say(f"saved checkpoint to {args.save_dir}")
+
+
+# Settings a warm start (--resume DIR) keeps from the checkpoint: they shape the weights it loads.
+WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules")
+
+
+def _recorded(where: str, section: str, given: dict, keys: tuple, recorded: dict | None = None) -> dict:
+    """The ``keys`` of a checkpoint's (or state's) recorded ``section``, refusing given flags that differ."""
+    from .checkpoint import read_meta
+
+    recorded = read_meta(where).get(section, {}) if recorded is None else recorded
+    out = {k: recorded[k] for k in keys if k in recorded}
+    for key in keys:
+        if key not in given:
+            continue
+        if key in out and _canon(given[key]) != _canon(out[key]):
+            raise StockLLMError(f"--{key} {_show(given[key])} differs from {_show(out[key])} recorded in {where}: "
+                                f"resume with the same --{key} (or leave it out), or train afresh without --resume")
+        out[key] = given[key]
+    return out
+
+
+def _canon(value) -> str:
+    return json.dumps(list(value) if isinstance(value, tuple) else value, sort_keys=True)
+
+
+def _show(value) -> str:
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)
+
+
+def _warm_start_config(args, config: LoRAConfig) -> LoRAConfig:
+    """This run's config, with the weight-shaping settings taken from the checkpoint (refused if changed)."""
+    frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN)
+    return dataclasses.replace(config, **frozen)
+
+
+def _resumed_settings(args) -> tuple[DataConfig, LoRAConfig]:
+    """Data and model settings for an exact resume: the interrupted run's, with per-run flags from this run.
+
+    Flags left out are taken from the saved state; a given flag that differs from it is refused, since the
+    saved optimizer, schedule and data position only continue the run they came from.
+    """
+    from .train import latest_state, read_loop_state
+
+    state = latest_state(args.save_dir)
+    fingerprint = read_loop_state(state).get("fingerprint", {})
+    where = str(state)
+    data = _recorded(where, "data", _data_given(args), tuple(f.name for f in dataclasses.fields(DataConfig)),
+                     recorded=fingerprint.get("data", {}))
+    saved = fingerprint.get("config", {})
+    given = _given(args, LoRAConfig)
+    config = _recorded(where, "config", given, tuple(saved), recorded=saved)
+    per_run = {k: v for k, v in given.items() if k not in saved}
+    from .config import from_dict
+
+    return from_dict(DataConfig, data), from_dict(LoRAConfig, {**config, **per_run})
 
 
 def cmd_predict(args, say) -> None:
@@ -427,8 +504,25 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _resume_command(argv: list[str]) -> str:
+    """The command line that continues an interrupted ``train``: the same flags, with a bare --resume."""
+    out, skip = [], False
+    for i, tok in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if tok.startswith("--resume="):
+            continue
+        if tok == "--resume":
+            skip = i + 1 < len(argv) and not argv[i + 1].startswith("-")
+            continue
+        out.append(tok)
+    return shlex.join(["stockllm", *out, "--resume"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 130 interrupted). Bad flags exit 2 via argparse."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _build_parser().parse_args(argv)
     # Under `accelerate launch` / torchrun every rank runs main(); only rank 0 talks.
     say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
@@ -444,6 +538,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"stockllm: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except TrainingInterrupted as exc:
+        if exc.state is not None:
+            print(f"stockllm: interrupted at step {exc.step}; training state saved in {exc.state}\n"
+                  f"resume with: {_resume_command(argv)}", file=sys.stderr)
+        else:
+            print("stockllm: interrupted before a state was saved (states written earlier are kept)", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("stockllm: interrupted", file=sys.stderr)
         return 130

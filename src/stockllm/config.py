@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 
 from .errors import StockLLMError
@@ -23,6 +25,9 @@ def _check(config, positive=(), non_negative=(), fraction=()) -> None:
         value = getattr(config, name)
         if not 0 <= value < 1:
             raise StockLLMError(f"--{name} {value} must be at least 0 and below 1 (e.g. 0.2)")
+
+
+SCHEDULES = ("cosine", "linear", "constant")  # each with linear warmup (transformers.get_scheduler)
 
 
 @dataclass
@@ -97,12 +102,20 @@ class LoRAConfig:
     seed: int = 0
     max_val_windows: int = 256
     device: str = "auto"
+    lr_scheduler: str = "cosine"  # after warmup: cosine, linear or constant (transformers' get_scheduler)
+    warmup_ratio: float = 0.05  # share of the planned steps spent warming the learning rate up from 0
+    max_grad_norm: float = 1.0  # clip the gradient's global norm to this; 0 turns clipping off
+    eval_every: int | None = None  # steps between validations; None: every epoch or 50 steps, whichever is sooner
+    save_every: int = 50  # steps between saved training states under <save_dir>/state/; 0 turns them off
 
     def __post_init__(self):
         _check(self, positive=("chunk_days", "lora_rank", "lora_alpha", "epochs", "batch_size", "learning_rate",
                                "grad_accum", "max_steps", "max_train_seconds", "max_train_windows", "patience",
-                               "max_val_windows"),
-               non_negative=("weight_decay", "lora_dropout"), fraction=("val_size",))
+                               "max_val_windows", "eval_every"),
+               non_negative=("weight_decay", "lora_dropout", "max_grad_norm", "save_every"),
+               fraction=("val_size", "warmup_ratio"))
+        if self.lr_scheduler not in SCHEDULES:
+            raise StockLLMError(f"unknown --lr_scheduler {self.lr_scheduler!r}: use {', '.join(SCHEDULES)}")
 
 
 def to_dict(config) -> dict:
@@ -110,7 +123,46 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-def from_dict(cls, values: dict):
-    """Build ``cls`` from a dict, ignoring keys this version does not know (older/newer checkpoints)."""
+def from_dict(cls, values: dict, source=None):
+    """Build ``cls`` from a dict, ignoring keys this version does not know (older/newer checkpoints).
+
+    With ``source`` (the checkpoint folder the dict was read from) every value is type-checked first, so a
+    damaged or hand-edited stockllm.json is refused in one line instead of failing later.
+    """
+    if not isinstance(values, dict):
+        raise StockLLMError(f"{source}/stockllm.json: {cls.__name__} settings are {type(values).__name__}, not an "
+                            "object; the checkpoint is damaged, train again")
+    hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
+    kept = {k: v for k, v in values.items() if k in names}
+    if source is not None:
+        for key, value in kept.items():
+            if not _fits(value, hints[key]):
+                raise StockLLMError(f"{source}/stockllm.json: {key} = {value!r} is not {_type_name(hints[key])}; "
+                                    "the checkpoint is damaged or was edited, train again (or fix that value)")
+    return cls(**kept)
+
+
+def _fits(value, hint) -> bool:
+    """Whether a JSON value fits a dataclass field's type (int, float, str, bool, X | None, tuple[float, ...])."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        inner = typing.get_args(hint)[0]
+        return isinstance(value, (list, tuple)) and all(_fits(v, inner) for v in value)
+    return isinstance(value, hint)
+
+
+def _type_name(hint) -> str:
+    return " or ".join("null" if h is type(None) else getattr(h, "__name__", str(h))
+                       for h in (typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType)
+                                 else (hint,)))

@@ -14,3 +14,12 @@ class DataError(StockLLMError):
 
 class DataWarning(UserWarning):
     """Data were accepted but changed: rows reordered, dropped or filled."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM. ``state`` is the saved state folder (None when nothing was saved);
+    the CLI prints how to resume and exits with 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int, state, step: int | None):
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum, self.state, self.step = signum, state, step

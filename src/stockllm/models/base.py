@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..checkpoint import atomic_dir, read_meta, write_meta
-from ..config import DataConfig
+from ..config import DataConfig, from_dict
 from ..errors import StockLLMError
 from ..features import to_prices
 from ..quantiles import median, missing_levels
@@ -173,7 +173,7 @@ class Forecaster(ABC):
 
     @classmethod
     def _from_meta(cls, meta: dict, directory: Path, **overrides) -> "Forecaster":
-        return cls(DataConfig(**meta["data"]))
+        return cls(from_dict(DataConfig, meta.get("data", {}), source=directory))
 
 
 def span(frame: pd.DataFrame) -> dict:

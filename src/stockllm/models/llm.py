@@ -9,8 +9,7 @@ window_size targets; ``windows`` mode is the special case chunk = window with on
 
 from __future__ import annotations
 
-import math
-import time
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -18,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checkpoint import META_FILE, read_safetensors
 from ..codec import Codec, SeriesTokens
 from ..config import DataConfig, LoRAConfig, from_dict, to_dict
 from ..device import resolve_device
@@ -110,6 +110,16 @@ def quantile_loss(pred: torch.Tensor, batch: dict, levels: Sequence[float]) -> t
     """
     tau = torch.as_tensor(levels, dtype=pred.dtype, device=pred.device)
     return pinball_loss(pred, batch["y"].to(pred.device), tau, batch["read_pos"].to(pred.device) >= 0)
+
+
+def batch_loss(model: nn.Module, batch: dict, levels: Sequence[float]) -> tuple[torch.Tensor, int]:
+    """Forward a collated batch and return (the training loss, number of read targets)."""
+    return quantile_loss(model(batch["input_ids"], batch["attention_mask"], batch["read_pos"]), batch, levels)
+
+
+def _batch_counts(batch: dict) -> tuple[int, int]:
+    """(real tokens, read targets) in a collated batch."""
+    return int(batch["attention_mask"].sum()), int((batch["read_pos"] >= 0).sum())
 
 
 class LoRAForecaster(Forecaster):
@@ -249,23 +259,25 @@ class LoRAForecaster(Forecaster):
         return train_samples, val_samples, notes
 
     # --- training ------------------------------------------------------------------------------------------
-    def fit(self, frames: Sequence[pd.DataFrame], progress: bool = True) -> "LoRAForecaster":
+    def fit(self, frames: Sequence[pd.DataFrame], progress: bool = True, save_dir=None,
+            resume: bool = False) -> "LoRAForecaster":
         """Train LoRA + head on the frames (pooled), validating on the last ``val_size`` of each series.
 
-        Runs on accelerate, so ``accelerate launch -m stockllm.cli train ...`` spreads it over processes (DDP).
-        Keeps the best validation state; the untrained model (= naive) is the first candidate.
+        The loop is ``stockllm.train.fit`` (accelerate: ``accelerate launch -m stockllm.cli train ...`` spreads it
+        over processes). It keeps the best validation state; the untrained model (= naive) is the first candidate.
+        With ``save_dir`` it saves training state every ``save_every`` steps and the best checkpoint beside it;
+        ``resume`` continues from the newest state there.
         """
-        from accelerate import Accelerator
         from accelerate.utils import set_seed
 
+        from .. import train
+
         cfg = self.config
-        set_seed(cfg.seed)
-        device, _ = resolve_device(cfg.device)
-        accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=device.type == "cpu")
-        self._main_process = accelerator.is_main_process
-        say = tqdm.write if (progress and accelerator.is_local_main_process) else (lambda *_: None)
         if self.model is None:
+            set_seed(cfg.seed)  # LoRA's random init: the same seed gives the same start in any process
             self._build(trainable=True)
+        self._main_process = int(os.environ.get("RANK", "0")) == 0
+        say = tqdm.write if (progress and self._main_process) else (lambda *_: None)
         train_samples, val_samples, notes = self._training_samples(frames)
         n_targets = sum(len(s["read_pos"]) for s in train_samples)
         n_tokens = sum(len(s["ids"]) for s in train_samples)
@@ -273,105 +285,47 @@ class LoRAForecaster(Forecaster):
         say(f"codec {self.codec.name}: {tpw:.0f} tokens per {self.window_size}-day window; {cfg.train_mode} mode: "
             f"{len(train_samples)} sequences, {n_tokens / len(train_samples):.0f} tokens and "
             f"{n_targets / len(train_samples):.1f} targets each ({n_tokens / n_targets:.1f} tokens per target)")
-
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        gen = torch.Generator().manual_seed(cfg.seed)
-        loader = torch.utils.data.DataLoader(train_samples, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                                             collate_fn=lambda b: _collate(b, pad_id))
-        params = [p for p in self.model.parameters() if p.requires_grad]
         lora_params = self.model.backbone.get_nb_trainable_parameters()[0]  # PEFT's own count
-        if sum(p.numel() for p in params) != lora_params + sum(p.numel() for p in self.model.head.parameters()):
+        trained = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        if trained != lora_params + sum(p.numel() for p in self.model.head.parameters()):
             raise RuntimeError("trainable parameters other than LoRA and the head: the base model is not frozen")
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        model, optimizer, loader = accelerator.prepare(self.model, optimizer, loader)
-        steps_per_epoch = max(math.ceil(len(loader) / cfg.grad_accum), 1)
-        total = steps_per_epoch * cfg.epochs
-        if cfg.max_steps and cfg.max_steps < total:
-            total = cfg.max_steps
-            notes.append(f"stopped after --max_steps {cfg.max_steps} ({cfg.max_steps / steps_per_epoch:.2f} epochs)")
-
-        def validate() -> float:
-            return self._val_loss(accelerator.unwrap_model(model), val_samples, pad_id)
-
-        def snapshot() -> dict:
-            return {n: p.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters()
-                    if p.requires_grad}
-
+        pad_id = self._pad_id()
         naive_val = (float(np.mean(np.concatenate([pinball(s["y"], self._naive_z, self.quantiles)
                                                    for s in val_samples])))
                      if val_samples else float("nan"))
-        best_loss, best_step, best_state = validate(), 0, snapshot()
-        say(f"step 0: val_loss {best_loss:.4f} (naive {naive_val:.4f})")
-        history, bad, step, seen_tokens, seen_targets = [], 0, 0, 0, 0
-        bar = tqdm(total=total, desc=f"lora {cfg.train_mode}", unit="step",
-                   disable=not (progress and accelerator.is_local_main_process))
-        t0, train_seconds, stop = time.perf_counter(), 0.0, False
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            running, n_batches = 0.0, 0
-            for batch in loader:
-                with accelerator.accumulate(model):
-                    pred = model(batch["input_ids"], batch["attention_mask"], batch["read_pos"])
-                    loss, _ = quantile_loss(pred, batch, self.quantiles)
-                    accelerator.backward(loss)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                seen_tokens += int(batch["attention_mask"].sum())
-                seen_targets += int((batch["read_pos"] >= 0).sum())
-                running, n_batches = running + loss.item(), n_batches + 1
-                if accelerator.sync_gradients:
-                    step += 1
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{running / n_batches:.4f}")
-                    if step >= total:
-                        stop = True
-                        break
-                    if cfg.max_train_seconds and self._over_budget(accelerator, time.perf_counter() - t0):
-                        notes.append(f"stopped at the --max_train_seconds {cfg.max_train_seconds:g} budget after "
-                                     f"{step} steps ({step / steps_per_epoch:.2f} epochs)")
-                        stop = True
-                        break
-            train_seconds = time.perf_counter() - t0
-            val = validate()
-            history.append({"epoch": epoch, "step": step, "train_loss": running / max(n_batches, 1), "val_loss": val})
-            say(f"epoch {epoch} step {step}: train_loss {history[-1]['train_loss']:.4f}  val_loss {val:.4f} "
-                f"(naive {naive_val:.4f})")
-            if not val_samples or val < best_loss:
-                best_loss, best_step, best_state, bad = val, step, snapshot(), 0
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    say(f"early stop: no validation gain for {cfg.patience} evaluations")
-                    stop = True
-            t0 = time.perf_counter() - train_seconds
-            if stop:
-                break
-        bar.close()
-        accelerator.unwrap_model(model).load_state_dict(best_state, strict=False)
-        self.model = accelerator.unwrap_model(model)
-        self.model.eval()
-        accelerator.free_memory()
-        self.fit_info = {
-            "series": [span(f) for f in frames],
-            "train_sequences": len(train_samples), "train_targets": n_targets, "val_targets": int(
-                sum(len(s["read_pos"]) for s in val_samples)),
-            "lora_parameters_peft": lora_params, "tokens_per_window": tpw, "tokens_per_target": n_tokens / n_targets,
-            "num_processes": accelerator.num_processes, "steps": step, "best_step": best_step,
-            "best_val_loss": best_loss, "naive_val_loss": naive_val,
-            "train_seconds": train_seconds, "train_tokens_seen": seen_tokens, "train_targets_seen": seen_targets,
-            "history": history, "notes": sorted(set(notes)),
-        }
+        series = [span(f) for f in frames]
+        base = {"series": series, "train_sequences": len(train_samples), "train_targets": n_targets,
+                "val_targets": int(sum(len(s["read_pos"]) for s in val_samples)), "lora_parameters_peft": lora_params,
+                "tokens_per_window": tpw, "tokens_per_target": n_tokens / n_targets}
         if self._resumed_from:
-            self.fit_info["resumed_from"] = self._resumed_from
-        if self.fit_info["best_step"] == 0 and val_samples:
-            say("note: no step beat the untrained model on validation, so the checkpoint predicts like naive")
+            base["resumed_from"] = self._resumed_from
+
+        def save_checkpoint(info: dict) -> None:
+            self.fit_info = {**base, **info}
+            self.save(save_dir)
+
+        task = train.Task(
+            module=self.model, train_data=train_samples, collate=lambda b: _collate(b, pad_id),
+            loss=lambda model, batch: batch_loss(model, batch, self.quantiles)[0],
+            validate=lambda model, bar: self._val_loss(model, val_samples, pad_id, progress=bar),
+            naive_val=naive_val, count=_batch_counts, save_checkpoint=save_checkpoint,
+            fingerprint={"data": vars(self.data), "config": self._resume_settings(), "codec": asdict(self.codec),
+                         "base_model": self.base_info, "series": series})
+        info = train.fit(task, cfg, progress=progress, save_dir=save_dir, resume=resume,
+                         label=f"lora {cfg.train_mode}")
+        info["notes"] = sorted(set(info["notes"]) | set(notes))
+        self.model.eval()
+        self.fit_info = {**base, **info}
         return self
 
-    def _over_budget(self, accelerator, seconds: float) -> bool:
-        """Whether the --max_train_seconds budget is spent, agreed by all ranks (each rank's clock differs, and
-        a rank that stopped alone would leave the others waiting in the gradient all-reduce)."""
-        flag = torch.tensor(float(seconds >= self.config.max_train_seconds), device=accelerator.device)
-        return bool(accelerator.reduce(flag, reduction="max").item() > 0)
+    def _resume_settings(self) -> dict:
+        """The config entries an exact resume must share with the saved state (the rest are per-run limits)."""
+        per_run = ("device", "trust_remote_code", "max_train_seconds", "max_steps", "epochs", "patience",
+                   "save_every", "eval_every")
+        return {k: v for k, v in to_dict(self.config).items() if k not in per_run}
+
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
     def _forward_samples(self, model: RegressionLM, samples: list[dict], pad_id: int):
         """Yield (samples of the batch, collated batch, predictions [B, P, H] float32 on CPU) under inference_mode."""
@@ -386,13 +340,17 @@ class LoRAForecaster(Forecaster):
                              batch["read_pos"].to(device))
                 yield chunk, batch, pred.cpu()
 
-    def _val_loss(self, model: RegressionLM, samples: list[dict], pad_id: int) -> float:
+    def _val_loss(self, model: RegressionLM, samples: list[dict], pad_id: int, progress: bool = False) -> float:
+        """Mean validation loss over all read targets (NaN without a validation part); a bar when ``progress``."""
         if not samples:
             return float("nan")
         total, count = 0.0, 0
-        for _, batch, pred in self._forward_samples(model, samples, pad_id):
+        bar = tqdm(total=len(samples), desc="validate", unit="seq", leave=False, disable=not progress)
+        for chunk, batch, pred in self._forward_samples(model, samples, pad_id):
             loss, n = quantile_loss(pred, batch, self.quantiles)
             total, count = total + loss.item() * n, count + n
+            bar.update(len(chunk))
+        bar.close()
         return total / count
 
     # --- prediction ----------------------------------------------------------------------------------------
@@ -411,7 +369,7 @@ class LoRAForecaster(Forecaster):
         origins = np.asarray(origins, dtype=np.int64)
         days = np.unique(origins)
         samples = self._series_samples(frame, days, None)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        pad_id = self._pad_id()
         by_day = {}
         for chunk, _, pred in self._forward_samples(self.model, samples, pad_id):
             for b, s in enumerate(chunk):
@@ -442,8 +400,9 @@ class LoRAForecaster(Forecaster):
     @classmethod
     def _from_meta(cls, meta, directory, train_config: LoRAConfig | None = None, **overrides):
         """Rebuild from a checkpoint. ``overrides`` (model_path, device, trust_remote_code) replace saved values;
-        ``train_config`` (--resume) keeps the saved architecture and takes the new run's loop settings."""
-        config = from_dict(LoRAConfig, meta.get("config", {}))
+        ``train_config`` (--resume DIR) is the new run's whole config (the CLI copies the weight-shaping settings
+        from the checkpoint into it), device and trust_remote_code included."""
+        config = from_dict(LoRAConfig, meta.get("config", {}), source=directory)
         # Never taken from the file: a shared checkpoint must not switch on remote code, nor pin a device
         # the user's machine may lack. Only this run's flags decide.
         config.trust_remote_code = bool(overrides.pop("trust_remote_code", False))
@@ -452,11 +411,8 @@ class LoRAForecaster(Forecaster):
             if value is not None:
                 setattr(config, key, value)
         if train_config is not None:
-            for key in ("epochs", "batch_size", "learning_rate", "weight_decay", "grad_accum", "max_steps",
-                        "max_train_seconds", "max_train_windows", "max_val_windows", "patience", "val_size",
-                        "gradient_checkpointing", "seed", "device", "train_mode", "chunk_days"):
-                setattr(config, key, getattr(train_config, key))
-        model = cls(DataConfig(**meta["data"]), config)
+            config = train_config
+        model = cls(from_dict(DataConfig, meta.get("data", {}), source=directory), config)
         model.base_info = dict(meta.get("base_model", {}))
         if meta.get("codec"):
             model.codec = Codec(**meta["codec"])
@@ -464,9 +420,22 @@ class LoRAForecaster(Forecaster):
         if not head_path.is_file() or not adapter.is_dir():
             raise StockLLMError(f"{directory} lacks {HEAD_FILE} or {ADAPTER_DIR}/: the checkpoint is incomplete; "
                                 "train again")
-        tensors = load_file(str(head_path))
+        tensors = read_safetensors(head_path)
+        read_safetensors(adapter / "adapter_model.safetensors")  # a damaged adapter fails here, in one line
+        model._check_head(tensors, head_path)
         model._head_state = {"weight": tensors["weight"], "bias": tensors["bias"]}
         model._adapter_dir = adapter
         if train_config is not None:
             model._resumed_from = str(directory)
         return model
+
+    def _check_head(self, tensors: dict, path: Path) -> None:
+        """Refuse a head file whose tensors do not fit the horizon and levels recorded in stockllm.json."""
+        outputs = self.horizon * len(self.quantiles)
+        for key, dims in {"weight": 2, "bias": 1}.items():
+            t = tensors.get(key)
+            if t is None or t.dim() != dims or t.shape[0] != outputs:
+                shape = None if t is None else tuple(t.shape)
+                raise StockLLMError(f"{path} does not match {META_FILE}: {key} has shape {shape}, but horizon "
+                                    f"{self.horizon} × {len(self.quantiles)} levels need {outputs} outputs; the "
+                                    "checkpoint's files come from different runs, train again")

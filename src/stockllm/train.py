@@ -1,0 +1,372 @@
+"""The training loop, apart from the models: accelerate runs it (devices, DDP, gradient accumulation, clipping,
+training state and RNG), transformers gives the learning-rate schedule.
+
+What is ours: validation every ``eval_every`` steps with early stopping, where the untrained model (which
+predicts like naive) is the first candidate for the best state; the ``max_train_seconds`` budget; notes on
+the bounds that were applied; periodic training state under ``<save_dir>/state/`` that an interrupted run
+resumes from exactly; and a clean stop on SIGINT/SIGTERM.
+
+State folder ``<save_dir>/state/step-NNNNNNNN/`` (written under a temporary name, then renamed):
+``model.safetensors`` (trainable weights only: LoRA + head), ``optimizer.bin``, ``scheduler.bin``,
+``random_states_<rank>.pkl`` (accelerate's files, read back with ``torch.load(weights_only=True)``),
+``best.safetensors`` (the best weights so far) and ``loop.json`` (step, data position, best score, history,
+the settings it was trained with). The loop's own state is JSON and safetensors rather than accelerate's
+registered custom objects, because accelerate unpickles those with ``weights_only=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import read_safetensors
+from .device import bind_device, mixed_precision, resolve_device
+from .errors import StockLLMError, TrainingInterrupted
+
+STATE_DIR = "state"
+LOOP_FILE = "loop.json"
+BEST_FILE = "best.safetensors"
+MODEL_FILE = "model.safetensors"  # accelerate's name for the first model's weights
+KEEP_STATES = 2  # the newest states kept; older ones are removed once a newer one is complete
+_STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class Task:
+    """What the loop needs from a model. The model module owns the forward pass, the loss and the checkpoint.
+
+    module: parameters with ``requires_grad`` are trained (LoRA + head; the base stays frozen).
+    train_data: samples, batched by ``collate`` into a dict of tensors.
+    loss: ``loss(module, batch) -> scalar`` mean loss of the batch (forward + the model module's loss).
+    validate: ``validate(module, progress) -> float`` mean validation loss (NaN when there is no validation part).
+    naive_val: the validation loss of naive (what the untrained model predicts).
+    count: ``count(batch) -> (tokens, targets)`` read in a batch, for throughput.
+    fingerprint: the settings and data an exact resume must share with the saved state.
+    save_checkpoint: ``save_checkpoint(fit_info)`` writes the usable checkpoint while ``module`` holds the best
+        weights (None: nothing is written, as in ``evaluate``).
+    """
+
+    module: nn.Module
+    train_data: Sequence
+    collate: Callable[[list], dict]
+    loss: Callable[[nn.Module, dict], torch.Tensor]
+    validate: Callable[[nn.Module, bool], float]
+    naive_val: float
+    count: Callable[[dict], tuple[int, int]]
+    fingerprint: dict = field(default_factory=dict)
+    save_checkpoint: Callable[[dict], None] | None = None
+
+
+# --- state folders ---------------------------------------------------------------------------------------------
+def state_dirs(save_dir: str | os.PathLike) -> list[Path]:
+    """Complete state folders under ``<save_dir>/state/``, oldest first (temporary folders are skipped)."""
+    root = Path(save_dir) / STATE_DIR
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found) if (p / LOOP_FILE).is_file()]
+
+
+def latest_state(save_dir: str | os.PathLike) -> Path:
+    """The newest complete state folder, or a clear error when there is none."""
+    found = state_dirs(save_dir)
+    if not found:
+        raise StockLLMError(f"no saved training state in {Path(save_dir) / STATE_DIR}: --resume without a folder "
+                            "continues a run that saved state (--save_every); pass --resume CHECKPOINT to warm-start "
+                            "from a finished checkpoint instead")
+    return found[-1]
+
+
+def read_loop_state(state: Path) -> dict:
+    """``loop.json`` of a state folder."""
+    try:
+        return json.loads((state / LOOP_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise StockLLMError(f"unreadable training state {state / LOOP_FILE}: {exc}; resume from an older state "
+                            f"by deleting {state}") from None
+
+
+# --- interrupts --------------------------------------------------------------------------------------------------
+@contextmanager
+def _interrupts():
+    """SIGINT/SIGTERM set a flag that the loop reads after each optimizer step; a second signal abandons the step
+    at once (state saved earlier stays valid, since every save is complete before it is renamed into place)."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def handler(signum, frame):
+        if got:
+            raise TrainingInterrupted(signum, None, step=None)
+        got.append(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield got
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+# --- the loop ----------------------------------------------------------------------------------------------------
+def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike | None = None,
+        resume: bool = False, label: str = "train") -> dict:
+    """Train ``task.module`` in place and leave the best validation state in it; returns the fit record.
+
+    ``cfg`` carries the loop settings (epochs, batch_size, learning_rate, weight_decay, grad_accum, max_steps,
+    max_train_seconds, patience, seed, device, lr_scheduler, warmup_ratio, max_grad_norm, eval_every,
+    save_every). With ``save_dir``, state is saved every ``save_every`` steps (and on SIGINT/SIGTERM) and the
+    best checkpoint is written beside it; ``resume`` continues from the newest state there.
+    """
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    set_seed(cfg.seed)
+    device, _ = resolve_device(cfg.device)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=device.type == "cpu",
+                              mixed_precision=mixed_precision(device), dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed))
+    bind_device(device, accelerator.num_processes)
+    main = accelerator.is_main_process
+    say = tqdm.write if (progress and accelerator.is_local_main_process) else (lambda *_: None)
+    save_dir = Path(save_dir) if save_dir is not None and cfg.save_every else None
+    module = task.module
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
+    # Its own generator: a loader without one draws from the global RNG whenever an epoch starts, so a
+    # resumed run (a new iterator mid-epoch) would see other dropout masks than the run it continues.
+    loader = torch.utils.data.DataLoader(task.train_data, batch_size=cfg.batch_size, shuffle=True,
+                                         collate_fn=task.collate, generator=torch.Generator().manual_seed(cfg.seed))
+    model, optimizer, loader = accelerator.prepare(module, optimizer, loader)
+    steps_per_epoch = max(math.ceil(len(loader) / cfg.grad_accum), 1)
+    total, notes = steps_per_epoch * cfg.epochs, []
+    if cfg.max_steps and cfg.max_steps < total:
+        total = cfg.max_steps
+        notes.append(f"stopped after --max_steps {cfg.max_steps} ({cfg.max_steps / steps_per_epoch:.2f} epochs)")
+    # accelerate steps a prepared scheduler once per process per optimizer step, so its horizon is scaled.
+    nproc = accelerator.num_processes
+    schedule = {"constant": "constant_with_warmup"}.get(cfg.lr_scheduler, cfg.lr_scheduler)
+    scheduler = accelerator.prepare(get_scheduler(
+        schedule, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total) * nproc,
+        num_training_steps=total * nproc))
+    eval_every = cfg.eval_every or min(steps_per_epoch, 50)
+    # Prepared (maybe DDP-wrapped, "module."-prefixed) names of the trained parameters.
+    save_names = {n for n, p in model.named_parameters() if p.requires_grad}
+
+    def keep_trainable(models, weights, output_dir):
+        # State holds what training changes; the frozen base is the user's model file.
+        weights[0] = {k: v for k, v in weights[0].items() if k in save_names}
+
+    def load_trainable(models, input_dir):
+        models.remove(model)
+        tensors = read_safetensors(Path(input_dir) / MODEL_FILE)
+        if set(tensors) != set(save_names):
+            raise StockLLMError(f"the training state in {input_dir} holds other weights than this model trains: "
+                                "resume with the same flags as the interrupted run")
+        model.load_state_dict(tensors, strict=False)
+
+    accelerator.register_save_state_pre_hook(keep_trainable)
+    accelerator.register_load_state_pre_hook(load_trainable)
+
+    def trainable() -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters()
+                if p.requires_grad}
+
+    def validate() -> float:
+        loss = task.validate(accelerator.unwrap_model(model), progress and accelerator.is_local_main_process)
+        model.train()  # validation leaves the model in eval mode; dropout must be back on for the next step
+        return loss
+
+    loop = {"step": 0, "epoch": 0, "batch": 0, "best_val_loss": None, "best_step": 0, "bad": 0, "history": [],
+            "train_seconds": 0.0, "tokens": 0, "targets": 0, "notes": notes, "running": 0.0, "n_batches": 0}
+    if resume:
+        state = latest_state(save_dir)
+        saved = read_loop_state(state)
+        check_fingerprint(saved.get("fingerprint", {}), task.fingerprint, state)
+        accelerator.load_state(str(state))
+        best = read_safetensors(state / BEST_FILE)
+        loop.update(saved["loop"])
+        loop["notes"] = sorted(set(loop["notes"]) | set(notes))
+        say(f"resumed from {state}: step {loop['step']} of {total}, epoch {loop['epoch'] + 1}")
+    else:
+        if save_dir is not None and main and state_dirs(save_dir):
+            say(f"note: starting afresh; the training state in {save_dir / STATE_DIR} from an earlier run is "
+                "replaced at the first save (pass --resume to continue it instead)")
+        loop["best_val_loss"] = validate()
+        best = trainable()
+        say(f"step 0: val_loss {loop['best_val_loss']:.4f} (naive {task.naive_val:.4f})")
+    has_val = math.isfinite(task.naive_val)
+    fresh_state = not resume
+
+    def fit_info() -> dict:
+        info = {"num_processes": nproc, "steps": loop["step"], "best_step": loop["best_step"],
+                "best_val_loss": loop["best_val_loss"], "naive_val_loss": task.naive_val,
+                "train_seconds": loop["train_seconds"], "train_tokens_seen": loop["tokens"],
+                "train_targets_seen": loop["targets"], "history": loop["history"], "notes": sorted(set(loop["notes"])),
+                "eval_every": eval_every, "lr_scheduler": cfg.lr_scheduler}
+        if resume:
+            info["resumed_state"] = True
+        return info
+
+    def save_point() -> Path | None:
+        """Write the best checkpoint into save_dir, then the training state (both atomically)."""
+        nonlocal fresh_state
+        if save_dir is None:
+            return None
+        if main and task.save_checkpoint is not None:
+            with swapped(accelerator.unwrap_model(model), best):
+                task.save_checkpoint(fit_info())
+        root = save_dir / STATE_DIR
+        if fresh_state and main:
+            shutil.rmtree(root, ignore_errors=True)
+        fresh_state = False
+        final, tmp = root / f"step-{loop['step']:08d}", root / f".tmp-step-{loop['step']:08d}"
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))  # every rank: each writes its own RNG state
+        if main:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous().cpu() for k, v in best.items()}, str(tmp / BEST_FILE))
+            (tmp / LOOP_FILE).write_text(json.dumps({"loop": loop, "fingerprint": task.fingerprint}, indent=1,
+                                                    default=str) + "\n")
+        accelerator.wait_for_everyone()
+        if main:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            for old in state_dirs(save_dir)[:-KEEP_STATES]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return final
+
+    def evaluate_now(train_loss: float) -> bool:
+        """Validate, keep the best state; True when early stopping says stop."""
+        nonlocal best
+        val = validate()
+        loop["history"].append({"epoch": loop["epoch"] + 1, "step": loop["step"], "train_loss": train_loss,
+                                "val_loss": val, "lr": scheduler.get_last_lr()[0]})
+        say(f"step {loop['step']} (epoch {loop['epoch'] + 1}): train_loss {train_loss:.4f}  val_loss {val:.4f} "
+            f"(naive {task.naive_val:.4f})")
+        if not has_val or val < loop["best_val_loss"]:
+            loop["best_val_loss"], loop["best_step"], loop["bad"] = val, loop["step"], 0
+            best = trainable()
+            return False
+        loop["bad"] += 1
+        if loop["bad"] >= cfg.patience:
+            say(f"early stop: no validation gain for {cfg.patience} evaluations")
+            loop["notes"].append(f"early stop at step {loop['step']}: no validation gain for {cfg.patience} "
+                                 "evaluations")
+            return True
+        return False
+
+    model.train()
+    bar = tqdm(total=total, initial=loop["step"], desc=label, unit="step",
+               disable=not (progress and accelerator.is_local_main_process))
+    stop = loop["step"] >= total or loop.get("stopped", False)
+    with _interrupts() as signals:
+        t0 = time.perf_counter() - loop["train_seconds"]
+        while not stop and loop["epoch"] < cfg.epochs:
+            loader.set_epoch(loop["epoch"])
+            epoch_loader = accelerator.skip_first_batches(loader, loop["batch"]) if loop["batch"] else loader
+            if loop["batch"]:
+                epoch_loader.set_epoch(loop["epoch"])
+            for batch in epoch_loader:
+                with accelerator.accumulate(model):
+                    loss = task.loss(model, batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and cfg.max_grad_norm:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                tokens, targets_ = task.count(batch)
+                loop["tokens"], loop["targets"], loop["batch"] = loop["tokens"] + tokens, loop["targets"] + targets_, \
+                    loop["batch"] + 1
+                loop["running"], loop["n_batches"] = loop["running"] + loss.item(), loop["n_batches"] + 1
+                if not accelerator.sync_gradients:
+                    continue
+                loop["step"] += 1
+                bar.update(1)
+                bar.set_postfix(epoch=loop["epoch"] + 1, loss=f"{loop['running'] / loop['n_batches']:.4f}")
+                loop["train_seconds"] = time.perf_counter() - t0
+                end_of_epoch = loop["batch"] >= len(loader)
+                if end_of_epoch:
+                    loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
+                over, interrupted = _agree(accelerator, cfg.max_train_seconds and
+                                           loop["train_seconds"] >= cfg.max_train_seconds, bool(signals))
+                if over:
+                    loop["notes"].append(f"stopped at the --max_train_seconds {cfg.max_train_seconds:g} budget "
+                                         f"after {loop['step']} steps ({loop['step'] / steps_per_epoch:.2f} epochs)")
+                last = loop["step"] >= total or over
+                if last or loop["step"] % eval_every == 0 or end_of_epoch:
+                    t_eval = time.perf_counter()
+                    stop = evaluate_now(loop["running"] / loop["n_batches"]) or last
+                    loop["running"], loop["n_batches"] = 0.0, 0
+                    t0 += time.perf_counter() - t_eval  # the budget and throughput count training only
+                if stop:
+                    loop["stopped"] = True
+                if stop or (cfg.save_every and loop["step"] % cfg.save_every == 0) or interrupted:
+                    t_save = time.perf_counter()
+                    where = save_point()
+                    t0 += time.perf_counter() - t_save
+                    if interrupted and not stop:
+                        bar.close()
+                        raise TrainingInterrupted(signals[0], where, step=loop["step"])
+                if stop or end_of_epoch:
+                    break
+            else:
+                # The loader ran out without a sync step (cannot happen with accelerate's end-of-loader sync).
+                loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
+    bar.close()
+    module.load_state_dict(best, strict=False)
+    accelerator.free_memory()
+    if loop["best_step"] == 0 and has_val:
+        say("note: no step beat the untrained model on validation, so the checkpoint predicts like naive")
+    return fit_info()
+
+
+def _agree(accelerator, *flags: bool) -> list[bool]:
+    """Flags agreed by all ranks (any rank's True wins): a rank that stopped alone would leave the others
+    waiting in the gradient all-reduce, and each rank's clock and signals differ."""
+    if accelerator.num_processes == 1:
+        return [bool(f) for f in flags]
+    t = torch.tensor([float(bool(f)) for f in flags], device=accelerator.device)
+    return [bool(v > 0) for v in accelerator.reduce(t, reduction="max").tolist()]
+
+
+@contextmanager
+def swapped(module: nn.Module, weights: dict[str, torch.Tensor]):
+    """Run a block with ``weights`` loaded into ``module`` (by parameter name), then put the current ones back."""
+    current = {n: p.detach().clone() for n, p in module.named_parameters() if n in weights}
+    module.load_state_dict(weights, strict=False)
+    try:
+        yield module
+    finally:
+        module.load_state_dict(current, strict=False)
+
+
+def check_fingerprint(saved: dict, now: dict, where: Path) -> None:
+    """Refuse to resume a state with settings or data that differ from this run's, naming the first one."""
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            raise StockLLMError(f"cannot resume the training state in {where}: {key} was {a!r} and is now {b!r}; "
+                                "resume with the same flags and data as the interrupted run, or start afresh "
+                                "without --resume")

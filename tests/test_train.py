@@ -1,0 +1,152 @@
+"""Training that survives: periodic state, exact resume after SIGKILL, clean stop on SIGTERM, resume checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_ohlcv, write_csv
+from safetensors.torch import load_file
+
+from stockllm.cli import _resume_command, main
+from stockllm.device import torch_threads
+from stockllm.train import state_dirs
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def periodic(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    return make_ohlcv(n, seed=seed, returns=0.02 * np.sin(np.arange(n) * 2 * np.pi / 7) + rng.normal(0, 0.002, n))
+
+
+@pytest.fixture
+def flags(tiny_model_dir, tmp_path):
+    csv = write_csv(periodic(), tmp_path / "p.csv")
+    # Dropout on, so the RNG state matters; batch 1 and 40-day chunks give 8 steps per epoch.
+    return ["train", "--model", "lora", "--data", str(csv), "--model_path", str(tiny_model_dir), "--window_size", "20",
+            "--chunk_days", "40", "--batch_size", "1", "--epochs", "2", "--max_steps", "10", "--save_every", "2",
+            "--eval_every", "3", "--lora_dropout", "0.1", "--learning_rate", "3e-3", "--quiet"]
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "stockllm", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_state(proc: subprocess.Popen, save_dir: Path, timeout: float = 240) -> None:
+    end = time.monotonic() + timeout
+    while not state_dirs(save_dir):
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < end, "no state was saved in time"
+        time.sleep(0.02)
+
+
+def weights(save_dir: Path) -> dict:
+    out = {f"head.{k}": v for k, v in load_file(str(save_dir / "head.safetensors")).items()}
+    out.update(load_file(str(save_dir / "adapter" / "adapter_model.safetensors")))
+    return out
+
+
+def history(save_dir: Path) -> list[dict]:
+    return json.loads((save_dir / "stockllm.json").read_text())["fit"]["history"]
+
+
+def test_sigkilled_run_resumes_to_the_same_weights_and_history(flags, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    with torch_threads(1):  # the subprocesses run with one thread too: same float summation order
+        assert main([*flags, "--save_dir", str(a)]) == 0
+    proc = start([*flags, "--save_dir", str(b)])
+    wait_for_state(proc, b)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = int(state_dirs(b)[-1].name.split("-")[1])
+    assert killed_at < 10  # it really stopped part-way
+    assert (b / "stockllm.json").is_file()  # a usable best checkpoint once the first state was saved
+    run = subprocess.run([sys.executable, "-m", "stockllm", *flags, "--save_dir", str(b), "--resume"],
+                         env={**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-6, msg=key)
+    ha, hb = history(a), history(b)
+    assert [h["step"] for h in ha] == [h["step"] for h in hb] == [3, 6, 7, 9, 10]  # every 3 steps, at the epoch's end (7) and the last
+    np.testing.assert_allclose([h["val_loss"] for h in hb], [h["val_loss"] for h in ha], rtol=1e-4)
+    np.testing.assert_allclose([h["train_loss"] for h in hb], [h["train_loss"] for h in ha], rtol=1e-4)
+    assert len(state_dirs(b)) == 2  # only the newest states are kept
+
+
+def test_sigterm_saves_state_and_prints_the_resume_command(flags, tmp_path):
+    ck = tmp_path / "ck"
+    proc = start([*flags, "--max_steps", "400", "--epochs", "50", "--save_dir", str(ck)])
+    wait_for_state(proc, ck)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err and "training state saved in" in err
+    command = err.split("resume with: ", 1)[1].strip()
+    assert command.startswith("stockllm train ") and command.endswith("--resume")
+    step = int(state_dirs(ck)[-1].name.split("-")[1])
+    assert f"interrupted at step {step}" in err
+    assert not [p for p in (ck / "state").iterdir() if p.name.startswith(".")]  # nothing half-written
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    from stockllm.models import load_forecaster
+
+    load_forecaster(ck).predict_returns(periodic(), np.array([100]))  # the best checkpoint is usable
+
+
+def test_resume_command_replaces_any_resume_flag():
+    assert _resume_command(["train", "--data", "a.csv", "--resume", "old"]) == \
+        "stockllm train --data a.csv --resume"
+    assert _resume_command(["train", "--resume", "--data", "a b.csv"]) == "stockllm train --data 'a b.csv' --resume"
+
+
+def test_resume_refuses_changed_settings(flags, tmp_path, capsys):
+    ck = tmp_path / "ck"
+    assert main([*flags, "--max_steps", "2", "--save_dir", str(ck)]) == 0
+    capsys.readouterr()
+    for flag, value in [("--window_size", "25"), ("--horizon", "2"), ("--prompt_format", "verbose"),
+                        ("--model_path", str(tmp_path))]:
+        i = flags.index(flag) if flag in flags else None
+        changed = [*flags[:i], flag, value, *flags[i + 2:]] if i is not None else [*flags, flag, value]
+        for resume in (["--resume"], ["--resume", str(ck)]):
+            assert main([*changed, "--save_dir", str(tmp_path / "new"), *resume]
+                        if resume[1:] else [*changed, "--save_dir", str(ck), *resume]) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and flag in err and "differs from" in err, err
+
+
+def test_warm_start_takes_remote_code_and_device_from_this_run(flags, tmp_path, monkeypatch):
+    from stockllm.models.llm import LoRAForecaster
+
+    ck = tmp_path / "ck"
+    assert main([*flags, "--max_steps", "1", "--save_dir", str(ck)]) == 0
+    seen = {}
+
+    def fake_fit(self, frames, progress=True, **kw):
+        seen.update(trust=self.config.trust_remote_code, device=self.config.device, path=self.config.model_path)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(LoRAForecaster, "fit", fake_fit)
+    with pytest.raises(SystemExit):
+        main([*flags, "--save_dir", str(tmp_path / "b"), "--resume", str(ck), "--trust_remote_code",
+              "--device", "cpu"])
+    assert seen["trust"] is True and seen["device"] == "cpu"
+
+
+def test_resume_without_state_is_one_clear_line(flags, tmp_path, capsys):
+    assert main([*flags, "--save_dir", str(tmp_path / "none"), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no saved training state" in err
