@@ -65,6 +65,33 @@ def _calendar_flag(parser: argparse.ArgumentParser) -> None:
                              "name suffix: .SS/.SZ -> XSHG, .HK -> XHKG, .T -> XTKS, none -> XNYS)")
 
 
+def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
+    """Flags of predict, and of forecast (which adds --ticker and --period)."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", "--lora_weights", dest="checkpoint", metavar="DIR",
+                     help="checkpoint folder from train")
+    src.add_argument("--model", choices=["naive", "drift"], help="a baseline that needs no checkpoint")
+    p.add_argument("--model_path", metavar="PATH", help="a checkpoint folder, or (LLM) the base model to use "
+                   "instead of the one recorded in the checkpoint")
+    if tickers:
+        inputs = p.add_mutually_exclusive_group(required=True)
+        inputs.add_argument("--ticker", help="Yahoo Finance symbol(s), comma-separated (AAPL,600519.SS,0700.HK): "
+                            "their latest daily history is downloaded")
+        inputs.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) instead of --ticker")
+        p.add_argument("--period", help="history to download: 1y, 2y, 5y, max ... (default: 2y, more for windows "
+                       "over 200 days)")
+    else:
+        _data_flags(p, alias_test_csv=True)
+    p.add_argument("--window_size", type=int, default=DataConfig.window_size, help="baselines only (default 30)")
+    p.add_argument("--horizon", type=int, default=DataConfig.horizon, help="baselines only (default 3)")
+    _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
+    p.add_argument("--output", default="predictions.csv", metavar="FILE", help="CSV to write (default %(default)s)")
+    _calendar_flag(p)
+    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
+    _common(p)
+
+
 def _training_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training (defaults: mlp / lora)")
     g.add_argument("--epochs", type=int, help="passes over the training windows (100 / 20)")
@@ -150,23 +177,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("predict", help="forecast the next closes after the last row of a CSV",
-                       description="Forecast the next H trading days after the last row of each file and write "
-                                   "predictions.csv (date,horizon,predicted_close,last_close,model).")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", "--lora_weights", dest="checkpoint", metavar="DIR",
-                     help="checkpoint folder from train")
-    src.add_argument("--model", choices=["naive", "drift"], help="a baseline that needs no checkpoint")
-    p.add_argument("--model_path", metavar="PATH", help="a checkpoint folder, or (LLM) the base model to use "
-                   "instead of the one recorded in the checkpoint")
-    _data_flags(p, alias_test_csv=True)
-    p.add_argument("--window_size", type=int, default=DataConfig.window_size, help="baselines only (default 30)")
-    p.add_argument("--horizon", type=int, default=DataConfig.horizon, help="baselines only (default 3)")
-    _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
-    p.add_argument("--output", default="predictions.csv", metavar="FILE", help="CSV to write (default %(default)s)")
-    _calendar_flag(p)
-    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
-    p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
-    _common(p)
+                       description="Forecast the next H trading sessions after the last row of each file and write "
+                                   "predictions.csv (date,horizon,predicted_close,last_close,model,series,last_date,"
+                                   "q0.1,...).")
+    _predict_flags(p, tickers=False)
+    p = sub.add_parser("forecast", help="download the latest history of tickers and forecast their next sessions",
+                       description="Download each ticker's latest daily history from Yahoo Finance (or read --data), "
+                                   "forecast the next H sessions of its exchange, print them with their intervals "
+                                   "and write predictions.csv.",
+                       epilog="Example: stockllm forecast --ticker AAPL,600519.SS --model naive")
+    _predict_flags(p, tickers=True)
 
     p = sub.add_parser("evaluate", help="walk-forward backtest of several models beside naive",
                        description="Split each series chronologically, fit the models on the training part only, "
@@ -259,12 +279,29 @@ def _report(model, say) -> None:
     say(f"peak memory: {mb:,.0f} MB ({label})")
 
 
+def _tickers(text: str) -> list[str]:
+    tickers = [t.strip().upper() for t in text.split(",") if t.strip()]
+    if not tickers:
+        raise StockLLMError("--ticker is empty: pass a symbol such as AAPL, or AAPL,MSFT")
+    return tickers
+
+
+def _download_frames(tickers: list[str], period: str, say) -> dict:
+    """{ticker: checked OHLCV frame} of the latest daily history; all are fetched before any is used, so one bad
+    ticker costs nothing else."""
+    from .data import download_ohlcv
+
+    frames = {}
+    for ticker in tickers:
+        say(f"downloading {ticker} ({period} of daily bars from Yahoo Finance)")
+        frames[ticker] = download_ohlcv(ticker, period=period)
+    return frames
+
+
 def cmd_download(args, say) -> None:
     from .data import download_ohlcv, save_ohlcv_csv
 
-    tickers = [t.strip().upper() for t in args.ticker.split(",") if t.strip()]
-    if not tickers:
-        raise StockLLMError("--ticker is empty: pass a symbol such as AAPL, or AAPL,MSFT")
+    tickers = _tickers(args.ticker)
     period = args.period if (args.period or args.start) else "1y"
     as_dir = len(tickers) > 1 or (args.output and (args.output.endswith(os.sep) or Path(args.output).is_dir()))
     frames = {}
@@ -383,6 +420,7 @@ def cmd_predict(args, say) -> None:
 
     checkpoint, base_override = args.checkpoint, None
     levels = _levels(args)  # checked before any model loads
+    tickers = _tickers(args.ticker) if getattr(args, "ticker", None) else None
     if args.model_path:
         if checkpoint is None and not args.model:
             if not (Path(args.model_path) / META_FILE).is_file():
@@ -403,7 +441,10 @@ def cmd_predict(args, say) -> None:
     levels = levels or model.quantiles
     model.check_levels(levels)
     calendar = check_calendar(args.calendar) if args.calendar else None
-    frames = _load_frames(args.data, model.window_size, f"window {model.window_size}")
+    if getattr(args, "ticker", None):
+        frames = _download_frames(tickers, args.period or f"{max(2, math.ceil(model.window_size / 200) + 1)}y", say)
+    else:
+        frames = _load_frames(args.data, model.window_size, f"window {model.window_size}")
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)
@@ -480,8 +521,8 @@ def cmd_download_model(args, say) -> None:
     say(f"downloaded {args.model} to {path}; use it with --model_path {path}")
 
 
-COMMANDS = {"download": cmd_download, "train": cmd_train, "predict": cmd_predict, "evaluate": cmd_evaluate,
-            "download-model": cmd_download_model}
+COMMANDS = {"download": cmd_download, "train": cmd_train, "predict": cmd_predict, "forecast": cmd_predict,
+            "evaluate": cmd_evaluate, "download-model": cmd_download_model}
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None):
@@ -529,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     old_showwarning = warnings.showwarning
     warnings.showwarning = _print_warning
     try:
-        if args.command in ("train", "predict", "evaluate"):
+        if args.command in ("train", "predict", "forecast", "evaluate"):
             _quiet_libraries()
         COMMANDS[args.command](args, say)
         return 0
