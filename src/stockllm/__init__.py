@@ -22,7 +22,7 @@ _EXPORTS = {
     "load": "api", "evaluate": "api", "Evaluation": "api",
     "load_ohlcv": "data", "download_ohlcv": "data", "ohlcv_from_frame": "data", "sample_path": "data",
     "Forecaster": "models", "NaiveForecaster": "models", "DriftForecaster": "models", "MLPForecaster": "models",
-    "LoRAForecaster": "models.llm", "load_forecaster": "models",
+    "GARCHForecaster": "models", "LoRAForecaster": "models", "load_forecaster": "models",
     "DataConfig": "config", "MLPConfig": "config", "LoRAConfig": "config",
     "next_sessions": "calendars", "calendar_for": "calendars",
     "StockLLMError": "errors", "DataError": "errors",

@@ -82,8 +82,8 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
                        "over 200 days)")
     else:
         _data_flags(p, alias_test_csv=True)
-    p.add_argument("--window_size", type=int, default=DataConfig.window_size, help="baselines only (default 30)")
-    p.add_argument("--horizon", type=int, default=DataConfig.horizon, help="baselines only (default 3)")
+    p.add_argument("--window_size", type=int, help="--model naive|drift only (default 30); a checkpoint keeps its own")
+    p.add_argument("--horizon", type=int, help="--model naive|drift only (default 3); a checkpoint keeps its own")
     _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
     p.add_argument("--output", default="predictions.csv", metavar="FILE", help="CSV to write (default %(default)s)")
     _calendar_flag(p)
@@ -259,6 +259,33 @@ def _model_config(name: str, args):
     return cfg
 
 
+# Flags that only some models use, from the config dataclasses (so a new field is covered at once): given where
+# they do not apply, they are refused, never silently ignored.
+_LORA_FIELDS = {f.name for f in dataclasses.fields(LoRAConfig)}
+_MLP_FIELDS = {f.name for f in dataclasses.fields(MLPConfig)}
+LLM_FLAGS = tuple(sorted(_LORA_FIELDS - _MLP_FIELDS))
+MLP_FLAGS = tuple(sorted(_MLP_FIELDS - _LORA_FIELDS))
+TRAINING_FLAGS = tuple(sorted(_MLP_FIELDS & _LORA_FIELDS))
+
+
+def _refuse(args, flags, why: str) -> None:
+    """StockLLMError naming the first of ``flags`` the user gave (argparse leaves the others None)."""
+    given = [f for f in flags if getattr(args, f, None) is not None]
+    if given:
+        raise StockLLMError(f"--{given[0]} {why}")
+
+
+def _check_training_flags(args, models: list[str], where: str) -> None:
+    """Refuse LLM flags unless lora runs, MLP flags unless mlp runs, training flags unless one of them runs."""
+    if "lora" not in models:
+        _refuse(args, LLM_FLAGS, f"applies to the LLM (lora) only, and this run has {where}: drop it")
+    if "mlp" not in models:
+        _refuse(args, MLP_FLAGS, f"applies to the MLP only, and this run has {where}: drop it")
+    if "lora" not in models and "mlp" not in models:
+        _refuse(args, TRAINING_FLAGS, f"applies to trained models (mlp, lora) only, and this run has {where}: "
+                "drop it")
+
+
 def _series_names(paths: list[str]) -> list[str]:
     stems = [Path(p).stem for p in paths]
     return [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, paths)]
@@ -302,6 +329,8 @@ def cmd_download(args, say) -> None:
     from .data import download_ohlcv, save_ohlcv_csv
 
     tickers = _tickers(args.ticker)
+    if args.period and (args.start or args.end):
+        raise StockLLMError("--period and --start/--end both say how far back: pass one of them")
     period = args.period if (args.period or args.start) else "1y"
     as_dir = len(tickers) > 1 or (args.output and (args.output.endswith(os.sep) or Path(args.output).is_dir()))
     frames = {}
@@ -318,21 +347,24 @@ def cmd_download(args, say) -> None:
 
 def cmd_train(args, say) -> None:
     from .checkpoint import check_target
-    from .models import model_class
 
+    # Every check that needs no data comes first, before torch loads: a bad flag answers at once.
     data = _data_config(args)
-    config = _model_config(args.model, args)
-    if args.save_every is not None:
-        if args.model != "lora":
-            raise StockLLMError("--save_every is for --model lora")
-        config.save_every = args.save_every
-        _pick(args, LoRAConfig)  # range check
     if args.resume is not None and args.model != "lora":
         raise StockLLMError("--resume is for --model lora; the MLP trains in seconds, so train it again")
+    if args.save_every is not None and args.model != "lora":
+        raise StockLLMError("--save_every is for --model lora")
+    _check_training_flags(args, [args.model], f"--model {args.model}")
+    config = _model_config(args.model, args)
+    if args.save_every is not None:
+        config.save_every = args.save_every
+        _pick(args, LoRAConfig)  # range check
     check_target(args.save_dir)  # before training: a bad path must not cost a training run
     if args.resume is True:
         data, config = _resumed_settings(args)
     frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1")
+    from .models import model_class
+
     cls = model_class(args.model)
     if isinstance(args.resume, str):
         _recorded(args.resume, "data", _data_given(args), tuple(vars(data)))  # refuses changed settings
@@ -410,17 +442,14 @@ def _resumed_settings(args) -> tuple[DataConfig, LoRAConfig]:
 
 
 def cmd_predict(args, say) -> None:
-    import pandas as pd
-
-    from .calendars import check_calendar
-    from .checkpoint import META_FILE
-    from .data import write_csv_atomic
-    from .models import load_forecaster, model_class
-    from .quantiles import central_intervals, column
+    """predict (CSV files) and forecast (tickers downloaded, or files)."""
+    from .checkpoint import META_FILE, read_meta
 
     checkpoint, base_override = args.checkpoint, None
     levels = _levels(args)  # checked before any model loads
     tickers = _tickers(args.ticker) if getattr(args, "ticker", None) else None
+    if getattr(args, "period", None) and not tickers:
+        raise StockLLMError("--period applies to --ticker downloads only; --data files are used as they are: drop it")
     if args.model_path:
         if checkpoint is None and not args.model:
             if not (Path(args.model_path) / META_FILE).is_file():
@@ -431,7 +460,31 @@ def cmd_predict(args, say) -> None:
         else:
             base_override = args.model_path
     if args.model:
-        model = model_class(args.model)(_data_config(args))
+        _refuse(args, ("model_path", "device", "trust_remote_code"), f"applies to LLM checkpoints only, not to "
+                f"--model {args.model}: drop it")
+        data = _data_config(args)
+    elif checkpoint:
+        kind = read_meta(checkpoint).get("kind", "?")
+        _refuse(args, ("window_size", "horizon"), f"applies to --model naive|drift only; the {kind} checkpoint "
+                f"{checkpoint} keeps the window and horizon it was trained with: drop it")
+        if kind != "lora":
+            why = f"applies to LLM checkpoints only, and {checkpoint} holds a {kind} model: drop it"
+            if base_override:
+                raise StockLLMError(f"--model_path {base_override} {why}")
+            _refuse(args, ("device", "trust_remote_code"), why)
+    calendar = None
+    if args.calendar:
+        from .calendars import check_calendar
+
+        calendar = check_calendar(args.calendar)
+    import pandas as pd
+
+    from .data import write_csv_atomic
+    from .models import load_forecaster, model_class
+    from .quantiles import central_intervals, column
+
+    if args.model:
+        model = model_class(args.model)(data)
     elif checkpoint:
         overrides = {k: v for k, v in {"model_path": base_override, "device": args.device,
                                          "trust_remote_code": args.trust_remote_code}.items() if v is not None}
@@ -440,7 +493,6 @@ def cmd_predict(args, say) -> None:
         raise StockLLMError("nothing to predict with: pass --checkpoint DIR (from stockllm train) or --model naive")
     levels = levels or model.quantiles
     model.check_levels(levels)
-    calendar = check_calendar(args.calendar) if args.calendar else None
     if getattr(args, "ticker", None):
         frames = _download_frames(tickers, args.period or f"{max(2, math.ceil(model.window_size / 200) + 1)}y", say)
     else:
@@ -467,16 +519,9 @@ def cmd_predict(args, say) -> None:
 
 
 def cmd_evaluate(args, say) -> None:
-    from .data import write_csv_atomic
-    from .evaluate import evaluate, format_table, plot_forecasts
-    from .models import MODEL_NAMES, model_class
+    from .models import MODEL_NAMES
 
     data = _data_config(args)
-    if not args.data:
-        from .data import SAMPLES
-
-        args.data = ["nasdaq"]
-        say(f"no --data given: using the bundled sample 'nasdaq' ({SAMPLES['nasdaq']})")
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     for m in names:
         if m not in MODEL_NAMES:
@@ -485,19 +530,36 @@ def cmd_evaluate(args, say) -> None:
         names.insert(0, "naive")
     if not 0 < args.test_size < 1:
         raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
+    _check_training_flags(args, names, f"--models {args.models}")
+    configs = {m: _model_config(m, args) for m in names}
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise StockLLMError(f"--output_dir {out} is a file: pass a folder name")
-    frames = _load_frames(args.data, data.min_rows * 3,
-                          f"window {data.window_size} + horizon {data.horizon}, for both the training and test part")
     created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)  # before the long part, so a bad path fails fast
     try:
+        out.mkdir(parents=True, exist_ok=True)  # before the long part, so a bad path fails fast
+    except OSError as exc:
+        raise StockLLMError(f"cannot create --output_dir {out} ({(exc.strerror or str(exc)).lower()}): choose a "
+                            "folder you can write to") from None
+    if not os.access(out, os.W_OK):
+        raise StockLLMError(f"--output_dir {out} is not writable: choose a folder you can write to")
+    if not args.data:
+        from .data import SAMPLES
+
+        args.data = ["nasdaq"]
+        say(f"no --data given: using the bundled sample 'nasdaq' ({SAMPLES['nasdaq']})")
+    from .data import write_csv_atomic
+    from .evaluate import evaluate, format_table, plot_forecasts
+    from .models import model_class
+
+    try:
+        frames = _load_frames(args.data, data.min_rows * 3, f"window {data.window_size} + horizon "
+                              f"{data.horizon}, for both the training and test part")
         factories = {}
         for m in names:
             cls = model_class(m)
             if cls.needs_fit:
-                config = _model_config(m, args)
+                config = configs[m]
                 factories[m] = lambda cls=cls, config=config: cls(data, config)
             else:
                 factories[m] = lambda cls=cls: cls(data)
@@ -536,13 +598,10 @@ def _quiet_libraries() -> None:
         warnings.filterwarnings("ignore", category=FutureWarning, module=name)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=name)
         warnings.filterwarnings("ignore", category=UserWarning, module=name)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
+    # Read by transformers and huggingface_hub when they are imported: setting them costs no import (the
+    # arguments are checked first, and a bad flag must not wait for transformers to load). A user's own values win.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _resume_command(argv: list[str]) -> str:
@@ -569,6 +628,9 @@ def main(argv: list[str] | None = None) -> int:
     say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
     old_showwarning = warnings.showwarning
     warnings.showwarning = _print_warning
+    from . import progress
+
+    old_progress, progress.enabled = progress.enabled, not getattr(args, "quiet", False)
     try:
         if args.command in ("train", "predict", "forecast", "evaluate"):
             _quiet_libraries()
@@ -589,6 +651,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stockllm: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or folder the system refused: say which, in one line
+        if args.debug:
+            traceback.print_exc()
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"stockllm: error: {(exc.strerror or str(exc)).lower()}{where}: check the path, its permissions and "
+              "the free space", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if args.debug:
             traceback.print_exc()
@@ -597,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     finally:
         warnings.showwarning = old_showwarning
+        progress.enabled = old_progress
 
 
 def run() -> None:

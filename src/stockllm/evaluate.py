@@ -185,6 +185,8 @@ def evaluate(
             origins = test_origins(len(frame), splits[series], model.window_size, model.horizon)
             if len(origins) == 0:
                 continue
+            if model.needs_fit:  # trained models can take a while (the LLM: about a minute per 1,000 origins on CPU)
+                log(f"backtesting {model_name} on {series}: {len(origins)} origins")
             pieces.append(backtest(model, model_name, series, frame, origins))
     if not pieces:
         raise StockLLMError(f"no test origin has all its targets inside the test part (--test_size {test_size}): "

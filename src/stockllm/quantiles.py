@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
-from scipy import stats
 
 from .errors import StockLLMError
 
@@ -88,6 +86,8 @@ def ewma_sigma(close: np.ndarray, lam: float = EWMA_LAMBDA) -> np.ndarray:
     """
     close = np.asarray(close, dtype=np.float64)
     r2 = np.diff(np.log(close)) ** 2
+    import pandas as pd  # here, not at the top: config imports this module and the CLI must start fast
+
     var = pd.Series(r2).ewm(alpha=1 - lam, adjust=True).mean().to_numpy()
     return np.concatenate([[np.nan], np.sqrt(var)])
 
@@ -101,6 +101,8 @@ def ewma_scale(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarr
 
 def z_scores(levels: Sequence[float]) -> np.ndarray:
     """Standard normal quantiles at the levels, float64 [Q]."""
+    from scipy import stats
+
     return stats.norm.ppf(np.asarray(levels, dtype=np.float64))
 
 

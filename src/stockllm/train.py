@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from .checkpoint import read_safetensors
 from .device import bind_device, mixed_precision, resolve_device
 from .errors import StockLLMError, TrainingInterrupted
+from .progress import progress_bar
 
 STATE_DIR = "state"
 LOOP_FILE = "loop.json"
@@ -277,8 +278,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         return False
 
     model.train()
-    bar = tqdm(total=total, initial=loop["step"], desc=label, unit="step",
-               disable=not (progress and accelerator.is_local_main_process))
+    bar = progress_bar(total=total, initial=loop["step"], desc=label, unit="step",
+                       enabled=progress and accelerator.is_local_main_process)
     stop = loop["step"] >= total or loop.get("stopped", False)
     with _interrupts() as signals:
         t0 = time.perf_counter() - loop["train_seconds"]

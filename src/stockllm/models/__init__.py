@@ -1,41 +1,49 @@
-"""Forecasters that share one contract (``Forecaster``): naive, drift, MLP and the LoRA language model."""
+"""Forecasters that share one contract (``Forecaster``): naive, drift, GARCH, MLP and the LoRA language model.
+
+Classes load on first use (PEP 562): ``from stockllm.models import MODEL_NAMES`` costs nothing, so the CLI can
+check ``--models`` before torch, arch or transformers load.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-from ..checkpoint import read_meta
 from ..errors import StockLLMError
-from .base import Forecaster
-from .baselines import DriftForecaster, MLPForecaster, NaiveForecaster
 
 MODEL_NAMES = ("naive", "drift", "garch", "mlp", "lora")
 
+# class name → (submodule, model name)
+_CLASSES = {"NaiveForecaster": (".baselines", "naive"), "DriftForecaster": (".baselines", "drift"),
+            "MLPForecaster": (".baselines", "mlp"), "GARCHForecaster": (".garch", "garch"),
+            "LoRAForecaster": (".llm", "lora")}
 
-def model_class(name: str) -> type[Forecaster]:
-    """The Forecaster class for a model name; GARCH and the LLM are imported lazily (arch, transformers)."""
-    if name == "naive":
-        return NaiveForecaster
-    if name == "drift":
-        return DriftForecaster
-    if name == "mlp":
-        return MLPForecaster
-    if name == "garch":
-        from .garch import GARCHForecaster
 
-        return GARCHForecaster
-    if name == "lora":
-        from .llm import LoRAForecaster
-
-        return LoRAForecaster
+def model_class(name: str):
+    """The Forecaster class for a model name (imported now: torch for the MLP, arch for GARCH, transformers for
+    the LLM)."""
+    for cls_name, (module, model_name) in _CLASSES.items():
+        if model_name == name:
+            return getattr(importlib.import_module(module, __name__), cls_name)
     raise StockLLMError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
 
 
-def load_forecaster(directory: str | Path, **overrides) -> Forecaster:
+def load_forecaster(directory: str | Path, **overrides):
     """Load any checkpoint folder; its ``stockllm.json`` says which model it holds."""
+    from ..checkpoint import read_meta
+
     meta = read_meta(directory)
     return model_class(meta.get("kind", "?")).load(directory, **overrides)
 
 
-__all__ = ["Forecaster", "NaiveForecaster", "DriftForecaster", "MLPForecaster", "model_class", "load_forecaster",
-           "MODEL_NAMES"]
+def __getattr__(name: str):
+    if name == "Forecaster":
+        from .base import Forecaster
+
+        return Forecaster
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name][0], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Forecaster", *_CLASSES, "model_class", "load_forecaster", "MODEL_NAMES"]

@@ -17,6 +17,7 @@ from ..config import DataConfig, MLPConfig, from_dict, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
 from ..features import N_FEATURES, chronological_split, origins_with_targets, targets, window_inputs
+from ..progress import progress_bar
 from ..quantiles import ewma_scale, gaussian_quantiles
 from .base import Forecaster, span
 from .heads import SCALE_FLOOR, QuantileHead, pinball_loss
@@ -147,7 +148,7 @@ class MLPForecaster(Forecaster):
         best = (val_loss(), 0, copy.deepcopy(self.net.state_dict()))
         naive_val = best[0]  # the untrained head is the naive walk
         history, bad = [], 0
-        bar = tqdm(range(1, cfg.epochs + 1), desc="mlp", unit="epoch", disable=not progress)
+        bar = progress_bar(range(1, cfg.epochs + 1), desc="mlp", unit="epoch", enabled=progress)
         for epoch in bar:
             self.net.train()
             perm = torch.randperm(len(xt), generator=gen)

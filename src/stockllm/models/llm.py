@@ -27,6 +27,7 @@ from ..config import DataConfig, LoRAConfig, from_dict, to_dict
 from ..device import resolve_device
 from ..errors import StockLLMError
 from ..features import chronological_split, origins_with_targets, targets
+from ..progress import progress_bar
 from ..quantiles import ewma_scale, pinball, z_scores
 from .base import Forecaster, span
 from .heads import SCALE_FLOOR, QuantileHead, pinball_loss
@@ -154,10 +155,13 @@ class LoRAForecaster(Forecaster):
     # --- building ------------------------------------------------------------------------------------------
     def _build(self, trainable: bool) -> None:
         """Load the base model, attach LoRA (new, or the saved adapter) and the head, on the resolved device."""
-        from peft import LoraConfig, PeftModel, get_peft_model
+        from ..progress import status
 
         cfg = self.config
         device, dtype = resolve_device(cfg.device)
+        status(f"loading base model {cfg.model_path} on {device.type} ({str(dtype).replace('torch.', '')}) ...")
+        from peft import LoraConfig, PeftModel, get_peft_model
+
         base, self.tokenizer, _ = self._load_base(device, dtype)
         hidden = base.config.hidden_size
         info = {"model_path": cfg.model_path, "model_type": base.config.model_type, "hidden_size": hidden,
@@ -327,13 +331,18 @@ class LoRAForecaster(Forecaster):
     def _pad_id(self) -> int:
         return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-    def _forward_samples(self, model: RegressionLM, samples: list[dict], pad_id: int):
-        """Yield (samples of the batch, collated batch, predictions [B, P, H] float32 on CPU) under inference_mode."""
+    def _forward_samples(self, model: RegressionLM, samples: list[dict], pad_id: int, desc: str | None = None):
+        """Yield (samples of the batch, collated batch, predictions [B, P, H] float32 on CPU) under inference_mode.
+
+        ``desc``: show a progress bar (or log lines) with this label when there is more than one batch.
+        """
         device = next(model.head.parameters()).device
         bs = max(self.config.batch_size, 1)
+        starts = range(0, len(samples), bs)
         model.eval()
         with torch.inference_mode():
-            for i in range(0, len(samples), bs):
+            for i in progress_bar(starts, desc=desc or "", unit="batch", leave=False,
+                                  enabled=False if desc is None or len(starts) < 2 else None):
                 chunk = samples[i:i + bs]
                 batch = _collate(chunk, pad_id)
                 pred = model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
@@ -345,7 +354,7 @@ class LoRAForecaster(Forecaster):
         if not samples:
             return float("nan")
         total, count = 0.0, 0
-        bar = tqdm(total=len(samples), desc="validate", unit="seq", leave=False, disable=not progress)
+        bar = progress_bar(total=len(samples), desc="validate", unit="seq", leave=False, enabled=progress)
         for chunk, batch, pred in self._forward_samples(model, samples, pad_id):
             loss, n = quantile_loss(pred, batch, self.quantiles)
             total, count = total + loss.item() * n, count + n
@@ -371,7 +380,8 @@ class LoRAForecaster(Forecaster):
         samples = self._series_samples(frame, days, None)
         pad_id = self._pad_id()
         by_day = {}
-        for chunk, _, pred in self._forward_samples(self.model, samples, pad_id):
+        for chunk, _, pred in self._forward_samples(self.model, samples, pad_id,
+                                                    desc=f"lora: {len(days)} forecasts"):
             for b, s in enumerate(chunk):
                 for p, d in enumerate(s["days"]):
                     by_day[int(d)] = pred[b, p]
