@@ -32,6 +32,8 @@ def error_line(capsys, argv) -> str:
     ["train", "--model", "mlp", "--lora_rank", "4", "--data", "nasdaq"],
     ["evaluate", "--models", "naive,arima"],
     ["predict", "--model", "naive", "--data", "nasdaq", "--quantiles", "0.9,0.1"],
+    ["predict", "--data", "nasdaq"],
+    ["forecast", "--ticker", "AAPL", "--model", "naive", "--calendar", "NOPE"],
 ])
 def test_argument_errors_come_before_heavy_imports(argv):
     code = ("import sys; from stockllm.cli import main; rc = main(sys.argv[1:]); "

@@ -472,6 +472,8 @@ def cmd_predict(args, say) -> None:
             if base_override:
                 raise StockLLMError(f"--model_path {base_override} {why}")
             _refuse(args, ("device", "trust_remote_code"), why)
+    else:
+        raise StockLLMError("nothing to predict with: pass --checkpoint DIR (from stockllm train) or --model naive")
     calendar = None
     if args.calendar:
         from .calendars import check_calendar
@@ -485,12 +487,10 @@ def cmd_predict(args, say) -> None:
 
     if args.model:
         model = model_class(args.model)(data)
-    elif checkpoint:
+    else:
         overrides = {k: v for k, v in {"model_path": base_override, "device": args.device,
                                          "trust_remote_code": args.trust_remote_code}.items() if v is not None}
         model = load_forecaster(checkpoint, **overrides)
-    else:
-        raise StockLLMError("nothing to predict with: pass --checkpoint DIR (from stockllm train) or --model naive")
     levels = levels or model.quantiles
     model.check_levels(levels)
     if getattr(args, "ticker", None):
