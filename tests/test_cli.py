@@ -130,7 +130,8 @@ def test_seed_flag_names(files, capsys, tmp_path):
                 "--window_size", "12", "--horizon", "2", "--save_dir", ck, "--quiet"])
     meta = json.loads((ck / "stockllm.json").read_text())
     assert meta["kind"] == "mlp"
-    assert meta["data"] == {"window_size": 12, "horizon": 2, "quantiles": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]}
+    assert meta["data"] == {"window_size": 12, "horizon": 2, "quantiles": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+                            "features": []}
     assert meta["config"]["epochs"] == 2
     assert meta["config"]["batch_size"] == 16
     assert meta["config"]["learning_rate"] == 0.005

@@ -92,6 +92,14 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
     _common(p)
 
 
+def _features_flag(parser: argparse.ArgumentParser) -> None:
+    from .indicators import INDICATORS
+
+    parser.add_argument("--features", metavar="LIST",
+                        help="technical indicators added to each day's inputs (mlp) and text (lora, compact codec), "
+                             f"comma-separated: {','.join(INDICATORS)} (default: none); saved in the checkpoint")
+
+
 def _training_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("training (defaults: mlp / lora)")
     g.add_argument("--epochs", type=int, help="passes over the training windows (100 / 20)")
@@ -166,6 +174,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="mlp (default), lora (the LLM) or garch (GARCH(1,1) volatility)")
     _data_flags(p)
     _window_flags(p)
+    _features_flag(p)
     p.add_argument("--save_dir", default="./checkpoints", metavar="DIR",
                    help="checkpoint folder to write (default %(default)s)")
     p.add_argument("--resume", metavar="DIR", nargs="?", const=True,
@@ -193,6 +202,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                    "forecast from every test origin and score against the random walk.")
     _data_flags(p, required=False)
     _window_flags(p)
+    _features_flag(p)
     p.add_argument("--models", default="naive,drift,mlp", help="comma-separated: naive,drift,garch,mlp,lora "
                    "(default %(default)s; naive is always scored)")
     p.add_argument("--test_size", type=float, default=0.2, help="share of each series held out, at its end "
@@ -232,8 +242,12 @@ def _levels(args) -> tuple[float, ...] | None:
 
 
 def _data_given(args) -> dict:
-    """The DataConfig fields the user set on the command line (--quantiles parsed)."""
+    """The DataConfig fields the user set on the command line (--quantiles and --features parsed)."""
+    from .indicators import parse_features
+
     given = {k: getattr(args, k) for k in ("window_size", "horizon") if getattr(args, k, None) is not None}
+    if getattr(args, "features", None) is not None:
+        given["features"] = parse_features(args.features)
     levels = _levels(args)
     return {**given, "quantiles": levels} if levels else given
 
@@ -284,6 +298,18 @@ def _check_training_flags(args, models: list[str], where: str) -> None:
     if "lora" not in models and "mlp" not in models:
         _refuse(args, TRAINING_FLAGS, f"applies to trained models (mlp, lora) only, and this run has {where}: "
                 "drop it")
+
+
+def _check_features(data: DataConfig, models: list[str], prompt_format: str | None) -> None:
+    """Refuse --features where nothing would read them, before any data is loaded."""
+    if not data.features:
+        return
+    if not {"mlp", "lora"} & set(models):
+        raise StockLLMError(f"--features feed the mlp and lora models only, and --models {','.join(models)} has "
+                            "neither: add mlp or lora, or drop --features")
+    if "lora" in models and prompt_format == "verbose":
+        raise StockLLMError("--features are written by the compact codec only: drop --prompt_format verbose or "
+                            "drop --features")
 
 
 def _series_names(paths: list[str]) -> list[str]:
@@ -350,6 +376,7 @@ def cmd_train(args, say) -> None:
 
     # Every check that needs no data comes first, before torch loads: a bad flag answers at once.
     data = _data_config(args)
+    _check_features(data, [args.model], args.prompt_format)
     if args.resume is not None and args.model != "lora":
         raise StockLLMError("--resume is for --model lora; the MLP trains in seconds, so train it again")
     if args.save_every is not None and args.model != "lora":
@@ -410,7 +437,9 @@ def _canon(value) -> str:
 
 
 def _show(value) -> str:
-    return ",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else str(value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "none"
+    return str(value)
 
 
 def _warm_start_config(args, config: LoRAConfig) -> LoRAConfig:
@@ -496,7 +525,11 @@ def cmd_predict(args, say) -> None:
     if getattr(args, "ticker", None):
         frames = _download_frames(tickers, args.period or f"{max(2, math.ceil(model.window_size / 200) + 1)}y", say)
     else:
-        frames = _load_frames(args.data, model.window_size, f"window {model.window_size}")
+        from .indicators import warmup_rows
+
+        warmup = warmup_rows(model.data.features)
+        frames = _load_frames(args.data, model.window_size + warmup, f"window {model.window_size}"
+                              + (f" + {warmup} rows for the indicators in --features to warm up" if warmup else ""))
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)
@@ -528,6 +561,7 @@ def cmd_evaluate(args, say) -> None:
             raise StockLLMError(f"unknown model {m!r} in --models: choose from {','.join(MODEL_NAMES)}")
     if "naive" not in names:
         names.insert(0, "naive")
+    _check_features(data, names, args.prompt_format)
     if not 0 < args.test_size < 1:
         raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
     _check_training_flags(args, names, f"--models {args.models}")

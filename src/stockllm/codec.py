@@ -9,7 +9,9 @@ the token ids, the index of every day's last token: the positions the regression
   Not scale-free (raw prices), about 50 tokens a day.
 - ``compact`` (default): four scale-free integers a day, ``r h l v``: r = close vs previous close, h = high above
   close, l = close above low, all in ``unit`` (0.1% by default); v = volume ÷ mean of the previous 20 days'
-  volume, in tenths. Clipped to ±``clip``. About 10 tokens a day.
+  volume, in tenths. Clipped to ±``clip``. About 10 tokens a day. With ``features`` (technical indicators,
+  ``--features``) each line carries one more integer per indicator, in the indicator's own unit
+  (``indicators.INDICATORS``), e.g. ``r h l v rsi macd``.
 """
 
 from __future__ import annotations
@@ -19,21 +21,32 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .errors import StockLLMError
+from .indicators import indicator_integers, parse_features
+
 CODECS = ("compact", "verbose")
 
 
 @dataclass(frozen=True)
 class Codec:
-    """A text format for days of OHLCV. ``name`` is compact or verbose; the rest tunes compact."""
+    """A text format for days of OHLCV. ``name`` is compact or verbose; the rest tunes compact.
+
+    features: indicator names written as extra integers per day after ``r h l v`` (compact only).
+    """
 
     name: str = "compact"
     unit: float = 0.001
     clip: int = 99
     volume_days: int = 20
+    features: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.name not in CODECS:
             raise ValueError(f"unknown prompt format {self.name!r}: choose from {', '.join(CODECS)}")
+        object.__setattr__(self, "features", parse_features(self.features))  # a JSON list from a checkpoint too
+        if self.features and self.name != "compact":
+            raise StockLLMError("--features are written by the compact codec only: drop --prompt_format verbose "
+                                "(the seed's text stays exactly as it was) or drop --features")
 
     # --- text -----------------------------------------------------------------------------------------------
     def day_texts(self, frame: pd.DataFrame, start: int, stop: int) -> list[str]:
@@ -50,10 +63,10 @@ class Codec:
                     sub[["Open", "High", "Low", "Close", "Volume"]].itertuples(index=False), start=1)
             ]
         q = self.quantize(frame)[start:stop]
-        return [f"{r} {h} {lo} {v}\n" for r, h, lo, v in q.tolist()]
+        return [" ".join(map(str, day)) + "\n" for day in q.tolist()]
 
     def quantize(self, frame: pd.DataFrame) -> np.ndarray:
-        """Compact integers int64 [rows, 4] (r, h, l, v) for every row of the frame."""
+        """Compact integers int64 [rows, 4 + len(features)] (r, h, l, v, then one per indicator) for every row."""
         c = frame["Close"].to_numpy(dtype=np.float64)
         prev = np.concatenate([c[:1], c[:-1]])  # the first row has no previous close: r = 0
         r = np.rint(np.log(c / prev) / self.unit)
@@ -65,12 +78,14 @@ class Codec:
             v = np.where(trailing > 0, np.rint(10 * vol / trailing), 10)
         v = np.where(np.isnan(trailing), 10, v)
         out = np.stack([np.clip(r, -self.clip, self.clip), np.clip(h, 0, self.clip), np.clip(lo, 0, self.clip),
-                        np.clip(v, 0, self.clip)], axis=1)
-        return out.astype(np.int64)
+                        np.clip(v, 0, self.clip)], axis=1).astype(np.int64)
+        if self.features:
+            out = np.concatenate([out, indicator_integers(frame, self.features, self.clip)], axis=1)
+        return out
 
     def decode(self, text: str) -> np.ndarray:
-        """Parse text written by this codec: compact → int64 [days, 4] (r, h, l, v); verbose → float64
-        [days, 5] (Open, High, Low, Close, Volume)."""
+        """Parse text written by this codec: compact → int64 [days, 4 + len(features)] (r, h, l, v, indicators);
+        verbose → float64 [days, 5] (Open, High, Low, Close, Volume)."""
         rows = []
         for line in text.splitlines():
             if not line.strip():

@@ -8,6 +8,7 @@ import typing
 from dataclasses import dataclass
 
 from .errors import StockLLMError
+from .indicators import parse_features
 from .quantiles import DEFAULT_QUANTILES, check_quantiles
 
 
@@ -38,14 +39,18 @@ class DataConfig:
     horizon: number of future closes forecast (H).
     quantiles: the levels of the forecast distribution (Q), increasing, strictly inside (0, 1), with 0.5
         present or straddled (the point forecast is the median).
+    features: technical indicators added to every day's inputs (MLP) and text (compact codec), in this order;
+        names from ``stockllm.indicators.INDICATORS``. Empty: OHLCV only.
     """
 
     window_size: int = 30
     horizon: int = 3
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
+    features: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.quantiles = check_quantiles(self.quantiles)
+        self.features = parse_features(self.features)
 
     @property
     def min_rows(self) -> int:

@@ -2,6 +2,7 @@
 
 Inputs for the window ending at origin ``t`` (the last observed day) are, for each of its days d:
 ``log(O_d/C_t), log(H_d/C_t), log(L_d/C_t), log(C_d/C_t)`` and ``log1p(V_d) - log1p(mean V over the window)``.
+With ``features`` (technical indicators, see ``indicators.py``) each day also carries its indicator values.
 Targets are log-returns ``y[h] = log(C[t+h] / C[t])`` for h = 1..H; ``to_prices`` inverts them exactly.
 Nothing here is fitted, so there is nothing that could see the test part.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-N_FEATURES = 5
+from .indicators import indicator_values
+
+N_FEATURES = 5  # OHLCV inputs per day, before indicators
 
 
 def _columns(frame: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -36,8 +39,14 @@ def chronological_split(origins: np.ndarray, val_size: float, horizon: int) -> t
     return origins[: max(cut - horizon, 0)], origins[cut:]
 
 
-def window_inputs(frame: pd.DataFrame, window: int, origins: np.ndarray) -> np.ndarray:
-    """Scale-free inputs, float32 array [len(origins), window, 5], for windows ending at each origin row."""
+def n_inputs(features=()) -> int:
+    """Inputs per day: the 5 OHLCV values plus one per indicator."""
+    return N_FEATURES + len(features)
+
+
+def window_inputs(frame: pd.DataFrame, window: int, origins: np.ndarray, features=()) -> np.ndarray:
+    """Scale-free inputs, float32 array [len(origins), window, 5 + len(features)], for windows ending at each
+    origin row; indicator values (causal, computed over the whole frame) follow the 5 OHLCV inputs."""
     origins = np.asarray(origins, dtype=np.int64)
     if len(origins) and (origins.min() < window - 1 or origins.max() >= len(frame)):
         raise ValueError(f"origins must lie in [{window - 1}, {len(frame) - 1}]")
@@ -47,6 +56,8 @@ def window_inputs(frame: pd.DataFrame, window: int, origins: np.ndarray) -> np.n
     logv = np.log1p(np.maximum(v[idx], 0.0))
     vol = logv - np.log1p(np.maximum(v[idx], 0.0).mean(axis=1, keepdims=True))
     x = np.stack([np.log(o[idx] / last), np.log(h[idx] / last), np.log(l[idx] / last), np.log(c[idx] / last), vol], -1)
+    if len(features):
+        x = np.concatenate([x, indicator_values(frame, features)[idx]], axis=-1)
     return x.astype(np.float32)
 
 

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ..config import DataConfig, MLPConfig, from_dict, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
-from ..features import N_FEATURES, chronological_split, origins_with_targets, targets, window_inputs
+from ..features import chronological_split, n_inputs, origins_with_targets, targets, window_inputs
 from ..progress import progress_bar
 from ..quantiles import ewma_scale, gaussian_quantiles
 from .base import Forecaster, span
@@ -60,8 +60,8 @@ class DriftForecaster(Forecaster):
 
 
 class SimpleStockPredictor(nn.Module):
-    """The seed's MLP: window×5 inputs → hidden, ReLU → a quantile head (H × Q non-crossing quantiles of
-    EWMA-standardised log-returns; see ``heads``), not raw prices."""
+    """The seed's MLP: window×(5 + indicators) inputs → hidden, ReLU → a quantile head (H × Q non-crossing
+    quantiles of EWMA-standardised log-returns; see ``heads``), not raw prices."""
 
     def __init__(self, input_size: int, hidden_size: int, horizon: int, levels):
         super().__init__()
@@ -72,7 +72,8 @@ class SimpleStockPredictor(nn.Module):
         self.fc2 = QuantileHead(hidden_size, horizon, levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [batch, window*5] standardised inputs → [batch, H, Q] quantiles of log-return ÷ (σ_EWMA·√h)."""
+        """x: [batch, window*(5 + indicators)] standardised inputs → [batch, H, Q] quantiles of log-return ÷
+        (σ_EWMA·√h)."""
         return self.fc2(self.relu(self.fc1(x)))
 
 
@@ -88,19 +89,24 @@ class MLPForecaster(Forecaster):
         self.config = config or MLPConfig()
         with torch.random.fork_rng():  # same seed, same initial weights, without touching the global RNG
             torch.manual_seed(self.config.seed)
-            self.net = SimpleStockPredictor(self.window_size * N_FEATURES, self.config.hidden_size, self.horizon,
+            self.net = SimpleStockPredictor(self.window_size * self.n_inputs, self.config.hidden_size, self.horizon,
                                             self.quantiles)
         self.levels = torch.tensor(self.quantiles, dtype=torch.float32)
-        self.x_mean = torch.zeros(N_FEATURES)
-        self.x_std = torch.ones(N_FEATURES)
+        self.x_mean = torch.zeros(self.n_inputs)
+        self.x_std = torch.ones(self.n_inputs)
+
+    @property
+    def n_inputs(self) -> int:
+        """Inputs per day: OHLCV (5) plus one per indicator in ``--features``."""
+        return n_inputs(self.data.features)
 
     def _xy(self, frames: Sequence[pd.DataFrame], split: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs [n, W, 5] and standardised targets [n, H] (log-return ÷ σ_EWMA·√h) of one part of the split."""
+        """Inputs [n, W, 5 + len(features)] and standardised targets [n, H] (log-return ÷ σ_EWMA·√h) of one part of the split."""
         xs, ys = [], []
         for frame in frames:
             origins = origins_with_targets(len(frame), self.window_size, self.horizon)
             part = chronological_split(origins, self.config.val_size, self.horizon)[split]
-            xs.append(window_inputs(frame, self.window_size, part))
+            xs.append(window_inputs(frame, self.window_size, part, self.data.features))
             ys.append(targets(frame, self.horizon, part) / self._scale(frame, part))
         return np.concatenate(xs), np.concatenate(ys)
 
@@ -129,8 +135,8 @@ class MLPForecaster(Forecaster):
         if len(x_tr) < 2:
             raise StockLLMError(f"only {len(x_tr)} training windows: pass a longer history or a smaller --window_size")
         # Scalers see the training part only.
-        self.x_mean = torch.from_numpy(x_tr.reshape(-1, N_FEATURES).mean(0)).float()
-        self.x_std = torch.from_numpy(x_tr.reshape(-1, N_FEATURES).std(0)).float().clamp_min(1e-8)
+        self.x_mean = torch.from_numpy(x_tr.reshape(-1, self.n_inputs).mean(0)).float()
+        self.x_std = torch.from_numpy(x_tr.reshape(-1, self.n_inputs).std(0)).float().clamp_min(1e-8)
         xt, yt = self._inputs(x_tr), torch.from_numpy(y_tr).float()
         xv, yv = self._inputs(x_va), torch.from_numpy(y_va).float()
         opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -186,7 +192,7 @@ class MLPForecaster(Forecaster):
 
     def predict_quantiles(self, frame, origins):
         origins = np.asarray(origins, dtype=np.int64)
-        x = self._inputs(window_inputs(frame, self.window_size, origins))
+        x = self._inputs(window_inputs(frame, self.window_size, origins, self.data.features))
         self.net.eval()
         with torch.inference_mode(), torch_threads(1):
             z = self.net(x).double().numpy()

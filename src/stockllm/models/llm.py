@@ -138,7 +138,7 @@ class LoRAForecaster(Forecaster):
             raise StockLLMError(f"--chunk_days {self.config.chunk_days} must exceed --window_size {self.window_size}")
         if self.config.batch_size is None:
             self.config.batch_size = 1 if self.config.train_mode == "chunks" else 4
-        self.codec = Codec(self.config.prompt_format)
+        self.codec = Codec(self.config.prompt_format, features=self.data.features)
         self.model: RegressionLM | None = None
         self.tokenizer = None
         self.base_info: dict = {}
