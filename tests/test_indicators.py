@@ -205,3 +205,13 @@ def test_lora_with_features_saves_its_codec_and_reloads_exactly(tiny_model_dir, 
     origins = np.arange(150, 198)
     np.testing.assert_allclose(loaded.predict_returns(frame, origins), model.predict_returns(frame, origins),
                                rtol=1e-5, atol=1e-7)
+
+
+def test_python_api_evaluate_takes_features():
+    import stockllm
+
+    frame = make_ohlcv(240, seed=16)
+    result = stockllm.evaluate({"s": frame}, "mlp", window_size=10, features="rsi,atr", epochs=1)
+    assert set(result.metrics["model"]) == {"naive", "mlp"}
+    with pytest.raises(StockLLMError, match="unknown indicator"):
+        stockllm.evaluate({"s": frame}, "mlp", features="nope")

@@ -117,13 +117,14 @@ class Evaluation:
 
 
 def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "mlp"), *, test_size: float = 0.2,
-             window_size: int = DataConfig.window_size, horizon: int = DataConfig.horizon, progress: bool = False,
-             **training) -> Evaluation:
+             window_size: int = DataConfig.window_size, horizon: int = DataConfig.horizon,
+             features: str | Sequence[str] = (), progress: bool = False, **training) -> Evaluation:
     """Walk-forward backtest, as ``stockllm evaluate`` runs it: fit on the first 1 − test_size of each series,
     forecast every test origin, score beside naive (always included).
 
     data: anything :func:`as_frames` reads; None means the bundled NASDAQ sample. models: names from naive, drift,
-    mlp, lora (a list or "naive,mlp"). training: MLPConfig / LoRAConfig fields (epochs=5, model_path=..., ...),
+    mlp, lora (a list or "naive,mlp"). features: technical indicators for mlp and lora ("rsi,macd" or a list; see
+    ``stockllm.indicators.INDICATORS``). training: MLPConfig / LoRAConfig fields (epochs=5, model_path=..., ...),
     each given to the models whose config has it. Returns an :class:`Evaluation`.
     """
     from .evaluate import evaluate as run_backtest
@@ -139,7 +140,7 @@ def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "mlp"),
     stray = sorted(set(training) - fields[MLPConfig] - fields[LoRAConfig])
     if stray:
         raise TypeError(f"evaluate() got unknown training settings {stray}: use MLPConfig or LoRAConfig fields")
-    config = DataConfig(window_size=window_size, horizon=horizon)
+    config = DataConfig(window_size=window_size, horizon=horizon, features=features)
     frames = as_frames("nasdaq" if data is None else data, config.min_rows * 3,
                        f"window {window_size} + horizon {horizon}, for both the training and test part")
     factories = {}
