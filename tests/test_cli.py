@@ -162,6 +162,19 @@ def test_predict_quantile_columns_interval_and_levels_the_checkpoint_cannot_give
     assert "--quantiles" in line and "0.5" in line
 
 
+def test_predict_plot_draws_the_fan(files, capsys, tmp_path):
+    out = ok(capsys, ["predict", "--checkpoint", files["checkpoint"], "--data", files["a"], files["b"], "--output",
+                      tmp_path / "p.csv", "--plot", tmp_path / "fan.png"])
+    assert (tmp_path / "fan.png").read_bytes().startswith(b"\x89PNG")
+    assert "fan.png" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fan.png", "p.csv"]  # no temporary file left
+    for bad in (tmp_path / "fan.jpg", tmp_path / "nowhere" / "fan.png", tmp_path):
+        line = fails(capsys, ["predict", "--model", "naive", "--data", files["a"], "--output", tmp_path / "x.csv",
+                              "--plot", bad])
+        assert "--plot" in line
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_train_records_its_quantile_levels(files, capsys, tmp_path):
     ok(capsys, ["train", "--data", files["a"], "--epochs", "1", "--quantiles", "0.05,0.5,0.95", "--save_dir",
                 tmp_path / "ck", "--quiet"])

@@ -87,6 +87,8 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
     _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
     p.add_argument("--output", default="predictions.csv", metavar="FILE", help="CSV to write (default %(default)s)")
     _calendar_flag(p)
+    p.add_argument("--plot", metavar="FILE", help="also draw a PNG: the last 60 closes and the forecast fan (median "
+                   "and central intervals)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
     _common(p)
@@ -351,6 +353,16 @@ def _download_frames(tickers: list[str], period: str, say) -> dict:
     return frames
 
 
+def _check_png(path: str) -> None:
+    """Refuse a --plot path that cannot be written, before any model loads."""
+    target = Path(path)
+    if target.suffix.lower() != ".png":
+        raise StockLLMError(f"--plot {path}: name a .png file (e.g. forecast.png)")
+    if target.is_dir() or not target.parent.is_dir():
+        raise StockLLMError(f"--plot {path}: {'is a folder' if target.is_dir() else 'its folder does not exist'}; "
+                            "name a .png file in an existing folder")
+
+
 def cmd_download(args, say) -> None:
     from .data import download_ohlcv, save_ohlcv_csv
 
@@ -479,6 +491,8 @@ def cmd_predict(args, say) -> None:
     tickers = _tickers(args.ticker) if getattr(args, "ticker", None) else None
     if getattr(args, "period", None) and not tickers:
         raise StockLLMError("--period applies to --ticker downloads only; --data files are used as they are: drop it")
+    if args.plot:
+        _check_png(args.plot)
     if args.model_path:
         if checkpoint is None and not args.model:
             if not (Path(args.model_path) / META_FILE).is_file():
@@ -547,8 +561,12 @@ def cmd_predict(args, say) -> None:
             say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}")
     cols = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date"]
     cols += [column(level) for level in levels]
+    if args.plot:
+        from .plots import plot_fan
+
+        plot_fan(frames, result, args.plot)  # first: the step more likely to fail, so no CSV is left alone
     write_csv_atomic(result[cols], args.output, index=False)
-    say(f"wrote {args.output}")
+    say(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
 
 
 def cmd_evaluate(args, say) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,7 @@ from scipy import stats
 from .errors import StockLLMError
 from .features import origins_with_targets, targets, to_prices
 from .models.base import Forecaster
+from .plots import plot_forecasts  # noqa: F401 - evaluate's picture, re-exported for callers of this module
 from .quantiles import central_intervals, column, level_of, pinball
 
 
@@ -200,40 +199,3 @@ def format_table(table: pd.DataFrame) -> str:
     cols = ["series", "model", "horizon", "n", "mae", "mae_vs_naive", "wql_vs_naive", "coverage_80", "width_80",
             "dir_acc", "dm_pvalue", "dm_pvalue_wql"]
     return table[[c for c in cols if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}")
-
-
-def plot_forecasts(forecasts: pd.DataFrame, path: str | Path) -> None:
-    """PNG of actual vs predicted closes over the test period: one panel per series, horizons 1 and H."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series = list(dict.fromkeys(forecasts["series"]))
-    horizons = sorted(forecasts["horizon"].unique())
-    shown = sorted({horizons[0], horizons[-1]})
-    fig, axes = plt.subplots(len(series), len(shown), figsize=(7 * len(shown), 3.6 * len(series)), squeeze=False)
-    for r, s in enumerate(series):
-        fs = forecasts[forecasts["series"] == s]
-        for c, h in enumerate(shown):
-            ax = axes[r][c]
-            g = fs[fs["horizon"] == h]
-            first = g[g["model"] == g["model"].iloc[0]]
-            ax.plot(pd.to_datetime(first["target_date"]), first["actual"], color="black", lw=1.4, label="actual")
-            for model, gm in g.groupby("model", sort=False):
-                if model == "naive":
-                    continue
-                ax.plot(pd.to_datetime(gm["target_date"]), gm["predicted"], lw=0.9, alpha=0.8, label=model)
-            ax.set_title(f"{s}: {h}-day-ahead close (naive = actual shifted by {h})")
-            ax.legend(loc="best", fontsize=8)
-            ax.grid(alpha=0.3)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
