@@ -27,6 +27,9 @@ What is measured (all in the same process, so ratios compare like with like):
    is used on CPU, bf16 on CUDA). ``padding``: token counts (no timing) of dynamic padding (each batch padded to
    its longest, as ``_collate`` does) vs padding every sequence to a fixed length. Every ``ratio`` is the
    wasteful alternative's cost ÷ ours, so > 1 is the factor the choice saves.
+8. Quantile head vs point head (``quantile_head`` in the JSON): full training steps (forward, backward, AdamW) on
+   one default-mode chunk with the quantile head and pinball loss stockllm trains, and with an H-output point
+   head and MSE, interleaved on the same LoRA model; ``throughput_ratio`` = quantile targets/s ÷ point targets/s.
 
 FLOPs. LoRA trains adapters on a frozen base, so per token the forward pass costs 2·N and the backward pass
 another 2·N (activation gradients only; frozen weights need no weight gradients): training ≈ 4·N·tokens,
@@ -522,6 +525,52 @@ def measure_waste(folder: Path, frame, device: torch.device, window: int, chunk_
     return out
 
 
+# --- 8. quantile head vs point head ---------------------------------------------------------------------------
+def measure_quantile_head(folder: Path, frame, device: str, reps: int) -> dict:
+    """Training throughput of the quantile head (H × Q non-crossing outputs, pinball loss: what stockllm trains)
+    ÷ the former point head (H outputs, masked MSE), on the same LoRA model and the same default-mode sample
+    (one 128-day chunk): full steps (forward, backward, AdamW), interleaved, best of ``reps`` each."""
+    from torch import nn
+
+    from stockllm.config import DataConfig, LoRAConfig
+    from stockllm.models.llm import LoRAForecaster, _collate, quantile_loss
+
+    forecaster = LoRAForecaster(DataConfig(), LoRAConfig(model_path=str(folder), val_size=0.0, device=device,
+                                                         lora_dropout=0.0))
+    forecaster._build(trainable=True)
+    lm = forecaster.model
+    dev = next(lm.head.parameters()).device
+    sample = forecaster._training_samples([frame])[0][-1]
+    pad = forecaster.tokenizer.pad_token_id if forecaster.tokenizer.pad_token_id is not None else 0
+    batch = {k: v.to(dev) for k, v in _collate([sample], pad).items()}
+    heads = {"quantile": lm.head, "point": nn.Linear(lm.head.linear.in_features, forecaster.horizon).to(dev)}
+    lora = [p for n, p in lm.backbone.named_parameters() if p.requires_grad]
+
+    def mse(pred, b):
+        valid = (b["read_pos"] >= 0).unsqueeze(-1)
+        return ((pred - b["y"]) ** 2 * valid).sum() / (valid.sum() * pred.size(-1))
+
+    losses = {"quantile": lambda pred, b: quantile_loss(pred, b, forecaster.quantiles)[0], "point": mse}
+    optims = {k: torch.optim.AdamW(lora + list(h.parameters()), lr=1e-5) for k, h in heads.items()}
+
+    def step(kind):
+        def call():
+            lm.head = heads[kind]
+            loss = losses[kind](lm(batch["input_ids"], batch["attention_mask"], batch["read_pos"]), batch)
+            loss.backward()
+            optims[kind].step()
+            optims[kind].zero_grad()
+        return call
+
+    lm.train()
+    seconds = best_seconds({"quantile": step("quantile"), "point": step("point")}, reps, dev)
+    lm.head = heads["quantile"]
+    targets = len(sample["read_pos"])
+    return {"targets_per_step": targets, "reps": reps, "levels": len(forecaster.quantiles),
+            "quantile_targets_per_s": targets / seconds["quantile"], "point_targets_per_s": targets / seconds["point"],
+            "throughput_ratio": seconds["point"] / seconds["quantile"]}
+
+
 # --- the run -------------------------------------------------------------------------------------------------
 def measure_mode(folder: Path, train_frame, frame, mode: str, args, n_train: int, n_infer: int) -> tuple[dict, int]:
     """Train one mode, then time its backtest inference. Returns (figures, non-embedding parameters of the base)."""
@@ -670,6 +719,10 @@ def measure(args, say) -> dict:
     r["evaluate_seconds_baselines"] = evaluate_baselines(frame)
     r["peak_mem_mb"], r["peak_mem_label"] = peak_memory_mb()
 
+    say("quantile head vs point head (training steps, interleaved) ...")
+    r["quantile_head"] = measure_quantile_head(folder, train_frame, args.device,
+                                               1 if args.tiny else 2 if args.quick else 3)
+
     say("waste removed: LM head, attention, inference_mode, dtype, padding ...")
     r["waste"] = measure_waste(folder, frame, device, window, chunk_days, args)
     tmp.cleanup()
@@ -745,6 +798,8 @@ def table(r: dict) -> str:
          f"{giga(r['matmul_peak_flops'])}FLOP/s ({r['matmul_peak_desc']})"),
         ("peak memory", f"{r['peak_mem_mb']:,.0f} MB ({r['peak_mem_label']})"),
         ("evaluate naive + drift + MLP on the data file", f"{r['evaluate_seconds_baselines']:.1f} s"),
+        ("train throughput, quantile head ÷ point head (target ≥ 0.95; same chunk, best of "
+         f"{r['quantile_head']['reps']})", f"{r['quantile_head']['throughput_ratio']:.3f}"),
         ("machine load average, start → end", f"{m['loadavg_start'][0]:.2f} → {m['loadavg_end'][0]:.2f}"),
         ("benchmark wall time", f"{r['wall_seconds']:.0f} s"),
     ]
