@@ -211,6 +211,7 @@ def test_diebold_mariano():
     # Symmetric in its arguments, and undefined where it cannot be computed.
     assert diebold_mariano(same_b, same_a, horizon=1) == pytest.approx(p)
     assert np.isnan(diebold_mariano(base, base, horizon=1))
+    assert np.isnan(diebold_mariano(base * (1 + 1e-7), base, horizon=1))  # equal up to float32 rounding
     assert np.isnan(diebold_mariano(base[:2], same_a[:2], horizon=1))
 
 
