@@ -18,6 +18,9 @@ What is measured (all in the same process, so ratios compare like with like):
    with the chunks model; fewer origins for the windows model on CPU (figures are per target, so they scale).
 5. Peak memory: ``stockllm.device.peak_memory_mb`` (process peak RSS on CPU, max allocated on CUDA).
 6. Wall time of ``stockllm.evaluate.evaluate`` for naive, drift and the MLP (default MLPConfig) on NASDAQ.
+8. The training loop before and after its move to ``stockllm.train`` (issue 9): tokens/s of a labelled copy
+   of the old hand-written loop vs the new one, same model, data and steps, interleaved; ``ratio`` = new ÷ old.
+   ``--loop_only`` measures just this.
 7. Waste removed, measured (``waste`` in the JSON; after the figures above, so it cannot disturb them): each
    design choice against the wasteful alternative, on the same base model. Forward passes read one default-mode
    sample (the last 128 days in the compact codec, batch 1, ~1,300 tokens), best of a few interleaved repeats:
@@ -84,6 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--qwen", metavar="DIR", help="local Qwen3 folder: also count codec tokens with its tokenizer")
     p.add_argument("--steps", type=int, help="training steps measured per mode (default 3 with --quick, else 20)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--loop_only", action="store_true",
+                   help="measure only the training loop before and after its move to stockllm.train (section 8)")
     p.add_argument("--tiny", action="store_true",
                    help="development check: tiny random base, little data, one repeat; figures mean nothing")
     args = p.parse_args(argv)
@@ -570,6 +575,67 @@ def measure_quantile_head(folder: Path, frame, device: str, reps: int) -> dict:
             "quantile_targets_per_s": targets / seconds["quantile"], "point_targets_per_s": targets / seconds["point"],
             "throughput_ratio": seconds["point"] / seconds["quantile"]}
 
+# --- 9. the training loop before and after its move to stockllm.train (issue 9) -------------------------------
+def old_loop_fit(folder: Path, frame, steps: int, n_train: int, device: str) -> dict:
+    """THE OLD LOOP, a copy kept only for this comparison: LoRAForecaster.fit's hand-written step loop as it was
+    before it moved to stockllm.train (plain AdamW at a constant rate: no schedule, no clipping, no saved state).
+    Same model, data, mode (chunks) and steps as ``train_mode``; times the step loop only."""
+    from accelerate import Accelerator
+
+    from stockllm.config import DataConfig, LoRAConfig
+    from stockllm.models.llm import LoRAForecaster, _collate, batch_loss
+
+    cfg = LoRAConfig(model_path=str(folder), max_steps=steps, epochs=1, max_train_windows=n_train, val_size=0.05,
+                     max_val_windows=4, device=device)
+    forecaster = LoRAForecaster(DataConfig(), cfg)
+    forecaster._build(trainable=True)
+    samples, _, _ = forecaster._training_samples([frame])
+    pad_id = forecaster._pad_id()
+    accelerator = Accelerator(cpu=device == "cpu" or not torch.cuda.is_available())
+    loader = torch.utils.data.DataLoader(samples, batch_size=cfg.batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(cfg.seed),
+                                         collate_fn=lambda b: _collate(b, pad_id))
+    params = [p for p in forecaster.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    model, optimizer, loader = accelerator.prepare(forecaster.model, optimizer, loader)
+    model.train()
+    step, tokens, running = 0, 0, 0.0
+    t0 = time.perf_counter()
+    for batch in loader:
+        with accelerator.accumulate(model):
+            loss, _ = batch_loss(model, batch, forecaster.quantiles)
+            accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+        tokens += int(batch["attention_mask"].sum())
+        running += loss.item()
+        if accelerator.sync_gradients:
+            step += 1
+            if step >= steps:
+                break
+    seconds = time.perf_counter() - t0
+    return {"steps": step, "train_seconds": seconds, "tokens_per_s": tokens / seconds}
+
+
+def loop_move(folder: Path, frame, steps: int, n_train: int, device: str, reps: int = 2) -> dict:
+    """Training tokens/s of the old loop (``old_loop_fit``) and of stockllm.train (``train_mode``: schedule,
+    clipping, validation bar; no --save_dir, as in evaluate), interleaved ``reps`` times, best of each kept.
+    ``ratio`` = new ÷ old: 1 means the move cost nothing."""
+    old, new = [], []
+    for _ in range(reps):
+        old.append(old_loop_fit(folder, frame, steps, n_train, device))
+        new.append(train_mode(folder, frame, "chunks", steps, n_train, device)[1])
+    best_old, best_new = max(r["tokens_per_s"] for r in old), max(r["tokens_per_s"] for r in new)
+    return {"old_tokens_per_s": [r["tokens_per_s"] for r in old], "new_tokens_per_s": [r["tokens_per_s"] for r in new],
+            "steps": steps, "reps": reps, "ratio": best_new / best_old}
+
+
+def loop_line(lm: dict) -> str:
+    return (f"training loop moved to stockllm.train (chunks, {lm['steps']} steps, best of {lm['reps']} interleaved): "
+            f"{fmt(max(lm['old_tokens_per_s']))} → {fmt(max(lm['new_tokens_per_s']))} tokens/s, ratio "
+            f"{lm['ratio']:.3f} (runs: old {', '.join(fmt(v) for v in lm['old_tokens_per_s'])}; new "
+            f"{', '.join(fmt(v) for v in lm['new_tokens_per_s'])})")
+
 
 # --- the run -------------------------------------------------------------------------------------------------
 def measure_mode(folder: Path, train_frame, frame, mode: str, args, n_train: int, n_infer: int) -> tuple[dict, int]:
@@ -703,6 +769,11 @@ def measure(args, say) -> dict:
                "windows": min(200 if device.type == "cuda" else (16 if args.quick else 64), len(frame) - window)}
     say("warm-up fit (1 step, untimed) ...")
     r["warmup_seconds"] = warm_up(folder, train_frame, args.device)
+    if args.loop_only:
+        say(f"training loop before and after the move ({args.steps} steps, 2 interleaved runs each) ...")
+        r["loop_move"] = loop_move(folder, train_frame, args.steps, n_train, args.device)
+        tmp.cleanup()
+        return r
     r["modes"] = {}
     for mode in MODES:
         say(f"train {mode} ({args.steps} steps), then infer {n_infer[mode]} origins ...")
@@ -714,6 +785,10 @@ def measure(args, say) -> dict:
     r["matmul_peak_flops_start_end"] = [peak_start, peak_end]
     r["matmul_peak_flops"] = max(peak_start, peak_end)
     add_flops(r["modes"], r["base_params_non_embedding"], r["matmul_peak_flops"])
+
+    say("training loop before and after the move ...")
+    r["loop_move"] = loop_move(folder, train_frame, args.steps, n_train, args.device)
+    r["train_loop_ratio"] = r["loop_move"]["ratio"]
 
     say("evaluate naive, drift, mlp ...")
     r["evaluate_seconds_baselines"] = evaluate_baselines(frame)
@@ -805,6 +880,7 @@ def table(r: dict) -> str:
     ]
     out += ["", "| figure | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in single]
     out += ["", *waste_table(r["waste"])]
+    out += ["", loop_line(r["loop_move"])]
     out += [f"\nnote: {n}" for n in r["notes"]]
     return "\n".join(out)
 
@@ -868,7 +944,7 @@ def main(argv=None) -> int:
     except StockLLMError as exc:
         print(f"benchmarks/run.py: error: {exc}", file=sys.stderr)
         return 2
-    print(table(results))
+    print(loop_line(results["loop_move"]) if args.loop_only else table(results))
     if args.json:
         write_json_atomic(results, args.json)
         say(f"wrote {args.json}")

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from stockllm.cli import _resume_command, main
 from stockllm.device import torch_threads
+from stockllm.errors import StockLLMError
 from stockllm.train import state_dirs
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -150,3 +151,139 @@ def test_resume_without_state_is_one_clear_line(flags, tmp_path, capsys):
     assert main([*flags, "--save_dir", str(tmp_path / "none"), "--resume"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no saved training state" in err
+
+
+# --- review fixes ---------------------------------------------------------------------------------------------
+def test_bf16_only_on_cards_with_native_bf16(monkeypatch):
+    from stockllm.device import mixed_precision, resolve_device
+
+    caps = {0: (7, 5), 1: (8, 0)}  # a T4 (emulated bf16, which is_bf16_supported() would accept) and an A100
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: caps[i])
+    assert resolve_device("cuda:0") == (torch.device("cuda", 0), torch.float32)
+    assert mixed_precision(torch.device("cuda", 0)) == "fp16"
+    assert resolve_device("cuda") == (torch.device("cuda"), torch.float32)  # the current card, 0
+    assert resolve_device("cuda:1") == (torch.device("cuda", 1), torch.bfloat16)
+    assert mixed_precision(torch.device("cuda", 1)) == "no" and mixed_precision(torch.device("cpu")) == "no"
+    with pytest.raises(StockLLMError, match="numbered 0..1"):
+        resolve_device("cuda:2")
+
+
+def test_device_cuda_n_is_the_card_training_uses(monkeypatch):
+    from stockllm.device import bind_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    bind_device(torch.device("cuda", 1), num_processes=1)
+    bind_device(torch.device("cuda"), num_processes=1)
+    bind_device(torch.device("cpu"), num_processes=1)
+    assert chosen == [1]
+    with pytest.raises(StockLLMError, match="CUDA_VISIBLE_DEVICES"):
+        bind_device(torch.device("cuda", 1), num_processes=2)
+
+
+def test_cuda_out_of_memory_gets_advice(flags, tmp_path, monkeypatch, capsys):
+    from stockllm.models.llm import LoRAForecaster
+
+    def oom(self, frames, progress=True, **kw):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(LoRAForecaster, "fit", oom)
+    assert main([*flags, "--save_dir", str(tmp_path / "ck")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--batch_size" in err and "--chunk_days" in err
+    assert "--gradient_checkpointing" in err and "please report" not in err
+
+
+def test_adapter_key_mismatch_warning_is_shown(flags, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    ck = tmp_path / "ck"
+    assert main([*flags, "--max_steps", "1", "--save_dir", str(ck)]) == 0
+    path = ck / "adapter" / "adapter_model.safetensors"
+    tensors = load_file(str(path))
+    del tensors[sorted(tensors)[0]]
+    save_file(tensors, str(path))
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(ck), "--data", flags[flags.index("--data") + 1], "--output",
+                 str(tmp_path / "p.csv")]) == 0
+    assert "stockllm: warning: Found missing adapter keys" in capsys.readouterr().err
+
+
+def test_non_causal_base_is_refused_in_chunks_mode(tiny_model_dir, tmp_path):
+    from transformers import BertConfig, BertModel, Qwen3Config, T5Config
+
+    from stockllm.config import DataConfig, LoRAConfig
+    from stockllm.hf import is_causal
+    from stockllm.models.llm import LoRAForecaster
+
+    assert is_causal(Qwen3Config()) and not is_causal(BertConfig()) and not is_causal(T5Config())
+    assert is_causal(BertConfig(is_decoder=True))
+    bert = tmp_path / "bert"
+    BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, pad_token_id=0)).save_pretrained(bert)
+    for f in Path(tiny_model_dir).glob("tokenizer*"):
+        (bert / f.name).write_bytes(f.read_bytes())
+    data = DataConfig(window_size=20, horizon=3)
+    with pytest.raises(StockLLMError, match="not a causal decoder.*--train_mode windows"):
+        LoRAForecaster(data, LoRAConfig(model_path=str(bert), chunk_days=40, max_steps=1)).fit([periodic()], False)
+
+
+@pytest.fixture
+def mlp_checkpoint(tmp_path):
+    csv = write_csv(periodic(300), tmp_path / "m.csv")
+    ck = tmp_path / "mlp"
+    assert main(["train", "--model", "mlp", "--data", str(csv), "--epochs", "2", "--save_dir", str(ck), "--quiet"]) == 0
+    return ck, csv
+
+
+def predict_error(ck: Path, csv: Path, tmp_path: Path, capsys) -> str:
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(ck), "--data", str(csv), "--output", str(tmp_path / "p.csv")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "please report" not in err, err
+    return err
+
+
+def test_checkpoint_value_of_the_wrong_type_is_one_line(mlp_checkpoint, tmp_path, capsys):
+    ck, csv = mlp_checkpoint
+    meta = json.loads((ck / "stockllm.json").read_text())
+    meta["data"]["window_size"] = "30"
+    (ck / "stockllm.json").write_text(json.dumps(meta))
+    assert "window_size = '30' is not int" in predict_error(ck, csv, tmp_path, capsys)
+    meta["data"]["window_size"], meta["config"]["hidden_size"] = 30, 6.5
+    (ck / "stockllm.json").write_text(json.dumps(meta))
+    assert "hidden_size = 6.5 is not int" in predict_error(ck, csv, tmp_path, capsys)
+
+
+def test_weights_that_do_not_match_stockllm_json_are_one_line(mlp_checkpoint, tmp_path, capsys):
+    ck, csv = mlp_checkpoint
+    meta = json.loads((ck / "stockllm.json").read_text())
+    meta["config"]["hidden_size"] = 32
+    (ck / "stockllm.json").write_text(json.dumps(meta))
+    assert "does not hold" in predict_error(ck, csv, tmp_path, capsys)
+
+
+def test_truncated_safetensors_is_one_line(mlp_checkpoint, tmp_path, capsys):
+    ck, csv = mlp_checkpoint
+    path = ck / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-100])
+    assert "truncated or not a safetensors file" in predict_error(ck, csv, tmp_path, capsys)
+
+
+def test_llm_head_that_does_not_match_stockllm_json_is_one_line(flags, tmp_path, capsys):
+    ck = tmp_path / "ck"
+    assert main([*flags, "--max_steps", "1", "--save_dir", str(ck)]) == 0
+    meta = json.loads((ck / "stockllm.json").read_text())
+    meta["data"]["horizon"] = 2
+    (ck / "stockllm.json").write_text(json.dumps(meta))
+    csv = Path(flags[flags.index("--data") + 1])
+    assert "does not match stockllm.json" in predict_error(ck, csv, tmp_path, capsys)
+    meta["data"]["horizon"] = 3
+    (ck / "stockllm.json").write_text(json.dumps(meta))
+    head = ck / "head.safetensors"
+    head.write_bytes(head.read_bytes()[:50])
+    assert "truncated" in predict_error(ck, csv, tmp_path, capsys)

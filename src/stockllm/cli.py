@@ -644,16 +644,24 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def _quiet_libraries() -> None:
-    """Keep library chatter (weight-loading bars, deprecation notices) out of the user's terminal."""
+    """Keep library chatter (weight-loading bars, deprecation notices aimed at developers) out of the terminal.
+
+    Only deprecations are hidden: other library warnings (PEFT's missing or unexpected adapter keys, say) show.
+    """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     for name in ("transformers", "peft", "accelerate", "torch"):
         warnings.filterwarnings("ignore", category=FutureWarning, module=name)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=name)
-        warnings.filterwarnings("ignore", category=UserWarning, module=name)
     # Read by transformers and huggingface_hub when they are imported: setting them costs no import (the
     # arguments are checked first, and a bad flag must not wait for transformers to load). A user's own values win.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """A CUDA (or MPS) out-of-memory error, by type name so that torch need not be imported here."""
+    return type(exc).__name__ == "OutOfMemoryError" or (isinstance(exc, RuntimeError)
+                                                         and "out of memory" in str(exc).lower())
 
 
 def _resume_command(argv: list[str]) -> str:
@@ -713,6 +721,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if args.debug:
             traceback.print_exc()
+        if _out_of_memory(exc):
+            print(f"stockllm: error: the GPU ran out of memory ({str(exc).splitlines()[0][:160]}): lower "
+                  "--batch_size or --chunk_days, or pass --gradient_checkpointing", file=sys.stderr)
+            return EXIT_ERROR
         print(f"stockllm: error: unexpected {type(exc).__name__}: {exc} (run again with --debug for a traceback, "
               "and please report it)", file=sys.stderr)
         return EXIT_ERROR

@@ -120,6 +120,20 @@ def resolve_model_path(model_path: str) -> Path:
         raise
 
 
+def is_causal(config) -> bool:
+    """Whether a base model's ``AutoModel`` attends only to earlier tokens (a decoder-only LM: Llama, Qwen, GPT...).
+
+    Encoder-decoders, and encoders that double as masked LMs (BERT, RoBERTa) unless configured as decoders,
+    attend both ways, so a later day would leak into an earlier day's read within one chunk.
+    """
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    if getattr(config, "is_encoder_decoder", False) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return False
+    return config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or bool(getattr(config, "is_decoder", False))
+
+
 def load_base(model_path: str, *, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False):
     """Load (backbone without LM head, tokenizer, local folder) for a base model reference.
 

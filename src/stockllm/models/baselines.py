@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checkpoint import read_safetensors
 from ..config import DataConfig, MLPConfig, from_dict, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
@@ -211,11 +212,12 @@ class MLPForecaster(Forecaster):
 
     @classmethod
     def _from_meta(cls, meta, directory, **overrides):
-        model = cls(DataConfig(**meta["data"]), from_dict(MLPConfig, meta.get("config", {})))
+        model = cls(from_dict(DataConfig, meta.get("data", {}), source=directory),
+                    from_dict(MLPConfig, meta.get("config", {}), source=directory))
         path = directory / "model.safetensors"
         if not path.is_file():
             raise StockLLMError(f"{directory} has no model.safetensors: the checkpoint is incomplete; train again")
-        tensors = load_file(str(path))
+        tensors = read_safetensors(path)
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         want = {k: tuple(v.shape) for k, v in model.net.state_dict().items()}
         if {k: tuple(v.shape) for k, v in state.items()} != want:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..config import DataConfig
+from ..config import DataConfig, from_dict
 from ..errors import StockLLMError
 from ..quantiles import gaussian_quantiles
 from .base import Forecaster, span
@@ -84,10 +84,11 @@ class GARCHForecaster(Forecaster):
 
     @classmethod
     def _from_meta(cls, meta, directory, **overrides):
-        model = cls(DataConfig(**meta["data"]))
+        model = cls(from_dict(DataConfig, meta.get("data", {}), source=directory))
         params = meta.get("garch") or {}
-        if set(params) != {"omega", "alpha", "beta", "var0"}:
-            raise StockLLMError(f"{directory}/stockllm.json has no GARCH parameters: the checkpoint is incomplete; "
-                                "train again")
+        if not isinstance(params, dict) or set(params) != {"omega", "alpha", "beta", "var0"} or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()):
+            raise StockLLMError(f"{directory}/stockllm.json lacks valid GARCH parameters (omega, alpha, beta, var0 "
+                                "as numbers): the checkpoint is damaged; train again")
         model.params = {k: float(v) for k, v in params.items()}
         return model

@@ -27,6 +27,7 @@ from ..config import DataConfig, LoRAConfig, from_dict, to_dict
 from ..device import resolve_device
 from ..errors import StockLLMError
 from ..features import chronological_split, origins_with_targets, targets
+from ..hf import is_causal
 from ..progress import progress_bar
 from ..quantiles import ewma_scale, pinball, z_scores
 from .base import Forecaster, span
@@ -163,6 +164,10 @@ class LoRAForecaster(Forecaster):
         from peft import LoraConfig, PeftModel, get_peft_model
 
         base, self.tokenizer, _ = self._load_base(device, dtype)
+        if cfg.train_mode == "chunks" and not is_causal(base.config):
+            raise StockLLMError(f"{cfg.model_path} ({base.config.model_type}) is not a causal decoder: it attends to "
+                                "later tokens, so in chunks mode later days would leak into earlier days' forecasts; "
+                                "use a causal LM (Qwen, Llama, SmolLM2, ...) or --train_mode windows")
         hidden = base.config.hidden_size
         info = {"model_path": cfg.model_path, "model_type": base.config.model_type, "hidden_size": hidden,
                 "num_hidden_layers": base.config.num_hidden_layers}
