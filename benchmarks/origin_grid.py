@@ -50,13 +50,28 @@ def main() -> None:
     parser.add_argument("--chunk_days", type=int, default=LoRAConfig.chunk_days)
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2, help="alternate the two plans this many times")
+    parser.add_argument("--tokens_only", action="store_true", help="count tokens and context days, no forward pass")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     frame = load_ohlcv(SAMPLE)
     model = LoRAForecaster(DataConfig(), LoRAConfig(model_path=args.model_path, chunk_days=args.chunk_days,
                                                     batch_size=args.batch_size, device="cpu"))
-    model._build(trainable=False)
     origins = np.arange(len(frame) - 3 - args.origins, len(frame) - 3)
+    if args.tokens_only:
+        from transformers import AutoTokenizer
+
+        from stockllm.hf import resolve_model_path
+
+        model.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.model_path))
+        for name, planner in (("end-planned (old)", plan_chunks), ("grid (origin-independent)", grid_chunks)):
+            samples = model._series_samples(frame, origins, None, planner=planner)
+            plans = planner(origins, model.chunk_days, model.window_size)
+            context = np.concatenate([reads - start + 1 for start, _, reads in plans])
+            tokens = sum(len(s["ids"]) for s in samples)
+            print(f"{name:28s} {len(samples):4d} sequences  {tokens:7d} tokens ({tokens / len(origins):.1f}/origin)"
+                  f"  context days {context.min()}–{context.max()} (median {np.median(context):.0f})")
+        return
+    model._build(trainable=False)
     results = {"grid (origin-independent)": [], "end-planned (old)": []}
     for _ in range(args.repeats):
         results["end-planned (old)"].append(run(model, frame, origins, plan_chunks))

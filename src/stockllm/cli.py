@@ -632,13 +632,13 @@ def cmd_evaluate(args, say) -> None:
     from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
     from .models import model_class
 
+    names, data, checkpoint = _evaluate_plan(args, say)
+    _check_features(data, names + ([checkpoint.kind] if checkpoint is not None else []), args.prompt_format)
     if not args.data:
         from .data import SAMPLES
 
         args.data = ["nasdaq"]
         say(f"no --data given: using the bundled sample 'nasdaq' ({SAMPLES['nasdaq']})")
-    names, data, checkpoint = _evaluate_plan(args, say)
-    _check_features(data, names + ([checkpoint.kind] if checkpoint is not None else []), args.prompt_format)
     test_start = args.test_start
     fitted = {}
     if checkpoint is not None:
