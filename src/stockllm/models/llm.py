@@ -400,7 +400,7 @@ class LoRAForecaster(Forecaster):
         pad_id = self._pad_id()
         by_day = {}
         for chunk, _, pred in self._forward_samples(self.model, samples, pad_id,
-                                                    desc=f"lora: {len(days)} forecasts"):
+                                                    desc=f"lora: {len(np.unique(origins))} forecasts"):
             for b, s in enumerate(chunk):
                 for p, d in enumerate(s["days"]):
                     by_day[int(d)] = pred[b, p]
