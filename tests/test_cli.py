@@ -52,7 +52,7 @@ def files(tmp_path_factory) -> dict:
     paths = {
         "root": root,
         "a": write_csv(make_ohlcv(260, seed=1), root / "a.csv"),
-        "b": write_csv(make_ohlcv(200, seed=2, start="2019-03-01"), root / "b.csv"),
+        "b": write_csv(make_ohlcv(200, seed=2, start="2020-03-02"), root / "b.csv"),
         "short": write_csv(make_ohlcv(20, seed=3), root / "short.csv"),
         "checkpoint": root / "ckpt",
     }
@@ -190,7 +190,13 @@ def test_evaluate_writes_metrics_forecasts_and_plot(files, capsys, tmp_path):
     out_dir = tmp_path / "eval"
     out = ok(capsys, ["evaluate", "--data", files["a"], files["b"], "--models", "naive,drift,mlp", "--epochs", "3",
                       "--window_size", "10", "--output_dir", out_dir, "--quiet"])
-    assert sorted(p.name for p in out_dir.iterdir()) == ["forecasts.csv", "metrics.csv", "plot.png"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["forecasts.csv", "leaderboard.csv", "metrics.csv",
+                                                          "plot.png"]
+    board = pd.read_csv(out_dir / "leaderboard.csv")
+    assert list(board.columns) == ["model", "protocol", "series", "mae_vs_naive", "wql_vs_naive", "mean_rank",
+                                   "dm_better", "dm_worse"]
+    assert set(board["model"]) == {"naive", "drift", "mlp"} and (board["series"] == 2).all()
+    assert "leaderboard over 2 series and 3 horizons" in out
     table = pd.read_csv(out_dir / "metrics.csv")
     for column in ["series", "model", "horizon", "mae", "rmse", "mape", "mae_vs_naive", "dir_acc", "dm_pvalue"]:
         assert column in table.columns
@@ -214,6 +220,53 @@ def test_evaluate_always_scores_naive(files, capsys, tmp_path):
     ok(capsys, ["evaluate", "--data", files["a"], "--models", "drift", "--window_size", "10",
                 "--output_dir", tmp_path, "--quiet"])
     assert set(pd.read_csv(tmp_path / "metrics.csv")["model"]) == {"naive", "drift"}
+
+
+def test_evaluate_checkpoint_reproduces_predict(files, capsys, tmp_path):
+    """A checkpoint is scored without fitting on every origin after its training data, and each backtest
+    forecast is exactly what `predict` says on the history up to that origin."""
+    frame = load_ohlcv(files["a"])
+    head = write_csv(frame.iloc[:180], tmp_path / "head.csv")
+    ck = tmp_path / "ck"
+    ok(capsys, ["train", "--model", "mlp", "--data", head, "--epochs", "3", "--window_size", "10", "--quiet",
+                "--save_dir", ck])
+    out_dir = tmp_path / "ev"
+    out = ok(capsys, ["evaluate", "--checkpoint", ck, "--data", files["a"], "--models", "drift", "--output_dir",
+                      out_dir, "--quiet"])
+    assert f"test cutoff {frame.index[180]:%Y-%m-%d}" in out and "checkpoint, no fit" in out
+    table = pd.read_csv(out_dir / "metrics.csv")
+    assert set(table["model"]) == {"naive", "drift", "mlp"}
+    forecasts = pd.read_csv(out_dir / "forecasts.csv")
+    mlp = forecasts[forecasts["model"] == "mlp"]
+    assert mlp["origin"].min() == f"{frame.index[180]:%Y-%m-%d}"  # the first day after the training data
+    for t in (180, 201, 256):
+        history = write_csv(frame.iloc[: t + 1], tmp_path / f"h{t}.csv")
+        ok(capsys, ["predict", "--checkpoint", ck, "--data", history, "--output", tmp_path / "p.csv"])
+        predicted = pd.read_csv(tmp_path / "p.csv")["predicted_close"].to_numpy()
+        rows = mlp[mlp["origin"] == f"{frame.index[t]:%Y-%m-%d}"].sort_values("horizon")
+        np.testing.assert_array_equal(rows["predicted"].to_numpy(), predicted)
+    # Test origins inside the training range are refused, and so are flags that do not apply.
+    line = fails(capsys, ["evaluate", "--checkpoint", ck, "--data", files["a"], "--test_start",
+                          f"{frame.index[150]:%Y-%m-%d}", "--output_dir", tmp_path / "x", "--quiet"])
+    assert "inside the training range" in line and f"{frame.index[179]:%Y-%m-%d}" in line
+    line = fails(capsys, ["evaluate", "--checkpoint", ck, "--data", files["a"], "--test_size", "0.3",
+                          "--output_dir", tmp_path / "x", "--quiet"])
+    assert "--test_size does not apply with --checkpoint" in line
+    line = fails(capsys, ["evaluate", "--checkpoint", ck, "--data", files["a"], "--models", "mlp",
+                          "--output_dir", tmp_path / "x", "--quiet"])
+    assert "share one name" in line
+    assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_refits_on_an_expanding_window(files, capsys, tmp_path):
+    out = ok(capsys, ["evaluate", "--data", files["a"], "--models", "naive,drift,mlp", "--epochs", "2",
+                      "--window_size", "10", "--refit_every", "20", "--output_dir", tmp_path, "--quiet"])
+    assert "refitting every 20 test days: 3 fits per model" in out
+    table = pd.read_csv(tmp_path / "metrics.csv")
+    protocols = dict(zip(table["model"], table["protocol"]))
+    assert protocols == {"naive": "no fit", "drift": "no fit",
+                         "mlp": "refit every 20 test days (expanding window)"}
+    assert len(pd.read_csv(tmp_path / "forecasts.csv").query("model == 'mlp'")) == table["n"].iloc[0] * 3
 
 
 # --- errors for people ---------------------------------------------------------------------------------------

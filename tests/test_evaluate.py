@@ -8,6 +8,7 @@ import pytest
 
 from conftest import make_ohlcv
 from stockllm.config import DataConfig, MLPConfig
+from stockllm.errors import StockLLMError
 from stockllm.evaluate import (
     backtest,
     diebold_mariano,
@@ -15,9 +16,11 @@ from stockllm.evaluate import (
     format_table,
     metrics,
     plot_forecasts,
+    resolve_cutoff,
     split_index,
     test_origins as make_test_origins,  # not collected as a test
 )
+from stockllm.features import date_split, union_dates
 from stockllm.models import DriftForecaster, MLPForecaster, NaiveForecaster
 from stockllm.models.base import Forecaster
 
@@ -64,48 +67,94 @@ def test_split_index():
 
 
 @pytest.mark.parametrize("n, split", [(100, 80), (100, 5), (60, 55)])
-def test_test_origins_have_all_targets_in_the_test_part(n, split):
-    origins = make_test_origins(n, split, W, H)
+def test_test_origins_lie_on_or_after_the_cutoff(n, split):
+    index = make_ohlcv(n).index
+    origins = make_test_origins(index, index[split], W, H)
     assert len(origins) > 0
-    assert (origins + 1 >= split).all()  # the first target is a test row
+    assert (origins >= split).all()  # every origin on or after the cutoff
     assert (origins >= W - 1).all()  # a full window behind it
     assert (origins + H <= n - 1).all()  # every target inside the frame
-    if split - 1 >= W - 1:
-        assert origins[0] == split - 1  # the last training day forecasts the first test days
+    assert origins[0] == max(split, W - 1) and origins[-1] == n - 1 - H
+    first = origins[0]
+    assert len(make_test_origins(index, index[split], W, H, stop=index[first + 2])) == 2
 
 
-def test_evaluate_fits_only_on_the_training_part():
-    frames = {"a": make_ohlcv(120, seed=1), "b": make_ohlcv(90, seed=2, start="2019-06-03")}
+def test_one_cutoff_for_series_with_different_date_ranges():
+    """Two series over different dates share one cutoff on the union of their dates; nothing that is fitted or
+    validated (inputs or targets) reaches it, and every test origin is on or after it."""
+    frames = {"a": make_ohlcv(120, seed=1), "b": make_ohlcv(90, seed=2, start="2020-03-02")}
     spies: list[Spy] = []
 
     def make():
         spies.append(Spy(DataConfig(window_size=W, horizon=H)))
         return spies[-1]
 
-    _, forecasts = evaluate(frames, {"spy": make}, test_size=0.25, progress=False, log=quiet)
+    logs = []
+    _, forecasts = evaluate(frames, {"spy": make}, test_size=0.25, progress=False, log=logs.append)
+    dates = union_dates(frames.values())
+    cutoff = dates[split_index(len(dates), 0.25)]
+    assert resolve_cutoff(frames, 0.25) == cutoff
+    assert any(f"test cutoff {cutoff:%Y-%m-%d}" in line for line in logs)
+    # The old per-series split (each series' own share of rows) would have trained on b up to a date inside
+    # a's test part.
+    assert frames["b"].index[split_index(90, 0.25)] > cutoff > frames["a"].index[split_index(120, 0.25)]
     (spy,) = spies
     assert len(spy.fit_frames) == 2
     for (name, frame), seen in zip(frames.items(), spy.fit_frames):
-        split = split_index(len(frame), 0.25)
-        pd.testing.assert_frame_equal(seen, frame.iloc[:split])
-        assert seen.index.max() < frame.index[split]
-    assert len(spy.calls) == 2
-    for (name, frame), (n_rows, origins) in zip(frames.items(), spy.calls):
-        split = split_index(len(frame), 0.25)
-        assert n_rows == len(frame)
-        assert origins.min() == split - 1
-        assert origins.max() == len(frame) - 1 - H  # the last origin whose targets are all known
+        pd.testing.assert_frame_equal(seen, frame[frame.index < cutoff])
+        assert seen.index.max() < cutoff
+    for name, frame in frames.items():
         part = forecasts[(forecasts["series"] == name) & (forecasts["model"] == "spy")]
-        assert (pd.to_datetime(part["target_date"]) >= frame.index[split]).all()
-        assert (pd.to_datetime(part["origin"]) >= frame.index[split - 1]).all()
-        assert len(part) == len(origins) * H
+        assert (pd.to_datetime(part["origin"]) >= cutoff).all()
+        assert pd.to_datetime(part["origin"]).min() == frame.index[frame.index >= cutoff][0]
+        assert part["origin"].max() == frame.index[-1 - H].strftime("%Y-%m-%d")
+        assert len(part) == part["origin"].nunique() * H
+
+
+def test_validation_is_one_date_across_series_and_before_the_cutoff():
+    """The models' validation split is chronological on dates: one validation start for all series, every
+    training target before it, and (through evaluate) every validation target before the test cutoff."""
+    frames = [make_ohlcv(200, seed=1), make_ohlcv(120, seed=2, start="2020-04-01")]
+    splits = date_split(frames, W, H, 0.25)
+    dates = union_dates(frame.index[W - 1:len(frame) - H] for frame in frames)  # the days with a window and targets
+    start = dates[len(dates) - int(round(len(dates) * 0.25))]
+    for frame, (train, val) in zip(frames, splits):
+        assert len(train) and len(val)
+        assert (frame.index[train + H] < start).all()  # training targets end before validation starts
+        assert (frame.index[val] >= start).all()
+        assert frame.index[train[-1] + H + 1] >= start  # and no training origin was dropped needlessly
+    # Inside evaluate, the MLP validates on dates before the cutoff only.
+    data = DataConfig(window_size=W, horizon=H)
+    full = {"a": make_ohlcv(300, seed=3), "b": make_ohlcv(200, seed=4, start="2020-06-01")}
+    fitted = []
+
+    def make():
+        fitted.append(MLPForecaster(data, MLPConfig(epochs=1)))
+        return fitted[-1]
+
+    evaluate(full, {"mlp": make}, test_size=0.2, progress=False, log=quiet)
+    cutoff = resolve_cutoff(full, 0.2)
+    assert all(pd.Timestamp(s["last"]) < cutoff for s in fitted[0].fit_info["series"])
+
+
+def test_test_start_sets_the_cutoff_and_is_checked():
+    frames = {"a": make_ohlcv(120, seed=1)}
+    data = DataConfig(window_size=W, horizon=H)
+    table, forecasts = evaluate(frames, {"naive": lambda: NaiveForecaster(data)}, test_start="2020-05-01",
+                                progress=False, log=quiet)
+    assert forecasts["origin"].min() == "2020-05-01"
+    assert table["protocol"].iloc[0] == "no fit"
+    with pytest.raises(StockLLMError, match="after the last date"):
+        evaluate(frames, {"naive": lambda: NaiveForecaster(data)}, test_start="2030-01-01", progress=False, log=quiet)
+    with pytest.raises(StockLLMError, match="YYYY-MM-DD"):
+        evaluate(frames, {"naive": lambda: NaiveForecaster(data)}, test_start="soon", progress=False, log=quiet)
 
 
 def test_evaluate_mlp_training_never_sees_test_rows():
     """Change every test row wildly: a fitted MLP's weights (hence its scaled predictions) stay the same."""
     frame = make_ohlcv(200, seed=5)
     poisoned = frame.copy()
-    split = split_index(len(frame), 0.2)
+    split = split_index(len(frame), 0.2)  # one series: the cutoff is its own row split
     poisoned.iloc[split:, :4] *= 3.0
 
     fitted = []
@@ -225,7 +274,7 @@ def test_diebold_mariano_p_values_are_roughly_uniform_under_the_null():
 
 def test_backtest_actuals_are_the_real_closes():
     frame = make_ohlcv(60, seed=8)
-    origins = make_test_origins(len(frame), 45, W, H)
+    origins = make_test_origins(frame.index, frame.index[45], W, H)
     out = backtest(NaiveForecaster(DataConfig(window_size=W, horizon=H)), "naive", "s", frame, origins)
     close = frame["Close"]
     for row in out.itertuples():
@@ -242,3 +291,22 @@ def test_plot_forecasts_writes_a_png_and_no_temp_file(scored, tmp_path):
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     assert len(data) > 10_000
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]
+
+
+# --- origin independence ----------------------------------------------------------------------------------
+
+def test_forecasts_do_not_depend_on_the_origin_set():
+    """Origin t's forecast is the same asked alone, inside a long backtest, or by forecast() on rows <= t."""
+    frame = make_ohlcv(260, seed=21)
+    data = DataConfig(window_size=W, horizon=H)
+    mlp = MLPForecaster(data, MLPConfig(epochs=3)).fit([frame.iloc[:150]], progress=False)
+    all_origins = np.arange(W - 1, len(frame) - H)
+    for model in (NaiveForecaster(data), DriftForecaster(data), mlp):
+        together = model.predict_returns(frame, all_origins)
+        for t in (W - 1, 100, 151, 200, len(frame) - H - 1):
+            alone = model.predict_returns(frame, np.array([t]))[0]
+            np.testing.assert_array_equal(alone, together[t - (W - 1)], err_msg=model.kind)
+            history = frame.iloc[: t + 1]
+            predicted = model.forecast(history)["predicted_close"].to_numpy()
+            np.testing.assert_allclose(predicted, frame["Close"].iloc[t] * np.exp(together[t - (W - 1)]),
+                                       rtol=1e-6, err_msg=model.kind)

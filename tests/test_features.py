@@ -8,7 +8,7 @@ import pytest
 from conftest import make_ohlcv
 from stockllm.features import (
     N_FEATURES,
-    chronological_split,
+    date_split,
     origins_with_targets,
     targets,
     to_prices,
@@ -123,20 +123,19 @@ def test_origins_with_targets_bounds():
     assert len(origins_with_targets(W + H, W, H)) == 1
 
 
-def test_chronological_split_val_is_last_share_after_a_gap():
+def test_date_split_on_one_series_is_the_last_share_after_a_gap():
+    frame = make_ohlcv(200)
     origins = origins_with_targets(200, W, H)
-    train, val = chronological_split(origins, 0.2, H)
-    n_val = int(round(len(origins) * 0.2))
+    ((train, val),) = date_split([frame], W, H, 0.2)
+    n_val = int(round(len(origins) * 0.2))  # the last 20% of the windows
     np.testing.assert_array_equal(val, origins[-n_val:])
+    # Training targets end before validation starts: H origins are dropped between the parts.
     np.testing.assert_array_equal(train, origins[: len(origins) - n_val - H])
-    # Exactly `horizon` origins are dropped between the parts, so no training target reaches a validation origin.
     assert val[0] - train[-1] == H + 1
-    assert train[-1] + H < val[0]
-    assert len(train) + H + len(val) == len(origins)
 
 
-def test_chronological_split_without_validation():
-    origins = origins_with_targets(200, W, H)
-    train, val = chronological_split(origins, 0.0, H)
-    np.testing.assert_array_equal(train, origins)
+def test_date_split_without_validation():
+    frame = make_ohlcv(200)
+    ((train, val),) = date_split([frame], W, H, 0.0)
+    np.testing.assert_array_equal(train, origins_with_targets(200, W, H))
     assert len(val) == 0

@@ -16,7 +16,7 @@ from stockllm.cli import main
 from stockllm.config import DataConfig, LoRAConfig
 from stockllm.errors import StockLLMError
 from stockllm.models import NaiveForecaster, load_forecaster
-from stockllm.models.llm import LoRAForecaster, plan_chunks, quantile_loss
+from stockllm.models.llm import LoRAForecaster, grid_chunks, plan_chunks, quantile_loss
 
 DATA = DataConfig(window_size=20, horizon=3)
 
@@ -127,12 +127,49 @@ def test_save_load_reproduces_predictions_exactly(trained, tmp_path):
     assert loaded.num_trainable_parameters() == model.num_trainable_parameters()
 
 
-def test_forecast_reads_the_same_as_a_backtest(trained):
+def test_grid_chunks_give_each_day_a_context_that_depends_on_it_alone():
+    days = np.arange(19, 300)
+    plans = grid_chunks(days, chunk_days=48, window=20)
+    start_of = {int(d): start for start, _, reads in plans for d in reads}
+    assert sorted(start_of) == list(days)
+    for start, stop, reads in plans:
+        assert stop == reads[-1] + 1 and stop - start <= 48 and (reads - start >= 19).all()
+    for d in (19, 47, 48, 77, 150, 299):  # asked alone, or with a few others: the same start
+        assert grid_chunks(np.array([d]), 48, 20)[0][0] == start_of[d]
+        assert {int(x): s for s, _, r in grid_chunks(np.array([d, d + 7, 25]), 48, 20) for x in r}[d] == start_of[d]
+    # Windows mode (chunk = window) reads every day's own window.
+    assert all(stop - start == 20 for start, stop, _ in grid_chunks(days, 20, 20))
+
+
+def test_origin_alone_equals_origin_in_a_long_backtest(trained):
+    """batch_size 4 and chunks of different lengths: padding is in play in the backtest, not when alone."""
     model, frame = trained
-    last = len(frame) - 1
-    many = model.predict_returns(frame, np.arange(200, last + 1))
-    one = model.predict_returns(frame, np.array([last]))
-    np.testing.assert_allclose(many[-1], one[0], rtol=1e-5, atol=1e-7)
+    assert model.config.batch_size > 1
+    origins = np.arange(19, len(frame) - 3)
+    together = model.predict_returns(frame, origins)
+    for t in (19, 66, 67, 100, 213, len(frame) - 4):
+        alone = model.predict_returns(frame, np.array([t]))[0]
+        np.testing.assert_allclose(alone, together[t - 19], rtol=1e-5, atol=1e-8)
+        # predict (forecast on the history up to t) runs the very same predictor.
+        history = frame.iloc[: t + 1]
+        np.testing.assert_allclose(model.forecast(history)["predicted_close"].to_numpy(),
+                                   frame["Close"].iloc[t] * np.exp(together[t - 19]), rtol=1e-6)
+
+
+def test_llm_forecasts_are_causal(trained):
+    """Change every row after t: every forecast from an origin <= t stays the same, although the backtest reads
+    later days in the same chunks and batches (causal attention, right padding, batch size 4)."""
+    model, frame = trained
+    t = 150
+    changed = frame.copy()
+    rng = np.random.default_rng(7)
+    changed.iloc[t + 1:, :4] *= np.exp(rng.normal(0, 0.05, (len(frame) - t - 1, 1)))
+    changed.iloc[t + 1:, 4] *= 3
+    origins = np.arange(19, len(frame) - 3)
+    a, b = model.predict_returns(frame, origins), model.predict_returns(changed, origins)
+    early = origins <= t
+    np.testing.assert_allclose(a[early], b[early], rtol=1e-5, atol=1e-8)
+    assert np.abs(a[~early] - b[~early]).max() > 1e-4  # the change was seen where it should be
 
 
 def test_windows_mode_trains_too(tiny_model_dir):

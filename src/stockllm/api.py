@@ -119,8 +119,9 @@ class Evaluation:
 def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "mlp"), *, test_size: float = 0.2,
              window_size: int = DataConfig.window_size, horizon: int = DataConfig.horizon,
              features: str | Sequence[str] = (), progress: bool = False, **training) -> Evaluation:
-    """Walk-forward backtest, as ``stockllm evaluate`` runs it: fit on the first 1 − test_size of each series,
-    forecast every test origin, score beside naive (always included).
+    """Backtest, as ``stockllm evaluate`` runs it: one cutoff date for all series (the first date of the last
+    ``test_size`` share of their dates), fit on the dates before it, forecast every origin on or after it, score
+    beside naive (always included).
 
     data: anything :func:`as_frames` reads; None means the bundled NASDAQ sample. models: names from naive, drift,
     mlp, lora (a list or "naive,mlp"). features: technical indicators for mlp and lora ("rsi,macd" or a list; see
@@ -157,4 +158,4 @@ def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "mlp"),
     metrics, forecasts = result[0], result[1]
     # importlib: `from . import evaluate` would give this function back (see stockllm/__init__.py).
     board = getattr(importlib.import_module(".evaluate", __package__), "leaderboard", None)
-    return Evaluation(metrics, forecasts, board(metrics) if callable(board) else None)
+    return Evaluation(metrics, forecasts, board(metrics, forecasts) if callable(board) else None)

@@ -44,10 +44,12 @@ def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False
                              f"'nasdaq' names the bundled NASDAQ Composite sample{default}")
 
 
-def _window_flags(parser: argparse.ArgumentParser) -> None:
+def _window_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
     # No argparse defaults: a resumed run takes what the user did not give from the checkpoint.
-    parser.add_argument("--window_size", type=int, help=f"days of history per forecast (default {DataConfig.window_size})")
-    parser.add_argument("--horizon", type=int, help=f"number of future closes to forecast (default {DataConfig.horizon})")
+    parser.add_argument("--window_size", type=int, help=f"days of history per forecast (default "
+                        f"{DataConfig.window_size}{note})")
+    parser.add_argument("--horizon", type=int, help=f"number of future closes to forecast (default "
+                        f"{DataConfig.horizon}{note})")
     _quantiles_flag(parser)
 
 
@@ -199,16 +201,28 @@ def _build_parser() -> argparse.ArgumentParser:
                        epilog="Example: stockllm forecast --ticker AAPL,600519.SS --model naive")
     _predict_flags(p, tickers=True)
 
-    p = sub.add_parser("evaluate", help="walk-forward backtest of several models beside naive",
-                       description="Split each series chronologically, fit the models on the training part only, "
-                                   "forecast from every test origin and score against the random walk.")
+    p = sub.add_parser("evaluate", help="backtest of several models beside naive, after one cutoff date",
+                       description="Pick one cutoff date for all series, fit the models on the dates before it "
+                                   "only, forecast from every origin on or after it and score against the random "
+                                   "walk.")
     _data_flags(p, required=False)
-    _window_flags(p)
+    _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
-    p.add_argument("--models", default="naive,drift,mlp", help="comma-separated: naive,drift,garch,mlp,lora "
-                   "(default %(default)s; naive is always scored)")
-    p.add_argument("--test_size", type=float, default=0.2, help="share of each series held out, at its end "
-                   "(default %(default)s)")
+    p.add_argument("--models", help="comma-separated: naive,drift,garch,mlp,lora and the peers theta,autoets,"
+                   "autoarima,chronos (default naive,drift,mlp; with --checkpoint, naive; naive is always scored)")
+    p.add_argument("--test_size", type=float, help="share of the union of the series' dates held out at the end; "
+                   "its first date is the cutoff for all series (default 0.2)")
+    p.add_argument("--test_start", metavar="YYYY-MM-DD", help="the cutoff date itself: test origins are on or "
+                   "after it, fitting and validation before it (instead of --test_size)")
+    p.add_argument("--checkpoint", metavar="DIR", help="also score this trained checkpoint folder without fitting "
+                   "it; the test part is then every origin after its training data (or from --test_start)")
+    g = p.add_argument_group("peers (--models chronos)")
+    g.add_argument("--chronos_model", metavar="PATH", help="Chronos-Bolt or Chronos-2 model: Hugging Face id or "
+                   "local folder (default amazon/chronos-bolt-small)")
+    g.add_argument("--chronos_context", type=int, metavar="N", help="days of history Chronos reads per origin (512)")
+    g.add_argument("--chronos_batch_size", type=int, metavar="N", help="origins per Chronos batch (64)")
+    p.add_argument("--refit_every", type=int, metavar="N", help="fit the models again every N test days on all data "
+                   "before that day (expanding window); cheap models only (default: one fit before the cutoff)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
                    help="folder for metrics.csv, forecasts.csv and plot.png (default %(default)s)")
     _training_flags(p)
@@ -266,8 +280,13 @@ def _data_config(args) -> DataConfig:
 def _model_config(name: str, args):
     if name == "mlp":
         return _pick(args, MLPConfig)
+    if name == "chronos":
+        from .models.peers import ChronosConfig
+
+        flags = {"model_path": "chronos_model", "context_days": "chronos_context", "batch_size": "chronos_batch_size"}
+        return ChronosConfig(**{k: getattr(args, f) for k, f in flags.items() if getattr(args, f, None) is not None})
     if name != "lora":
-        return None  # garch: no settings
+        return None  # garch and the statsforecast peers: no settings
     cfg = _pick(args, LoRAConfig)
     if isinstance(cfg.target_modules, str) and cfg.target_modules != "all-linear":
         cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
@@ -569,21 +588,87 @@ def cmd_predict(args, say) -> None:
     say(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
 
 
-def cmd_evaluate(args, say) -> None:
-    from .models import MODEL_NAMES
+def _evaluate_plan(args, say):
+    """Check evaluate's flags before any data or model is loaded: (model names, data config, loaded checkpoint)."""
+    from .models import MODEL_NAMES, load_forecaster
 
-    data = _data_config(args)
-    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    if args.test_size is not None and not 0 < args.test_size < 1:
+        raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
+    if args.test_size is not None and args.test_start:
+        raise StockLLMError("--test_size and --test_start both set the cutoff: pass one of them")
+    if args.refit_every is not None and args.refit_every < 1:
+        raise StockLLMError(f"--refit_every {args.refit_every} must be 1 or more (test days between refits)")
+    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else "naive,drift,mlp")).split(",")
+             if m.strip()]
     for m in names:
         if m not in MODEL_NAMES:
             raise StockLLMError(f"unknown model {m!r} in --models: choose from {','.join(MODEL_NAMES)}")
     if "naive" not in names:
         names.insert(0, "naive")
-    _check_features(data, names, args.prompt_format)
-    if not 0 < args.test_size < 1:
-        raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
-    _check_training_flags(args, names, f"--models {args.models}")
-    configs = {m: _model_config(m, args) for m in names}
+    stray = [f for f in ("chronos_model", "chronos_context", "chronos_batch_size") if getattr(args, f) is not None]
+    if stray and "chronos" not in names:
+        raise StockLLMError(f"--{stray[0]} is for the chronos model, which --models does not list: add chronos to "
+                            "--models or drop the flag")
+    kinds = list(names)
+    if args.checkpoint:
+        from .checkpoint import read_meta
+
+        kinds.append(read_meta(args.checkpoint).get("kind", "?"))
+    _check_training_flags(args, kinds, f"--models {','.join(names)}"
+                          + (f" and a {kinds[-1]} --checkpoint" if args.checkpoint else ""))
+    if not args.checkpoint:
+        return names, _data_config(args), None
+    if args.test_size is not None:
+        raise StockLLMError("--test_size does not apply with --checkpoint: the test part is every origin after the "
+                            "checkpoint's training data; pass --test_start YYYY-MM-DD to choose another start")
+    if args.refit_every:
+        raise StockLLMError("--refit_every does not apply with --checkpoint: a checkpoint is scored as trained, "
+                            "without fitting; drop one of the two")
+    overrides = {k: getattr(args, k) for k in ("model_path", "device", "trust_remote_code")
+                 if getattr(args, k, None) is not None}
+    model = load_forecaster(args.checkpoint, **overrides)
+    levels = _levels(args)
+    if levels and tuple(levels) != tuple(model.data.quantiles):
+        raise StockLLMError(f"--quantiles {args.quantiles} differs from the checkpoint's levels "
+                            f"{','.join(f'{q:g}' for q in model.data.quantiles)}: leave --quantiles out; every "
+                            "model is scored with the checkpoint's")
+    for flag in ("window_size", "horizon"):
+        if getattr(args, flag) is not None and getattr(args, flag) != getattr(model.data, flag):
+            raise StockLLMError(f"--{flag} {getattr(args, flag)} differs from the checkpoint's "
+                                f"{getattr(model.data, flag)}: leave --{flag} out; every model is scored with the "
+                                "checkpoint's")
+    if model.kind in names:
+        raise StockLLMError(f"--models lists {model.kind} and --checkpoint holds a {model.kind} model: their rows "
+                            f"would share one name; leave {model.kind} out of --models")
+    return names, model.data, model
+
+
+def cmd_evaluate(args, say) -> None:
+    import pandas as pd
+
+    from .data import write_csv_atomic
+    from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
+    from .models import model_class
+
+    names, data, checkpoint = _evaluate_plan(args, say)
+    _check_features(data, names + ([checkpoint.kind] if checkpoint is not None else []), args.prompt_format)
+    if not args.data:
+        from .data import SAMPLES
+
+        args.data = ["nasdaq"]
+        say(f"no --data given: using the bundled sample 'nasdaq' ({SAMPLES['nasdaq']})")
+    test_start = args.test_start
+    fitted = {}
+    if checkpoint is not None:
+        until = trained_until(checkpoint)
+        if until is None and test_start is None:
+            raise StockLLMError(f"checkpoint {args.checkpoint} does not record its training dates: pass "
+                                "--test_start YYYY-MM-DD after the end of its training data")
+        if test_start is None:
+            test_start = until + pd.Timedelta(days=1)
+        fitted[checkpoint.kind] = checkpoint
+        say(f"checkpoint {args.checkpoint}: a {checkpoint.kind} model trained on data up to "
+            f"{until:%Y-%m-%d}" if until is not None else f"checkpoint {args.checkpoint}: a {checkpoint.kind} model")
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise StockLLMError(f"--output_dir {out} is a file: pass a folder name")
@@ -595,36 +680,35 @@ def cmd_evaluate(args, say) -> None:
                             "folder you can write to") from None
     if not os.access(out, os.W_OK):
         raise StockLLMError(f"--output_dir {out} is not writable: choose a folder you can write to")
-    if not args.data:
-        from .data import SAMPLES
-
-        args.data = ["nasdaq"]
-        say(f"no --data given: using the bundled sample 'nasdaq' ({SAMPLES['nasdaq']})")
-    from .data import write_csv_atomic
-    from .evaluate import evaluate, format_table, plot_forecasts
-    from .models import model_class
-
     try:
-        frames = _load_frames(args.data, data.min_rows * 3, f"window {data.window_size} + horizon "
-                              f"{data.horizon}, for both the training and test part")
+        frames = _load_frames(args.data, data.min_rows * 3 if checkpoint is None else data.min_rows,
+                              f"window {data.window_size} + horizon {data.horizon}, for both the training and test "
+                              "part")
         factories = {}
         for m in names:
-            cls = model_class(m)
-            if cls.needs_fit:
-                config = configs[m]
+            cls, config = model_class(m), _model_config(m, args)
+            if config is not None:
                 factories[m] = lambda cls=cls, config=config: cls(data, config)
             else:
                 factories[m] = lambda cls=cls: cls(data)
-        table, forecasts = evaluate(frames, factories, test_size=args.test_size, progress=not args.quiet, log=say)
+        table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
+                                    test_start=test_start, fitted=fitted, refit_every=args.refit_every,
+                                    progress=not args.quiet, log=say)
         plot_forecasts(forecasts, out / "plot.png")  # first: the step most likely to fail
         write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
         write_csv_atomic(table, out / "metrics.csv", index=False)
+        board = leaderboard(table, forecasts)
+        write_csv_atomic(board, out / "leaderboard.csv", index=False)
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()
         raise
     say(format_table(table))
-    say(f"wrote {out / 'metrics.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}")
+    say("")
+    say(f"leaderboard over {table['series'].nunique()} series and {table['horizon'].nunique()} horizons "
+        "(geometric means; Diebold–Mariano against naive at p < 0.05):")
+    say(format_leaderboard(board))
+    say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}")
 
 
 def cmd_download_model(args, say) -> None:

@@ -10,7 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from .errors import StockLLMError
-from .features import origins_with_targets, targets, to_prices
+from .features import origins_with_targets, targets, to_prices, union_dates
 from .models.base import Forecaster
 from .plots import plot_forecasts  # noqa: F401 - evaluate's picture, re-exported for callers of this module
 from .quantiles import central_intervals, column, level_of, pinball
@@ -23,10 +23,48 @@ def split_index(n_rows: int, test_size: float) -> int:
     return min(max(int(round(n_rows * (1 - test_size))), 1), n_rows - 1)
 
 
-def test_origins(n_rows: int, split: int, window: int, horizon: int) -> np.ndarray:
-    """Origins whose targets all lie in the test part: t >= split - 1 (the last training day forecasts the first
-    test days)."""
-    return origins_with_targets(n_rows, window, horizon, start=split - 1)
+def resolve_cutoff(frames: dict[str, pd.DataFrame], test_size: float = 0.2,
+                   test_start: str | pd.Timestamp | None = None) -> pd.Timestamp:
+    """The one test cutoff date for all series.
+
+    ``test_start`` (a date) sets it; otherwise it is the first date of the last ``test_size`` share of the union
+    of the series' dates. Nothing fitted or validated reaches it; every test origin lies on or after it.
+    """
+    dates = union_dates(frames.values())
+    if test_start is not None:
+        try:
+            cutoff = pd.Timestamp(test_start)
+        except (TypeError, ValueError):
+            raise StockLLMError(f"--test_start {test_start!r} is not a date: use YYYY-MM-DD") from None
+        if cutoff > dates[-1]:
+            raise StockLLMError(f"--test_start {cutoff:%Y-%m-%d} is after the last date of the data "
+                                f"({dates[-1]:%Y-%m-%d}): pass an earlier date")
+        return cutoff
+    return dates[split_index(len(dates), test_size)]
+
+
+def before(frame: pd.DataFrame, date: pd.Timestamp) -> pd.DataFrame:
+    """The rows strictly before ``date`` (attrs kept): what a model fitted up to that date may see."""
+    part = frame.loc[frame.index < date]
+    part.attrs = dict(frame.attrs)
+    return part
+
+
+def test_origins(index: pd.DatetimeIndex, start: pd.Timestamp, window: int, horizon: int,
+                 stop: pd.Timestamp | None = None) -> np.ndarray:
+    """Origin rows t with start <= date[t] (< stop when given), a full window behind them and all H targets
+    inside the frame."""
+    origins = origins_with_targets(len(index), window, horizon)
+    dates = index[origins]
+    keep = dates >= start if stop is None else (dates >= start) & (dates < stop)
+    return origins[np.asarray(keep)]
+
+
+def trained_until(model: Forecaster) -> pd.Timestamp | None:
+    """The last date of the data a fitted model was trained on (from its fit record), or None if unknown."""
+    spans = model.fit_info.get("series") or []
+    lasts = [pd.Timestamp(s["last"]) for s in spans if s.get("last")]
+    return max(lasts) if lasts else None
 
 
 def backtest(model: Forecaster, name: str, series: str, frame: pd.DataFrame, origins: np.ndarray) -> pd.DataFrame:
@@ -89,7 +127,8 @@ def metrics(forecasts: pd.DataFrame) -> pd.DataFrame:
 
     Point metrics (from ``predicted``, the median): mae, rmse, mape (%), mae_vs_naive (MAE ÷ the random walk's
     MAE on the same origins), dir_acc (share of origins where sign(predicted − last close) equals sign(actual −
-    last close); naive predicts no move, so its dir_acc is the share of exactly flat moves, ≈ 0), dm_pvalue
+    last close); naive predicts no move, so its dir_acc is the share of exactly flat moves, ≈ 0), up_rate (share
+    of origins whose close rose: the base rate dir_acc must beat, since always saying "up" scores it), dm_pvalue
     (Diebold–Mariano, equal absolute error against naive).
 
     Quantile metrics (from the ``q…`` columns, price scale; NaN for a model without quantiles): wql (Chronos'
@@ -123,6 +162,7 @@ def metrics(forecasts: pd.DataFrame) -> pd.DataFrame:
             "mape": float((g["abs_err"] / g["actual"].abs()).mean() * 100),
             "mae_vs_naive": mae / g["naive_err"].mean() if g["naive_err"].mean() > 0 else float("nan"),
             "dir_acc": float((np.sign(g["predicted"] - g["last_close"]) == np.sign(g["actual"] - g["last_close"])).mean()),
+            "up_rate": float((g["actual"] > g["last_close"]).mean()),
             "dm_pvalue": diebold_mariano(g["abs_err"].to_numpy(), g["naive_err"].to_numpy(), int(horizon)),
             "wql": float("nan"), "wql_vs_naive": float("nan"),
         }
@@ -158,48 +198,162 @@ def weighted_quantile_loss(pinball_losses: np.ndarray, actual: np.ndarray) -> fl
     return float(np.mean(2 * np.asarray(pinball_losses, dtype=np.float64).sum(axis=0) / denom))
 
 
+def protocol_name(model: Forecaster, refit_every: int | None, checkpoint: bool, cutoff: pd.Timestamp) -> str:
+    """How a model was scored, in words, for the output (metrics.csv, leaderboard.csv, the terminal)."""
+    if checkpoint:
+        until = trained_until(model)
+        return f"checkpoint, no fit (trained to {until:%Y-%m-%d})" if until is not None else "checkpoint, no fit"
+    if not model.needs_fit:
+        return "no fit"
+    if refit_every:
+        return f"refit every {refit_every} test days (expanding window)"
+    return f"one fit (data before {cutoff:%Y-%m-%d})"
+
+
 def evaluate(
     frames: dict[str, pd.DataFrame],
     models: dict[str, Callable[[], Forecaster]],
     test_size: float = 0.2,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    test_start: str | pd.Timestamp | None = None,
+    fitted: dict[str, Forecaster] | None = None,
+    refit_every: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fit each model on the training part of every series (pooled), then backtest every test origin.
+    """Backtest every model on every origin on or after one cutoff date shared by all series.
 
     frames: series name → OHLCV frame. models: model name → factory returning an unfitted Forecaster.
-    Returns (metrics, forecasts) as tidy frames. Nothing fitted sees a row of any test part.
+    fitted: model name → an already trained Forecaster (a checkpoint), scored without fitting; its test
+    origins must lie after its training data. Protocols: one fit on the rows before the cutoff (pooled over
+    series); or, with ``refit_every`` N, a fresh fit every N test days on all rows before that day (expanding
+    window). Returns (metrics, forecasts) as tidy frames; metrics names each model's protocol. Nothing fitted
+    or validated sees a row on or after the first origin it forecasts.
     """
-    splits = {name: split_index(len(frame), test_size) for name, frame in frames.items()}
-    train_parts = []
-    for name, frame in frames.items():
-        part = frame.iloc[: splits[name]]
-        part.attrs = dict(frame.attrs)
-        train_parts.append(part)
-    pieces = []
-    for model_name, make in models.items():
-        model = make()
-        if model.needs_fit:
-            log(f"fitting {model_name} on the training part of {len(frames)} series")
-            model.fit(train_parts, progress=progress)
-            for note in model.fit_info.get("notes", []):
-                log(f"note: {model_name}: {note}")
-        for series, frame in frames.items():
-            origins = test_origins(len(frame), splits[series], model.window_size, model.horizon)
-            if len(origins) == 0:
-                continue
-            if model.needs_fit:  # trained models can take a while (the LLM: about a minute per 1,000 origins on CPU)
-                log(f"backtesting {model_name} on {series}: {len(origins)} origins")
-            pieces.append(backtest(model, model_name, series, frame, origins))
+    fitted = dict(fitted or {})
+    if refit_every is not None and refit_every < 1:
+        raise StockLLMError(f"--refit_every {refit_every} must be 1 or more (test days between refits)")
+    cutoff = resolve_cutoff(frames, test_size, test_start)
+    for name, model in fitted.items():
+        until = trained_until(model)
+        if until is not None and cutoff <= until:
+            raise StockLLMError(
+                f"--test_start {cutoff:%Y-%m-%d} lies inside the training range of checkpoint model {name} (trained "
+                f"on data up to {until:%Y-%m-%d}): pass --test_start after {until:%Y-%m-%d}, or leave it out to "
+                "test on every origin after the training range")
+    log(f"test cutoff {cutoff:%Y-%m-%d}: models are fitted and validated on earlier dates only; "
+        "every test origin is on or after it")
+    test_dates = union_dates(frames.values())
+    test_dates = test_dates[test_dates >= cutoff]
+    if refit_every:
+        refits = list(test_dates[::refit_every])
+        log(f"refitting every {refit_every} test days: {len(refits)} fits per model")
+    else:
+        refits = [cutoff]
+    first = {**{m: make() for m, make in models.items() if m not in fitted}, **fitted}
+    for model_name, model in first.items():
+        if refit_every and model.needs_fit and model_name not in fitted and not model.refit_ok:
+            raise StockLLMError(
+                f"--refit_every is for the cheap models; {model_name} takes too long to fit again every "
+                f"{refit_every} days: drop --refit_every (one fit), or leave {model_name} out of --models")
+    pieces, protocols = [], {}
+    for model_name, model in first.items():
+        if model_name in fitted or not (refit_every and model.needs_fit):
+            blocks = [(cutoff, None)]
+        else:
+            blocks = list(zip(refits, refits[1:] + [None]))
+        protocols[model_name] = protocol_name(model, refit_every if model.needs_fit else None,
+                                              model_name in fitted, cutoff)
+        for k, (start, stop) in enumerate(blocks):
+            if k > 0:
+                model = models[model_name]()
+            if model.needs_fit and model_name not in fitted:
+                if k == 0:
+                    log(f"fitting {model_name} on the data before {start:%Y-%m-%d} ({len(frames)} series)")
+                parts = [part for part in (before(frame, start) for frame in frames.values())
+                         if len(part) >= model.data.min_rows]
+                if not parts:
+                    raise StockLLMError(f"no series has {model.data.min_rows} rows before {start:%Y-%m-%d} to fit "
+                                        f"{model_name} on: use a smaller --test_size or a later --test_start")
+                model.fit(parts, progress=progress and k == 0)
+                if k == 0:
+                    for note in model.fit_info.get("notes", []):
+                        log(f"note: {model_name}: {note}")
+            for series, frame in frames.items():
+                origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
+                if len(origins) == 0:
+                    continue
+                if model.needs_fit and len(blocks) == 1:  # trained models can take a while (the LLM: about a
+                    log(f"backtesting {model_name} on {series}: {len(origins)} origins")  # minute per 1,000 on CPU)
+                pieces.append(backtest(model, model_name, series, frame, origins))
     if not pieces:
-        raise StockLLMError(f"no test origin has all its targets inside the test part (--test_size {test_size}): "
-                            "use a larger --test_size or longer files")
+        raise StockLLMError(f"no series has a test origin on or after the cutoff {cutoff:%Y-%m-%d} with all its "
+                            "targets inside the data: use a larger --test_size, an earlier --test_start or longer "
+                            "files")
     forecasts = pd.concat(pieces, ignore_index=True)
-    return metrics(forecasts), forecasts
+    for series in frames:
+        if series not in set(forecasts["series"]):
+            log(f"note: {series} has no test origin on or after {cutoff:%Y-%m-%d} with its targets inside the data "
+                "(its dates end too early): it is not scored")
+    table = metrics(forecasts)
+    table.insert(2, "protocol", table["model"].map(protocols))
+    return table, forecasts
+
+
+def _geomean(values: pd.Series) -> float:
+    v = values.to_numpy(dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.exp(np.log(v).mean())) if len(v) else float("nan")
+
+
+def leaderboard(table: pd.DataFrame, forecasts: pd.DataFrame | None = None, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per model across all series and horizons, best first (by mean rank).
+
+    mae_vs_naive, wql_vs_naive: geometric means over (series, horizon) of the metrics' ratios (NaN where a model
+    has no quantiles). mean_rank: the model's rank by MAE among all models, within each series and horizon
+    (1 = best, ties averaged), averaged. dm_better / dm_worse: the number of series where a Diebold–Mariano test
+    on the per-origin absolute error (averaged over horizons; lags up to H − 1) finds the model better / worse
+    than naive at p < ``alpha`` (needs ``forecasts``; NaN without). series: series scored. protocol: as in
+    metrics.
+    """
+    ranks = table.groupby(["series", "horizon"])["mae"].rank(method="average")
+    t = table.assign(_rank=ranks)
+    rows = []
+    for model, g in t.groupby("model", sort=False):
+        rows.append({
+            "model": model,
+            "protocol": g["protocol"].iloc[0] if "protocol" in g else "",
+            "series": g["series"].nunique(),
+            "mae_vs_naive": _geomean(g["mae_vs_naive"]),
+            "wql_vs_naive": _geomean(g["wql_vs_naive"]) if "wql_vs_naive" in g else float("nan"),
+            "mean_rank": float(g["_rank"].mean()),
+            "dm_better": float("nan"), "dm_worse": float("nan"),
+        })
+    board = pd.DataFrame(rows)
+    if forecasts is not None and len(forecasts):
+        err = forecasts.assign(_err=(forecasts["predicted"] - forecasts["actual"]).abs(),
+                               _naive=(forecasts["last_close"] - forecasts["actual"]).abs())
+        per_origin = err.groupby(["model", "series", "origin"], sort=False)[["_err", "_naive"]].mean()
+        horizon = int(forecasts["horizon"].max())
+        counts = {}
+        for (model, _), g in per_origin.groupby(level=["model", "series"], sort=False):
+            p = diebold_mariano(g["_err"].to_numpy(), g["_naive"].to_numpy(), horizon)
+            better, worse = counts.get(model, (0, 0))
+            if p < alpha:
+                mean_diff = float((g["_err"] - g["_naive"]).mean())
+                better, worse = better + (mean_diff < 0), worse + (mean_diff > 0)
+            counts[model] = (better, worse)
+        board["dm_better"] = board["model"].map(lambda m: counts.get(m, (0, 0))[0])
+        board["dm_worse"] = board["model"].map(lambda m: counts.get(m, (0, 0))[1])
+    return board.sort_values(["mean_rank", "mae_vs_naive"], kind="stable").reset_index(drop=True)
+
+
+def format_leaderboard(board: pd.DataFrame) -> str:
+    """The leaderboard as a fixed-width text table for the terminal."""
+    return board.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
 def format_table(table: pd.DataFrame) -> str:
     """Metrics as a fixed-width text table for the terminal."""
     cols = ["series", "model", "horizon", "n", "mae", "mae_vs_naive", "wql_vs_naive", "coverage_80", "width_80",
-            "dir_acc", "dm_pvalue", "dm_pvalue_wql"]
+            "dir_acc", "up_rate", "dm_pvalue", "dm_pvalue_wql"]
     return table[[c for c in cols if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}")

@@ -27,16 +27,35 @@ def origins_with_targets(n_rows: int, window: int, horizon: int, start: int = 0)
     return np.arange(first, n_rows - horizon, dtype=np.int64)
 
 
-def chronological_split(origins: np.ndarray, val_size: float, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split one series' origins into (train, validation): validation is the last ``val_size`` share.
+def union_dates(frames) -> pd.DatetimeIndex:
+    """The sorted union of the dates of several frames (or DatetimeIndexes): one calendar for several series."""
+    index = pd.DatetimeIndex([])
+    for frame in frames:
+        index = index.union(frame if isinstance(frame, pd.DatetimeIndex) else frame.index)
+    return index.sort_values()
 
-    A gap of ``horizon`` origins keeps training targets from reaching into the validation period.
+
+def date_split(frames, window: int, horizon: int, val_size: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split several series into (train, validation) origins at ONE date, per frame.
+
+    The validation start is the first date of the last ``val_size`` share of the union of the origin dates (days
+    with a full window and all H targets), so on one series this is its last ``val_size`` share of windows.
+    Training origins have all H targets before it; validation origins lie on or after it. So no training
+    target date reaches the validation period of any series, whatever dates each series covers.
     """
-    n_val = int(round(len(origins) * val_size))
-    if n_val == 0:
-        return origins, origins[:0]
-    cut = len(origins) - n_val
-    return origins[: max(cut - horizon, 0)], origins[cut:]
+    frames = list(frames)
+    all_origins = [origins_with_targets(len(f), window, horizon) for f in frames]
+    dates = union_dates(f.index[o] for f, o in zip(frames, all_origins))
+    n_val = int(round(len(dates) * val_size))
+    if n_val == 0 or len(dates) == 0:
+        return [(o, o[:0]) for o in all_origins]
+    start = dates[len(dates) - n_val]
+    out = []
+    for frame, origins in zip(frames, all_origins):
+        index = frame.index
+        target_last = index[np.minimum(origins + horizon, len(index) - 1)]
+        out.append((origins[np.asarray(target_last < start)], origins[np.asarray(index[origins] >= start)]))
+    return out
 
 
 def n_inputs(features=()) -> int:

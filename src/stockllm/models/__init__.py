@@ -11,17 +11,20 @@ from pathlib import Path
 
 from ..errors import StockLLMError
 
-MODEL_NAMES = ("naive", "drift", "garch", "mlp", "lora")
+MODEL_NAMES = ("naive", "drift", "garch", "mlp", "lora", "theta", "autoets", "autoarima", "chronos")
 
 # class name → (submodule, model name)
 _CLASSES = {"NaiveForecaster": (".baselines", "naive"), "DriftForecaster": (".baselines", "drift"),
             "MLPForecaster": (".baselines", "mlp"), "GARCHForecaster": (".garch", "garch"),
-            "LoRAForecaster": (".llm", "lora")}
+            "LoRAForecaster": (".llm", "lora"), "ThetaPeer": (".peers", "theta"),
+            "AutoETSPeer": (".peers", "autoets"), "AutoARIMAPeer": (".peers", "autoarima"),
+            "ChronosPeer": (".peers", "chronos")}
 
 
 def model_class(name: str):
     """The Forecaster class for a model name (imported now: torch for the MLP, arch for GARCH, transformers for
-    the LLM)."""
+    the LLM,
+    statsforecast or chronos for the peers)."""
     for cls_name, (module, model_name) in _CLASSES.items():
         if model_name == name:
             return getattr(importlib.import_module(module, __name__), cls_name)

@@ -32,6 +32,8 @@ class Forecaster(ABC):
     kind: ClassVar[str]
     needs_fit: ClassVar[bool] = False
     has_quantiles: ClassVar[bool] = True
+    # Whether `evaluate --refit_every` may fit it again every few test days (False where one fit takes minutes).
+    refit_ok: ClassVar[bool] = True
 
     def __init__(self, data: DataConfig | None = None):
         self.data = data or DataConfig()

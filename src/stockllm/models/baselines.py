@@ -17,7 +17,7 @@ from ..checkpoint import read_safetensors
 from ..config import DataConfig, MLPConfig, from_dict, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
-from ..features import chronological_split, n_inputs, origins_with_targets, targets, window_inputs
+from ..features import date_split, n_inputs, targets, window_inputs
 from ..progress import progress_bar
 from ..quantiles import ewma_scale, gaussian_quantiles
 from .base import Forecaster, span
@@ -104,9 +104,8 @@ class MLPForecaster(Forecaster):
     def _xy(self, frames: Sequence[pd.DataFrame], split: int) -> tuple[np.ndarray, np.ndarray]:
         """Inputs [n, W, 5 + len(features)] and standardised targets [n, H] (log-return ÷ σ_EWMA·√h) of one part of the split."""
         xs, ys = [], []
-        for frame in frames:
-            origins = origins_with_targets(len(frame), self.window_size, self.horizon)
-            part = chronological_split(origins, self.config.val_size, self.horizon)[split]
+        for frame, parts in zip(frames, date_split(frames, self.window_size, self.horizon, self.config.val_size)):
+            part = parts[split]
             xs.append(window_inputs(frame, self.window_size, part, self.data.features))
             ys.append(targets(frame, self.horizon, part) / self._scale(frame, part))
         return np.concatenate(xs), np.concatenate(ys)
@@ -196,7 +195,9 @@ class MLPForecaster(Forecaster):
         x = self._inputs(window_inputs(frame, self.window_size, origins, self.data.features))
         self.net.eval()
         with torch.inference_mode(), torch_threads(1):
-            z = self.net(x).double().numpy()
+            # One origin per call: a batched matmul rounds differently from the single-origin call that predict
+            # makes, and a backtest must score exactly what predict says (≈ 30 µs per origin).
+            z = torch.cat([self.net(x[i:i + 1]) for i in range(len(x))]).double().numpy()
         return z * self._scale(frame, origins)[:, :, None]
 
     def num_trainable_parameters(self) -> int:

@@ -26,7 +26,7 @@ from ..codec import Codec, SeriesTokens
 from ..config import DataConfig, LoRAConfig, from_dict, to_dict
 from ..device import resolve_device
 from ..errors import StockLLMError
-from ..features import chronological_split, origins_with_targets, targets
+from ..features import date_split, targets
 from ..hf import is_causal
 from ..progress import progress_bar
 from ..quantiles import ewma_scale, pinball, z_scores
@@ -71,6 +71,25 @@ def plan_chunks(read_days: np.ndarray, chunk_days: int, window: int) -> list[tup
         plans.append((start, stop, read_days[j:i + 1]))
         i = j - 1
     return plans[::-1]
+
+
+def grid_chunks(read_days: np.ndarray, chunk_days: int, window: int) -> list[tuple[int, int, np.ndarray]]:
+    """Cover ``read_days`` with chunks ``(start, stop, reads)`` whose start depends on each read day alone.
+
+    Day d is read in the chunk starting at g(d) = ((d − window + 1) // S)·S, S = chunk_days − window + 1, on a
+    fixed grid of rows. So d always sees the same d − g(d) + 1 ∈ [window, chunk_days] days of context, whichever
+    other days are asked with it: a forecast does not depend on the origin set (a backtest scores exactly what
+    ``predict`` runs on the history up to d). With chunk = window (windows mode) every day reads its own window.
+    Each chunk stops after its last read day; causal attention keeps later days from touching earlier reads.
+    """
+    days = np.unique(np.asarray(read_days, dtype=np.int64))
+    if len(days) and days[0] < window - 1:
+        raise ValueError(f"read days must be >= window - 1 = {window - 1}: they need a full window of history")
+    stride = chunk_days - window + 1
+    starts = (days - window + 1) // stride * stride
+    cells, first = np.unique(starts, return_index=True)
+    bounds = list(first[1:]) + [len(days)]
+    return [(int(g), int(days[b - 1]) + 1, days[a:b]) for g, a, b in zip(cells, first, bounds)]
 
 
 def _samples(tokens: SeriesTokens, plans, y: np.ndarray | None) -> list[dict]:
@@ -129,6 +148,7 @@ class LoRAForecaster(Forecaster):
 
     kind = "lora"
     needs_fit = True
+    refit_ok = False
 
     def __init__(self, data: DataConfig | None = None, config: LoRAConfig | None = None):
         super().__init__(data)
@@ -233,9 +253,10 @@ class LoRAForecaster(Forecaster):
         return f" (LoRA {self.num_trainable_parameters() - head:,} + head {head:,})"
 
     # --- data ----------------------------------------------------------------------------------------------
-    def _series_samples(self, frame: pd.DataFrame, days: np.ndarray, y: np.ndarray | None) -> list[dict]:
+    def _series_samples(self, frame: pd.DataFrame, days: np.ndarray, y: np.ndarray | None,
+                        planner=plan_chunks) -> list[dict]:
         tokens = SeriesTokens(self.codec, self.tokenizer, frame)
-        return _samples(tokens, plan_chunks(days, self.chunk_days, self.window_size), y)
+        return _samples(tokens, planner(days, self.chunk_days, self.window_size), y)
 
     def tokens_per_window(self, frame: pd.DataFrame) -> float:
         """Mean tokens of a ``window_size``-day window of this frame in the configured codec."""
@@ -244,12 +265,10 @@ class LoRAForecaster(Forecaster):
         return float(np.mean([len(tokens.chunk(int(s), int(s) + self.window_size)[0]) for s in starts]))
 
     def _training_samples(self, frames: Sequence[pd.DataFrame]) -> tuple[list[dict], list[dict], list[str]]:
-        """Chunk samples for training and validation (last ``val_size`` of each series), targets divided by the
-        causal EWMA scale σ[t]·√h. Returns (train, val, notes on bounds that were applied)."""
+        """Chunk samples for training and validation (the last ``val_size`` of all series' dates, one date for
+        all), targets divided by the causal EWMA scale σ[t]·√h. Returns (train, val, notes on bounds applied)."""
         cfg, notes, parts = self.config, [], []
-        for frame in frames:
-            origins = origins_with_targets(len(frame), self.window_size, self.horizon)
-            train, val = chronological_split(origins, cfg.val_size, self.horizon)
+        for frame, (train, val) in zip(frames, date_split(frames, self.window_size, self.horizon, cfg.val_size)):
             if cfg.max_train_windows and len(train) > cfg.max_train_windows:
                 train = train[-cfg.max_train_windows:]
                 notes.append(f"trained on the last {cfg.max_train_windows} windows of each series (--max_train_windows)")
@@ -270,7 +289,7 @@ class LoRAForecaster(Forecaster):
     # --- training ------------------------------------------------------------------------------------------
     def fit(self, frames: Sequence[pd.DataFrame], progress: bool = True, save_dir=None,
             resume: bool = False) -> "LoRAForecaster":
-        """Train LoRA + head on the frames (pooled), validating on the last ``val_size`` of each series.
+        """Train LoRA + head on the frames (pooled), validating on the last ``val_size`` of their dates.
 
         The loop is ``stockllm.train.fit`` (accelerate: ``accelerate launch -m stockllm.cli train ...`` spreads it
         over processes). It keeps the best validation state; the untrained model (= naive) is the first candidate.
@@ -377,16 +396,16 @@ class LoRAForecaster(Forecaster):
         return np.maximum(ewma_scale(frame["Close"].to_numpy(dtype=np.float64), origins, self.horizon), SCALE_FLOOR)
 
     def predict_quantiles(self, frame, origins):
-        """Read every origin from as few forward passes as the chunk plan allows (batched, inference_mode)."""
+        """Read every origin from chunks on a fixed grid of rows (``grid_chunks``: the context of origin t depends
+        on t alone), batched under inference_mode."""
         if self.model is None:
             self._build(trainable=False)
         origins = np.asarray(origins, dtype=np.int64)
-        days = np.unique(origins)
-        samples = self._series_samples(frame, days, None)
+        samples = self._series_samples(frame, origins, None, planner=grid_chunks)
         pad_id = self._pad_id()
         by_day = {}
         for chunk, _, pred in self._forward_samples(self.model, samples, pad_id,
-                                                    desc=f"lora: {len(days)} forecasts"):
+                                                    desc=f"lora: {len(np.unique(origins))} forecasts"):
             for b, s in enumerate(chunk):
                 for p, d in enumerate(s["days"]):
                     by_day[int(d)] = pred[b, p]
