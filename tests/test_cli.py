@@ -177,7 +177,7 @@ def test_evaluate_writes_metrics_forecasts_and_plot(files, capsys, tmp_path):
     out_dir = tmp_path / "eval"
     out = ok(capsys, ["evaluate", "--data", files["a"], files["b"], "--models", "naive,drift,mlp", "--epochs", "3",
                       "--window_size", "10", "--output_dir", out_dir, "--quiet"])
-    assert sorted(p.name for p in out_dir.iterdir()) == ["forecasts.csv", "metrics.csv", "plot.png"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["forecasts.csv", "metrics.csv", "plot.png", "report.html"]
     table = pd.read_csv(out_dir / "metrics.csv")
     for column in ["series", "model", "horizon", "mae", "rmse", "mape", "mae_vs_naive", "dir_acc", "dm_pvalue"]:
         assert column in table.columns

@@ -208,7 +208,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_size", type=float, default=0.2, help="share of each series held out, at its end "
                    "(default %(default)s)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
-                   help="folder for metrics.csv, forecasts.csv and plot.png (default %(default)s)")
+                   help="folder for metrics.csv, forecasts.csv, plot.png and report.html (default %(default)s)")
     _training_flags(p)
     _common(p)
 
@@ -585,6 +585,7 @@ def cmd_evaluate(args, say) -> None:
     from .data import write_csv_atomic
     from .evaluate import evaluate, format_table, plot_forecasts
     from .models import model_class
+    from .report import write_report
 
     try:
         frames = _load_frames(args.data, data.min_rows * 3, f"window {data.window_size} + horizon "
@@ -598,7 +599,9 @@ def cmd_evaluate(args, say) -> None:
             else:
                 factories[m] = lambda cls=cls: cls(data)
         table, forecasts = evaluate(frames, factories, test_size=args.test_size, progress=not args.quiet, log=say)
-        plot_forecasts(forecasts, out / "plot.png")  # first: the step most likely to fail
+        plot_forecasts(forecasts, out / "plot.png")  # first: the steps most likely to fail
+        write_report(out / "report.html", table, forecasts, leaderboard=_leaderboard(table),
+                     notes=_report_notes(args, data, frames))
         write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
         write_csv_atomic(table, out / "metrics.csv", index=False)
     except BaseException:
@@ -606,7 +609,26 @@ def cmd_evaluate(args, say) -> None:
             out.rmdir()
         raise
     say(format_table(table))
-    say(f"wrote {out / 'metrics.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}")
+    say(f"wrote {out / 'metrics.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}, {out / 'report.html'}")
+
+
+def _leaderboard(table):
+    """The leaderboard table for report.html, where the evaluation module provides one (else None)."""
+    import importlib
+
+    board = getattr(importlib.import_module(".evaluate", __package__), "leaderboard", None)
+    return board(table) if callable(board) else None
+
+
+def _report_notes(args, data: DataConfig, frames: dict) -> list[str]:
+    """The lines under report.html's title: what was evaluated, on what, and how."""
+    spans = [f"{name} ({f.index[0]:%Y-%m-%d} .. {f.index[-1]:%Y-%m-%d}, {len(f)} rows)" for name, f in frames.items()]
+    notes = [f"Data: {'; '.join(spans)}.",
+             f"Test part: the last {args.test_size:g} of each series; models are fitted on the rest only. "
+             f"Window {data.window_size} days, horizon {data.horizon}."]
+    if data.features:
+        notes.append(f"Technical indicators (--features): {', '.join(data.features)}.")
+    return notes
 
 
 def cmd_download_model(args, say) -> None:
