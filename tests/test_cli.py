@@ -191,7 +191,7 @@ def test_evaluate_writes_metrics_forecasts_and_plot(files, capsys, tmp_path):
     out = ok(capsys, ["evaluate", "--data", files["a"], files["b"], "--models", "naive,drift,mlp", "--epochs", "3",
                       "--window_size", "10", "--output_dir", out_dir, "--quiet"])
     assert sorted(p.name for p in out_dir.iterdir()) == ["forecasts.csv", "leaderboard.csv", "metrics.csv",
-                                                          "plot.png"]
+                                                          "plot.png", "report.html"]
     board = pd.read_csv(out_dir / "leaderboard.csv")
     assert list(board.columns) == ["model", "protocol", "series", "mae_vs_naive", "wql_vs_naive", "mean_rank",
                                    "dm_better", "dm_worse"]

@@ -224,7 +224,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refit_every", type=int, metavar="N", help="fit the models again every N test days on all data "
                    "before that day (expanding window); cheap models only (default: one fit before the cutoff)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
-                   help="folder for metrics.csv, forecasts.csv and plot.png (default %(default)s)")
+                   help="folder for metrics.csv, forecasts.csv, plot.png and report.html (default %(default)s)")
     _training_flags(p)
     _common(p)
 
@@ -649,6 +649,7 @@ def cmd_evaluate(args, say) -> None:
     from .data import write_csv_atomic
     from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
     from .models import model_class
+    from .report import write_report
 
     names, data, checkpoint = _evaluate_plan(args, say)
     _check_features(data, names + ([checkpoint.kind] if checkpoint is not None else []), args.prompt_format)
@@ -694,10 +695,11 @@ def cmd_evaluate(args, say) -> None:
         table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
                                     test_start=test_start, fitted=fitted, refit_every=args.refit_every,
                                     progress=not args.quiet, log=say)
-        plot_forecasts(forecasts, out / "plot.png")  # first: the step most likely to fail
+        plot_forecasts(forecasts, out / "plot.png")  # first: the steps most likely to fail
+        board = leaderboard(table, forecasts)
+        write_report(out / "report.html", table, forecasts, leaderboard=board, notes=_report_notes(data, frames, table))
         write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
         write_csv_atomic(table, out / "metrics.csv", index=False)
-        board = leaderboard(table, forecasts)
         write_csv_atomic(board, out / "leaderboard.csv", index=False)
     except BaseException:
         if created and not any(out.iterdir()):
@@ -708,7 +710,20 @@ def cmd_evaluate(args, say) -> None:
     say(f"leaderboard over {table['series'].nunique()} series and {table['horizon'].nunique()} horizons "
         "(geometric means; Diebold–Mariano against naive at p < 0.05):")
     say(format_leaderboard(board))
-    say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}")
+    say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}, "
+        f"{out / 'report.html'}")
+
+
+def _report_notes(data: DataConfig, frames: dict, table) -> list[str]:
+    """The lines under report.html's title: what was evaluated, on what, and how."""
+    spans = [f"{name} ({f.index[0]:%Y-%m-%d} .. {f.index[-1]:%Y-%m-%d}, {len(f)} rows)" for name, f in frames.items()]
+    notes = [f"Data: {'; '.join(spans)}.", f"Window {data.window_size} days, horizon {data.horizon}."]
+    if "protocol" in table.columns:
+        notes.append("Protocol: " + "; ".join(f"{m}: {p}" for m, p in
+                                              table.drop_duplicates("model")[["model", "protocol"]].to_numpy()) + ".")
+    if data.features:
+        notes.append(f"Technical indicators (--features): {', '.join(data.features)}.")
+    return notes
 
 
 def cmd_download_model(args, say) -> None:

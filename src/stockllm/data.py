@@ -199,6 +199,17 @@ def write_csv_atomic(frame: pd.DataFrame, path, **to_csv_kwargs) -> None:
     neither a half-written file nor a changed old one. Creates parent folders. Raises StockLLMError
     when the folder or file cannot be written; other errors propagate, with the temporary file removed.
     """
+    write_atomic(path, lambda handle: frame.to_csv(handle, **to_csv_kwargs))
+
+
+def write_text_atomic(text: str, path) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8), with the guarantees and errors of :func:`write_csv_atomic`."""
+    write_atomic(path, lambda handle: handle.write(text))
+
+
+def write_atomic(path, write) -> None:
+    """Call ``write(handle)`` on a UTF-8 text file beside ``path``, then rename it over ``path`` (see
+    :func:`write_csv_atomic`)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +218,7 @@ def write_csv_atomic(frame: pd.DataFrame, path, **to_csv_kwargs) -> None:
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(temporary, "x", newline="", encoding="utf-8") as handle:
-            frame.to_csv(handle, **to_csv_kwargs)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
