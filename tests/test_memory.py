@@ -105,3 +105,11 @@ def test_phase_recorder_resets_the_peak(stepbench):
 
 def test_gpu_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(BENCH / "gpu.sh")], check=False).returncode == 0
+
+
+def test_keep_heap_small_applies_on_linux_glibc():
+    import platform
+    import sys
+
+    applied = hf.keep_heap_small()
+    assert applied or not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
