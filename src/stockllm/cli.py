@@ -127,7 +127,7 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     lg.add_argument("--chunk_days", type=int, help="days per training chunk in chunks mode (128)")
     lg.add_argument("--lora_rank", type=int, help="LoRA rank r (8)")
     lg.add_argument("--lora_alpha", type=int, help="LoRA alpha (16)")
-    lg.add_argument("--lora_dropout", type=float, help="LoRA dropout (0.05)")
+    lg.add_argument("--lora_dropout", type=float, help="LoRA dropout (0: dropout 0.05 costs 1.7× the saved activations)")
     lg.add_argument("--target_modules", help="LoRA targets: 'all-linear' (default) or comma-separated names")
     lg.add_argument("--max_steps", type=int, help="stop after this many optimizer steps (bounds CPU runs)")
     lg.add_argument("--max_train_seconds", type=float, help="stop training after this many seconds (validation "
@@ -136,7 +136,9 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     lg.add_argument("--max_val_windows", type=int, help="validate on at most the last N windows of each series "
                     "(256)")
     lg.add_argument("--grad_accum", type=int, help="gradient accumulation steps (1)")
-    lg.add_argument("--gradient_checkpointing", action="store_true", default=None, help="trade time for memory")
+    lg.add_argument("--gradient_checkpointing", action="store_true", default=None,
+                    help="trade time for memory (default: on by itself when a step's activations would not fit half of "
+                         "the memory)")
     lg.add_argument("--trust_remote_code", action="store_true", default=None,
                     help="allow a base model's own Python code to run (off by default)")
     lg.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")

@@ -90,7 +90,9 @@ class LoRAConfig:
     chunk_days: int = 128
     lora_rank: int = 8
     lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    # 0, not PEFT's usual 0.05: dropout makes every adapter keep its own dropped copy of its input for the
+    # backward pass, 1.7× the saved activations (2,530 vs 1,472 MB for one SmolLM2 chunk; benchmarks/RESULTS.md).
+    lora_dropout: float = 0.0
     target_modules: str = "all-linear"
     epochs: int = 20
     batch_size: int | None = None  # sequences per step; None: 1 chunk (~100 targets) in chunks mode, 4 windows
@@ -102,7 +104,7 @@ class LoRAConfig:
     max_train_windows: int | None = None
     patience: int = 3
     val_size: float = 0.2
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None  # None: on only when a step's activations would not fit memory
     trust_remote_code: bool = False
     seed: int = 0
     max_val_windows: int = 256

@@ -284,7 +284,24 @@ class LoRAForecaster(Forecaster):
             train_samples += self._series_samples(frame, train, ys)
             if len(val):
                 val_samples += self._series_samples(frame, val, ys)
+        self._auto_checkpointing(train_samples, notes)
         return train_samples, val_samples, notes
+
+    def _auto_checkpointing(self, samples: list[dict], notes: list[str]) -> None:
+        """With ``gradient_checkpointing`` None (the default), turn it on when the longest step's saved activations
+        would not fit the memory budget (``hf.needs_checkpointing``); True forces it on in ``_build``."""
+        from ..hf import needs_checkpointing
+
+        cfg = self.config
+        if cfg.gradient_checkpointing is not None or not samples or self.model is None:
+            return
+        longest = sorted((len(s["ids"]) for s in samples), reverse=True)[: cfg.batch_size]
+        base = self.model.backbone.get_base_model()
+        device = next(self.model.head.parameters()).device
+        on, why = needs_checkpointing(base, max(longest) * len(longest), cfg.lora_dropout, device)
+        if on:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            notes.append(f"gradient checkpointing turned on: {why} (about 1.5× the step time)")
 
     # --- training ------------------------------------------------------------------------------------------
     def fit(self, frames: Sequence[pd.DataFrame], progress: bool = True, save_dir=None,
