@@ -74,6 +74,8 @@ def hook_phases(model, rec: PhaseRecorder) -> None:
     state = {"step": 0}
 
     def pre(module, args):
+        if rec.name is None:  # recording has ended (e.g. a backtest after the run)
+            return
         if module.training:
             state["step"] += 1
             rec.mark(f"step {state['step']}")
