@@ -594,8 +594,9 @@ def old_loop_fit(folder: Path, frame, steps: int, n_train: int, device: str) -> 
                      max_val_windows=4, device=device)
     forecaster = LoRAForecaster(DataConfig(), cfg)
     forecaster._build(trainable=True)
-    samples, _, _ = forecaster._training_samples([frame])
+    samples, val_samples, _ = forecaster._training_samples([frame])
     pad_id = forecaster._pad_id()
+    forecaster._val_loss(forecaster.model, val_samples, pad_id)  # the old loop validated step 0 before its clock
     accelerator = Accelerator(cpu=device == "cpu" or not torch.cuda.is_available())
     loader = torch.utils.data.DataLoader(samples, batch_size=cfg.batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(cfg.seed),
