@@ -390,18 +390,7 @@ def waste_attention(lm, batch: dict, tokens: int, reps: int, device: torch.devic
 
 def saved_for_backward_mb(model, batch: dict) -> float:
     """MB of tensors (weights excluded) autograd keeps for the backward pass of one grad-enabled forward."""
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in weights:
-            kept[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        forward_call(model, batch, grad=True)()
-    return sum(kept.values()) / 2**20
+    return stepbench.saved_mb(forward_call(model, batch, grad=True), model.parameters())
 
 
 def peak_delta_mb(call, device: torch.device) -> float | None:
