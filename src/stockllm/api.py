@@ -147,7 +147,7 @@ def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "mlp"),
     factories = {}
     for name in names:
         cls = model_class(name)
-        cfg_cls = {"mlp": MLPConfig, "lora": LoRAConfig}.get(name)
+        cfg_cls = {"mlp": MLPConfig, "lstm": MLPConfig, "lora": LoRAConfig}.get(name)
         if cfg_cls is None:
             factories[name] = lambda cls=cls: cls(config)
         else:

@@ -100,23 +100,23 @@ def _features_flag(parser: argparse.ArgumentParser) -> None:
     from .indicators import INDICATORS
 
     parser.add_argument("--features", metavar="LIST",
-                        help="technical indicators added to each day's inputs (mlp) and text (lora, compact codec), "
+                        help="technical indicators added to each day's inputs (mlp, lstm) and text (lora, compact codec), "
                              f"comma-separated: {','.join(INDICATORS)} (default: none); saved in the checkpoint")
 
 
 def _training_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("training (defaults: mlp / lora)")
+    g = parser.add_argument_group("training (defaults: mlp and lstm / lora)")
     g.add_argument("--epochs", type=int, help="passes over the training windows (100 / 20)")
-    g.add_argument("--batch_size", type=int, help="sequences per step (mlp 32 windows; lora 1 chunk of "
+    g.add_argument("--batch_size", type=int, help="sequences per step (mlp, lstm 32 windows; lora 1 chunk of "
                    "~100 windows in chunks mode, 4 in windows mode)")
     g.add_argument("--learning_rate", type=float, help="AdamW learning rate (1e-3 / 1e-4)")
     g.add_argument("--weight_decay", type=float, help="AdamW weight decay (1e-2 / 0)")
-    g.add_argument("--patience", type=int, help="early stopping: epochs (mlp) or evaluations (lora) without a "
+    g.add_argument("--patience", type=int, help="early stopping: epochs (mlp, lstm) or evaluations (lora) without a "
                    "validation gain (10 / 3)")
     g.add_argument("--val_size", type=float, help="share of the training history kept for validation, at its end "
                    "(0.2)")
     g.add_argument("--seed", type=int, help="random seed (0)")
-    g.add_argument("--hidden_size", type=int, help="MLP hidden units (64)")
+    g.add_argument("--hidden_size", type=int, help="MLP hidden units, or LSTM hidden state size (64)")
     lg = parser.add_argument_group("LLM (--model lora)")
     lg.add_argument("--model_path", metavar="PATH", help="base model: Hugging Face id, local folder or .gguf file "
                     f"(default {LoRAConfig.model_path})")
@@ -176,8 +176,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
                        description="Train a forecaster on one or more CSV files (their windows are pooled) and save "
                                    "the best epoch as a checkpoint folder (safetensors + stockllm.json).")
-    p.add_argument("--model", choices=["mlp", "lora", "garch"], default="mlp",
-                   help="mlp (default), lora (the LLM) or garch (GARCH(1,1) volatility)")
+    p.add_argument("--model", choices=["mlp", "lstm", "lora", "garch"], default="mlp",
+                   help="mlp (default), lstm (an LSTM over the MLP's windows), lora (the LLM) or garch (GARCH(1,1) "
+                   "volatility)")
     _data_flags(p)
     _window_flags(p)
     _features_flag(p)
@@ -210,7 +211,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _data_flags(p, required=False)
     _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
-    p.add_argument("--models", help="comma-separated: naive,drift,garch,mlp,lora and the peers theta,autoets,"
+    p.add_argument("--models", help="comma-separated: naive,drift,garch,mlp,lstm,lora and the peers theta,autoets,"
                    "autoarima,chronos (default naive,drift,mlp; with --checkpoint, naive; naive is always scored)")
     p.add_argument("--test_size", type=float, help="share of the union of the series' dates held out at the end; "
                    "its first date is the cutoff for all series (default 0.2)")
@@ -280,7 +281,7 @@ def _data_config(args) -> DataConfig:
 
 
 def _model_config(name: str, args):
-    if name == "mlp":
+    if name in WINDOW_NETS:
         return _pick(args, MLPConfig)
     if name == "chronos":
         from .models.peers import ChronosConfig
@@ -303,6 +304,7 @@ _MLP_FIELDS = {f.name for f in dataclasses.fields(MLPConfig)}
 LLM_FLAGS = tuple(sorted(_LORA_FIELDS - _MLP_FIELDS))
 MLP_FLAGS = tuple(sorted(_MLP_FIELDS - _LORA_FIELDS))
 TRAINING_FLAGS = tuple(sorted(_MLP_FIELDS & _LORA_FIELDS))
+WINDOW_NETS = ("mlp", "lstm")  # trained on windows with MLPConfig
 
 
 def _refuse(args, flags, why: str) -> None:
@@ -316,10 +318,10 @@ def _check_training_flags(args, models: list[str], where: str) -> None:
     """Refuse LLM flags unless lora runs, MLP flags unless mlp runs, training flags unless one of them runs."""
     if "lora" not in models:
         _refuse(args, LLM_FLAGS, f"applies to the LLM (lora) only, and this run has {where}: drop it")
-    if "mlp" not in models:
-        _refuse(args, MLP_FLAGS, f"applies to the MLP only, and this run has {where}: drop it")
-    if "lora" not in models and "mlp" not in models:
-        _refuse(args, TRAINING_FLAGS, f"applies to trained models (mlp, lora) only, and this run has {where}: "
+    if not set(WINDOW_NETS) & set(models):
+        _refuse(args, MLP_FLAGS, f"applies to the MLP and LSTM only, and this run has {where}: drop it")
+    if not {"lora", *WINDOW_NETS} & set(models):
+        _refuse(args, TRAINING_FLAGS, f"applies to trained models (mlp, lstm, lora) only, and this run has {where}: "
                 "drop it")
 
 
@@ -327,9 +329,9 @@ def _check_features(data: DataConfig, models: list[str], prompt_format: str | No
     """Refuse --features where nothing would read them, before any data is loaded."""
     if not data.features:
         return
-    if not {"mlp", "lora"} & set(models):
-        raise StockLLMError(f"--features feed the mlp and lora models only, and --models {','.join(models)} has "
-                            "neither: add mlp or lora, or drop --features")
+    if not {"lora", *WINDOW_NETS} & set(models):
+        raise StockLLMError(f"--features feed the mlp, lstm and lora models only, and --models {','.join(models)} "
+                            "has none of them: add one, or drop --features")
     if "lora" in models and prompt_format == "verbose":
         raise StockLLMError("--features are written by the compact codec only: drop --prompt_format verbose or "
                             "drop --features")
@@ -411,7 +413,7 @@ def cmd_train(args, say) -> None:
     data = _data_config(args)
     _check_features(data, [args.model], args.prompt_format)
     if args.resume is not None and args.model != "lora":
-        raise StockLLMError("--resume is for --model lora; the MLP trains in seconds, so train it again")
+        raise StockLLMError(f"--resume is for --model lora; the {args.model} trains in seconds, so train it again")
     if args.save_every is not None and args.model != "lora":
         raise StockLLMError("--save_every is for --model lora")
     _check_training_flags(args, [args.model], f"--model {args.model}")

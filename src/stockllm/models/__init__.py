@@ -1,4 +1,5 @@
-"""Forecasters that share one contract (``Forecaster``): naive, drift, GARCH, MLP and the LoRA language model.
+"""Forecasters that share one contract (``Forecaster``): naive, drift, GARCH, MLP, LSTM, the LoRA language model
+and the statistical peers.
 
 Classes load on first use (PEP 562): ``from stockllm.models import MODEL_NAMES`` costs nothing, so the CLI can
 check ``--models`` before torch, arch or transformers load.
@@ -11,11 +12,11 @@ from pathlib import Path
 
 from ..errors import StockLLMError
 
-MODEL_NAMES = ("naive", "drift", "garch", "mlp", "lora", "theta", "autoets", "autoarima", "chronos")
+MODEL_NAMES = ("naive", "drift", "garch", "mlp", "lstm", "lora", "theta", "autoets", "autoarima", "chronos")
 
 # class name → (submodule, model name)
 _CLASSES = {"NaiveForecaster": (".baselines", "naive"), "DriftForecaster": (".baselines", "drift"),
-            "MLPForecaster": (".baselines", "mlp"), "GARCHForecaster": (".garch", "garch"),
+            "MLPForecaster": (".baselines", "mlp"), "LSTMForecaster": (".lstm", "lstm"), "GARCHForecaster": (".garch", "garch"),
             "LoRAForecaster": (".llm", "lora"), "ThetaPeer": (".peers", "theta"),
             "AutoETSPeer": (".peers", "autoets"), "AutoARIMAPeer": (".peers", "autoarima"),
             "ChronosPeer": (".peers", "chronos")}

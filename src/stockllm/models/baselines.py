@@ -90,11 +90,15 @@ class MLPForecaster(Forecaster):
         self.config = config or MLPConfig()
         with torch.random.fork_rng():  # same seed, same initial weights, without touching the global RNG
             torch.manual_seed(self.config.seed)
-            self.net = SimpleStockPredictor(self.window_size * self.n_inputs, self.config.hidden_size, self.horizon,
-                                            self.quantiles)
+            self.net = self._make_net()
         self.levels = torch.tensor(self.quantiles, dtype=torch.float32)
         self.x_mean = torch.zeros(self.n_inputs)
         self.x_std = torch.ones(self.n_inputs)
+
+    def _make_net(self) -> nn.Module:
+        """The network between the standardised window and the quantile head (subclasses swap it)."""
+        return SimpleStockPredictor(self.window_size * self.n_inputs, self.config.hidden_size, self.horizon,
+                                    self.quantiles)
 
     @property
     def n_inputs(self) -> int:
@@ -154,7 +158,7 @@ class MLPForecaster(Forecaster):
         best = (val_loss(), 0, copy.deepcopy(self.net.state_dict()))
         naive_val = best[0]  # the untrained head is the naive walk
         history, bad = [], 0
-        bar = progress_bar(range(1, cfg.epochs + 1), desc="mlp", unit="epoch", enabled=progress)
+        bar = progress_bar(range(1, cfg.epochs + 1), desc=self.kind, unit="epoch", enabled=progress)
         for epoch in bar:
             self.net.train()
             perm = torch.randperm(len(xt), generator=gen)
@@ -222,7 +226,7 @@ class MLPForecaster(Forecaster):
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         want = {k: tuple(v.shape) for k, v in model.net.state_dict().items()}
         if {k: tuple(v.shape) for k, v in state.items()} != want:
-            raise StockLLMError(f"{path} does not hold the quantile MLP that {directory}/stockllm.json describes "
+            raise StockLLMError(f"{path} does not hold the quantile {model.kind} that {directory}/stockllm.json describes "
                                 f"(horizon {model.horizon}, {len(model.quantiles)} levels, hidden size "
                                 f"{model.config.hidden_size}); it comes from another run or an older stockllm "
                                 "version: train again")
