@@ -24,3 +24,27 @@ def test_two_process_training_writes_one_checkpoint(tiny_model_dir, tmp_path):
     assert run.stdout.count("saved checkpoint") == 1  # rank 0 alone reports and writes
     meta = json.loads((ck / "stockllm.json").read_text())
     assert meta["fit"]["num_processes"] == 2 and meta["fit"]["steps"] == 2
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_two_process_evaluate_shards_origins_and_matches_one_process(tmp_path):
+    """Each rank forecasts half the origins; the gathered files (written once, by rank 0) equal a one-process
+    run's."""
+    import pandas as pd
+
+    a = write_csv(make_ohlcv(300, seed=1), tmp_path / "a.csv")
+    b = write_csv(make_ohlcv(240, seed=2, start="2020-03-02"), tmp_path / "b.csv")
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    args = ["evaluate", "--data", str(a), str(b), "--models", "naive,drift,mlp", "--epochs", "3",
+            "--window_size", "10", "--quiet"]
+    one = subprocess.run(["python", "-m", "stockllm.cli", *args, "--output_dir", str(tmp_path / "one")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(["torchrun", "--nproc_per_node", "2", "-m", "stockllm.cli", *args, "--output_dir",
+                          str(tmp_path / "two")], capture_output=True, text=True, timeout=300, env=env)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("wrote ") == 1 and "2 processes: each forecasts 1/2" in two.stdout
+    for name in ("forecasts.csv", "metrics.csv", "leaderboard.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / name), pd.read_csv(tmp_path / "one" / name))
+    assert {p.name for p in (tmp_path / "two").iterdir()} == {p.name for p in (tmp_path / "one").iterdir()}

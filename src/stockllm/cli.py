@@ -699,8 +699,10 @@ def cmd_evaluate(args, say) -> None:
         table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
                                     test_start=test_start, fitted=fitted, refit_every=args.refit_every,
                                     progress=not args.quiet, log=say)
-        plot_forecasts(forecasts, out / "plot.png")  # first: the steps most likely to fail
         board = leaderboard(table, forecasts)
+        if os.environ.get("RANK", "0") != "0":  # every process holds the gathered result; one writes it
+            return
+        plot_forecasts(forecasts, out / "plot.png")  # first: the steps most likely to fail
         write_report(out / "report.html", table, forecasts, leaderboard=board, notes=_report_notes(data, frames, table))
         write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
         write_csv_atomic(table, out / "metrics.csv", index=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -198,6 +199,20 @@ def weighted_quantile_loss(pinball_losses: np.ndarray, actual: np.ndarray) -> fl
     return float(np.mean(2 * np.asarray(pinball_losses, dtype=np.float64).sum(axis=0) / denom))
 
 
+def process_rank() -> tuple[int, int]:
+    """(rank, number of processes) of this run: under ``accelerate launch`` or torchrun, accelerate's state
+    (which joins the process group); otherwise (0, 1) without importing accelerate."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    from accelerate import PartialState
+
+    from .device import resolve_device
+
+    # cpu= as the training loop's Accelerator sets it: without it accelerate sees no distributed CPU run.
+    state = PartialState(cpu=resolve_device("auto")[0].type == "cpu")
+    return state.process_index, state.num_processes
+
+
 def protocol_name(model: Forecaster, refit_every: int | None, checkpoint: bool, cutoff: pd.Timestamp) -> str:
     """How a model was scored, in words, for the output (metrics.csv, leaderboard.csv, the terminal)."""
     if checkpoint:
@@ -228,6 +243,11 @@ def evaluate(
     series); or, with ``refit_every`` N, a fresh fit every N test days on all rows before that day (expanding
     window). Returns (metrics, forecasts) as tidy frames; metrics names each model's protocol. Nothing fitted
     or validated sees a row on or after the first origin it forecasts.
+
+    Under ``accelerate launch`` (N processes) each process forecasts a contiguous 1/N of every series' origins
+    and all processes get the gathered result, in the single-process order; forecasts do not depend on which
+    origins are asked together, so the result is the one-process result. Models are fitted in every process
+    (the LLM's fit is itself spread over them, data-parallel).
     """
     fitted = dict(fitted or {})
     if refit_every is not None and refit_every < 1:
@@ -255,7 +275,10 @@ def evaluate(
             raise StockLLMError(
                 f"--refit_every is for the cheap models; {model_name} takes too long to fit again every "
                 f"{refit_every} days: drop --refit_every (one fit), or leave {model_name} out of --models")
-    pieces, protocols = [], {}
+    rank, world = process_rank()
+    if world > 1:
+        log(f"{world} processes: each forecasts 1/{world} of every series' origins")
+    pieces, protocols = [], {}  # pieces: (order, rank, forecasts) so gathered shards sort back into one order
     for model_name, model in first.items():
         if model_name in fitted or not (refit_every and model.needs_fit):
             blocks = [(cutoff, None)]
@@ -274,17 +297,25 @@ def evaluate(
                 if not parts:
                     raise StockLLMError(f"no series has {model.data.min_rows} rows before {start:%Y-%m-%d} to fit "
                                         f"{model_name} on: use a smaller --test_size or a later --test_start")
-                model.fit(parts, progress=progress and k == 0)
+                model.fit(parts, progress=progress and k == 0 and rank == 0)
                 if k == 0:
                     for note in model.fit_info.get("notes", []):
                         log(f"note: {model_name}: {note}")
-            for series, frame in frames.items():
+            for i, (series, frame) in enumerate(frames.items()):
                 origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
                 if len(origins) == 0:
                     continue
                 if model.needs_fit and len(blocks) == 1:  # trained models can take a while (the LLM: about a
                     log(f"backtesting {model_name} on {series}: {len(origins)} origins")  # minute per 1,000 on CPU)
-                pieces.append(backtest(model, model_name, series, frame, origins))
+                order = len(protocols), k, i
+                shard = np.array_split(origins, world)[rank]
+                if len(shard):
+                    pieces.append((order, rank, backtest(model, model_name, series, frame, shard)))
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        pieces = gather_object(pieces)
+    pieces = [table for *_, table in sorted(pieces, key=lambda p: p[:2])]
     if not pieces:
         raise StockLLMError(f"no series has a test origin on or after the cutoff {cutoff:%Y-%m-%d} with all its "
                             "targets inside the data: use a larger --test_size, an earlier --test_start or longer "
