@@ -142,3 +142,16 @@ def test_evaluate_on_frames_with_training_settings():
         stockllm.evaluate(frames, models="naive", epoch=3)
     with pytest.raises(StockLLMError, match="unknown model"):
         stockllm.evaluate(frames, models="naive,arima")
+
+
+def test_predict_df_asks_for_the_indicators_warm_up_rows():
+    """With --features, a window alone would give the indicators their neutral start values, unlike training:
+    predict_df asks for the warm-up rows too, as `stockllm predict` does."""
+    from stockllm.config import DataConfig
+    from stockllm.indicators import warmup_rows
+
+    model = stockllm.MLPForecaster(DataConfig(window_size=10, features=("macd",)))
+    need = 10 + warmup_rows(["macd"])
+    with pytest.raises(StockLLMError, match="warm up"):
+        model.predict_df(bars(1).iloc[:need - 1])
+    assert len(model.predict_df(bars(1).iloc[:need])) == model.horizon

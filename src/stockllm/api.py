@@ -97,7 +97,11 @@ def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: st
     model.check_levels(levels)
     if calendar is not None:
         calendar = check_calendar(calendar)
-    frames = as_frames(df, model.window_size, f"window {model.window_size}")
+    from .indicators import warmup_rows
+
+    warmup = warmup_rows(model.data.features)  # as `stockllm predict` asks: indicators need rows before the window
+    frames = as_frames(df, model.window_size + warmup, f"window {model.window_size}"
+                       + (f" + {warmup} rows for the indicators in features to warm up" if warmup else ""))
     return pd.concat([forecast_table(model, ticker, frame, levels, calendar) for ticker, frame in frames.items()],
                      ignore_index=True)
 
