@@ -70,10 +70,11 @@ class MLPConfig:
     patience: int = 10
     val_size: float = 0.2
     seed: int = 0
+    save_every: int = 1  # epochs between saved training states under <save_dir>/state/ (train only); 0 turns them off
 
     def __post_init__(self):
         _check(self, positive=("hidden_size", "epochs", "batch_size", "learning_rate", "patience"),
-               non_negative=("weight_decay",), fraction=("val_size",))
+               non_negative=("weight_decay", "save_every"), fraction=("val_size",))
 
 
 @dataclass

@@ -72,6 +72,29 @@ class Task:
     save_checkpoint: Callable[[dict], None] | None = None
 
 
+@dataclass
+class LoopConfig:
+    """The loop's settings for a model whose config does not carry them all (the MLP and LSTM); ``LoRAConfig``
+    has the same fields. Steps are optimizer steps; ``eval_every`` None: every epoch or 50 steps, whichever is
+    sooner; ``save_every`` 0: no training state; ``max_grad_norm`` 0: no clipping."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float = 0.0
+    patience: int = 3
+    seed: int = 0
+    grad_accum: int = 1
+    max_steps: int | None = None
+    max_train_seconds: float | None = None
+    device: str = "auto"
+    lr_scheduler: str = "constant"
+    warmup_ratio: float = 0.0
+    max_grad_norm: float = 0.0
+    eval_every: int | None = None
+    save_every: int = 0
+
+
 # --- state folders ---------------------------------------------------------------------------------------------
 def state_dirs(save_dir: str | os.PathLike) -> list[Path]:
     """Complete state folders under ``<save_dir>/state/``, oldest first (temporary folders are skipped)."""
@@ -136,7 +159,6 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
     """
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
-    from transformers import get_scheduler
 
     set_seed(cfg.seed)
     device, _ = resolve_device(cfg.device)
@@ -161,10 +183,16 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         notes.append(f"stopped after --max_steps {cfg.max_steps} ({cfg.max_steps / steps_per_epoch:.2f} epochs)")
     # accelerate steps a prepared scheduler once per process per optimizer step, so its horizon is scaled.
     nproc = accelerator.num_processes
-    schedule = {"constant": "constant_with_warmup"}.get(cfg.lr_scheduler, cfg.lr_scheduler)
-    scheduler = accelerator.prepare(get_scheduler(
-        schedule, optimizer, num_warmup_steps=round(cfg.warmup_ratio * total) * nproc,
-        num_training_steps=total * nproc))
+    warmup = round(cfg.warmup_ratio * total) * nproc
+    if cfg.lr_scheduler == "constant" and not warmup:
+        # No schedule to compute: torch's own, which spares the MLP the seconds that importing transformers costs.
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    else:
+        from transformers import get_scheduler
+
+        schedule = get_scheduler({"constant": "constant_with_warmup"}.get(cfg.lr_scheduler, cfg.lr_scheduler),
+                                 optimizer, num_warmup_steps=warmup, num_training_steps=total * nproc)
+    scheduler = accelerator.prepare(schedule)
     eval_every = cfg.eval_every or min(steps_per_epoch, 50)
     # Prepared (maybe DDP-wrapped, "module."-prefixed) names of the trained parameters.
     save_names = {n for n, p in model.named_parameters() if p.requires_grad}
@@ -261,9 +289,11 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         """Validate, keep the best state; True when early stopping says stop."""
         nonlocal best
         val = validate()
-        loop["history"].append({"epoch": loop["epoch"] + 1, "step": loop["step"], "train_loss": train_loss,
+        # At an epoch's end the counter has already moved on (batch back at 0): the step belongs to that epoch.
+        epoch = loop["epoch"] + (1 if loop["batch"] else 0)
+        loop["history"].append({"epoch": epoch, "step": loop["step"], "train_loss": train_loss,
                                 "val_loss": val, "lr": scheduler.get_last_lr()[0]})
-        say(f"step {loop['step']} (epoch {loop['epoch'] + 1}): train_loss {train_loss:.4f}  val_loss {val:.4f} "
+        say(f"step {loop['step']} (epoch {epoch}): train_loss {train_loss:.4f}  val_loss {val:.4f} "
             f"(naive {task.naive_val:.4f})")
         if not has_val or val < loop["best_val_loss"]:
             loop["best_val_loss"], loop["best_step"], loop["bad"] = val, loop["step"], 0

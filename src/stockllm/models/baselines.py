@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,14 +11,12 @@ import pandas as pd
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..checkpoint import read_safetensors
 from ..config import DataConfig, MLPConfig, from_dict, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
 from ..features import date_split, n_inputs, targets, window_inputs
-from ..progress import progress_bar
 from ..quantiles import ewma_scale, gaussian_quantiles
 from .base import Forecaster, span
 from .heads import SCALE_FLOOR, QuantileHead, pinball_loss
@@ -121,19 +119,23 @@ class MLPForecaster(Forecaster):
         x = (torch.from_numpy(x) - self.x_mean) / self.x_std
         return x.reshape(len(x), -1)
 
-    def fit(self, frames, progress=True):
+    def fit(self, frames, progress=True, save_dir=None, resume: bool = False):
         """Train on the pooled windows of ``frames`` with the pinball loss; keep the epoch with the lowest
         validation loss.
 
         Epoch 0 (the untrained model, equal to the naive EWMA Gaussian walk) is a candidate too, so a model that
-        cannot beat the random walk on validation stays the random walk.
+        cannot beat the random walk on validation stays the random walk. The loop is ``stockllm.train.fit``
+        (constant learning rate, no clipping, validation once per epoch, so ``patience`` counts epochs). With
+        ``save_dir`` and ``save_every`` > 0 it saves the training state every ``save_every`` epochs (and on
+        SIGINT/SIGTERM) and the best checkpoint beside it; ``resume`` continues from the newest state there.
         """
         with torch_threads(1):
-            return self._fit(frames, progress)
+            return self._fit(frames, progress, save_dir, resume)
 
-    def _fit(self, frames, progress):
+    def _fit(self, frames, progress, save_dir, resume):
+        from .. import train
+
         cfg = self.config
-        torch.manual_seed(cfg.seed)
         x_tr, y_tr = self._xy(frames, 0)
         x_va, y_va = self._xy(frames, 1)
         if len(x_tr) < 2:
@@ -143,56 +145,54 @@ class MLPForecaster(Forecaster):
         self.x_std = torch.from_numpy(x_tr.reshape(-1, self.n_inputs).std(0)).float().clamp_min(1e-8)
         xt, yt = self._inputs(x_tr), torch.from_numpy(y_tr).float()
         xv, yv = self._inputs(x_va), torch.from_numpy(y_va).float()
-        opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        gen = torch.Generator().manual_seed(cfg.seed)
+        steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
 
-        def loss_fn(x, y):
-            return pinball_loss(self.net(x), y, self.levels)[0]
+        def loss(net, batch):
+            return pinball_loss(net(batch["x"]), batch["y"], self.levels.to(batch["y"].device))[0]
 
-        def val_loss() -> float:
+        def validate(net, _progress) -> float:
             if len(xv) == 0:
                 return float("nan")
+            device = next(net.parameters()).device
+            net.eval()
             with torch.inference_mode():
-                return loss_fn(xv, yv).item()
+                return loss(net, {"x": xv.to(device), "y": yv.to(device)}).item()
 
-        best = (val_loss(), 0, copy.deepcopy(self.net.state_dict()))
-        naive_val = best[0]  # the untrained head is the naive walk
-        history, bad = [], 0
-        bar = progress_bar(range(1, cfg.epochs + 1), desc=self.kind, unit="epoch", enabled=progress)
-        for epoch in bar:
-            self.net.train()
-            perm = torch.randperm(len(xt), generator=gen)
-            total = 0.0
-            for i in range(0, len(xt), cfg.batch_size):
-                idx = perm[i:i + cfg.batch_size]
-                loss = loss_fn(xt[idx], yt[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-            self.net.eval()
-            tr, va = total / len(xt), val_loss()
-            history.append({"epoch": epoch, "train_loss": tr, "val_loss": va})
-            bar.set_postfix(train=f"{tr:.4f}", val=f"{va:.4f}")
-            if progress:
-                tqdm.write(f"epoch {epoch:3d}  train_loss {tr:.4f}  val_loss {va:.4f}  (naive val_loss {naive_val:.4f})")
-            if len(xv) == 0 or va < best[0]:
-                best, bad = (va, epoch, copy.deepcopy(self.net.state_dict())), 0
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    if progress:
-                        tqdm.write(f"early stop: no validation gain for {cfg.patience} epochs")
-                    break
-        bar.close()
-        self.net.load_state_dict(best[2])
-        self.fit_info = {
-            "series": [span(f) for f in frames],
-            "train_windows": len(xt), "val_windows": len(xv), "loss": "pinball on log-returns ÷ (EWMA σ·√h)",
-            "best_epoch": best[1], "best_val_loss": best[0], "naive_val_loss": naive_val,
-            "epochs_run": len(history), "history": history,
-        }
+        series = [span(f) for f in frames]
+        base = {"series": series, "train_windows": len(xt), "val_windows": len(xv),
+                "loss": "pinball on log-returns ÷ (EWMA σ·√h)"}
+
+        def record(info: dict) -> dict:
+            # The loop counts optimizer steps; the MLP's contract counts epochs (validation ends each one).
+            return {**base, **info, "best_epoch": math.ceil(info["best_step"] / steps_per_epoch),
+                    "epochs_run": math.ceil(info["steps"] / steps_per_epoch)}
+
+        def save_checkpoint(info: dict) -> None:
+            self.fit_info = record(info)
+            self.save(save_dir)
+
+        task = train.Task(
+            module=self.net, train_data=range(len(xt)),
+            # Batches are index lists: one gather per batch instead of stacking single windows.
+            collate=lambda idx: {"x": xt[torch.as_tensor(idx)], "y": yt[torch.as_tensor(idx)]},
+            loss=loss, validate=validate,
+            naive_val=validate(self.net, False),  # the untrained head is the naive walk
+            count=lambda batch: (0, len(batch["y"])), save_checkpoint=save_checkpoint,
+            fingerprint={"kind": self.kind, "data": to_dict(self.data), "config": self._resume_settings(),
+                         "series": series})
+        loop = train.LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                                weight_decay=cfg.weight_decay, patience=cfg.patience, seed=cfg.seed,
+                                eval_every=steps_per_epoch, save_every=cfg.save_every * steps_per_epoch)
+        try:
+            info = train.fit(task, loop, progress=progress, save_dir=save_dir, resume=resume, label=self.kind)
+        finally:
+            self.net.cpu().eval()  # predictions run on the CPU, whatever device the loop trained on
+        self.fit_info = record(info)
         return self
+
+    def _resume_settings(self) -> dict:
+        """The config entries an exact resume must share with the saved state (the rest are per-run limits)."""
+        return {k: v for k, v in to_dict(self.config).items() if k not in ("epochs", "patience", "save_every")}
 
     def predict_quantiles(self, frame, origins):
         origins = np.asarray(origins, dtype=np.int64)
@@ -211,7 +211,7 @@ class MLPForecaster(Forecaster):
         return to_dict(self.config)
 
     def _save_weights(self, directory: Path) -> None:
-        tensors = {f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()}
+        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         tensors.update(x_mean=self.x_mean, x_std=self.x_std)
         save_file(tensors, str(directory / "model.safetensors"))
 
