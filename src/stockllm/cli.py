@@ -186,9 +186,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="checkpoint folder to write (default %(default)s)")
     p.add_argument("--resume", metavar="DIR", nargs="?", const=True,
                    help="without DIR: continue exactly from the newest training state in SAVE_DIR/state/ (after a "
-                        "crash or an interrupt); with DIR: warm-start from that finished checkpoint's weights (LLM)")
-    p.add_argument("--save_every", type=int, help="LLM: save the training state every N steps under "
-                   "SAVE_DIR/state/, and the best checkpoint so far in SAVE_DIR (50; 0 = off)")
+                        "crash or an interrupt; mlp, lstm, lora); with DIR: warm-start from that finished "
+                        "checkpoint's weights (lora only)")
+    p.add_argument("--save_every", type=int, help="save the training state every N epochs (mlp, lstm: 1) or steps "
+                   "(lora: 50) under SAVE_DIR/state/, and the best checkpoint so far in SAVE_DIR; 0 = off")
     _training_flags(p)
     _common(p)
 
@@ -412,15 +413,15 @@ def cmd_train(args, say) -> None:
     # Every check that needs no data comes first, before torch loads: a bad flag answers at once.
     data = _data_config(args)
     _check_features(data, [args.model], args.prompt_format)
-    if args.resume is not None and args.model != "lora":
-        raise StockLLMError(f"--resume is for --model lora; the {args.model} trains in seconds, so train it again")
-    if args.save_every is not None and args.model != "lora":
-        raise StockLLMError("--save_every is for --model lora")
+    if args.resume is not None and args.model not in ("lora", *WINDOW_NETS):
+        raise StockLLMError(f"--resume is for --model mlp, lstm or lora; the {args.model} fits in seconds, so fit it "
+                            "again without --resume")
+    if isinstance(args.resume, str) and args.model != "lora":
+        raise StockLLMError(f"--resume {args.resume} (a warm start from a finished checkpoint) is for --model lora; "
+                            f"the {args.model} trains in seconds: train it afresh, or pass --resume alone to continue "
+                            "the interrupted run in --save_dir")
     _check_training_flags(args, [args.model], f"--model {args.model}")
-    config = _model_config(args.model, args)
-    if args.save_every is not None:
-        config.save_every = args.save_every
-        _pick(args, LoRAConfig)  # range check
+    config = _model_config(args.model, args)  # --save_every included (and range-checked)
     check_target(args.save_dir)  # before training: a bad path must not cost a training run
     if args.resume is True:
         data, config = _resumed_settings(args)
@@ -433,12 +434,12 @@ def cmd_train(args, say) -> None:
         model = cls.load(args.resume, train_config=_warm_start_config(args, config))
     else:
         model = cls(data, config)
-    fit_kwargs = {"save_dir": args.save_dir, "resume": args.resume is True} if args.model == "lora" else {}
+    fit_kwargs = {"save_dir": args.save_dir, "resume": args.resume is True} if config is not None else {}
     model.fit(list(frames.values()), progress=not args.quiet, **fit_kwargs)
     model.save(args.save_dir)
     info = model.fit_info
     if math.isfinite(info.get("naive_val_loss", math.nan)) and info["naive_val_loss"] > 0:
-        where = f"step {info['best_step']}" if "best_step" in info else f"epoch {info['best_epoch']}"
+        where = f"epoch {info['best_epoch']}" if "best_epoch" in info else f"step {info['best_step']}"
         say(f"best {where}: val_loss {info['best_val_loss']:.4f} (naive {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
     for note in info.get("notes", []):
@@ -483,7 +484,7 @@ def _warm_start_config(args, config: LoRAConfig) -> LoRAConfig:
     return dataclasses.replace(config, **frozen)
 
 
-def _resumed_settings(args) -> tuple[DataConfig, LoRAConfig]:
+def _resumed_settings(args) -> tuple[DataConfig, LoRAConfig | MLPConfig]:
     """Data and model settings for an exact resume: the interrupted run's, with per-run flags from this run.
 
     Flags left out are taken from the saved state; a given flag that differs from it is refused, since the
@@ -494,15 +495,20 @@ def _resumed_settings(args) -> tuple[DataConfig, LoRAConfig]:
     state = latest_state(args.save_dir)
     fingerprint = read_loop_state(state).get("fingerprint", {})
     where = str(state)
+    kind = fingerprint.get("kind", "lora")  # LLM states from before the MLP saved state do not record it
+    if kind != args.model:
+        raise StockLLMError(f"the training state in {where} comes from a --model {kind} run, not --model "
+                            f"{args.model}: resume with --model {kind}, or train afresh without --resume")
     data = _recorded(where, "data", _data_given(args), tuple(f.name for f in dataclasses.fields(DataConfig)),
                      recorded=fingerprint.get("data", {}))
+    cls = MLPConfig if args.model in WINDOW_NETS else LoRAConfig
     saved = fingerprint.get("config", {})
-    given = _given(args, LoRAConfig)
+    given = _given(args, cls)
     config = _recorded(where, "config", given, tuple(saved), recorded=saved)
     per_run = {k: v for k, v in given.items() if k not in saved}
     from .config import from_dict
 
-    return from_dict(DataConfig, data), from_dict(LoRAConfig, {**config, **per_run})
+    return from_dict(DataConfig, data), from_dict(cls, {**config, **per_run})
 
 
 def cmd_predict(args, say) -> None:
