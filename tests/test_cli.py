@@ -86,7 +86,8 @@ def test_train_writes_a_checkpoint_and_reports(files, capsys, tmp_path):
     assert "trainable parameters: 11,419" in out  # 150*64 + 64 + 64*27 + 27 (H 3 × Q 9 outputs)
     assert "peak memory" in out
     assert "val_loss" in out and "naive" in out
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["model.safetensors", "stockllm.json"]
+    # The training state (saved every epoch by default) sits beside the checkpoint.
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["model.safetensors", "state", "stockllm.json"]
 
 
 def test_predict_with_checkpoint(files, capsys, tmp_path):

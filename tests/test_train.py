@@ -287,3 +287,98 @@ def test_llm_head_that_does_not_match_stockllm_json_is_one_line(flags, tmp_path,
     head = ck / "head.safetensors"
     head.write_bytes(head.read_bytes()[:50])
     assert "truncated" in predict_error(ck, csv, tmp_path, capsys)
+
+
+# --- the MLP and LSTM on the same loop ------------------------------------------------------------------------
+@pytest.fixture
+def mlp_flags(tmp_path):
+    csv = write_csv(periodic(400), tmp_path / "m.csv")
+    # 16-window batches: 18 steps per epoch, a state every epoch; patience too long to stop early.
+    return ["train", "--model", "mlp", "--data", str(csv), "--window_size", "10", "--hidden_size", "16",
+            "--batch_size", "16", "--learning_rate", "3e-3", "--epochs", "20", "--patience", "100", "--quiet"]
+
+
+def mlp_weights(save_dir: Path) -> dict:
+    return load_file(str(save_dir / "model.safetensors"))
+
+
+def test_sigkilled_mlp_run_resumes_to_the_same_weights_and_history(mlp_flags, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main([*mlp_flags, "--save_dir", str(a)]) == 0  # fit runs on one thread, as the subprocess does
+    proc = start([*mlp_flags, "--save_dir", str(b)])
+    wait_for_state(proc, b)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    meta_a = json.loads((a / "stockllm.json").read_text())["fit"]
+    killed_at = int(state_dirs(b)[-1].name.split("-")[1])
+    assert killed_at < meta_a["steps"]  # it really stopped part-way
+    assert (b / "stockllm.json").is_file()  # a usable best checkpoint once the first state was saved
+    assert main([*mlp_flags, "--save_dir", str(b), "--resume"]) == 0  # in-process: one start-up less
+    wa, wb = mlp_weights(a), mlp_weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-6, msg=key)
+    meta_b = json.loads((b / "stockllm.json").read_text())["fit"]
+    ha, hb = meta_a["history"], meta_b["history"]
+    assert [h["epoch"] for h in ha] == [h["epoch"] for h in hb] == list(range(1, 21))  # one validation per epoch
+    np.testing.assert_allclose([h["val_loss"] for h in hb], [h["val_loss"] for h in ha], rtol=1e-4)
+    np.testing.assert_allclose([h["train_loss"] for h in hb], [h["train_loss"] for h in ha], rtol=1e-4)
+    assert meta_b["best_epoch"] == meta_a["best_epoch"] >= 1 and meta_b["epochs_run"] == meta_a["epochs_run"] == 20
+    assert meta_b["best_val_loss"] < meta_b["naive_val_loss"]
+    assert meta_b["resumed_state"] and len(state_dirs(b)) == 2
+
+
+def test_sigint_stops_the_lstm_with_its_state_and_resumes_it_exactly(mlp_flags, tmp_path):
+    flags = [*mlp_flags, "--model", "lstm"]
+    ref, ck = tmp_path / "ref", tmp_path / "ck"
+    assert main([*flags, "--save_dir", str(ref)]) == 0
+    proc = start([*flags, "--save_dir", str(ck)])
+    wait_for_state(proc, ck)
+    proc.send_signal(signal.SIGINT)  # most likely mid-epoch: the state then holds the position in the epoch
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    step = int(state_dirs(ck)[-1].name.split("-")[1])
+    assert f"interrupted at step {step}; training state saved in {state_dirs(ck)[-1]}" in err
+    command = err.split("resume with: ", 1)[1].strip()
+    assert command.startswith("stockllm train --model mlp") and "--model lstm" in command
+    assert command.endswith("--save_dir " + str(ck) + " --resume")
+    assert not [p for p in (ck / "state").iterdir() if p.name.startswith(".")]  # nothing half-written
+    from stockllm.models import load_forecaster
+
+    model = load_forecaster(ck)  # the best checkpoint so far is usable
+    assert model.kind == "lstm" and model.fit_info["steps"] == step
+    model.predict_quantiles(periodic(400), np.array([390]))
+    assert main([*flags, "--save_dir", str(ck), "--resume"]) == 0
+    wa, wb = mlp_weights(ref), mlp_weights(ck)
+    for key in wa:
+        torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-6, msg=key)
+    ha, hb = history(ref), history(ck)
+    np.testing.assert_allclose([h["val_loss"] for h in hb], [h["val_loss"] for h in ha], rtol=1e-4)
+
+
+def test_mlp_resume_refuses_changed_settings(mlp_flags, tmp_path, capsys):
+    ck = tmp_path / "ck"
+    base = [*mlp_flags, "--epochs", "2", "--save_dir", str(ck)]
+    assert main(base) == 0
+    capsys.readouterr()
+    for change in (["--window_size", "12"], ["--horizon", "2"], ["--quantiles", "0.1,0.5,0.9"],
+                   ["--hidden_size", "8"], ["--features", "rsi"], ["--batch_size", "8"]):
+        assert main([*base, *change, "--resume"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and change[0] in err and "differs from" in err, err
+    assert main([*base, "--model", "lstm", "--resume"]) == 1
+    assert "comes from a --model mlp run" in capsys.readouterr().err
+    assert main([*base, "--resume", str(ck)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is for --model lora" in err
+    # Per-run limits may change; the run had finished, so resuming it only writes its checkpoint again.
+    assert main([*base, "--patience", "5", "--resume"]) == 0
+    assert json.loads((ck / "stockllm.json").read_text())["fit"]["epochs_run"] == 2
+
+
+def test_mlp_save_every_zero_writes_no_state(mlp_flags, tmp_path):
+    ck = tmp_path / "ck"
+    assert main([*mlp_flags, "--epochs", "2", "--save_every", "0", "--save_dir", str(ck)]) == 0
+    assert sorted(p.name for p in ck.iterdir()) == ["model.safetensors", "stockllm.json"]
