@@ -418,7 +418,7 @@ def cmd_train(args, say) -> None:
                             "again without --resume")
     if isinstance(args.resume, str) and args.model != "lora":
         raise StockLLMError(f"--resume {args.resume} (a warm start from a finished checkpoint) is for --model lora; "
-                            f"the {args.model} trains in seconds: train it afresh, or pass --resume alone to continue "
+                            f"the {args.model} trains quickly: train it afresh, or pass --resume alone to continue "
                             "the interrupted run in --save_dir")
     _check_training_flags(args, [args.model], f"--model {args.model}")
     config = _model_config(args.model, args)  # --save_every included (and range-checked)
