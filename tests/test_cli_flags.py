@@ -66,7 +66,7 @@ def test_llm_flags_are_refused_for_the_mlp(capsys, csv):
     line = error_line(capsys, ["train", "--model", "mlp", "--data", csv, "--prompt_format", "verbose"])
     assert "--prompt_format applies to the LLM (lora) only" in line and "--model mlp" in line
     line = error_line(capsys, ["train", "--model", "lora", "--data", csv, "--hidden_size", "8"])
-    assert "--hidden_size applies to the MLP only" in line
+    assert "--hidden_size applies to the MLP and LSTM only" in line
 
 
 def test_evaluate_refuses_flags_of_models_it_does_not_run(capsys, csv, tmp_path):
