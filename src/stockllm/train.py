@@ -59,6 +59,9 @@ class Task:
     fingerprint: the settings and data an exact resume must share with the saved state.
     save_checkpoint: ``save_checkpoint(fit_info)`` writes the usable checkpoint while ``module`` holds the best
         weights (None: nothing is written, as in ``evaluate``).
+    data_parallel: under several processes (accelerate launch, torchrun), split the data and average the
+        gradients (DDP). False: every process trains the whole model on all the data by itself, as one process
+        would (the MLP, which ``evaluate`` fits in every process and which must match a one-process run).
     """
 
     module: nn.Module
@@ -70,6 +73,7 @@ class Task:
     count: Callable[[dict], tuple[int, int]]
     fingerprint: dict = field(default_factory=dict)
     save_checkpoint: Callable[[dict], None] | None = None
+    data_parallel: bool = True
 
 
 @dataclass
@@ -168,6 +172,10 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
     main = accelerator.is_main_process
     say = tqdm.write if (progress and accelerator.is_local_main_process) else (lambda *_: None)
     save_dir = Path(save_dir) if save_dir is not None and cfg.save_every else None
+    alone = not task.data_parallel and accelerator.num_processes > 1
+    if alone and save_dir is not None:
+        raise StockLLMError(f"{label} trains in one process, and this run has {accelerator.num_processes} (accelerate "
+                            "launch or torchrun): run it as a plain `stockllm train`")
     module = task.module
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
@@ -175,7 +183,17 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
     # resumed run (a new iterator mid-epoch) would see other dropout masks than the run it continues.
     loader = torch.utils.data.DataLoader(task.train_data, batch_size=cfg.batch_size, shuffle=True,
                                          collate_fn=task.collate, generator=torch.Generator().manual_seed(cfg.seed))
-    model, optimizer, loader = accelerator.prepare(module, optimizer, loader)
+    if alone:
+        from accelerate.data_loader import prepare_data_loader
+
+        # No DDP wrapper (evaluation_mode skips it), no sharding and no RNG broadcast: nothing here waits for the
+        # other processes, which train the same model by themselves.
+        model = accelerator.prepare_model(module, evaluation_mode=True)
+        optimizer = accelerator.prepare_optimizer(optimizer)
+        loader = prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0, put_on_device=True,
+                                     use_seedable_sampler=True, data_seed=cfg.seed)
+    else:
+        model, optimizer, loader = accelerator.prepare(module, optimizer, loader)
     steps_per_epoch = max(math.ceil(len(loader) / cfg.grad_accum), 1)
     total, notes = steps_per_epoch * cfg.epochs, []
     if cfg.max_steps and cfg.max_steps < total:
@@ -340,7 +358,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                 end_of_epoch = loop["batch"] >= len(loader)
                 if end_of_epoch:
                     loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
-                over, interrupted = _agree(accelerator, cfg.max_train_seconds and
+                over, interrupted = _agree(None if alone else accelerator, cfg.max_train_seconds and
                                            loop["train_seconds"] >= cfg.max_train_seconds, bool(signals))
                 if over:
                     loop["notes"].append(f"stopped at the --max_train_seconds {cfg.max_train_seconds:g} budget "
@@ -375,8 +393,9 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
 
 def _agree(accelerator, *flags: bool) -> list[bool]:
     """Flags agreed by all ranks (any rank's True wins): a rank that stopped alone would leave the others
-    waiting in the gradient all-reduce, and each rank's clock and signals differ."""
-    if accelerator.num_processes == 1:
+    waiting in the gradient all-reduce, and each rank's clock and signals differ. ``accelerator`` None: this
+    process's own flags (it trains alone)."""
+    if accelerator is None or accelerator.num_processes == 1:
         return [bool(f) for f in flags]
     t = torch.tensor([float(bool(f)) for f in flags], device=accelerator.device)
     return [bool(v > 0) for v in accelerator.reduce(t, reduction="max").tolist()]

@@ -177,7 +177,7 @@ class MLPForecaster(Forecaster):
             collate=lambda idx: {"x": xt[torch.as_tensor(idx)], "y": yt[torch.as_tensor(idx)]},
             loss=loss, validate=validate,
             naive_val=validate(self.net, False),  # the untrained head is the naive walk
-            count=lambda batch: (0, len(batch["y"])), save_checkpoint=save_checkpoint,
+            count=lambda batch: (0, len(batch["y"])), save_checkpoint=save_checkpoint, data_parallel=False,
             fingerprint={"kind": self.kind, "data": to_dict(self.data), "config": self._resume_settings(),
                          "series": series})
         loop = train.LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
