@@ -178,7 +178,7 @@ def test_cli_features_train_predict_and_clear_errors(tmp_path, capsys):
     assert "35" in capsys.readouterr().err
     for argv, message in [
         (["train", "--data", str(data), "--features", "rsi,nope"], "unknown indicator 'nope'"),
-        (["evaluate", "--data", str(data), "--models", "naive,drift", "--features", "rsi"], "mlp and lora models only"),
+        (["evaluate", "--data", str(data), "--models", "naive,drift", "--features", "rsi"], "mlp, lstm and lora models only"),
         (["train", "--model", "lora", "--prompt_format", "verbose", "--data", str(data), "--features", "rsi"],
          "compact codec only"),
     ]:
