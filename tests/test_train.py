@@ -293,7 +293,7 @@ def test_llm_head_that_does_not_match_stockllm_json_is_one_line(flags, tmp_path,
 @pytest.fixture
 def mlp_flags(tmp_path):
     csv = write_csv(periodic(400), tmp_path / "m.csv")
-    # 16-window batches: 18 steps per epoch, a state every epoch; patience too long to stop early.
+    # 16-window batches: 20 steps per epoch, a state every epoch; patience too long to stop early.
     return ["train", "--model", "mlp", "--data", str(csv), "--window_size", "10", "--hidden_size", "16",
             "--batch_size", "16", "--learning_rate", "3e-3", "--epochs", "20", "--patience", "100", "--quiet"]
 
@@ -382,3 +382,13 @@ def test_mlp_save_every_zero_writes_no_state(mlp_flags, tmp_path):
     ck = tmp_path / "ck"
     assert main([*mlp_flags, "--epochs", "2", "--save_every", "0", "--save_dir", str(ck)]) == 0
     assert sorted(p.name for p in ck.iterdir()) == ["model.safetensors", "stockllm.json"]
+
+
+def test_mlp_progress_in_a_log_is_a_few_lines_not_one_per_step(mlp_flags, tmp_path, capsys):
+    flags = [f for f in mlp_flags if f != "--quiet"]
+    assert main([*flags, "--epochs", "3", "--save_dir", str(tmp_path / "ck")]) == 0  # 60 steps
+    out, err = capsys.readouterr()
+    assert 1 <= sum(line.startswith("mlp:") for line in err.splitlines()) <= 4, err
+    assert [line.split(":")[0] for line in out.splitlines() if "(epoch" in line] == ["step 20 (epoch 1)",
+                                                                                      "step 40 (epoch 2)",
+                                                                                      "step 60 (epoch 3)"]

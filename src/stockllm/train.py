@@ -353,7 +353,10 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                     continue
                 loop["step"] += 1
                 bar.update(1)
-                bar.set_postfix(epoch=loop["epoch"] + 1, loss=f"{loop['running'] / loop['n_batches']:.4f}")
+                # refresh=False: shown at the bar's next timed redraw; a forced redraw each step would write a
+                # line per step into a log (thousands for the MLP).
+                bar.set_postfix(epoch=loop["epoch"] + 1, loss=f"{loop['running'] / loop['n_batches']:.4f}",
+                                refresh=False)
                 loop["train_seconds"] = time.perf_counter() - t0
                 end_of_epoch = loop["batch"] >= len(loader)
                 if end_of_epoch:
