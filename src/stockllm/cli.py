@@ -139,6 +139,9 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     lg.add_argument("--gradient_checkpointing", action="store_true", default=None,
                     help="trade time for memory (default: on by itself when a step's activations would not fit half of "
                          "the memory)")
+    lg.add_argument("--compile", action="store_true", default=None,
+                    help="torch.compile the model for training: ≈ 1.3–1.4× faster steps on CPU after a one-off "
+                         "compile of minutes; for long runs (off)")
     lg.add_argument("--trust_remote_code", action="store_true", default=None,
                     help="allow a base model's own Python code to run (off by default)")
     lg.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")

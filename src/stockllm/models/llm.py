@@ -356,6 +356,12 @@ class LoRAForecaster(Forecaster):
             naive_val=naive_val, count=_batch_counts, save_checkpoint=save_checkpoint,
             fingerprint={"data": vars(self.data), "config": self._resume_settings(), "codec": asdict(self.codec),
                          "base_model": self.base_info, "series": series})
+        if cfg.compile:
+            # In place (nn.Module.compile): parameter names stay as they are, so states and checkpoints do not
+            # change. The first steps and the first validation pay the compile.
+            say("--compile: torch.compile of the model; the first step and validation compile it (minutes), "
+                "later ones run faster")
+            self.model.compile()
         info = train.fit(task, cfg, progress=progress, save_dir=save_dir, resume=resume,
                          label=f"lora {cfg.train_mode}")
         info["notes"] = sorted(set(info["notes"]) | set(notes))
@@ -366,7 +372,7 @@ class LoRAForecaster(Forecaster):
     def _resume_settings(self) -> dict:
         """The config entries an exact resume must share with the saved state (the rest are per-run limits)."""
         per_run = ("device", "trust_remote_code", "max_train_seconds", "max_steps", "epochs", "patience",
-                   "save_every", "eval_every")
+                   "save_every", "eval_every", "compile")
         return {k: v for k, v in to_dict(self.config).items() if k not in per_run}
 
     def _pad_id(self) -> int:
