@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -27,7 +26,7 @@ import run as bench  # noqa: E402
 import stepbench  # noqa: E402
 from stockllm.config import DataConfig, LoRAConfig  # noqa: E402
 from stockllm.data import load_ohlcv  # noqa: E402
-from stockllm.models.llm import LoRAForecaster, _collate  # noqa: E402
+from stockllm.models.llm import LoRAForecaster  # noqa: E402
 
 
 def build(model_path: str) -> LoRAForecaster:
@@ -36,14 +35,6 @@ def build(model_path: str) -> LoRAForecaster:
     f._build(trainable=True)
     f.model.train()
     return f
-
-
-def chunk_batch(f: LoRAForecaster, frame, chunk_days: int) -> dict:
-    """One training chunk of ``chunk_days`` days ending where the default run's training part ends."""
-    end = int(len(frame) * 0.8)
-    days = np.arange(end - (chunk_days - f.window_size + 1), end)
-    samples = f._series_samples(frame, days, np.zeros((len(frame), f.horizon)))
-    return _collate(samples, 0) | {"targets": sum(len(s["read_pos"]) for s in samples)}
 
 
 def step(model, batch) -> None:
@@ -66,7 +57,8 @@ def main() -> None:
     bench.quiet_libraries()
     frame = load_ohlcv(bench.DEFAULT_DATA)
     f = build(str(args.gguf))
-    batch = chunk_batch(f, frame, args.chunk_days)
+    end = int(len(frame) * 0.8)  # where the default run's training part ends
+    batch = stepbench.chunk_batch(f, frame, end, args.chunk_days)
     config = f.model.backbone.get_base_model().config
     tokens = int(batch["attention_mask"].sum())
     n = bench.non_embedding_params(f)
@@ -79,7 +71,7 @@ def main() -> None:
     step(compiled, batch)  # compiles forward and backward
     compile_s = time.perf_counter() - t0
     calls["torch.compile (inductor)"] = lambda: step(compiled, batch)
-    other = chunk_batch(f, frame, args.other_chunk_days)
+    other = stepbench.chunk_batch(f, frame, end, args.other_chunk_days)
     t0 = time.perf_counter()
     step(compiled, other)  # a new length: dynamo recompiles, marking the sequence length dynamic
     recompile_s = time.perf_counter() - t0
@@ -98,8 +90,8 @@ def main() -> None:
     ref = best["eager (reference)"]
     ref_other = best[f"eager, {args.other_chunk_days}-day chunk"]
     out = {"tokens": tokens, "targets": batch["targets"], "non_embedding_params": n, "flops_per_step": flops,
-           "matmul_peak_flops": peak, "peak_how": how, "compile_seconds": compile_s, "recompile_seconds": recompile_s, "threads": torch.get_num_threads(),
-           "loadavg": os.getloadavg(), "cases": {}}
+           "matmul_peak_flops": peak, "peak_how": how, "compile_seconds": compile_s, "recompile_seconds": recompile_s,
+           "threads": torch.get_num_threads(), "loadavg": os.getloadavg(), "cases": {}}
     for name, secs in best.items():
         short = f"{args.other_chunk_days}-day" in name
         out["cases"][name] = {"seconds": secs, "ratio": (ref_other if short else ref) / secs,

@@ -229,6 +229,23 @@ def saved_mb(call, params) -> float:
     return sum(kept.values()) / 2**20
 
 
+def chunk_batch(f, frame, end: int, chunk_days: int, n_chunks: int = 1) -> dict:
+    """A training batch of ``n_chunks`` chunks of ``chunk_days`` days each, the last ending at row ``end``, cut
+    with that chunk length (not the forecaster's own); "targets" counts the read positions."""
+    from stockllm.models.llm import _collate
+
+    samples, planned, window = [], f.config.chunk_days, f.window_size
+    f.config.chunk_days = chunk_days  # the planner cuts chunks of this length (only the samples are built)
+    try:
+        for k in range(n_chunks):
+            stop = end - k * (chunk_days - window + 1)
+            days = np.arange(stop - (chunk_days - window + 1), stop)
+            samples += f._series_samples(frame, days, np.zeros((len(frame), f.horizon)))
+    finally:
+        f.config.chunk_days = planned
+    return _collate(samples, 0) | {"targets": sum(len(s["read_pos"]) for s in samples)}
+
+
 def child_levers(spec: dict) -> dict:
     """Speed and saved-activation levers on one training step (forward + backward of one chunk of the training
     part's end), interleaved best-of-``reps`` timings in one process so that load on a shared machine hits every
@@ -238,11 +255,11 @@ def child_levers(spec: dict) -> dict:
 
     from stockllm.config import DataConfig, LoRAConfig
     from stockllm.data import load_ohlcv
-    from stockllm.models.llm import LoRAForecaster, _collate
+    from stockllm.models.llm import LoRAForecaster
 
     frame = load_ohlcv(spec.get("data") or str(NASDAQ))
     end = int(len(frame) * 0.8)  # the default run's training part ends near here
-    window, reps = 30, spec.get("reps", 2)
+    reps = spec.get("reps", 2)
 
     def build(**over):
         torch.manual_seed(0)
@@ -252,16 +269,7 @@ def child_levers(spec: dict) -> dict:
         return f
 
     def batch_for(f, chunk_days: int, n_chunks: int = 1) -> dict:
-        samples, planned = [], f.config.chunk_days
-        f.config.chunk_days = chunk_days  # the planner cuts chunks of this length (only the samples are built)
-        try:
-            for k in range(n_chunks):
-                stop = end - k * (chunk_days - window + 1)
-                days = np.arange(stop - (chunk_days - window + 1), stop)
-                samples += f._series_samples(frame, days, np.zeros((len(frame), f.horizon)))
-        finally:
-            f.config.chunk_days = planned
-        return _collate(samples, 0) | {"targets": sum(len(s["read_pos"]) for s in samples)}
+        return chunk_batch(f, frame, end, chunk_days, n_chunks)
 
     def step_call(f, batch, threads=None):
         def call():

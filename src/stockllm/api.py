@@ -127,13 +127,14 @@ def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "mlp"),
     ``test_size`` share of their dates), fit on the dates before it, forecast every origin on or after it, score
     beside naive (always included).
 
-    data: anything :func:`as_frames` reads; None means the bundled NASDAQ sample. models: names from naive, drift,
-    mlp, lora (a list or "naive,mlp"). features: technical indicators for mlp and lora ("rsi,macd" or a list; see
+    data: anything :func:`as_frames` reads; None means the bundled NASDAQ sample. models: names from
+    ``stockllm.models.MODEL_NAMES`` (a list or "naive,mlp"). features: technical indicators for mlp, lstm and lora
+    ("rsi,macd" or a list; see
     ``stockllm.indicators.INDICATORS``). training: MLPConfig / LoRAConfig fields (epochs=5, model_path=..., ...),
     each given to the models whose config has it. Returns an :class:`Evaluation`.
     """
     from .evaluate import evaluate as run_backtest
-    from .models import MODEL_NAMES, model_class
+    from .models import MODEL_NAMES, WINDOW_NETS, model_class
 
     names = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
     unknown = [m for m in names if m not in MODEL_NAMES]
@@ -151,7 +152,7 @@ def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "mlp"),
     factories = {}
     for name in names:
         cls = model_class(name)
-        cfg_cls = {"mlp": MLPConfig, "lstm": MLPConfig, "lora": LoRAConfig}.get(name)
+        cfg_cls = MLPConfig if name in WINDOW_NETS else {"lora": LoRAConfig}.get(name)
         if cfg_cls is None:
             factories[name] = lambda cls=cls: cls(config)
         else:

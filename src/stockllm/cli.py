@@ -20,6 +20,7 @@ from pathlib import Path
 from . import __version__
 from .config import SCHEDULES, DataConfig, LoRAConfig, MLPConfig
 from .errors import StockLLMError, TrainingInterrupted
+from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
 
 EXIT_ERROR = 1
 
@@ -100,8 +101,9 @@ def _features_flag(parser: argparse.ArgumentParser) -> None:
     from .indicators import INDICATORS
 
     parser.add_argument("--features", metavar="LIST",
-                        help="technical indicators added to each day's inputs (mlp, lstm) and text (lora, compact codec), "
-                             f"comma-separated: {','.join(INDICATORS)} (default: none); saved in the checkpoint")
+                        help="technical indicators added to each day's inputs (mlp, lstm) and text (lora, compact "
+                             f"codec), comma-separated: {','.join(INDICATORS)} (default: none); saved in the "
+                             "checkpoint")
 
 
 def _training_flags(parser: argparse.ArgumentParser) -> None:
@@ -308,7 +310,6 @@ _MLP_FIELDS = {f.name for f in dataclasses.fields(MLPConfig)}
 LLM_FLAGS = tuple(sorted(_LORA_FIELDS - _MLP_FIELDS))
 MLP_FLAGS = tuple(sorted(_MLP_FIELDS - _LORA_FIELDS))
 TRAINING_FLAGS = tuple(sorted(_MLP_FIELDS & _LORA_FIELDS))
-WINDOW_NETS = ("mlp", "lstm")  # trained on windows with MLPConfig
 
 
 def _refuse(args, flags, why: str) -> None:

@@ -115,9 +115,9 @@ class LoRAConfig:
     max_grad_norm: float = 1.0  # clip the gradient's global norm to this; 0 turns clipping off
     eval_every: int | None = None  # steps between validations; None: every epoch or 50 steps, whichever is sooner
     save_every: int = 50  # steps between saved training states under <save_dir>/state/; 0 turns them off
-    # torch.compile the model for training: 1.32–1.44× the eager step speed on 2 CPU cores (SmolLM2, measured with
-    # chunks of two lengths), after a one-off compile of ≈ 1–5 minutes per new shape class; off by default since
-    # short runs do not earn the compile back (benchmarks/RESULTS.md §7).
+    # torch.compile the model for training: 1.32–1.45× the eager step speed on 2 CPU cores (SmolLM2, two batch
+    # shapes), after a one-off compile of ≈ 1–5 minutes (once more when the shape first changes); off by default
+    # since short runs do not earn the compile back (benchmarks/RESULTS.md §7).
     compile: bool = False
 
     def __post_init__(self):

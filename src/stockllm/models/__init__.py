@@ -13,10 +13,12 @@ from pathlib import Path
 from ..errors import StockLLMError
 
 MODEL_NAMES = ("naive", "drift", "garch", "mlp", "lstm", "lora", "theta", "autoets", "autoarima", "chronos")
+WINDOW_NETS = ("mlp", "lstm")  # the networks over windows that MLPConfig configures and one training contract fits
 
 # class name → (submodule, model name)
 _CLASSES = {"NaiveForecaster": (".baselines", "naive"), "DriftForecaster": (".baselines", "drift"),
-            "MLPForecaster": (".baselines", "mlp"), "LSTMForecaster": (".lstm", "lstm"), "GARCHForecaster": (".garch", "garch"),
+            "MLPForecaster": (".baselines", "mlp"), "LSTMForecaster": (".lstm", "lstm"),
+            "GARCHForecaster": (".garch", "garch"),
             "LoRAForecaster": (".llm", "lora"), "ThetaPeer": (".peers", "theta"),
             "AutoETSPeer": (".peers", "autoets"), "AutoARIMAPeer": (".peers", "autoarima"),
             "ChronosPeer": (".peers", "chronos")}
@@ -50,4 +52,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Forecaster", *_CLASSES, "model_class", "load_forecaster", "MODEL_NAMES"]
+__all__ = ["Forecaster", *_CLASSES, "model_class", "load_forecaster", "MODEL_NAMES", "WINDOW_NETS"]
