@@ -12,6 +12,7 @@ import math
 import json
 import os
 import shlex
+import signal
 import sys
 import traceback
 import warnings
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import SCHEDULES, DataConfig, LoRAConfig, MLPConfig
-from .errors import StockLLMError, TrainingInterrupted
+from .errors import StockLLMError, Terminated, TrainingInterrupted
 from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
 
 EXIT_ERROR = 1
@@ -383,7 +384,9 @@ def _download_frames(tickers: list[str], period: str, say) -> dict:
 
 def _check_png(path: str) -> None:
     """Refuse a --plot path that cannot be written, before any model loads."""
-    target = Path(path)
+    from .outputs import file_target
+
+    target = file_target(path, "--plot")
     if target.suffix.lower() != ".png":
         raise StockLLMError(f"--plot {path}: name a .png file (e.g. forecast.png)")
     if target.is_dir() or not target.parent.is_dir():
@@ -524,6 +527,9 @@ def cmd_predict(args, say) -> None:
     tickers = _tickers(args.ticker) if getattr(args, "ticker", None) else None
     if getattr(args, "period", None) and not tickers:
         raise StockLLMError("--period applies to --ticker downloads only; --data files are used as they are: drop it")
+    from .outputs import file_target
+
+    file_target(args.output, "--output")  # before the forecast: a bad path must not cost a model load
     if args.plot:
         _check_png(args.plot)
     if args.model_path:
@@ -594,6 +600,9 @@ def cmd_predict(args, say) -> None:
             say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}")
     cols = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date"]
     cols += [column(level) for level in levels]
+    from .outputs import check_finite
+
+    check_finite(result, "the forecast", args.output)
     if args.plot:
         from .plots import plot_fan
 
@@ -684,50 +693,49 @@ def cmd_evaluate(args, say) -> None:
         fitted[checkpoint.kind] = checkpoint
         say(f"checkpoint {args.checkpoint}: a {checkpoint.kind} model trained on data up to "
             f"{until:%Y-%m-%d}" if until is not None else f"checkpoint {args.checkpoint}: a {checkpoint.kind} model")
+    from .outputs import atomic_folder, check_finite, folder_target
+
     out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise StockLLMError(f"--output_dir {out} is a file: pass a folder name")
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)  # before the long part, so a bad path fails fast
-    except OSError as exc:
-        raise StockLLMError(f"cannot create --output_dir {out} ({(exc.strerror or str(exc)).lower()}): choose a "
-                            "folder you can write to") from None
-    if not os.access(out, os.W_OK):
-        raise StockLLMError(f"--output_dir {out} is not writable: choose a folder you can write to")
-    try:
-        frames = _load_frames(args.data, data.min_rows * 3 if checkpoint is None else data.min_rows,
-                              f"window {data.window_size} + horizon {data.horizon}, for both the training and test "
-                              "part")
-        factories = {}
-        for m in names:
-            cls, config = model_class(m), _model_config(m, args)
-            if config is not None:
-                factories[m] = lambda cls=cls, config=config: cls(data, config)
-            else:
-                factories[m] = lambda cls=cls: cls(data)
-        table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
-                                    test_start=test_start, fitted=fitted, refit_every=args.refit_every,
-                                    progress=not args.quiet, log=say)
-        board = leaderboard(table, forecasts)
-        if os.environ.get("RANK", "0") != "0":  # every process holds the gathered result; one writes it
-            return
-        plot_forecasts(forecasts, out / "plot.png")  # first: the steps most likely to fail
-        write_report(out / "report.html", table, forecasts, leaderboard=board, notes=_report_notes(data, frames, table))
-        write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
-        write_csv_atomic(table, out / "metrics.csv", index=False)
-        write_csv_atomic(board, out / "leaderboard.csv", index=False)
-    except BaseException:
-        if created and not any(out.iterdir()):
-            out.rmdir()
-        raise
+    folder_target(out, "--output_dir", EVALUATE_FILES)  # before the long part, so a bad folder fails fast
+    frames = _load_frames(args.data, data.min_rows * 3 if checkpoint is None else data.min_rows,
+                          f"window {data.window_size} + horizon {data.horizon}, for both the training and test "
+                          "part")
+    factories = {}
+    for m in names:
+        cls, config = model_class(m), _model_config(m, args)
+        if config is not None:
+            factories[m] = lambda cls=cls, config=config: cls(data, config)
+        else:
+            factories[m] = lambda cls=cls: cls(data)
+    args.interrupt_note = f"{out} is unchanged"
+    table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
+                                test_start=test_start, fitted=fitted, refit_every=args.refit_every,
+                                progress=not args.quiet, log=say)
+    board = leaderboard(table, forecasts)
+    if os.environ.get("RANK", "0") != "0":  # every process holds the gathered result; one writes it
+        return
+    check_finite(forecasts, "the forecasts", "forecasts.csv")
+    replaced = out.exists() and any(out.iterdir())
+    # One unit: the whole set is written into a fresh folder and swapped in, so a reader never sees two runs'
+    # files mixed, and a failure or a signal leaves the previous set whole.
+    with atomic_folder(out, flag="--output_dir", legacy=EVALUATE_FILES, lock=True) as tmp:
+        plot_forecasts(forecasts, tmp / "plot.png")
+        write_report(tmp / "report.html", table, forecasts, leaderboard=board,
+                     notes=_report_notes(data, frames, table))
+        write_csv_atomic(forecasts, tmp / "forecasts.csv", index=False)
+        write_csv_atomic(table, tmp / "metrics.csv", index=False)
+        write_csv_atomic(board, tmp / "leaderboard.csv", index=False)
     say(format_table(table))
     say("")
     say(f"leaderboard over {table['series'].nunique()} series and {table['horizon'].nunique()} horizons "
         "(geometric means; Diebold–Mariano against naive at p < 0.05):")
     say(format_leaderboard(board))
     say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}, "
-        f"{out / 'report.html'}")
+        f"{out / 'report.html'}" + (f" (replacing the previous results in {out})" if replaced else ""))
+
+
+# What evaluate wrote into --output_dir before output folders had a manifest (outputs.MANIFEST).
+EVALUATE_FILES = ("metrics.csv", "forecasts.csv", "leaderboard.csv", "plot.png", "report.html")
 
 
 def _report_notes(data: DataConfig, frames: dict, table) -> list[str]:
@@ -806,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import progress
 
     old_progress, progress.enabled = progress.enabled, not getattr(args, "quiet", False)
+    old_term = _raise_on_sigterm()
     try:
         if args.command in ("train", "predict", "forecast", "evaluate"):
             _quiet_libraries()
@@ -817,6 +826,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stockllm: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except TrainingInterrupted as exc:
+        if args.command != "train":  # a model fitted inside evaluate: no training state is kept for it
+            return _interrupted(args, exc.signum)
         if exc.state is not None:
             print(f"stockllm: interrupted at step {exc.step}; training state saved in {exc.state}\n"
                   f"resume with: {_resume_command(argv)}", file=sys.stderr)
@@ -824,8 +835,9 @@ def main(argv: list[str] | None = None) -> int:
             print("stockllm: interrupted before a state was saved (states written earlier are kept)", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
-        print("stockllm: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(args, signal.SIGINT)
+    except Terminated as exc:
+        return _interrupted(args, exc.signum)
     except OSError as exc:  # a file or folder the system refused: say which, in one line
         if args.debug:
             traceback.print_exc()
@@ -846,6 +858,27 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         warnings.showwarning = old_showwarning
         progress.enabled = old_progress
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _raise_on_sigterm():
+    """Make SIGTERM raise :class:`Terminated`, so that partial outputs are cleaned up; returns the old handler
+    (None where handlers cannot be set: outside the main thread)."""
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
+def _interrupted(args, signum: int) -> int:
+    """One line for SIGINT/SIGTERM outside training's own handling; exit status 128 + the signal number."""
+    note = getattr(args, "interrupt_note", None) or "no output was half-written"
+    print(f"stockllm: interrupted by {signal.Signals(signum).name}; {note}", file=sys.stderr)
+    return 128 + signum
 
 
 def run() -> None:

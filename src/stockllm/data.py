@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import sys
-import uuid
 import warnings
 from pathlib import Path
 
@@ -209,25 +208,10 @@ def write_text_atomic(text: str, path) -> None:
 
 def write_atomic(path, write) -> None:
     """Call ``write(handle)`` on a UTF-8 text file beside ``path``, then rename it over ``path`` (see
-    :func:`write_csv_atomic`)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StockLLMError(f"cannot create folder {path.parent} ({_reason(exc)}): choose another output path") from exc
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "x", newline="", encoding="utf-8") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        _remove_quietly(temporary)
-        raise StockLLMError(f"cannot write {path} ({_reason(exc)}): check the folder's permissions and free space") from exc
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
+    :func:`stockllm.outputs.write_atomic`: special files are refused, symlinks followed)."""
+    from .outputs import write_atomic as write_file
+
+    write_file(path, write)
 
 
 def save_ohlcv_csv(frame: pd.DataFrame, path) -> None:
@@ -580,9 +564,3 @@ def _count(n, noun: str) -> str:
 def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass

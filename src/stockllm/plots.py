@@ -4,7 +4,6 @@ the forecast fan of ``predict --plot``. PNG files written under a temporary name
 from __future__ import annotations
 
 import math
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -28,15 +27,12 @@ def _pyplot():
 
 def _save(fig, path: str | Path) -> None:
     """Write the figure atomically (temporary name in the same folder, then rename) and close it."""
-    plt = _pyplot()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.png")
+    from .outputs import write_atomic
+
     try:
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
+        write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110), binary=True)
     finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+        _pyplot().close(fig)
 
 
 def _band(levels) -> tuple[int, float, float] | None:
