@@ -602,7 +602,7 @@ def cmd_predict(args, say) -> None:
     cols += [column(level) for level in levels]
     from .outputs import check_finite
 
-    check_finite(result, "the forecast", args.output)
+    check_finite(result, args.output)
     if args.plot:
         from .plots import plot_fan
 
@@ -714,7 +714,7 @@ def cmd_evaluate(args, say) -> None:
     board = leaderboard(table, forecasts)
     if os.environ.get("RANK", "0") != "0":  # every process holds the gathered result; one writes it
         return
-    check_finite(forecasts, "the forecasts", "forecasts.csv")
+    check_finite(forecasts, str(out))
     replaced = out.exists() and any(out.iterdir())
     # One unit: the whole set is written into a fresh folder and swapped in, so a reader never sees two runs'
     # files mixed, and a failure or a signal leaves the previous set whole.

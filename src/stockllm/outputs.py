@@ -32,6 +32,24 @@ def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
+def write_failure(exc: BaseException) -> str | None:
+    """Why a write failed, in words, when ``exc`` is an OSError or a library's wrapping of one (torch and
+    safetensors report a full disk in their own exception types); None for any other error."""
+    if isinstance(exc, StockLLMError):
+        return None
+    if isinstance(exc, OSError):
+        return _reason(exc)
+    text = str(exc).lower()
+    for needle, reason in (("no space left", "no space left on device"), ("os error 28", "no space left on device"),
+                           ("storagefull", "no space left on device"), ("quota", "disk quota exceeded"),
+                           ("file write failed", "the file could not be written"),
+                           ("permission denied", "permission denied"), ("read-only file system",
+                                                                        "read-only file system")):
+        if needle in text:
+            return reason
+    return None
+
+
 def _kind(mode: int) -> str | None:
     """What a non-regular file is, in words (None for a regular file)."""
     for test, name in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO (named pipe)"), (stat.S_ISCHR, "device"),
@@ -127,7 +145,7 @@ def clean_stale(target: Path) -> list[Path]:
     return removed
 
 
-def check_finite(table, what: str, where: str) -> None:
+def check_finite(table, where: str) -> None:
     """Refuse to write forecasts that are not finite numbers.
 
     Point columns (``predicted``, ``predicted_close``) must be finite; quantile columns (``q0.1``, ...) may be
@@ -151,7 +169,7 @@ def check_finite(table, what: str, where: str) -> None:
     row = table.iloc[int(np.flatnonzero(bad)[0])]
     which = ", ".join(f"{k} {row[k]}" for k in ("series", "model", "date", "target_date", "horizon")
                       if k in table.columns)
-    raise StockLLMError(f"non-finite forecast in {what} ({which}): nothing written to {where}; the model or the "
+    raise StockLLMError(f"non-finite forecast ({which}): nothing written to {where}; the model or the "
                         "data hold values out of range (check the checkpoint, and the data's largest prices and "
                         "volumes)")
 
@@ -289,13 +307,13 @@ def atomic_folder(target, *, flag: str, legacy=(), keep: dict | None = None, loc
                     shutil.copytree(real / name, tmp / name, copy_function=_link_or_copy,
                                     ignore=shutil.ignore_patterns(".*"))
             _swap(tmp, real)
-        except OSError as exc:
+        except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise StockLLMError(f"cannot write {flag} {target} ({_reason(exc)}): check the free space and "
+            reason = write_failure(exc) if isinstance(exc, Exception) and not isinstance(exc, StockLLMError) else None
+            if reason is None:
+                raise
+            raise StockLLMError(f"cannot write {flag} {target} ({reason}): check the free space and "
                                 "permissions; the previous contents are unchanged") from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
 
 @contextmanager

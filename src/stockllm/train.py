@@ -34,6 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import read_safetensors
+from .outputs import write_failure
 from .device import bind_device, mixed_precision, resolve_device
 from .errors import StockLLMError, TrainingInterrupted
 from .progress import progress_bar
@@ -245,7 +246,13 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         state = latest_state(save_dir)
         saved = read_loop_state(state)
         check_fingerprint(saved.get("fingerprint", {}), task.fingerprint, state)
-        accelerator.load_state(str(state))
+        try:
+            accelerator.load_state(str(state))
+        except Exception as exc:  # noqa: BLE001 - a tampered optimizer.bin fails in torch.load's own words
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise StockLLMError(f"cannot read the training state in {state} ({type(exc).__name__}: {first}): it "
+                                f"is damaged or was edited; delete {state} to resume from an earlier state, or "
+                                "train afresh without --resume") from None
         best = read_safetensors(state / BEST_FILE)
         loop.update(saved["loop"])
         loop["notes"] = sorted(set(loop["notes"]) | set(notes))
@@ -286,13 +293,21 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))  # every rank: each writes its own RNG state
-        if main:
-            from safetensors.torch import save_file
+        try:
+            accelerator.save_state(str(tmp))  # every rank: each writes its own RNG state
+            if main:
+                from safetensors.torch import save_file
 
-            save_file({k: v.contiguous().cpu() for k, v in best.items()}, str(tmp / BEST_FILE))
-            (tmp / LOOP_FILE).write_text(json.dumps({"loop": loop, "fingerprint": task.fingerprint}, indent=1,
-                                                    default=str) + "\n")
+                save_file({k: v.contiguous().cpu() for k, v in best.items()}, str(tmp / BEST_FILE))
+                (tmp / LOOP_FILE).write_text(json.dumps({"loop": loop, "fingerprint": task.fingerprint}, indent=1,
+                                                        default=str) + "\n")
+        except Exception as exc:  # noqa: BLE001 - torch and safetensors wrap a full disk in their own errors
+            reason = write_failure(exc)
+            if reason is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise StockLLMError(f"cannot save the training state in {root} ({reason}): free some space, or pass "
+                                "--save_every 0 to train without saved states") from None
         accelerator.wait_for_everyone()
         if main:
             if final.exists():

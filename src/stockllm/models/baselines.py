@@ -117,7 +117,7 @@ class MLPForecaster(Forecaster):
 
     def _inputs(self, x: np.ndarray) -> torch.Tensor:
         x = (torch.from_numpy(x) - self.x_mean) / self.x_std
-        return x.reshape(len(x), -1)
+        return x.flatten(1)  # [n, W·F], n = 0 included
 
     def fit(self, frames, progress=True, save_dir=None, resume: bool = False):
         """Train on the pooled windows of ``frames`` with the pinball loss; keep the epoch with the lowest
@@ -231,5 +231,17 @@ class MLPForecaster(Forecaster):
                                 f"{model.config.hidden_size}); it comes from another run or an older stockllm "
                                 "version: train again")
         model.net.load_state_dict(state)
-        model.x_mean, model.x_std = tensors["x_mean"], tensors["x_std"]
+        model.x_mean, model.x_std = _scaler(tensors, path, model.n_inputs)
         return model
+
+
+def _scaler(tensors: dict, path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The input scaler (x_mean, x_std) of a checkpoint, refused when missing, misshapen or with a zero scale."""
+    mean, std = tensors.get("x_mean"), tensors.get("x_std")
+    if mean is None or std is None or tuple(mean.shape) != (n,) or tuple(std.shape) != (n,):
+        raise StockLLMError(f"{path} lacks the input scaler (x_mean, x_std of {n} values each): the checkpoint is "
+                            "damaged or comes from another run; train again")
+    if not bool((std > 0).all()):
+        raise StockLLMError(f"{path} holds a zero or negative x_std: the checkpoint is damaged or was edited; "
+                            "train again")
+    return mean, std
