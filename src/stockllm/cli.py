@@ -42,8 +42,19 @@ def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False
     names = ["--data", "--test_csv"] if alias_test_csv else ["--data"]
     default = " (default: the bundled NASDAQ sample)" if not required else ""
     parser.add_argument(*names, dest="data", nargs="+", required=required, metavar="FILE",
-                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo exports work as they are); "
-                             f"'nasdaq' names the bundled NASDAQ Composite sample{default}")
+                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo, Nasdaq.com and "
+                             f"Investing.com exports work as they are); 'nasdaq' names the bundled NASDAQ Composite "
+                             f"sample{default}")
+    _csv_flags(parser)
+
+
+def _csv_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--columns", metavar="MAP",
+                        help="the data files' own column names, as NAME=HEADER pairs: Date=Datum,Open=Eröffnung,"
+                             "High=Hoch,Low=Tief,Close=Schluss,Volume=Volumen (names left out keep the standard "
+                             "ones)")
+    parser.add_argument("--decimal", metavar="CHAR", help="decimal mark in the data files: . (default) or , "
+                        "(then . is read as a thousands separator: 1.234,56)")
 
 
 def _window_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -82,6 +93,7 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
         inputs.add_argument("--ticker", help="Yahoo Finance symbol(s), comma-separated (AAPL,600519.SS,0700.HK): "
                             "their latest daily history is downloaded")
         inputs.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) instead of --ticker")
+        _csv_flags(p)
         p.add_argument("--period", help="history to download: 1y, 2y, 5y, max ... (default: 2y, more for windows "
                        "over 200 days)")
     else:
@@ -348,10 +360,23 @@ def _series_names(paths: list[str]) -> list[str]:
     return [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, paths)]
 
 
-def _load_frames(paths: list[str], min_rows: int, reason: str) -> dict:
+def _csv_options(args) -> dict:
+    """--columns and --decimal, parsed and checked (before any data or model is loaded)."""
+    from .data import check_decimal, parse_columns
+
+    options = {"columns": parse_columns(getattr(args, "columns", None)),
+               "decimal": check_decimal(getattr(args, "decimal", None))}
+    if (options["columns"] or options["decimal"] != ".") and getattr(args, "ticker", None):
+        raise StockLLMError("--columns and --decimal describe --data files; --ticker downloads need neither: drop "
+                            "them")
+    return options
+
+
+def _load_frames(paths: list[str], min_rows: int, reason: str, args=None) -> dict:
     from .data import load_ohlcv
 
-    return {name: load_ohlcv(path, min_rows=min_rows, min_rows_reason=reason)
+    options = _csv_options(args) if args is not None else {}
+    return {name: load_ohlcv(path, min_rows=min_rows, min_rows_reason=reason, **options)
             for name, path in zip(_series_names(paths), paths)}
 
 
@@ -432,7 +457,8 @@ def cmd_train(args, say) -> None:
     check_target(args.save_dir)  # before training: a bad path must not cost a training run
     if args.resume is True:
         data, config = _resumed_settings(args)
-    frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1")
+    frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1",
+                          args)
     from .models import model_class
 
     cls = model_class(args.model)
@@ -582,7 +608,8 @@ def cmd_predict(args, say) -> None:
 
         warmup = warmup_rows(model.data.features)
         frames = _load_frames(args.data, model.window_size + warmup, f"window {model.window_size}"
-                              + (f" + {warmup} rows for the indicators in --features to warm up" if warmup else ""))
+                              + (f" + {warmup} rows for the indicators in --features to warm up" if warmup else ""),
+                              args)
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)
@@ -699,7 +726,9 @@ def cmd_evaluate(args, say) -> None:
     folder_target(out, "--output_dir", EVALUATE_FILES)  # before the long part, so a bad folder fails fast
     frames = _load_frames(args.data, data.min_rows * 3 if checkpoint is None else data.min_rows,
                           f"window {data.window_size} + horizon {data.horizon}, for both the training and test "
-                          "part")
+                          "part", args)
+    if checkpoint is not None and args.test_start is None:
+        _check_newer_rows(frames, trained_until(checkpoint), data.horizon, args.checkpoint)
     factories = {}
     for m in names:
         cls, config = model_class(m), _model_config(m, args)
@@ -734,6 +763,19 @@ def cmd_evaluate(args, say) -> None:
         f"{out / 'report.html'}" + (f" (replacing the previous results in {out})" if replaced else ""))
 
 
+def _check_newer_rows(frames: dict, until, horizon: int, checkpoint: str) -> None:
+    """Refuse data with no test origin after a checkpoint's training data (an origin needs its H targets too),
+    naming the dates rather than a --test_start the user never passed."""
+    newer = max(int((frame.index > until).sum()) for frame in frames.values())
+    if newer > horizon:
+        return
+    last = max(frame.index[-1] for frame in frames.values())
+    raise StockLLMError(f"the data end on {last:%Y-%m-%d} with {newer} rows after the end of checkpoint "
+                        f"{checkpoint}'s training data ({until:%Y-%m-%d}); scoring it needs at least {horizon + 1} "
+                        "newer rows (an origin and its targets): pass a file that goes on after "
+                        f"{until:%Y-%m-%d}")
+
+
 # What evaluate wrote into --output_dir before output folders had a manifest (outputs.MANIFEST).
 EVALUATE_FILES = ("metrics.csv", "forecasts.csv", "leaderboard.csv", "plot.png", "report.html")
 
@@ -760,6 +802,21 @@ def cmd_download_model(args, say) -> None:
 
 COMMANDS = {"download": cmd_download, "train": cmd_train, "predict": cmd_predict, "forecast": cmd_predict,
             "evaluate": cmd_evaluate, "download-model": cmd_download_model}
+
+
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def _stray_launcher_variables() -> None:
+    """Drop RANK/WORLD_SIZE that no launcher set (torchrun and accelerate launch also set MASTER_ADDR and
+    MASTER_PORT): left in place, rank 1 would write nothing and WORLD_SIZE 2 would wait for a second process."""
+    stray = [v for v in LAUNCHER_VARIABLES if v in os.environ]
+    if not stray or ("MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ):
+        return
+    for name in stray:
+        os.environ.pop(name)
+    print(f"stockllm: warning: ignoring {', '.join(stray)} in the environment: no launcher set MASTER_ADDR and "
+          "MASTER_PORT; start several processes with accelerate launch or torchrun", file=sys.stderr)
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None):
@@ -807,6 +864,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 130 interrupted). Bad flags exit 2 via argparse."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _build_parser().parse_args(argv)
+    if args.command in ("train", "predict", "forecast", "evaluate"):
+        _stray_launcher_variables()
     # Under `accelerate launch` / torchrun every rank runs main(); only rank 0 talks.
     say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
     old_showwarning = warnings.showwarning
@@ -817,6 +876,7 @@ def main(argv: list[str] | None = None) -> int:
     old_term = _raise_on_sigterm()
     try:
         if args.command in ("train", "predict", "forecast", "evaluate"):
+            _csv_options(args)  # a bad --columns or --decimal answers before anything loads
             _quiet_libraries()
         COMMANDS[args.command](args, say)
         return 0
