@@ -632,7 +632,7 @@ def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: st
     if not math.isfinite(values[i]):
         if _is_nan_or_inf(text):
             return i, f"non-finite {name} {text!r} in {where}: replace it with a real value or delete the row"
-        if decimal == "." and re.fullmatch(r"[-+]?[$€£¥]?\d+,\d+", text):
+        if decimal == "." and re.fullmatch(r"[-+]?[$€£¥]?\d[\d.]*,\d+", text):
             return i, f"non-numeric {name} {text!r} in {where}: for decimal commas pass --decimal ,"
         return i, (f"non-numeric {name} {text!r} in {where}: use a plain number such as "
                    f"{'101,25' if decimal == ',' else '101.25'}")
