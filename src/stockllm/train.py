@@ -248,9 +248,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         check_fingerprint(saved.get("fingerprint", {}), task.fingerprint, state)
         try:
             accelerator.load_state(str(state))
-        except Exception as exc:  # noqa: BLE001 - a tampered optimizer.bin fails in torch.load's own words
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            raise StockLLMError(f"cannot read the training state in {state} ({type(exc).__name__}: {first}): it "
+        except Exception as exc:  # noqa: BLE001 - torch.load's own words for a tampered file advise unsafe loading
+            raise StockLLMError(f"cannot read the training state in {state} ({type(exc).__name__}): it "
                                 f"is damaged or was edited; delete {state} to resume from an earlier state, or "
                                 "train afresh without --resume") from None
         best = read_safetensors(state / BEST_FILE)
