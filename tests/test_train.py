@@ -381,7 +381,7 @@ def test_mlp_resume_refuses_changed_settings(mlp_flags, tmp_path, capsys):
 def test_mlp_save_every_zero_writes_no_state(mlp_flags, tmp_path):
     ck = tmp_path / "ck"
     assert main([*mlp_flags, "--epochs", "2", "--save_every", "0", "--save_dir", str(ck)]) == 0
-    assert sorted(p.name for p in ck.iterdir()) == ["model.safetensors", "stockllm.json"]
+    assert sorted(p.name for p in ck.iterdir() if not p.name.startswith(".")) == ["model.safetensors", "stockllm.json"]
 
 
 def test_mlp_progress_in_a_log_is_a_few_lines_not_one_per_step(mlp_flags, tmp_path, capsys):
