@@ -199,31 +199,32 @@ def foreign_entries(folder: Path, legacy=(), keep: dict | None = None) -> list[s
 
     Ours: the files in the folder's manifest; in a folder from before manifests, the top-level names in
     ``legacy``; and, for each ``keep`` entry ``{name: regex}``, the sub-folder ``name`` whose top-level entries
-    match ``regex`` (training states that a run writes there by itself).
+    match ``regex`` (training states that a run writes there by itself). Only folders that are ours are looked
+    into, so a wrong ``--output_dir ~`` answers at once instead of walking the whole home folder.
     """
     keep = keep or {}
     manifest = read_manifest(folder)
     parents = {"/".join(Path(f).parts[:i]) for f in manifest or () for i in range(1, len(Path(f).parts))}
-    foreign = []
-    for path in sorted(folder.rglob("*")):
-        parts = path.relative_to(folder).parts
-        rel = "/".join(parts)
-        if parts[0] in keep:
-            if len(parts) == 2 and not re.fullmatch(keep[parts[0]], parts[1]):
+    foreign, pending = [], [folder]
+    while pending:
+        for path in sorted(pending.pop().iterdir()):
+            parts = path.relative_to(folder).parts
+            rel = "/".join(parts)
+            is_dir = path.is_dir() and not path.is_symlink()
+            if parts[0] in keep:
+                ours = is_dir if len(parts) == 1 else bool(re.fullmatch(keep[parts[0]], parts[1]))
+                descend = False  # a training state's own files are the training loop's business
+            elif manifest is None:
+                ours, descend = parts[0] in legacy, False
+            elif is_dir:
+                ours = descend = rel in parents
+            else:
+                ours, descend = rel in manifest or rel == MANIFEST, False
+            if not ours:
                 foreign.append(rel)
-            if len(parts) == 1 and not path.is_dir():
-                foreign.append(rel)
-            continue
-        if manifest is None:
-            ours = parts[0] in legacy
-        elif path.is_dir() and not path.is_symlink():
-            ours = rel in parents
-        else:
-            ours = rel in manifest or rel == MANIFEST
-        if not ours:
-            foreign.append(rel)
-    # A foreign folder is enough to name; its contents need not be listed too.
-    return [f for f in foreign if not any(f.startswith(g + "/") for g in foreign)]
+            elif descend or (is_dir and len(parts) == 1 and parts[0] in keep):
+                pending.append(path)
+    return sorted(foreign)
 
 
 def folder_target(target, flag: str, legacy=(), keep: dict | None = None) -> Path:
