@@ -169,3 +169,24 @@ def test_stray_rank_or_world_size_without_a_launcher_is_ignored(tmp_path, variab
                          capture_output=True, text=True, timeout=300, env={**env, **variables, "PYTHONPATH": SRC})
     assert run.returncode == 0, run.stderr[-2000:]
     assert "ignoring" in run.stderr and (tmp_path / "ev" / "metrics.csv").is_file()
+
+
+# --- close-only files ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("header", ["Date,Close", "ds,y", "timestamp,target"])
+def test_a_close_only_file_serves_the_models_that_read_closes_only(tmp_path, capsys, header):
+    frame = make_ohlcv(120, seed=9)
+    body = frame["Close"].rename_axis("Date").reset_index()
+    body.columns = header.split(",")
+    path = tmp_path / "closes.csv"
+    body.to_csv(path, index=False, date_format="%Y-%m-%d")
+    loaded = load_ohlcv(path)
+    assert loaded.attrs["close_only"] and (loaded["High"] == loaded["Close"]).all()
+    rc = main(["evaluate", "--data", str(path), "--models", "naive,drift", "--window_size", "10", "--quiet",
+               "--output_dir", str(tmp_path / "ev")])
+    assert rc == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["train", "--data", str(path), "--window_size", "10", "--save_dir", str(tmp_path / "ck")]) == 1
+    err = capsys.readouterr().err
+    assert "has closes only" in err and "which mlp needs" in err and "naive" in err
+    assert not (tmp_path / "ck").exists()

@@ -372,6 +372,23 @@ def _csv_options(args) -> dict:
     return options
 
 
+# Models that read only the closes, so a close-only file (Date,Close or ds,y) serves them.
+CLOSE_ONLY_MODELS = ("naive", "drift", "fhs", "garch", "theta", "autoets", "autoarima", "chronos")
+
+
+def _check_close_only(frames: dict, models) -> None:
+    """Refuse close-only files for the models that read Open, High, Low and Volume too, naming them."""
+    from .models import MODEL_NAMES
+
+    thin = [name for name, frame in frames.items() if frame.attrs.get("close_only")]
+    need = [m for m in models if m not in CLOSE_ONLY_MODELS]
+    if thin and need:
+        fit = ",".join(m for m in CLOSE_ONLY_MODELS if m in MODEL_NAMES)
+        raise StockLLMError(f"{thin[0]} has closes only (no Open, High, Low, Volume), which {', '.join(need)} "
+                            f"need{'s' if len(need) == 1 else ''}: use models that read closes only ({fit}), or "
+                            "pass a file with Date,Open,High,Low,Close,Volume")
+
+
 def _load_frames(paths: list[str], min_rows: int, reason: str, args=None) -> dict:
     from .data import load_ohlcv
 
@@ -459,6 +476,7 @@ def cmd_train(args, say) -> None:
         data, config = _resumed_settings(args)
     frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1",
                           args)
+    _check_close_only(frames, [args.model])
     from .models import model_class
 
     cls = model_class(args.model)
@@ -610,6 +628,7 @@ def cmd_predict(args, say) -> None:
         frames = _load_frames(args.data, model.window_size + warmup, f"window {model.window_size}"
                               + (f" + {warmup} rows for the indicators in --features to warm up" if warmup else ""),
                               args)
+        _check_close_only(frames, [model.kind])
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)
@@ -727,6 +746,7 @@ def cmd_evaluate(args, say) -> None:
     frames = _load_frames(args.data, data.min_rows * 3 if checkpoint is None else data.min_rows,
                           f"window {data.window_size} + horizon {data.horizon}, for both the training and test "
                           "part", args)
+    _check_close_only(frames, names + ([checkpoint.kind] if checkpoint is not None else []))
     if checkpoint is not None and args.test_start is None:
         _check_newer_rows(frames, trained_until(checkpoint), data.horizon, args.checkpoint)
     factories = {}

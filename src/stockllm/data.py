@@ -36,7 +36,8 @@ _HEADER = ",".join(_COLUMNS)
 _HEADER_NAMES = {"date": "Date", "datetime": "Date", **{name.lower(): name for name in OHLCV_COLUMNS}}
 # Names the common exports use, taken only where the exact name is absent: Nasdaq.com writes "Close/Last",
 # Investing.com "Price" and "Vol.".
-_HEADER_ALIASES = {"close/last": "Close", "price": "Close", "last": "Close", "vol.": "Volume", "vol": "Volume"}
+_HEADER_ALIASES = {"close/last": "Close", "price": "Close", "last": "Close", "vol.": "Volume", "vol": "Volume",
+                   "ds": "Date", "timestamp": "Date", "y": "Close", "target": "Close"}  # Nixtla's, Chronos's
 # Beyond these a log-return or a float32 scaler overflows (and no traded price or daily volume comes near).
 MAX_PRICE = 1e15
 MAX_VOLUME = 1e18
@@ -97,14 +98,18 @@ def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "", columns: d
 
     Common exports work as they are: Nasdaq.com (``Close/Last``, ``$`` signs), Investing.com (``Price``,
     ``Vol.`` with K/M/B suffixes, thousands separators); rows without any value (Yahoo's ``null`` rows) are
-    dropped with a warning. ``columns`` maps stockllm's names to the file's headers (``{"Date": "Datum",
+    dropped with a warning. A close-only file (``Date,Close``, Nixtla's ``ds,y``, Chronos's ``timestamp,target``)
+    gets Open = High = Low = Close and Volume 0, and ``attrs["close_only"] = True``, so that the models that
+    read all five columns can refuse it. ``columns`` maps stockllm's names to the file's headers (``{"Date": "Datum",
     "Close": "Schluss"}``, see :func:`parse_columns`); ``decimal`` is "." or "," (decimal commas, as a German
     Excel export writes them, with "." as thousands separator).
     """
     source = str(path)
     text = _read_text(resolve_data_path(path), source)
     raw, rows = _parse_csv(text, source, columns or {})
-    return _checked(raw, source, rows, min_rows, min_rows_reason, decimal)
+    frame = _checked(raw, source, rows, min_rows, min_rows_reason, decimal)
+    frame.attrs["close_only"] = raw.attrs.get("close_only", False)
+    return frame
 
 
 def parse_columns(text: str | None, flag: str = "--columns") -> dict:
@@ -356,13 +361,19 @@ def _parse_csv(text: str, source: str, columns: dict | None = None) -> tuple[pd.
                     f"{len(row)} values instead of {len(header)} in {source} row {reader.line_num}: "
                     f"give each row one value per header column, separated by {separator!r}"
                 )
-            cells.append([row[i] for i in positions])
+            cells.append([row[i] if i >= 0 else "" for i in positions])
             line_numbers.append(reader.line_num)
     except csv.Error as exc:
         raise DataError(f"malformed CSV ({exc}) in {source} row {first}: check the quotes on that line") from exc
     if not cells:
         raise DataError(f"no data rows in {source}: add one row per day below the header line")
-    return pd.DataFrame(cells, columns=list(_COLUMNS), dtype=str), line_numbers
+    frame = pd.DataFrame(cells, columns=list(_COLUMNS), dtype=str)
+    if min(positions) < 0:  # a close-only file: the close stands for the whole bar, with no volume
+        for name in ("Open", "High", "Low"):
+            frame[name] = frame["Close"]
+        frame["Volume"] = "0"
+        frame.attrs["close_only"] = True
+    return frame, line_numbers
 
 
 def _sniff_separator(text: str) -> str:
@@ -407,6 +418,8 @@ def _column_positions(header: list[str], source: str, row: int, columns: dict | 
     missing = [name for name in _COLUMNS if name not in found]
     if not missing:
         return [found[name] for name in _COLUMNS]
+    if set(missing) == {"Open", "High", "Low", "Volume"}:
+        return [found.get(name, -1) for name in _COLUMNS]  # close-only: _parse_csv fills the bar
     what = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} in {source} row {row}"
     if _looks_like_data(header):
         raise DataError(f"{what}: the first line holds data, not a header; add the header line {_HEADER}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .errors import StockLLMError
+from .outputs import clean_stale
 
 # What a base model needs; skips other frameworks' weights and pickled .bin files.
 MODEL_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.tiktoken", "*.py"]
@@ -86,6 +87,7 @@ def gguf_to_folder(gguf_path: Path) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(target)  # conversions a killed run left half done
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         model.save_pretrained(tmp)

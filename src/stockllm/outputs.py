@@ -70,7 +70,7 @@ def file_target(path, flag: str = "output") -> Path:
     path = Path(path)
     try:
         mode = os.stat(path).st_mode  # follows symlinks: the file a link names is the one replaced
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not there yet (creating its folder may still fail)
         mode = None
     except OSError as exc:
         raise StockLLMError(f"cannot use {flag} {path} ({_reason(exc)}): choose another path") from None
