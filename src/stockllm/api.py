@@ -120,7 +120,7 @@ class Evaluation:
     leaderboard: pd.DataFrame | None = None
 
 
-def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "mlp"), *, test_size: float = 0.2,
+def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "fhs", "mlp"), *, test_size: float = 0.2,
              window_size: int = DataConfig.window_size, horizon: int = DataConfig.horizon,
              features: str | Sequence[str] = (), progress: bool = False, **training) -> Evaluation:
     """Backtest, as ``stockllm evaluate`` runs it: one cutoff date for all series (the first date of the last

@@ -119,6 +119,9 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
                    "(0.2)")
     g.add_argument("--seed", type=int, help="random seed (0)")
     g.add_argument("--hidden_size", type=int, help="MLP hidden units, or LSTM hidden state size (64)")
+    g.add_argument("--head_base", choices=["fhs", "gaussian"], help="what the untrained quantile head forecasts, "
+                   "so the first early-stopping candidate: fhs (filtered historical simulation of the training part, "
+                   "default) or gaussian (the naive EWMA Gaussian walk)")
     lg = parser.add_argument_group("LLM (--model lora)")
     lg.add_argument("--model_path", metavar="PATH", help="base model: Hugging Face id, local folder or .gguf file "
                     f"(default {LoRAConfig.model_path})")
@@ -181,9 +184,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
                        description="Train a forecaster on one or more CSV files (their windows are pooled) and save "
                                    "the best epoch as a checkpoint folder (safetensors + stockllm.json).")
-    p.add_argument("--model", choices=["mlp", "lstm", "lora", "garch"], default="mlp",
-                   help="mlp (default), lstm (an LSTM over the MLP's windows), lora (the LLM) or garch (GARCH(1,1) "
-                   "volatility)")
+    p.add_argument("--model", choices=["mlp", "lstm", "lora", "garch", "fhs"], default="mlp",
+                   help="mlp (default), lstm (an LSTM over the MLP's windows), lora (the LLM), garch (GARCH(1,1) "
+                   "volatility) or fhs (filtered historical simulation)")
     _data_flags(p)
     _window_flags(p)
     _features_flag(p)
@@ -217,8 +220,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _data_flags(p, required=False)
     _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
-    p.add_argument("--models", help="comma-separated: naive,drift,garch,mlp,lstm,lora and the peers theta,autoets,"
-                   "autoarima,chronos (default naive,drift,mlp; with --checkpoint, naive; naive is always scored)")
+    p.add_argument("--models", help="comma-separated: naive,drift,fhs,garch,mlp,lstm,lora and the peers theta,"
+                   "autoets,autoarima,chronos (default naive,drift,fhs,mlp; with --checkpoint, naive; naive is always "
+                   "scored)")
     p.add_argument("--test_size", type=float, help="share of the union of the series' dates held out at the end; "
                    "its first date is the cutoff for all series (default 0.2)")
     p.add_argument("--test_start", metavar="YYYY-MM-DD", help="the cutoff date itself: test origins are on or "
@@ -444,7 +448,8 @@ def cmd_train(args, say) -> None:
     info = model.fit_info
     if math.isfinite(info.get("naive_val_loss", math.nan)) and info["naive_val_loss"] > 0:
         where = f"epoch {info['best_epoch']}" if "best_epoch" in info else f"step {info['best_step']}"
-        say(f"best {where}: val_loss {info['best_val_loss']:.4f} (naive {info['naive_val_loss']:.4f}, "
+        start = {"fhs": "FHS start", "gaussian": "naive start"}.get(info.get("start"), "untrained")
+        say(f"best {where}: val_loss {info['best_val_loss']:.4f} ({start} {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
     for note in info.get("notes", []):
         say(f"note: {note}")
@@ -453,7 +458,7 @@ def cmd_train(args, say) -> None:
 
 
 # Settings a warm start (--resume DIR) keeps from the checkpoint: they shape the weights it loads.
-WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules")
+WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "head_base")
 
 
 def _recorded(where: str, section: str, given: dict, keys: tuple, recorded: dict | None = None) -> dict:
@@ -484,7 +489,11 @@ def _show(value) -> str:
 
 def _warm_start_config(args, config: LoRAConfig) -> LoRAConfig:
     """This run's config, with the weight-shaping settings taken from the checkpoint (refused if changed)."""
-    frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN)
+    from .checkpoint import read_meta
+    from .config import old_head_base
+
+    frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN,
+                       old_head_base(read_meta(args.resume).get("config", {})))
     return dataclasses.replace(config, **frozen)
 
 
@@ -612,7 +621,7 @@ def _evaluate_plan(args, say):
         raise StockLLMError("--test_size and --test_start both set the cutoff: pass one of them")
     if args.refit_every is not None and args.refit_every < 1:
         raise StockLLMError(f"--refit_every {args.refit_every} must be 1 or more (test days between refits)")
-    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else "naive,drift,mlp")).split(",")
+    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else "naive,drift,fhs,mlp")).split(",")
              if m.strip()]
     for m in names:
         if m not in MODEL_NAMES:

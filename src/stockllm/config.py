@@ -28,6 +28,20 @@ def _check(config, positive=(), non_negative=(), fraction=()) -> None:
             raise StockLLMError(f"--{name} {value} must be at least 0 and below 1 (e.g. 0.2)")
 
 
+HEAD_BASES = ("fhs", "gaussian")
+
+
+def _check_head_base(value: str) -> None:
+    if value not in HEAD_BASES:
+        raise StockLLMError(f"unknown --head_base {value!r}: use fhs (filtered historical simulation, the default) "
+                            "or gaussian (the naive EWMA Gaussian walk)")
+
+
+def old_head_base(config: dict) -> dict:
+    """A saved model config with ``head_base`` filled in: checkpoints written before the field started Gaussian."""
+    return {"head_base": "gaussian", **config} if isinstance(config, dict) else config
+
+
 SCHEDULES = ("cosine", "linear", "constant")  # each with linear warmup (transformers.get_scheduler)
 
 
@@ -71,10 +85,14 @@ class MLPConfig:
     val_size: float = 0.2
     seed: int = 0
     save_every: int = 1  # epochs between saved training states under <save_dir>/state/ (train only); 0 turns them off
+    # What the untrained quantile head gives: "fhs" (filtered historical simulation of the training part) or
+    # "gaussian" (the naive EWMA Gaussian walk). Checkpoints from before this field load as "gaussian".
+    head_base: str = "fhs"
 
     def __post_init__(self):
         _check(self, positive=("hidden_size", "epochs", "batch_size", "learning_rate", "patience"),
                non_negative=("weight_decay", "save_every"), fraction=("val_size",))
+        _check_head_base(self.head_base)
 
 
 @dataclass
@@ -119,6 +137,7 @@ class LoRAConfig:
     # shapes), after a one-off compile of ≈ 1–5 minutes (once more when the shape first changes); off by default
     # since short runs do not earn the compile back (benchmarks/RESULTS.md §7).
     compile: bool = False
+    head_base: str = "fhs"  # as MLPConfig.head_base: the untrained head is FHS ("fhs") or the Gaussian walk
 
     def __post_init__(self):
         _check(self, positive=("chunk_days", "lora_rank", "lora_alpha", "epochs", "batch_size", "learning_rate",
@@ -126,6 +145,7 @@ class LoRAConfig:
                                "max_val_windows", "eval_every"),
                non_negative=("weight_decay", "lora_dropout", "max_grad_norm", "save_every"),
                fraction=("val_size", "warmup_ratio"))
+        _check_head_base(self.head_base)
         if self.lr_scheduler not in SCHEDULES:
             raise StockLLMError(f"unknown --lr_scheduler {self.lr_scheduler!r}: use {', '.join(SCHEDULES)}")
 
