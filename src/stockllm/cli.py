@@ -41,8 +41,10 @@ def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False
     names = ["--data", "--test_csv"] if alias_test_csv else ["--data"]
     default = " (default: the bundled NASDAQ sample)" if not required else ""
     parser.add_argument(*names, dest="data", nargs="+", required=required, metavar="FILE",
-                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo exports work as they are); "
-                             f"'nasdaq' names the bundled NASDAQ Composite sample{default}")
+                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo exports work as they are), "
+                             "folders of them, globs ('prices/*.csv'), or long files with a ticker (or unique_id) "
+                             "column, one series per ticker; several series train one pooled model; 'nasdaq' names "
+                             f"the bundled NASDAQ Composite sample{default}")
 
 
 def _window_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -80,7 +82,8 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
         inputs = p.add_mutually_exclusive_group(required=True)
         inputs.add_argument("--ticker", help="Yahoo Finance symbol(s), comma-separated (AAPL,600519.SS,0700.HK): "
                             "their latest daily history is downloaded")
-        inputs.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) instead of --ticker")
+        inputs.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s), folders, globs or long "
+                            "files with a ticker column, instead of --ticker")
         p.add_argument("--period", help="history to download: 1y, 2y, 5y, max ... (default: 2y, more for windows "
                        "over 200 days)")
     else:
@@ -346,16 +349,11 @@ def _check_features(data: DataConfig, models: list[str], prompt_format: str | No
                             "drop --features")
 
 
-def _series_names(paths: list[str]) -> list[str]:
-    stems = [Path(p).stem for p in paths]
-    return [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, paths)]
-
-
 def _load_frames(paths: list[str], min_rows: int, reason: str) -> dict:
-    from .data import load_ohlcv
+    """--data values (files, folders, globs, long files with a ticker column) → {series name: frame}."""
+    from .series import load_series
 
-    return {name: load_ohlcv(path, min_rows=min_rows, min_rows_reason=reason)
-            for name, path in zip(_series_names(paths), paths)}
+    return load_series(paths, min_rows=min_rows, min_rows_reason=reason)
 
 
 def _report(model, say) -> None:
