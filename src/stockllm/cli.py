@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import SCHEDULES, DataConfig, LoRAConfig, MLPConfig
+from .config import SCHEDULES, DataConfig, EnsembleConfig, LoRAConfig, MLPConfig
 from .errors import StockLLMError, TrainingInterrupted
 from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
 
@@ -125,6 +125,10 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--head_base", choices=["fhs", "gaussian"], help="what the untrained quantile head forecasts, "
                    "so the first early-stopping candidate: fhs (filtered historical simulation of the training part, "
                    "default) or gaussian (the naive EWMA Gaussian walk)")
+    eg = parser.add_argument_group("ensemble (--model ensemble)")
+    eg.add_argument("--members", metavar="LIST", help="models the ensemble averages, comma-separated (default "
+                    f"{','.join(EnsembleConfig.members)}); its weights are fitted on the last --val_size of the "
+                    "training dates")
     lg = parser.add_argument_group("LLM (--model lora)")
     lg.add_argument("--model_path", metavar="PATH", help="base model: Hugging Face id, local folder or .gguf file "
                     f"(default {LoRAConfig.model_path})")
@@ -187,9 +191,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
                        description="Train a forecaster on one or more CSV files (their windows are pooled) and save "
                                    "the best epoch as a checkpoint folder (safetensors + stockllm.json).")
-    p.add_argument("--model", choices=["mlp", "lstm", "lora", "garch", "fhs"], default="mlp",
+    p.add_argument("--model", choices=["mlp", "lstm", "lora", "garch", "fhs", "ensemble"], default="mlp",
                    help="mlp (default), lstm (an LSTM over the MLP's windows), lora (the LLM), garch (GARCH(1,1) "
-                   "volatility) or fhs (filtered historical simulation)")
+                   "volatility), fhs (filtered historical simulation) or ensemble (a validation-weighted average "
+                   "of --members)")
     _data_flags(p)
     _window_flags(p)
     _features_flag(p)
@@ -301,6 +306,9 @@ def _model_config(name: str, args):
 
         flags = {"model_path": "chronos_model", "context_days": "chronos_context", "batch_size": "chronos_batch_size"}
         return ChronosConfig(**{k: getattr(args, f) for k, f in flags.items() if getattr(args, f, None) is not None})
+    if name == "ensemble":
+        given = {k: getattr(args, k) for k in ("members", "val_size") if getattr(args, k, None) is not None}
+        return EnsembleConfig(**given)
     if name != "lora":
         return None  # garch and the statsforecast peers: no settings
     cfg = _pick(args, LoRAConfig)
@@ -308,6 +316,29 @@ def _model_config(name: str, args):
         cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
         args.target_modules = cfg.target_modules
     return cfg
+
+
+def _factory(name: str, args, data: DataConfig):
+    """A function that builds a new, unfitted model ``name`` with this run's settings (flags checked now)."""
+    from .models import model_class
+
+    cls, config = model_class(name), _model_config(name, args)
+    if name == "ensemble":
+        members = {m: c for m in config.members if (c := _model_config(m, args)) is not None}
+        return lambda: cls(data, config, members)
+    if config is not None:
+        return lambda: cls(data, config)
+    return lambda: cls(data)
+
+
+def _with_members(kinds: list[str], args) -> list[str]:
+    """The model kinds a run trains: an ensemble stands for itself and its members (whose flags apply)."""
+    if "ensemble" not in kinds:
+        if getattr(args, "members", None) is not None:
+            raise StockLLMError("--members is for the ensemble, which this run does not have: add ensemble to "
+                                "--models (or --model ensemble), or drop --members")
+        return kinds
+    return [*kinds, *_model_config("ensemble", args).members]
 
 
 # Flags that only some models use, from the config dataclasses (so a new field is covered at once): given where
@@ -418,7 +449,7 @@ def cmd_train(args, say) -> None:
 
     # Every check that needs no data comes first, before torch loads: a bad flag answers at once.
     data = _data_config(args)
-    _check_features(data, [args.model], args.prompt_format)
+    _check_features(data, _with_members([args.model], args), args.prompt_format)
     if args.resume is not None and args.model not in ("lora", *WINDOW_NETS):
         raise StockLLMError(f"--resume is for --model mlp, lstm or lora; the {args.model} fits in seconds, so fit it "
                             "again without --resume")
@@ -426,7 +457,7 @@ def cmd_train(args, say) -> None:
         raise StockLLMError(f"--resume {args.resume} (a warm start from a finished checkpoint) is for --model lora; "
                             f"the {args.model} trains quickly: train it afresh, or pass --resume alone to continue "
                             "the interrupted run in --save_dir")
-    _check_training_flags(args, [args.model], f"--model {args.model}")
+    _check_training_flags(args, _with_members([args.model], args), f"--model {args.model}")
     config = _model_config(args.model, args)  # --save_every included (and range-checked)
     check_target(args.save_dir)  # before training: a bad path must not cost a training run
     if args.resume is True:
@@ -439,8 +470,9 @@ def cmd_train(args, say) -> None:
         _recorded(args.resume, "data", _data_given(args), tuple(vars(data)))  # refuses changed settings
         model = cls.load(args.resume, train_config=_warm_start_config(args, config))
     else:
-        model = cls(data, config)
-    fit_kwargs = {"save_dir": args.save_dir, "resume": args.resume is True} if config is not None else {}
+        model = _factory(args.model, args, data)()
+    resumable = args.model in ("lora", *WINDOW_NETS)
+    fit_kwargs = {"save_dir": args.save_dir, "resume": args.resume is True} if resumable else {}
     model.fit(list(frames.values()), progress=not args.quiet, **fit_kwargs)
     model.save(args.save_dir)
     info = model.fit_info
@@ -449,6 +481,9 @@ def cmd_train(args, say) -> None:
         start = {"fhs": "FHS start", "gaussian": "naive start"}.get(info.get("start"), "untrained")
         say(f"best {where}: val_loss {info['best_val_loss']:.4f} ({start} {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
+    if "weights" in info:
+        say(f"ensemble weights (fitted on the validation dates from {info['validation_start']}): "
+            f"{model.describe() or 'none'}")
     for note in info.get("notes", []):
         say(f"note: {note}")
     _report(model, say)
@@ -635,7 +670,7 @@ def _evaluate_plan(args, say):
         from .checkpoint import read_meta
 
         kinds.append(read_meta(args.checkpoint).get("kind", "?"))
-    _check_training_flags(args, kinds, f"--models {','.join(names)}"
+    _check_training_flags(args, _with_members(kinds, args), f"--models {','.join(names)}"
                           + (f" and a {kinds[-1]} --checkpoint" if args.checkpoint else ""))
     if not args.checkpoint:
         return names, _data_config(args), None
@@ -669,11 +704,11 @@ def cmd_evaluate(args, say) -> None:
 
     from .data import write_csv_atomic
     from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
-    from .models import model_class
     from .report import write_report
 
     names, data, checkpoint = _evaluate_plan(args, say)
-    _check_features(data, names + ([checkpoint.kind] if checkpoint is not None else []), args.prompt_format)
+    _check_features(data, _with_members(names + ([checkpoint.kind] if checkpoint is not None else []), args),
+                    args.prompt_format)
     if not args.data:
         from .data import SAMPLES
 
@@ -706,13 +741,7 @@ def cmd_evaluate(args, say) -> None:
         frames = _load_frames(args.data, data.min_rows * 3 if checkpoint is None else data.min_rows,
                               f"window {data.window_size} + horizon {data.horizon}, for both the training and test "
                               "part")
-        factories = {}
-        for m in names:
-            cls, config = model_class(m), _model_config(m, args)
-            if config is not None:
-                factories[m] = lambda cls=cls, config=config: cls(data, config)
-            else:
-                factories[m] = lambda cls=cls: cls(data)
+        factories = {m: _factory(m, args, data) for m in names}
         table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
                                     test_start=test_start, fitted=fitted, refit_every=args.refit_every,
                                     progress=not args.quiet, log=say)

@@ -150,6 +150,38 @@ class LoRAConfig:
             raise StockLLMError(f"unknown --lr_scheduler {self.lr_scheduler!r}: use {', '.join(SCHEDULES)}")
 
 
+@dataclass
+class EnsembleConfig:
+    """The ensemble (``models.ensemble``): which members it averages and how its weights are fitted.
+
+    members: model names (fhs, garch, mlp, lstm, lora, naive, drift, ...), each once.
+    val_size: share of the training dates, at their end, on which the weights are fitted.
+    refit: fit the members again on all the training dates once the weights are known (True), or keep the
+        members fitted before the validation part (False: half the fitting time, e.g. with lora).
+    """
+
+    members: tuple[str, ...] = ("fhs", "garch", "mlp", "lstm")
+    val_size: float = 0.2
+    refit: bool = True
+
+    def __post_init__(self):
+        from .models import MODEL_NAMES
+
+        members = self.members.split(",") if isinstance(self.members, str) else self.members
+        self.members = tuple(m.strip() for m in members if m.strip())
+        if not self.members:
+            raise StockLLMError("--members is empty: name the models to average, e.g. fhs,garch,mlp,lstm")
+        for m in self.members:
+            if m not in MODEL_NAMES or m == "ensemble":
+                choices = ",".join(n for n in MODEL_NAMES if n != "ensemble")
+                raise StockLLMError(f"unknown --members entry {m!r}: choose from {choices}")
+        if len(set(self.members)) != len(self.members):
+            raise StockLLMError(f"--members {','.join(self.members)} names a model twice: list each once")
+        _check(self, fraction=("val_size",))
+        if self.val_size == 0:
+            raise StockLLMError("--val_size 0 leaves the ensemble nothing to fit its weights on: use e.g. 0.2")
+
+
 def to_dict(config) -> dict:
     """A dataclass as a plain JSON-ready dict."""
     return dataclasses.asdict(config)
