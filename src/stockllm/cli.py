@@ -97,7 +97,32 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
                    "and central intervals)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
+    _calibrate_flags(p)
     _common(p)
+
+
+def _calibrate_flags(parser: argparse.ArgumentParser, evaluate: bool = False) -> None:
+    from .config import CalibrationConfig
+
+    what = ("also score every model with quantiles recalibrated online, as MODEL+aci rows" if evaluate else
+            "recalibrate the quantiles online from the file's own past coverage errors")
+    parser.add_argument("--calibrate", choices=["none", "aci"], help=f"{what}: aci = adaptive conformal inference "
+                        "on σ-standardised scores, causal (default none)")
+    parser.add_argument("--calibration_step", type=float, help="--calibrate aci: the step γ of each level's offset, "
+                        f"in units of σ·√h (default {CalibrationConfig.gamma})")
+
+
+def _calibration(args) -> tuple[str | None, float | None]:
+    """(--calibrate, --calibration_step), checked: a step without a calibration is refused."""
+    from .config import CalibrationConfig
+
+    method = getattr(args, "calibrate", None)
+    step = getattr(args, "calibration_step", None)
+    if step is not None and method in (None, "none"):
+        raise StockLLMError("--calibration_step is for --calibrate aci: add --calibrate aci or drop the step")
+    if method not in (None, "none"):
+        CalibrationConfig(method=method, **({} if step is None else {"gamma": step}))  # range check now
+    return (None if method == "none" else method), step
 
 
 def _features_flag(parser: argparse.ArgumentParser) -> None:
@@ -246,6 +271,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    "before that day (expanding window); cheap models only (default: one fit before the cutoff)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
                    help="folder for metrics.csv, forecasts.csv, plot.png and report.html (default %(default)s)")
+    _calibrate_flags(p, evaluate=True)
     _training_flags(p)
     _common(p)
 
@@ -563,6 +589,7 @@ def cmd_predict(args, say) -> None:
 
     checkpoint, base_override = args.checkpoint, None
     levels = _levels(args)  # checked before any model loads
+    calibration = _calibration(args)
     tickers = _tickers(args.ticker) if getattr(args, "ticker", None) else None
     if getattr(args, "period", None) and not tickers:
         raise StockLLMError("--period applies to --ticker downloads only; --data files are used as they are: drop it")
@@ -611,6 +638,10 @@ def cmd_predict(args, say) -> None:
         model = load_forecaster(checkpoint, **overrides)
     levels = levels or model.quantiles
     model.check_levels(levels)
+    if calibration[0]:
+        from .calibration import calibrated
+
+        model = calibrated(model, *calibration)
     if getattr(args, "ticker", None):
         frames = _download_frames(tickers, args.period or f"{max(2, math.ceil(model.window_size / 200) + 1)}y", say)
     else:
@@ -706,6 +737,7 @@ def cmd_evaluate(args, say) -> None:
     from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
     from .report import write_report
 
+    calibration = _calibration(args)
     names, data, checkpoint = _evaluate_plan(args, say)
     _check_features(data, _with_members(names + ([checkpoint.kind] if checkpoint is not None else []), args),
                     args.prompt_format)
@@ -744,6 +776,7 @@ def cmd_evaluate(args, say) -> None:
         factories = {m: _factory(m, args, data) for m in names}
         table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
                                     test_start=test_start, fitted=fitted, refit_every=args.refit_every,
+                                    calibrate=calibration[0], calibration_step=calibration[1],
                                     progress=not args.quiet, log=say)
         board = leaderboard(table, forecasts)
         if os.environ.get("RANK", "0") != "0":  # every process holds the gathered result; one writes it

@@ -182,6 +182,27 @@ class EnsembleConfig:
             raise StockLLMError("--val_size 0 leaves the ensemble nothing to fit its weights on: use e.g. 0.2")
 
 
+CALIBRATIONS = ("none", "aci")
+
+
+@dataclass
+class CalibrationConfig:
+    """Online recalibration of the forecast quantiles (``stockllm.calibration``).
+
+    method: "aci" (adaptive conformal inference on σ-standardised scores) or "none".
+    gamma: the step of each level's offset per outcome, in units of σ_EWMA·√h.
+    """
+
+    method: str = "aci"
+    gamma: float = 0.005
+
+    def __post_init__(self):
+        if self.method not in CALIBRATIONS:
+            raise StockLLMError(f"unknown --calibrate {self.method!r}: use {' or '.join(CALIBRATIONS)}")
+        if not 0 < self.gamma < 1:
+            raise StockLLMError(f"--calibration_step {self.gamma} must lie between 0 and 1 (e.g. 0.005)")
+
+
 def to_dict(config) -> dict:
     """A dataclass as a plain JSON-ready dict."""
     return dataclasses.asdict(config)
