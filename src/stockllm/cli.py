@@ -20,9 +20,10 @@ from pathlib import Path
 from . import __version__
 from .config import SCHEDULES, DataConfig, EnsembleConfig, LoRAConfig, MLPConfig
 from .errors import StockLLMError, TrainingInterrupted
-from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
+from .models import MODEL_NAMES, WINDOW_NETS  # names only: the models package loads its classes on first use
 
 EXIT_ERROR = 1
+DEFAULT_MODELS = "naive,drift,fhs,mlp"  # evaluate's --models
 
 
 def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
@@ -253,9 +254,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _data_flags(p, required=False)
     _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
-    p.add_argument("--models", help="comma-separated: naive,drift,fhs,garch,mlp,lstm,lora and the peers theta,"
-                   "autoets,autoarima,chronos (default naive,drift,fhs,mlp; with --checkpoint, naive; naive is always "
-                   "scored)")
+    p.add_argument("--models", help=f"comma-separated, from {','.join(MODEL_NAMES)} (default {DEFAULT_MODELS}; "
+                   "with --checkpoint, naive; naive is always scored)")
     p.add_argument("--test_size", type=float, help="share of the union of the series' dates held out at the end; "
                    "its first date is the cutoff for all series (default 0.2)")
     p.add_argument("--test_start", metavar="YYYY-MM-DD", help="the cutoff date itself: test origins are on or "
@@ -677,7 +677,7 @@ def cmd_predict(args, say) -> None:
 
 def _evaluate_plan(args, say):
     """Check evaluate's flags before any data or model is loaded: (model names, data config, loaded checkpoint)."""
-    from .models import MODEL_NAMES, load_forecaster
+    from .models import load_forecaster
 
     if args.test_size is not None and not 0 < args.test_size < 1:
         raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
@@ -685,7 +685,7 @@ def _evaluate_plan(args, say):
         raise StockLLMError("--test_size and --test_start both set the cutoff: pass one of them")
     if args.refit_every is not None and args.refit_every < 1:
         raise StockLLMError(f"--refit_every {args.refit_every} must be 1 or more (test days between refits)")
-    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else "naive,drift,fhs,mlp")).split(",")
+    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else DEFAULT_MODELS)).split(",")
              if m.strip()]
     for m in names:
         if m not in MODEL_NAMES:
