@@ -645,11 +645,9 @@ def cmd_predict(args, say) -> None:
     if getattr(args, "ticker", None):
         frames = _download_frames(tickers, args.period or f"{max(2, math.ceil(model.window_size / 200) + 1)}y", say)
     else:
-        from .indicators import warmup_rows
+        from .models.pipeline import min_history
 
-        warmup = warmup_rows(model.data.features)
-        frames = _load_frames(args.data, model.window_size + warmup, f"window {model.window_size}"
-                              + (f" + {warmup} rows for the indicators in --features to warm up" if warmup else ""))
+        frames = _load_frames(args.data, *min_history(model))
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)
