@@ -16,7 +16,7 @@ META_FILE = "stockllm.json"
 # entries a training run writes in them.
 KEPT = {"state": r"\.?(?:tmp-)?step-\d+"}
 # What checkpoints written before manifests held (outputs.MANIFEST lists what a newer one holds).
-LEGACY_FILES = (META_FILE, "model.safetensors", "head.safetensors", "adapter")
+LEGACY_FILES = (META_FILE, "model.safetensors", "head.safetensors", "adapter", "members")
 
 
 def check_target(target: str | os.PathLike) -> Path:
