@@ -650,7 +650,8 @@ def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: st
         return i, (f"non-numeric {name} {text!r} in {where}: use a plain number such as "
                    f"{'101,25' if decimal == ',' else '101.25'}")
     if values[i] > limit:
-        return i, f"{name} {text} out of range in {where}: it must be at most {limit:g}; fix the value or delete the row"
+        return i, (f"{name} {text} out of range in {where}: it must be at most {limit:g}; fix the value or delete "
+                   "the row")
     if name == "Volume":
         return i, f"negative Volume {text} in {where}: volumes must be 0 or more"
     sign = "zero" if values[i] == 0 else "negative"

@@ -30,7 +30,8 @@ def hub_download(repo_id: str, local_dir: str | None = None, revision: str | Non
 def _offline_error(repo_id: str, exc: Exception, flag: str = "--model_path",
                    downloading: bool = False) -> StockLLMError:
     """One line for a Hub failure; only the exception's type is shown (its text carries URLs and curl output)."""
-    what = f"could not get model {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}; offline, or not a model id?)"
+    what = (f"could not get model {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}; offline, or not a "
+            "model id?)")
     if downloading:  # the user ran download-model already: telling them to run it again does not help
         return StockLLMError(f"{what}: check the network connection and the id (e.g. Qwen/Qwen3-0.6B), or copy the "
                              "model folder from a machine that reaches the Hub and pass --model_path DIR")
