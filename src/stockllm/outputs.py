@@ -115,6 +115,8 @@ def write_atomic(path, write, *, binary: bool = False, flag: str = "output") -> 
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) sends CTRL_C_EVENT there: never probe, never clean
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -254,9 +256,13 @@ def folder_target(target, flag: str, legacy=(), keep: dict | None = None) -> Pat
 
 @contextmanager
 def _lock(real: Path, flag: str, shown):
-    """Hold an exclusive lock on ``.NAME.lock`` beside ``real``; a second writer is refused, not kept waiting."""
-    import fcntl
-
+    """Hold an exclusive lock on ``.NAME.lock`` beside ``real``; a second writer is refused, not kept waiting.
+    (Without fcntl, on Windows, nothing is locked.)"""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     lock_path = real.with_name(f".{real.name}.lock")
     handle = open(lock_path, "a+")
     try:
@@ -324,8 +330,8 @@ def _nothing():
 
 def _swap(tmp: Path, real: Path) -> None:
     """Rename ``tmp`` to ``real``, moving an old ``real`` aside first; signals wait until both renames are done."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    mask = getattr(signal, "pthread_sigmask", None)  # POSIX only
+    previous = mask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if mask else None
     try:
         if real.exists():
             old = real.with_name(f".{real.name}.old-{os.getpid()}")
@@ -336,7 +342,8 @@ def _swap(tmp: Path, real: Path) -> None:
         else:
             os.replace(tmp, real)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        if mask:
+            mask(signal.SIG_SETMASK, previous)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
