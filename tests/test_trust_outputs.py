@@ -286,3 +286,27 @@ def test_a_damaged_stockllm_json_is_refused_in_one_line(ws, capsys, tmp_path, ed
     (ck / "stockllm.json").write_text(json.dumps(edit(meta)))
     line = error_line(capsys, ["predict", "--checkpoint", ck, "--data", ws["data"], "--output", tmp_path / "p.csv"])
     assert words in line and "stockllm.json" in line
+
+
+# --- many series -------------------------------------------------------------------------------------------
+
+def test_many_series_draw_the_best_and_worst_only(tmp_path):
+    import pandas as pd
+
+    from stockllm.plots import MAX_DRAWN_SERIES, drawn_series
+    from stockllm.report import render_report
+
+    rows = []
+    for i in range(30):  # series i: drift's error is i times naive's, so 0..5 are best and 24..29 worst
+        for model, err in (("naive", 1.0), ("drift", float(i + 1))):
+            for t in range(5):
+                rows.append({"series": f"S{i:02d}", "model": model, "origin": t, "horizon": 1,
+                             "target_date": f"2024-01-{t + 2:02d}", "last_close": 100.0, "actual": 100.0,
+                             "predicted": 100.0 + err})
+    forecasts = pd.DataFrame(rows)
+    drawn, note = drawn_series(forecasts)
+    assert len(drawn) == MAX_DRAWN_SERIES and "30 series" in note
+    assert drawn == [f"S{i:02d}" for i in [*range(6), *range(24, 30)]]
+    page = render_report(pd.DataFrame({"series": ["S00"], "model": ["naive"]}), forecasts)
+    assert page.count("<h3>") == MAX_DRAWN_SERIES and "30 series" in page
+    assert drawn_series(forecasts[forecasts["series"] < "S05"]) == (["S00", "S01", "S02", "S03", "S04"], "")

@@ -450,7 +450,8 @@ def _yahoo_error(exc: Exception, ticker: str, period, interval) -> DataError:
         return DataError(f"invalid period {period!r} for {ticker}: use one of {valid}")
     if isinstance(exc, getattr(yf_errors, "YFRateLimitError", ())):
         return DataError(f"Yahoo Finance refused more requests for {ticker} (rate limit): wait a while, or use --data FILE.csv")
-    detail = (str(exc).strip().splitlines() or [""])[0][:160]
+    # curl's own text carries URLs and request details that tell the user nothing: keep the first line, no URLs.
+    detail = re.sub(r"\s*\(?https?://\S+\)?", "", (str(exc).strip().splitlines() or [""])[0])[:160]
     return DataError(
         f"could not reach Yahoo Finance for {ticker} ({type(exc).__name__}: {detail}); "
         "check the network connection, or use --data FILE.csv"

@@ -16,6 +16,34 @@ ROLLING = 60  # origins per rolling-coverage point
 HISTORY_DAYS = 60  # days of history before the forecast fan
 
 
+MAX_DRAWN_SERIES = 12  # past this, plot.png and report.html draw the best and worst series only
+
+
+def drawn_series(forecasts: pd.DataFrame, limit: int = MAX_DRAWN_SERIES) -> tuple[list, str]:
+    """The series to draw, and a note on the choice ('' when all are drawn).
+
+    Up to ``limit`` series are all drawn. Beyond that (a whole market), the ``limit // 2`` series where the
+    models beat naive most and the ``limit - limit // 2`` where they do worst: the median over the models other
+    than naive of MAE ÷ naive's MAE at the first horizon. Every series stays in the CSVs and the metrics table.
+    """
+    series = list(dict.fromkeys(forecasts["series"]))
+    if len(series) <= limit:
+        return series, ""
+    f = forecasts[forecasts["horizon"] == forecasts["horizon"].min()]
+    err = (f["predicted"] - f["actual"]).abs().groupby([f["series"], f["model"]]).mean().unstack("model")
+    others = [m for m in err.columns if m != "naive"]
+    if "naive" in err.columns and others:
+        score = err[others].div(err["naive"], axis=0).median(axis=1).reindex(series)
+        ordered = list(score.sort_values(kind="stable").index)
+    else:
+        ordered = series
+    best, worst = limit // 2, limit - limit // 2
+    chosen = set(ordered[:best] + ordered[-worst:])
+    picked = [s for s in series if s in chosen]
+    return picked, (f"{len(series)} series: drawn are the {best} where the models' MAE is lowest against naive "
+                    f"and the {worst} where it is highest; all series are in the tables and CSVs")
+
+
 def _pyplot():
     import matplotlib
 
@@ -52,7 +80,7 @@ def plot_forecasts(forecasts: pd.DataFrame, path: str | Path) -> None:
     plt = _pyplot()
     levels = sorted(lv for lv in map(level_of, forecasts.columns) if lv is not None)
     band = _band(levels)
-    series = list(dict.fromkeys(forecasts["series"]))
+    series, note = drawn_series(forecasts)
     models = list(dict.fromkeys(forecasts["model"]))
     h = int(forecasts["horizon"].min())
     panels = len(models) + (1 if band else 0)
@@ -98,6 +126,8 @@ def plot_forecasts(forecasts: pd.DataFrame, path: str | Path) -> None:
             ax.legend(loc="lower left", fontsize=7)
             ax.grid(alpha=0.3)
             ax.tick_params(axis="x", labelsize=7, rotation=30)
+    if note:
+        fig.suptitle(note, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
 
