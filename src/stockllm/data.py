@@ -574,7 +574,19 @@ def _to_float(column: pd.Series, decimal: str = ".", volume: bool = False) -> np
     """
     if pd.api.types.is_numeric_dtype(column):
         return column.to_numpy(dtype=float, na_value=np.nan)
-    text = column.astype(str).str.strip().str.replace(r"^([-+]?)[$€£¥]\s*", r"\1", regex=True)
+    text = column.astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    # Only cells that are not plain numbers go through the slower clean-up; with decimal commas every cell does,
+    # since "1.234" then means 1234.
+    odd = (np.isnan(numbers) | (decimal == ",")) & (text != "").to_numpy()
+    if odd.any():
+        numbers[odd] = _export_numbers(text[odd], decimal, volume)
+    return numbers
+
+
+def _export_numbers(text: pd.Series, decimal: str, volume: bool) -> np.ndarray:
+    """float64 values of number strings as exports write them (see :func:`_to_float`); NaN where none."""
+    text = text.str.replace(r"^([-+]?)[$€£¥]\s*", r"\1", regex=True)
     text = text.str.replace(r"[\s\u00a0']", "", regex=True)
     group, point = (".", ",") if decimal == "," else (",", ".")
     grouped = text.str.fullmatch(rf"[-+]?\d{{1,3}}(?:{re.escape(group)}\d{{3}})+(?:{re.escape(point)}\d*)?")
@@ -596,7 +608,7 @@ def _is_blank(column: pd.Series) -> np.ndarray:
     """Empty cells: NaN, "", or an export's spelling of nothing ("null", "-")."""
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
         return column.isna().to_numpy()
-    if column.dtype == object and not column.map(lambda v: isinstance(v, str)).all():
+    if pd.api.types.infer_dtype(column, skipna=False) != "string":  # mixed cells, e.g. a frame with None
         return column.map(lambda v: v is None or (isinstance(v, float) and math.isnan(v))
                           or (isinstance(v, str) and v.strip().lower() in _NULLS)).to_numpy(dtype=bool)
     return column.astype(str).str.strip().str.lower().isin(_NULLS).to_numpy()
