@@ -548,6 +548,11 @@ def _parse_dates(column: pd.Series) -> pd.DatetimeIndex:
     """Dates of a column of strings (see _DATE_PATTERNS) or datetimes; NaT where unparseable."""
     if pd.api.types.is_datetime64_any_dtype(column):
         return pd.DatetimeIndex(column)
+    text = column.astype(str).str.strip()
+    if len(text) and (text.str.len() == 10).all():  # plain YYYY-MM-DD, the common case: one fast parse
+        dates = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+        if dates.notna().all():
+            return pd.DatetimeIndex(dates)
     parts = _date_parts(column)
     return pd.DatetimeIndex(pd.to_datetime(parts[["year", "month", "day"]], errors="coerce"))
 
