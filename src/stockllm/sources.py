@@ -217,6 +217,7 @@ def fetch_akshare(symbol: str, *, start: str, end: str, adjust: str) -> pd.DataF
     The only function that imports akshare. ``symbol`` 600519; ``start``/``end`` YYYYMMDD inclusive; ``adjust``
     "" or "qfq". Raises what akshare raises (requests' ConnectionError, an OSError, when offline).
     """
+    _require("akshare")
     import akshare as ak
 
     return ak.stock_zh_a_hist(symbol=symbol, period="daily", start_date=start, end_date=end, adjust=adjust)
@@ -229,7 +230,6 @@ def akshare(ticker: str, *, adjust: str, period, start, end, interval="1d") -> p
     """Daily A-share bars through AKShare (Eastmoney's data); Volume converted from lots to shares."""
     name, symbol = yahoo_symbol(ticker), akshare_symbol(ticker)
     first, last = date_range(period, start, end)
-    _require("akshare")
     try:
         raw = fetch_akshare(symbol, start=f"{first:%Y%m%d}", end=f"{last:%Y%m%d}",
                             adjust={"none": "", "full": "qfq"}[adjust])
@@ -253,6 +253,7 @@ def fetch_baostock(code: str, *, start: str, end: str, adjustflag: str) -> pd.Da
     ``start``/``end`` YYYY-MM-DD inclusive; ``adjustflag`` "3" none or "2" forward-adjusted. Raises
     ConnectionError when the login or the query fails.
     """
+    _require("baostock")
     import baostock as bs
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -277,7 +278,6 @@ def baostock(ticker: str, *, adjust: str, period, start, end, interval="1d") -> 
     """Daily A-share bars through BaoStock; suspended days (tradestatus 0, no trades) are left out."""
     name, code = yahoo_symbol(ticker), baostock_symbol(ticker)
     first, last = date_range(period, start, end)
-    _require("baostock")
     try:
         raw = fetch_baostock(code, start=f"{first:%Y-%m-%d}", end=f"{last:%Y-%m-%d}",
                              adjustflag={"none": "3", "full": "2"}[adjust])
@@ -297,11 +297,11 @@ def baostock(ticker: str, *, adjust: str, period, start, end, interval="1d") -> 
 
 def _require(source: str) -> None:
     """A StockLLMError naming the extra when the source's library is not installed."""
-    import importlib.util
-
-    if importlib.util.find_spec(source) is None:
+    try:
+        __import__(source)
+    except ImportError:
         raise StockLLMError(f"--source {source} needs the {source} package: pip install 'stockllm[{EXTRA[source]}]' "
-                            "(or use --data FILE.csv)")
+                            "(or use --data FILE.csv)") from None
 
 
 def _checked(bars: pd.DataFrame, name: str, label: str) -> pd.DataFrame:
