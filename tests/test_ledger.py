@@ -94,12 +94,28 @@ def test_score_recomputes_naive_at_the_ledger_levels():
     assert set(metrics["model"]) == {"naive", "mlp@abc123"}
 
 
-def test_a_new_run_must_give_the_ledgers_levels(tmp_path):
+def test_a_later_run_gives_some_of_the_ledgers_levels(tmp_path):
     path = tmp_path / "l.csv"
     append_forecasts(path, table())
     with pytest.raises(StockLLMError, match=r"holds the quantile levels 0.1,0.5,0.9 and this run gives 0.2,0.5,0.8"):
         append_forecasts(path, table(levels=(0.2, 0.5, 0.8)))
-    assert len(read_ledger(path)[0]) == 3
+    append_forecasts(path, table(levels=(0.5,), model="drift"))  # a subset: the other cells stay empty
+    rows, _ = read_ledger(path)
+    assert len(rows) == 6 and rows["q0.1"].iloc[3:].isna().all() and rows["q0.5"].notna().all()
+
+
+def test_models_with_other_levels_are_scored_apart():
+    frame = make_ohlcv(120, seed=1)
+    parts = []
+    for model, levels in (("mlp", (0.1, 0.5, 0.9)), ("drift", (0.5,))):
+        t = table(last=f"{frame.index[99]:%Y-%m-%d}", model=model, levels=levels)
+        t["date"], t["last_close"] = frame.index[100:103], frame["Close"].iloc[99]
+        parts.append(t.assign(run_id=model, run_time="2024-01-01T00:00:00Z", run_rows=3, checkpoint="",
+                              source="data"))
+    led = pd.concat(parts, ignore_index=True)
+    metrics, forecasts, counts = score(led, {"AAA": frame})
+    assert set(metrics["model"]) == {"mlp", "drift", "naive (q0.1,q0.5,q0.9)", "naive (q0.5)"}
+    assert metrics.loc[metrics["model"] == "mlp", "wql_vs_naive"].notna().all()
 
 
 def test_ledger_refuses_a_folder_and_a_foreign_csv(tmp_path):

@@ -93,54 +93,39 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def append_forecasts(path, table: pd.DataFrame, *, checkpoint: str = "", source: str = "",
-                     run_time: datetime | None = None) -> int:
+                     run_time: datetime | None = None, levels=None) -> int:
     """Append one run's forecasts to the ledger at ``path`` (created with its header if absent); returns the rows
     written.
 
     table: ``predict_df``'s rows (ticker, date, horizon, predicted_close, q…, last_close, last_date, model).
-    A new file takes this run's quantile levels; a later run must give the same levels (another model's levels
-    belong in another ledger). Holds ``path``.lock while appending; raises StockLLMError when the lock stays
-    taken for a minute or the file cannot be written.
+    A new file's quantile columns are ``levels`` (default: this run's); a later run may give some of them (the
+    others stay empty) but no others (another model's levels belong in another ledger). Holds ``path``.lock
+    while appending; raises StockLLMError when the lock stays taken for a minute or the file cannot be written.
     """
     from filelock import FileLock, Timeout
 
     path = check_ledger(path)
-    levels = _levels(table.columns)
-    header = _header(levels)
-    run_id = uuid.uuid4().hex[:12]
-    when = (run_time or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for _, row in table.iterrows():
-        values = {"run_id": run_id, "run_time": when, "run_rows": len(table), "ticker": row["ticker"],
-                  "model": row["model"], "checkpoint": checkpoint, "source": source, "last_date": row["last_date"],
-                  "last_close": row["last_close"], "date": row["date"], "horizon": int(row["horizon"]),
-                  "predicted_close": row["predicted_close"]}
-        writer.writerow([_cell(values[c]) if c in values else _cell(row[c]) for c in header])
-    rows = buffer.getvalue()
+    ours = _levels(table.columns)
     try:
         with FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT):
-            prefix = ""
-            existing = path.read_bytes() if path.exists() else b""
-            if b"\n" not in existing:
-                existing = b""  # empty, or a header torn by a crash: no row to keep
-                prefix = ",".join(header) + "\n"
-            else:
-                have = existing.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
-                if have != header:
-                    theirs = ",".join(f"{lv:g}" for lv in _levels(have)) or "none"
-                    ours = ",".join(f"{lv:g}" for lv in levels) or "none"
-                    if have[: len(BASE_COLUMNS)] != list(BASE_COLUMNS):
-                        raise StockLLMError(f"--ledger {path} is not a stockllm forecast ledger (its header is "
-                                            f"{','.join(have[:4])}...): name another file")
-                    raise StockLLMError(f"--ledger {path} holds the quantile levels {theirs} and this run gives "
-                                        f"{ours}: pass --quantiles {theirs}, or use another ledger file")
-                if not existing.endswith(b"\n"):
-                    prefix = "\n"  # a line torn by a crash ends here; this run starts on a line of its own
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if not existing else 0)
-            fd = os.open(path, flags, 0o644)
+            header, ends_clean = _current_header(path)
+            fresh = header is None
+            if fresh:
+                header = _header(sorted(set(ours) | set(levels or ())))
+            extra = [lv for lv in ours if column(lv) not in header]
+            if extra:
+                theirs = ",".join(f"{lv:g}" for lv in _levels(header)) or "none"
+                raise StockLLMError(f"--ledger {path} holds the quantile levels {theirs} and this run gives "
+                                    f"{','.join(f'{lv:g}' for lv in ours)}: pass --quantiles with some of {theirs}, "
+                                    "or use another ledger file")
+            text = _render(table, header, checkpoint, source, run_time)
+            if fresh:
+                text = ",".join(header) + "\n" + text
+            elif not ends_clean:
+                text = "\n" + text  # a line torn by a crash ends here; this run starts on a line of its own
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
             try:
-                _write_all(fd, (prefix + rows).encode("utf-8"))
+                _write_all(fd, text.encode("utf-8"))
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -151,6 +136,43 @@ def append_forecasts(path, table: pd.DataFrame, *, checkpoint: str = "", source:
         raise StockLLMError(f"cannot append to --ledger {path} ({(exc.strerror or str(exc)).lower()}): check the "
                             "folder's permissions and free space") from None
     return len(table)
+
+
+def ledger_levels(path) -> list[float] | None:
+    """The quantile levels a ledger file records, or None when it does not exist yet (or holds only a torn
+    header)."""
+    header, _ = _current_header(check_ledger(path))
+    return None if header is None else _levels(header)
+
+
+def _current_header(path: Path) -> tuple[list[str] | None, bool]:
+    """(the header of an existing ledger or None, whether the file ends with a newline); refuses a foreign CSV."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None, True
+    with open(path, "rb") as handle:
+        first = handle.readline()
+        if not first.endswith(b"\n"):
+            return None, True  # a header torn by a crash: no row to keep, the file starts again
+        handle.seek(-1, os.SEEK_END)
+        ends_clean = handle.read(1) == b"\n"
+    header = first.decode("utf-8", "replace").strip().split(",")
+    if header[: len(BASE_COLUMNS)] != list(BASE_COLUMNS):
+        raise StockLLMError(f"--ledger {path} is not a stockllm forecast ledger (its header is "
+                            f"{','.join(header[:4])}...): name another file")
+    return header, ends_clean
+
+
+def _render(table: pd.DataFrame, header: list[str], checkpoint: str, source: str, run_time) -> str:
+    """The run's rows as CSV text under ``header`` (quantiles the table lacks left empty)."""
+    run_id = uuid.uuid4().hex[:12]
+    when = (run_time or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for row in table.to_dict("records"):
+        values = {**row, "run_id": run_id, "run_time": when, "run_rows": len(table), "checkpoint": checkpoint,
+                  "source": source, "horizon": int(row["horizon"])}
+        writer.writerow([_cell(values.get(c, "")) for c in header])
+    return buffer.getvalue()
 
 
 def read_ledger(path) -> tuple[pd.DataFrame, list[str]]:
@@ -209,19 +231,45 @@ def score(ledger: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> tuple[pd.Dat
     EWMA volatility of the closes up to its last date, at the ledger's levels), and counts: scored, pending
     (target date after the data's last date), no_close (the data lack that date), no_data (ticker not in
     ``frames``), duplicates (the same model, ticker, last date and horizon forecast again: the latest run kept).
-    Ledger rows of the naive model itself are the reference and are recomputed rather than read.
+    Ledger rows of the naive model itself are the reference and are recomputed rather than read. Models whose
+    rows record different quantile levels are scored apart, each beside naive at its own levels (that naive is
+    then named ``naive (q0.1,q0.5,q0.9)``, say).
     """
     from .evaluate import metrics
-    from .quantiles import ewma_sigma, z_scores
 
-    levels = _levels(ledger.columns)
-    qcols = [column(lv) for lv in levels]
+    qall = [column(lv) for lv in _levels(ledger.columns)]
     led = ledger.assign(label=[model_label(k, c) for k, c in zip(ledger["model"], ledger["checkpoint"])])
     led = led.sort_values("run_time", kind="stable")
     keys = ["ticker", "label", "last_date", "horizon"]
     dup = led.duplicated(keys, keep="last")
     counts = {"duplicates": int(dup.sum()), "scored": 0, "pending": 0, "no_close": 0, "no_data": 0}
     led = led[~dup]
+    present = led[qall].notna().to_numpy()
+    sets = pd.Series([tuple(c for c, ok in zip(qall, row) if ok) for row in present], index=led.index)
+    groups = list(dict.fromkeys(sets))
+    tables, scored = [], []
+    for qcols in groups:
+        forecasts = _beside_naive(led[sets == qcols], frames, list(qcols), counts)
+        if forecasts.empty:
+            continue
+        table = metrics(forecasts)
+        if len(groups) > 1:
+            name = f"naive ({','.join(qcols)})"
+            table["model"] = table["model"].replace("naive", name)
+            forecasts["model"] = forecasts["model"].replace("naive", name)
+        tables.append(table)
+        scored.append(forecasts)
+    if not tables:
+        return pd.DataFrame(), pd.DataFrame(), counts
+    return pd.concat(tables, ignore_index=True), pd.concat(scored, ignore_index=True), counts
+
+
+def _beside_naive(led: pd.DataFrame, frames: dict, qcols: list[str], counts: dict) -> pd.DataFrame:
+    """The scored rows of ``led`` (one level set ``qcols``) and naive's at the same origins, as
+    evaluate.metrics reads them (series, model, origin, horizon, last_close, actual, predicted, q…)."""
+    from .quantiles import ewma_sigma, z_scores
+
+    levels = [level_of(c) for c in qcols]
     rows, naive = [], {}
     for ticker, g in led.groupby("ticker", sort=False):
         frame = frames.get(ticker)
@@ -256,7 +304,4 @@ def score(ledger: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> tuple[pd.Dat
                              columns=["series", "model", "origin", "horizon", "last_close", "actual", "predicted",
                                       *qcols])
     forecasts["horizon"] = forecasts["horizon"].astype(int)
-    if forecasts.empty:
-        return pd.DataFrame(), forecasts, counts
-    forecasts = forecasts.sort_values(["series", "model", "origin", "horizon"], kind="stable").reset_index(drop=True)
-    return metrics(forecasts), forecasts, counts
+    return forecasts.sort_values(["series", "model", "origin", "horizon"], kind="stable").reset_index(drop=True)

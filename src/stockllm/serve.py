@@ -18,8 +18,7 @@ source that cannot be reached answers 503 with the line the CLI prints. A reques
 server writes only to ``--ledger``, if given.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations (Request) at runtime.
 import html
 import json
 import math
@@ -121,9 +120,26 @@ class Service:
         self.watch = list(watch) or list(self.files)
         self.ledger, self.source, self.calendar = ledger, source, calendar
         self.max_tickers, self.max_rows, self.cache_size, self.today = max_tickers, max_rows, cache_size, today
+        self.ledger_levels = self._ledger_levels() if ledger is not None else []
         self._cache: OrderedDict = OrderedDict()
         self._cache_lock = threading.Lock()
         self._ledger_lock = threading.Lock()
+
+    def _ledger_levels(self) -> list[float]:
+        """The levels the ledger records: the file's, which must hold every served model's, or (a new file)
+        the union of the served models' levels."""
+        from .ledger import ledger_levels
+
+        wanted = sorted({lv for m in self.models.values() for lv in m.model.quantiles})
+        have = ledger_levels(self.ledger)
+        if have is None:
+            return wanted
+        missing = [lv for lv in wanted if not any(abs(lv - h) < 1e-9 for h in have)]
+        if missing:
+            raise StockLLMError(f"--ledger {self.ledger} records the levels {','.join(f'{q:g}' for q in have)}, "
+                                f"and the served models also give {','.join(f'{q:g}' for q in missing)}: use "
+                                "another ledger file")
+        return have
 
     # --- inputs --------------------------------------------------------------------------------------------
     def pick(self, name) -> ServedModel:
@@ -253,8 +269,12 @@ class Service:
         if record and self.ledger is not None:
             from .ledger import append_forecasts
 
+            from .quantiles import column, level_of
+
+            kept = {column(lv) for lv in self.ledger_levels}  # levels a request added beyond them are not recorded
+            rows = table[[c for c in table.columns if level_of(c) is None or c in kept]]
             with self._ledger_lock:
-                append_forecasts(self.ledger, table, checkpoint=served.checkpoint,
+                append_forecasts(self.ledger, rows, checkpoint=served.checkpoint, levels=self.ledger_levels,
                                  source=self.source if "tickers" in req else "request")
         return {"model": served.name, "kind": model.kind, "checkpoint": served.checkpoint,
                 "levels": list(levels or model.quantiles), "forecasts": records(table)}
@@ -345,6 +365,7 @@ p.note {{ color: #555; }} p.error {{ color: #a00; }} h2 {{ font-size: 1.1rem; ma
 def create_app(service: Service, max_body_bytes: int = MAX_BODY_BYTES):
     """The FastAPI application over ``service`` (see the module docstring for the endpoints)."""
     from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -360,6 +381,12 @@ def create_app(service: Service, max_body_bytes: int = MAX_BODY_BYTES):
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):  # unknown paths and methods: one line too
         return refuse(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        first = (exc.errors() or [{}])[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return refuse(422, f"{where}: {first.get('msg', 'invalid request')}")
 
     @app.exception_handler(Exception)
     async def unexpected(request, exc):  # the last line of defence: a 500 with one line, the server lives on
