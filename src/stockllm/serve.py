@@ -155,10 +155,14 @@ class Service:
         """A ticker's bars: a file loaded at start, or the source's (fetched once a day, then cached)."""
         if ticker in self.files:
             return self.files[ticker]
+        named = next((f for name, f in self.files.items() if name.lower() == ticker.lower()), None)
+        if named is not None:
+            return named
         if self.fetch is None:
             raise RequestError(422, f"unknown ticker {ticker!r}: this server has no data source, only "
                                     f"{', '.join(self.files) or 'rows sent in the body'}")
         period = f"{max(2, math.ceil(min_rows / 200) + 1)}y"
+        ticker = ticker.upper()  # symbols are case-blind at every source: one cache entry for aapl and AAPL
         key, today = (ticker, period), self.today()
         with self._cache_lock:
             hit = self._cache.get(key)
