@@ -310,18 +310,19 @@ class Service:
 
 
 def records(table: pd.DataFrame) -> list[dict]:
-    """predict_df's rows as JSON-ready dicts: dates as YYYY-MM-DD, NaN as null."""
-    out = table.copy()
-    for name in ("date", "last_date"):
-        out[name] = pd.to_datetime(out[name]).dt.strftime("%Y-%m-%d")
-    rows = out.to_dict("records")
-    for row in rows:
-        for key, value in row.items():
-            if isinstance(value, (float, np.floating)):
-                row[key] = float(value) if math.isfinite(value) else None
-            elif isinstance(value, np.integer):
-                row[key] = int(value)
-    return rows
+    """predict_df's rows as JSON-ready dicts: dates as YYYY-MM-DD, NaN as null (column by column: a per-cell
+    conversion cost as much as the forecast)."""
+    names = list(table.columns)
+    columns = []
+    for name in names:
+        values = table[name]
+        if name in ("date", "last_date"):
+            columns.append(pd.to_datetime(values).dt.strftime("%Y-%m-%d").tolist())
+        elif pd.api.types.is_float_dtype(values):
+            columns.append([v if math.isfinite(v) else None for v in values.tolist()])
+        else:
+            columns.append(values.tolist())
+    return [dict(zip(names, row)) for row in zip(*columns)]
 
 
 def fan_figure(frame: pd.DataFrame, forecasts: pd.DataFrame, ticker: str, model: str):
