@@ -14,7 +14,7 @@ from .errors import StockLLMError
 from .features import origins_with_targets, targets, to_prices, union_dates
 from .models.base import Forecaster
 from .plots import plot_forecasts  # noqa: F401 - evaluate's picture, re-exported for callers of this module
-from .quantiles import central_intervals, column, level_of, pinball
+from .quantiles import central_intervals, column, ewma_sigma, level_of, pinball
 
 
 def split_index(n_rows: int, test_size: float) -> int:
@@ -71,8 +71,9 @@ def trained_until(model: Forecaster) -> pd.Timestamp | None:
 def backtest(model: Forecaster, name: str, series: str, frame: pd.DataFrame, origins: np.ndarray) -> pd.DataFrame:
     """Forecast every origin at once; one row per origin and horizon (tidy).
 
-    Columns: series, model, origin, horizon, target_date, last_close, actual, predicted (the median close) and
-    one price-scale quantile column per level (``q0.1``, ...; NaN for a model without quantiles).
+    Columns: series, model, origin, horizon, target_date, last_close, actual, predicted (the median close), sigma
+    (the causal EWMA daily volatility at the origin, which sorts origins into volatility terciles) and one
+    price-scale quantile column per level (``q0.1``, ...; NaN for a model without quantiles).
     """
     close = frame["Close"].to_numpy(dtype=np.float64)
     point, q = model.predict_distribution(frame, origins)
@@ -90,6 +91,7 @@ def backtest(model: Forecaster, name: str, series: str, frame: pd.DataFrame, ori
         "last_close": np.repeat(close[origins], horizon),
         "actual": actual.ravel(),
         "predicted": pred.ravel(),
+        "sigma": np.repeat(ewma_sigma(close)[origins], horizon),
     })
     for j, level in enumerate(model.quantiles):
         table[column(level)] = q_prices[:, :, j].ravel()
@@ -135,8 +137,10 @@ def metrics(forecasts: pd.DataFrame) -> pd.DataFrame:
     Quantile metrics (from the ``q…`` columns, price scale; NaN for a model without quantiles): wql (Chronos'
     weighted quantile loss: per level 2·Σ pinball ÷ Σ|actual|, averaged over the levels), wql_vs_naive (÷ the
     ``naive`` model's wql on the same origins), coverage_P for each central P% interval the levels allow (share
-    of actual closes inside it), width_80 (mean width of the 80% interval ÷ last close) and dm_pvalue_wql
-    (Diebold–Mariano on the per-origin quantile loss against naive's).
+    of actual closes inside it), coverage_80_lowvol / _midvol / _highvol (the same for the origins in the lowest,
+    middle and highest third of the series' causal EWMA volatility at the origin: marginal coverage hides
+    under-coverage in storms; NaN without a ``sigma`` column), width_80 (mean width of the 80% interval ÷ last
+    close) and dm_pvalue_wql (Diebold–Mariano on the per-origin quantile loss against naive's).
     """
     f = forecasts
     qcols = quantile_columns(f)
@@ -152,6 +156,10 @@ def metrics(forecasts: pd.DataFrame) -> pd.DataFrame:
             naive = f.loc[f["model"] == "naive", keys + pb].rename(columns=dict(zip(pb, npb_cols)))
             f = f.merge(naive, on=keys, how="left", sort=False)
     intervals = central_intervals(levels)
+    edges = {}  # series → the EWMA-σ terciles of its origins (the same origins for every model)
+    if "sigma" in f.columns:
+        for series, g in f.drop_duplicates(["series", "origin"]).groupby("series", sort=False):
+            edges[series] = np.nanquantile(g["sigma"].to_numpy(dtype=np.float64), [1 / 3, 2 / 3])
     rows = []
     for (series, model, horizon), g in f.groupby(["series", "model", "horizon"], sort=False):
         err = g["predicted"] - g["actual"]
@@ -179,8 +187,14 @@ def metrics(forecasts: pd.DataFrame) -> pd.DataFrame:
             row[f"coverage_{pct}"] = float(inside.mean())
             if pct == 80:
                 row["width_80"] = float(((high - low) / g["last_close"]).mean())
-        row.setdefault("coverage_80", float("nan"))
-        row.setdefault("width_80", float("nan"))
+                if series in edges:
+                    sigma = g["sigma"].to_numpy(dtype=np.float64)
+                    lo_edge, hi_edge = edges[series]
+                    for name, part in (("lowvol", sigma <= lo_edge), ("midvol", (sigma > lo_edge) & (sigma <= hi_edge)),
+                                       ("highvol", sigma > hi_edge)):
+                        row[f"coverage_80_{name}"] = float(inside[part].mean()) if part.any() else float("nan")
+        for key in ("coverage_80", "width_80", "coverage_80_lowvol", "coverage_80_midvol", "coverage_80_highvol"):
+            row.setdefault(key, float("nan"))
         row["dm_pvalue_wql"] = float("nan")
         if names and has_naive:
             row["dm_pvalue_wql"] = diebold_mariano(g[pb].to_numpy().sum(axis=1), npb.sum(axis=1), int(horizon))
@@ -234,6 +248,8 @@ def evaluate(
     test_start: str | pd.Timestamp | None = None,
     fitted: dict[str, Forecaster] | None = None,
     refit_every: int | None = None,
+    calibrate: str | None = None,
+    calibration_step: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Backtest every model on every origin on or after one cutoff date shared by all series.
 
@@ -248,8 +264,14 @@ def evaluate(
     and all processes get the gathered result, in the single-process order; forecasts do not depend on which
     origins are asked together, so the result is the one-process result. Models are fitted in every process
     (the LLM's fit is itself spread over them, data-parallel).
+
+    ``calibrate`` "aci" adds, beside every model with quantiles, its online-recalibrated variant ``<name>+aci``
+    (``stockllm.calibration``; the same fitted model, no extra fit); ``calibration_step`` is its γ.
     """
+    from .calibration import calibrated
+
     fitted = dict(fitted or {})
+    calibrate = None if calibrate in (None, "none") else calibrate
     if refit_every is not None and refit_every < 1:
         raise StockLLMError(f"--refit_every {refit_every} must be 1 or more (test days between refits)")
     cutoff = resolve_cutoff(frames, test_size, test_start)
@@ -301,16 +323,26 @@ def evaluate(
                 if k == 0:
                     for note in model.fit_info.get("notes", []):
                         log(f"note: {model_name}: {note}")
+                    if hasattr(model, "describe"):  # the ensemble: its row names its weights
+                        protocols[model_name] += f"; weights {model.describe()}"
             for i, (series, frame) in enumerate(frames.items()):
                 origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
                 if len(origins) == 0:
                     continue
                 if model.needs_fit and len(blocks) == 1:  # trained models can take a while (the LLM: about a
                     log(f"backtesting {model_name} on {series}: {len(origins)} origins")  # minute per 1,000 on CPU)
-                order = len(protocols), k, i
+                order = len(protocols), 0, k, i
                 shard = np.array_split(origins, world)[rank]
                 if len(shard):
                     pieces.append((order, rank, backtest(model, model_name, series, frame, shard)))
+                    if calibrate and model.has_quantiles:
+                        variant = calibrated(model, calibrate, calibration_step)
+                        pieces.append(((order[0], 1, k, i), rank, backtest(variant, f"{model_name}+{calibrate}", series,
+                                                                  frame, shard)))
+        if calibrate and model.has_quantiles:
+            gamma = calibrated(model, calibrate, calibration_step).config.gamma
+            protocols[f"{model_name}+{calibrate}"] = (f"{protocols[model_name]}; online recalibration "
+                                                      f"({calibrate}, γ = {gamma:g})")
     if world > 1:
         from accelerate.utils import gather_object
 
@@ -337,28 +369,44 @@ def _geomean(values: pd.Series) -> float:
 
 
 def leaderboard(table: pd.DataFrame, forecasts: pd.DataFrame | None = None, alpha: float = 0.05) -> pd.DataFrame:
-    """One row per model across all series and horizons, best first (by mean rank).
+    """One row per model across all series and horizons, best first: by wql_vs_naive when models have quantiles
+    (models without come last, by MAE rank), else by mean MAE rank.
 
     mae_vs_naive, wql_vs_naive: geometric means over (series, horizon) of the metrics' ratios (NaN where a model
-    has no quantiles). mean_rank: the model's rank by MAE among all models, within each series and horizon
-    (1 = best, ties averaged), averaged. dm_better / dm_worse: the number of series where a Diebold–Mariano test
-    on the per-origin absolute error (averaged over horizons; lags up to H − 1) finds the model better / worse
-    than naive at p < ``alpha`` (needs ``forecasts``; NaN without). series: series scored. protocol: as in
-    metrics.
+    has no quantiles); wql_vs_fhs: the same against the fhs model's wql on the same series and horizon (when fhs was
+    scored). coverage_80: mean over (series, horizon). mean_rank: the model's rank by MAE among all models, within
+    each series and horizon (1 = best, ties averaged), averaged. pairs: the (series, horizon) pairs scored.
+    wql_dm_better / wql_dm_worse: how many of those pairs a Diebold–Mariano test on the per-origin quantile loss
+    finds the model better / worse than naive at p < ``alpha``. dm_better / dm_worse: the number of series where a
+    Diebold–Mariano test on the per-origin absolute error (averaged over horizons; lags up to H − 1) finds the
+    model better / worse than naive at p < ``alpha`` (needs ``forecasts``; NaN without). series: series scored.
+    protocol: as in metrics.
     """
     ranks = table.groupby(["series", "horizon"])["mae"].rank(method="average")
     t = table.assign(_rank=ranks)
+    fhs = t.loc[t["model"] == "fhs"].set_index(["series", "horizon"])["wql"] if (t["model"] == "fhs").any() else None
     rows = []
     for model, g in t.groupby("model", sort=False):
-        rows.append({
+        sig = g["dm_pvalue_wql"] < alpha if "dm_pvalue_wql" in g else pd.Series(False, index=g.index)
+        row = {
             "model": model,
             "protocol": g["protocol"].iloc[0] if "protocol" in g else "",
             "series": g["series"].nunique(),
             "mae_vs_naive": _geomean(g["mae_vs_naive"]),
             "wql_vs_naive": _geomean(g["wql_vs_naive"]) if "wql_vs_naive" in g else float("nan"),
+        }
+        if fhs is not None:
+            base = fhs.reindex(pd.MultiIndex.from_frame(g[["series", "horizon"]])).to_numpy()
+            row["wql_vs_fhs"] = _geomean(pd.Series(g["wql"].to_numpy() / base))
+        row.update({
+            "coverage_80": float(g["coverage_80"].mean()) if "coverage_80" in g else float("nan"),
             "mean_rank": float(g["_rank"].mean()),
+            "pairs": len(g),
+            "wql_dm_better": int((sig & (g["wql_vs_naive"] < 1)).sum()) if "wql_vs_naive" in g else 0,
+            "wql_dm_worse": int((sig & (g["wql_vs_naive"] > 1)).sum()) if "wql_vs_naive" in g else 0,
             "dm_better": float("nan"), "dm_worse": float("nan"),
         })
+        rows.append(row)
     board = pd.DataFrame(rows)
     if forecasts is not None and len(forecasts):
         err = forecasts.assign(_err=(forecasts["predicted"] - forecasts["actual"]).abs(),
@@ -375,7 +423,11 @@ def leaderboard(table: pd.DataFrame, forecasts: pd.DataFrame | None = None, alph
             counts[model] = (better, worse)
         board["dm_better"] = board["model"].map(lambda m: counts.get(m, (0, 0))[0])
         board["dm_worse"] = board["model"].map(lambda m: counts.get(m, (0, 0))[1])
-    return board.sort_values(["mean_rank", "mae_vs_naive"], kind="stable").reset_index(drop=True)
+    if board["wql_vs_naive"].notna().any():
+        keys = ["wql_vs_naive", "mean_rank"]
+    else:
+        keys = ["mean_rank", "mae_vs_naive"]
+    return board.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
 
 
 def format_leaderboard(board: pd.DataFrame) -> str:
@@ -385,6 +437,7 @@ def format_leaderboard(board: pd.DataFrame) -> str:
 
 def format_table(table: pd.DataFrame) -> str:
     """Metrics as a fixed-width text table for the terminal."""
-    cols = ["series", "model", "horizon", "n", "mae", "mae_vs_naive", "wql_vs_naive", "coverage_80", "width_80",
-            "dir_acc", "up_rate", "dm_pvalue", "dm_pvalue_wql"]
+    cols = ["series", "model", "horizon", "n", "mae", "mae_vs_naive", "wql_vs_naive", "coverage_80",
+            "coverage_80_lowvol", "coverage_80_midvol", "coverage_80_highvol", "width_80", "dir_acc", "up_rate",
+            "dm_pvalue", "dm_pvalue_wql"]
     return table[[c for c in cols if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}")
