@@ -1005,7 +1005,7 @@ def cmd_serve(args, say) -> None:
     import uvicorn
 
     say(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (data: {source}"
-        + (f" and {len(files)} files" if files else "") + "); Ctrl-C stops")
+        + (f" and {len(files)} file{'s' if len(files) != 1 else ''}" if files else "") + "); Ctrl-C stops")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         say(f"note: --host {args.host} lets other machines in, and the server has no authentication")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",

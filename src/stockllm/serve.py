@@ -337,14 +337,14 @@ def fan_figure(frame: pd.DataFrame, forecasts: pd.DataFrame, ticker: str, model:
     x = [past.index[-1].strftime("%Y-%m-%d"), *forecasts["date"]]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=list(past.index.strftime("%Y-%m-%d")), y=[round(float(v), 6) for v in past],
-                             name="close", line={"color": "black", "width": 1.4}))
+                             name="close", mode="lines", line={"color": "black", "width": 1.4}))
     levels = sorted(lv for lv in map(level_of, forecasts.columns) if lv is not None)
     intervals = central_intervals(levels)
     for k, (pct, lo, hi) in enumerate(intervals):
         alpha = 0.12 + 0.4 * k / max(len(intervals), 1)
-        fig.add_trace(go.Scatter(x=x, y=[last, *forecasts[column(hi)]], line={"width": 0}, showlegend=False,
-                                 hoverinfo="skip", legendgroup=f"i{pct}"))
-        fig.add_trace(go.Scatter(x=x, y=[last, *forecasts[column(lo)]], line={"width": 0}, fill="tonexty",
+        fig.add_trace(go.Scatter(x=x, y=[last, *forecasts[column(hi)]], mode="lines", line={"width": 0},
+                                 showlegend=False, hoverinfo="skip", legendgroup=f"i{pct}"))
+        fig.add_trace(go.Scatter(x=x, y=[last, *forecasts[column(lo)]], mode="lines", line={"width": 0}, fill="tonexty",
                                  fillcolor=f"rgba(31,119,180,{alpha:.2f})", name=f"{pct}% interval",
                                  legendgroup=f"i{pct}"))
     fig.add_trace(go.Scatter(x=x, y=[last, *forecasts["predicted_close"]], name=f"median ({model})",
