@@ -345,6 +345,7 @@ def test_watchlist_page_renders_a_chart_per_ticker_in_chromium(tmp_path):
     proc, url = start_server(tmp_path, "--watch", "AAA,BBB")
     try:
         result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                 "--disable-background-networking", "--no-first-run",
                                  f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000",
                                  "--dump-dom", f"{url}/"], capture_output=True, text=True, timeout=180)
     finally:

@@ -223,10 +223,14 @@ def test_download_refuses_an_adjustment_the_source_lacks(capsys, tmp_path, monke
 def test_forecast_mainland_source_dates_by_shanghai(capsys, tmp_path, monkeypatch, source, ticker):
     monkeypatch.setattr(sources, "fetch_akshare", lambda symbol, **kwargs: akshare_raw(bars()))
     monkeypatch.setattr(sources, "fetch_baostock", lambda code, **kwargs: baostock_raw(bars()))
-    output = tmp_path / "p.csv"
+    output, ledger = tmp_path / "p.csv", tmp_path / "ledger.csv"
     rc, out, err = run(capsys, ["forecast", "--source", source, "--ticker", ticker, "--model", "naive",
-                                "--output", output, "--quiet"])
+                                "--output", output, "--ledger", ledger, "--quiet"])
     assert rc == 0, err
+    from stockllm.ledger import read_ledger
+
+    rows, _ = read_ledger(ledger)
+    assert set(rows["source"]) == {source} and set(rows["ticker"]) == {sources.yahoo_symbol(ticker)}
     table = pd.read_csv(output)
     assert list(table["date"]) == NEXT_XSHG  # Spring Festival skipped: the Shanghai calendar
     assert table["series"].iloc[0] == sources.yahoo_symbol(ticker)

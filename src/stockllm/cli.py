@@ -939,7 +939,8 @@ def cmd_score(args, say) -> None:
     table, forecasts, counts = score(ledger, frames)
     say(f"{counts['scored']} forecasts scored; {counts['pending']} still ahead of the data's last date"
         + (f"; {counts['no_close']} without a close on their date" if counts["no_close"] else "")
-        + (f"; {counts['no_data']} of tickers without data" if counts["no_data"] else "")
+        + (f"; {counts['no_data']} of tickers without data ({', '.join(t for t in tickers if t not in frames)}: "
+           "pass their files to --data, named after them)" if counts["no_data"] else "")
         + (f"; {counts['duplicates']} repeated forecasts (same model, ticker, last date and horizon: the latest "
            "run kept)" if counts["duplicates"] else ""))
     if table.empty:
