@@ -907,7 +907,7 @@ def cmd_download_model(args, say) -> None:
 
 def cmd_score(args, say) -> None:
     from .data import write_csv_atomic
-    from .evaluate import format_table
+    from .metrics import format_table
     from .ledger import read_ledger, score
 
     if args.data:

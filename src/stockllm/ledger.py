@@ -11,7 +11,7 @@ rows its run wrote, and the reader drops a torn last line and any run with fewer
 next append starts on a fresh line. So a ``kill -9`` during an append loses at most the run being written.
 
 :func:`score` compares the forecasts whose target date has passed with the actual closes: the metrics of
-``stockllm evaluate`` (MAE, WQL, coverage; :func:`stockllm.evaluate.metrics`) beside the naive random walk,
+``stockllm evaluate`` (MAE, WQL, coverage; :func:`stockllm.metrics.metrics`) beside the naive random walk,
 per ticker, model and horizon.
 """
 
@@ -225,7 +225,7 @@ def model_label(kind: str, checkpoint: str) -> str:
 def score(ledger: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Score every ledger forecast whose target date has a close in ``frames`` ({ticker: OHLCV frame}).
 
-    Returns (metrics, forecasts, counts): metrics as :func:`stockllm.evaluate.metrics` gives them (series =
+    Returns (metrics, forecasts, counts): metrics as :func:`stockllm.metrics.metrics` gives them (series =
     ticker, model = :func:`model_label`, horizon; mae, mae_vs_naive, wql, wql_vs_naive, coverage_80, ...),
     the scored forecasts beside naive (``naive`` is the random walk from each forecast's last close, with the
     EWMA volatility of the closes up to its last date, at the ledger's levels), and counts: scored, pending
@@ -235,7 +235,7 @@ def score(ledger: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> tuple[pd.Dat
     rows record different quantile levels are scored apart, each beside naive at its own levels (that naive is
     then named ``naive (q0.1,q0.5,q0.9)``, say).
     """
-    from .evaluate import metrics
+    from .metrics import metrics
 
     qall = [column(lv) for lv in _levels(ledger.columns)]
     led = ledger.assign(label=[model_label(k, c) for k, c in zip(ledger["model"], ledger["checkpoint"])])
@@ -266,7 +266,7 @@ def score(ledger: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> tuple[pd.Dat
 
 def _beside_naive(led: pd.DataFrame, frames: dict, qcols: list[str], counts: dict) -> pd.DataFrame:
     """The scored rows of ``led`` (one level set ``qcols``) and naive's at the same origins, as
-    evaluate.metrics reads them (series, model, origin, horizon, last_close, actual, predicted, q…)."""
+    stockllm.metrics.metrics reads them (series, model, origin, horizon, last_close, actual, predicted, q…)."""
     from .quantiles import ewma_sigma, z_scores
 
     levels = [level_of(c) for c in qcols]
