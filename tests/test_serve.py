@@ -356,3 +356,12 @@ def test_watchlist_page_renders_a_chart_per_ticker_in_chromium(tmp_path):
         chart = dom[dom.index(f'id="chart-{i}"'):]
         chart = chart[: chart.index('id="chart-1"')] if i == 0 else chart
         assert "main-svg" in chart and "scatterlayer" in chart
+
+
+def test_device_is_for_llm_checkpoints_only(checkpoint):
+    from stockllm.errors import StockLLMError
+
+    with pytest.raises(StockLLMError, match="--device applies to LLM checkpoints only"):
+        load_models([str(checkpoint)], ["naive"], DataConfig(), {"device": "cpu"})
+    two = load_models([str(checkpoint), f"other={checkpoint}"], [], DataConfig())
+    assert list(two) == [checkpoint.name, "other"]  # two of one kind: named by folder, or as asked

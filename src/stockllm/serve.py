@@ -82,10 +82,20 @@ def load_models(checkpoints=(), baselines=(), data=None, overrides: dict | None 
     from .ledger import checkpoint_id
     from .models import load_forecaster, model_class
 
-    entries = []
+    from .checkpoint import read_meta
+    from .models import REGISTRY
+
+    entries, used = [], set()
     for spec in checkpoints:
         name, _, folder = spec.rpartition("=") if "=" in spec else ("", "", spec)
-        entries.append((name, folder, load_forecaster(folder, **(overrides or {}))))
+        takes = getattr(REGISTRY.get(read_meta(folder).get("kind")), "overrides", ())
+        used |= set(takes)
+        # --device and the like reach the checkpoints that take them (the LLM), not an MLP beside it
+        entries.append((name, folder, load_forecaster(folder, **{k: v for k, v in (overrides or {}).items()
+                                                                    if k in takes})))
+    stray = [k for k, v in (overrides or {}).items() if v is not None and k not in used]
+    if stray:
+        raise StockLLMError(f"--{stray[0]} applies to LLM checkpoints only, and none is served: drop it")
     kinds = [m.kind for _, _, m in entries]
     served: dict[str, ServedModel] = {}
 
