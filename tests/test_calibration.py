@@ -113,3 +113,13 @@ def test_tercile_coverage_splits_origins_by_volatility():
     row = metrics(f).iloc[0]
     assert row["coverage_80_lowvol"] == 1.0 and row["coverage_80_midvol"] == 0.0 and row["coverage_80_highvol"] == 0.0
     assert abs(row["coverage_80"] - 1 / 3) < 1e-12
+
+
+def test_each_volatility_regime_tracks_its_own_offsets():
+    """Outcomes of regime 0 move regime 0's offset only; an origin in regime 1 keeps regime 1's."""
+    q = np.zeros((6, 1, 1))
+    y = np.array([[-1.0], [5.0], [-1.0], [5.0], [-1.0], [5.0]])
+    regime = np.array([0, 1, 0, 1, 0, 1])
+    off = track_offsets(q, y, [0.5], 0.1, regime)[:, 0, 0]
+    # origin i sees outcomes of origins < i; regime 0's outcomes fall below (offset −0.05 each), regime 1's above
+    assert np.allclose(off, [0, 0, -0.05, 0.05, -0.1, 0.1])

@@ -426,9 +426,9 @@ def test_download_several_tickers_to_a_folder(capsys, tmp_path, monkeypatch):
         assert path.read_text().splitlines()[0] == "Date,Open,High,Low,Close,Volume"
         raw = yahoo_like(ticker)
         frame = load_ohlcv(path)
-        # Exchange-local calendar dates, unadjusted Close.
+        # Exchange-local calendar dates; Close adjusted for splits and dividends (--adjust full, the default).
         assert list(frame.index.strftime("%Y-%m-%d")) == list(raw.index.strftime("%Y-%m-%d"))
-        np.testing.assert_allclose(frame["Close"], raw["Close"], rtol=1e-12)
+        np.testing.assert_allclose(frame["Close"], raw["Adj Close"], rtol=1e-12)
         np.testing.assert_array_equal(frame["Volume"], raw["Volume"].astype(float))
 
 

@@ -7,6 +7,12 @@ coverage: δ ← δ + γ·(τ − 1{y ≤ q'_τ}), the quantile-tracking form of
 fewer, raised, so the long-run share below each level converges to τ whatever the model does. The scores are
 standardised by σ, so an offset learnt in calm markets means the same in a storm.
 
+Volatility mean-reverts: after a calm spell the next days are more volatile than the EWMA σ says, after a storm
+less, so one offset for all days under-covers calm origins and over-covers stormy ones. The origins are therefore
+split into regimes by σ_EWMA ÷ σ_long (λ 0.94 over λ 0.99, both causal; edges ``CalibrationConfig.regimes``,
+default below 0.85, 0.85–1.15, above), and each regime tracks its own offsets from its own outcomes (Mondrian
+conformal prediction by regime).
+
 Causality: the outcome of origin s at horizon h (the close of row s + h) is known at origin t only when
 s + h ≤ t, so δ at t has seen exactly those outcomes, in order. The state at origin t is the tracker run over every
 origin of the frame from its first (``window_size − 1``) with δ = 0 at the start: a function of the rows up to t
@@ -25,25 +31,38 @@ from .models.base import Forecaster
 from .quantiles import SCALE_FLOOR, ewma_scale
 
 
-def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma: float) -> np.ndarray:
+def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma: float, regime: np.ndarray | None = None) -> np.ndarray:
     """Offsets [n, H, Q] (standardised units) in force at each of n consecutive origins.
 
     q: [n, H, Q] standardised quantiles; y: [n, H] standardised outcomes (NaN where not in the data). The offset
     at origin i has been updated with the outcomes of origins i − h, i − h − 1, ... (those known at i).
+    regime: [n] integer bucket of each origin (known at the origin); each bucket keeps its own offsets, updated by
+    the outcomes of its own origins only (None: one bucket).
     """
     n, horizon, n_levels = q.shape
     tau = np.asarray(levels, dtype=np.float64)
+    regime = np.zeros(n, dtype=np.int64) if regime is None else np.asarray(regime, dtype=np.int64)
     offsets = np.zeros((n, horizon, n_levels))
     for h in range(horizon):
         lag = h + 1
-        delta = np.zeros(n_levels)
+        delta = np.zeros((int(regime.max()) + 1 if n else 1, n_levels))
         for i in range(n):
             s = i - lag
             if s >= 0 and np.isfinite(y[s, h]) and np.isfinite(q[s, h]).all():
                 below = y[s, h] <= q[s, h] + offsets[s, h]
-                delta = delta + gamma * (tau - below)
-            offsets[i, h] = delta
+                delta[regime[s]] += gamma * (tau - below)
+            offsets[i, h] = delta[regime[i]]
     return offsets
+
+
+def volatility_regime(close: np.ndarray, origins: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """Bucket [n] of each origin by σ_EWMA(t) ÷ σ_long(t), the short (λ = 0.94) over the long (λ = 0.99) causal
+    volatility, cut at ``edges``: calm spells (ratio low) are followed by more volatility than σ says, storms by
+    less, so each regime needs its own offset."""
+    from .quantiles import ewma_sigma
+
+    ratio = ewma_sigma(close)[origins] / ewma_sigma(close, lam=0.99)[origins]
+    return np.searchsorted(np.asarray(edges, dtype=np.float64), np.nan_to_num(ratio, nan=1.0))
 
 
 class Calibrated(Forecaster):
@@ -76,7 +95,8 @@ class Calibrated(Forecaster):
         q = self.inner.predict_quantiles(frame, every)
         z = q / scale[:, :, None]
         y = targets(frame, self.horizon, every) / scale
-        offsets = track_offsets(z, y, self.quantiles, self.config.gamma)
+        regime = volatility_regime(close, every, self.config.regimes) if self.config.regimes else None
+        offsets = track_offsets(z, y, self.quantiles, self.config.gamma, regime)
         adjusted = np.sort((z + offsets) * scale[:, :, None], axis=-1)
         return adjusted[origins - first]
 
