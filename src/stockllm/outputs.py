@@ -264,6 +264,8 @@ def _lock(real: Path, flag: str, shown):
         yield
         return
     lock_path = real.with_name(f".{real.name}.lock")
+    busy = StockLLMError(f"another stockllm run is writing {flag} {shown} now: wait for it to finish, or choose "
+                         "another folder")
     handle = open(lock_path, "a+")
     try:
         try:
@@ -271,10 +273,15 @@ def _lock(real: Path, flag: str, shown):
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
-            raise StockLLMError(f"another stockllm run is writing {flag} {shown} now: wait for it to finish, or "
-                                "choose another folder") from None
+            raise busy from None
+        try:
+            current = os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current != os.fstat(handle.fileno()).st_ino:  # removed by a run that held it: refuse rather than race
+            raise busy
         yield
-        _remove(lock_path)  # while still held, so no other writer holds a lock on a removed file
+        _remove(lock_path)  # the lock file goes with its holder; see the inode check above
     finally:
         handle.close()
 
