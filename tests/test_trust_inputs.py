@@ -190,3 +190,15 @@ def test_a_close_only_file_serves_the_models_that_read_closes_only(tmp_path, cap
     err = capsys.readouterr().err
     assert "has closes only" in err and "which mlp needs" in err and "naive" in err
     assert not (tmp_path / "ck").exists()
+
+
+def test_an_unadjusted_split_is_warned_at_its_row(tmp_path):
+    rows = [*ROWS, "2024-01-05,5.8,6,5.6,5.9,2000"]  # opens at half the previous close of 11.5: a 2:1 split
+    path = write(tmp_path, csv_text(*rows))
+    with pytest.warns(DataWarning, match=r"row 5 \(2024-01-05\) matches a 2:1 stock split"):
+        load_ohlcv(path)
+
+
+def test_ordinary_days_give_no_split_warning(recwarn):
+    ohlcv_from_frame(make_ohlcv(2000, seed=3))
+    assert not [w for w in recwarn if "split" in str(w.message)]

@@ -547,7 +547,32 @@ def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".") ->
             f"filled {_count(empty.sum(), 'empty Volume cell')} in {source} {_rows_text(rows[empty])} "
             "with the previous day's volume (the next day's for the first row)"
         )
+    split = _split_note(frame, source, rows)
+    if split:
+        notes.append(split)
     return frame, notes
+
+
+# Stock splits (2:1, 3:2, ...) and reverse splits as the ratio of a day's open to the previous close.
+_SPLITS = {f"{a}:{b}": b / a for a, b in ((2, 1), (3, 1), (3, 2), (4, 1), (5, 1), (7, 1), (10, 1), (1, 2), (1, 3),
+                                           (2, 3), (1, 4), (1, 5), (1, 10))}
+
+
+def _split_note(frame: pd.DataFrame, source: str, rows: np.ndarray) -> str | None:
+    """A warning when an overnight move (open ÷ previous close) matches a split ratio within 1%: unadjusted
+    prices make a 2:1 split look like a −50% day, which every model then learns from."""
+    close, open_ = frame["Close"].to_numpy(), frame["Open"].to_numpy()
+    if len(close) < 2:
+        return None
+    move = open_[1:] / close[:-1]
+    hits = [(i + 1, name) for name, ratio in _SPLITS.items() for i in np.flatnonzero(np.abs(move / ratio - 1) < 0.01)]
+    if not hits:
+        return None
+    i, name = min(hits)
+    more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+    return (f"the overnight move into {source} row {rows[i]} ({frame.index[i]:%Y-%m-%d}) matches a {name} stock split"
+            f"{more}: if the prices are not split-adjusted, use an adjusted export (e.g. Yahoo's with Adj Close "
+            "applied) so the split does not look like a price move")
 
 
 def _parse_dates(column: pd.Series) -> pd.DatetimeIndex:
