@@ -213,7 +213,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="stockllm",
         description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
                     "the random walk (naive) and drift on data the model never saw.",
-        epilog="Example: stockllm evaluate --models naive,drift,mlp  (runs on the bundled NASDAQ sample)",
+        epilog="Example: stockllm evaluate --models naive,fhs,mlp,ensemble  (runs on the bundled NASDAQ sample)",
     )
     parser.add_argument("--version", action="version", version=f"stockllm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
