@@ -36,7 +36,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "checkpoints" / "mlp" / "stockllm.json").is_file()
     assert list(forecast["date"].dt.strftime("%Y-%m-%d")) == ["2019-01-02", "2019-01-03", "2019-01-04"]  # NYSE
     assert {"q0.1", "q0.5", "q0.9"} <= set(forecast.columns)
-    assert set(result.metrics["model"]) == {"naive", "drift", "mlp"}
+    assert set(result.metrics["model"]) == {"naive", "drift", "fhs", "mlp"}
     assert "mae_vs_naive" in out
 
 
