@@ -22,9 +22,11 @@ from . import __version__
 from .config import SCHEDULES, DataConfig, EnsembleConfig, LoRAConfig, MLPConfig
 from .errors import StockLLMError, Terminated, TrainingInterrupted
 from .models import MODEL_NAMES, WINDOW_NETS  # names only: the models package loads its classes on first use
+from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
+                       _csv_options, _data_config, _data_given, _factory, _given, _levels, _load_frames,
+                       _model_config, _refuse, _with_members)
 
 EXIT_ERROR = 1
-DEFAULT_MODELS = "naive,drift,fhs,mlp"  # evaluate's --models
 
 
 def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
@@ -141,19 +143,6 @@ def _calibrate_flags(parser: argparse.ArgumentParser, evaluate: bool = False) ->
                         f"in units of σ·√h (default {CalibrationConfig.gamma})")
 
 
-def _calibration(args) -> tuple[str | None, float | None]:
-    """(--calibrate, --calibration_step), checked: a step without a calibration is refused."""
-    from .config import CalibrationConfig
-
-    method = getattr(args, "calibrate", None)
-    step = getattr(args, "calibration_step", None)
-    if step is not None and method in (None, "none"):
-        raise StockLLMError("--calibration_step is for --calibrate aci: add --calibrate aci or drop the step")
-    if method not in (None, "none"):
-        CalibrationConfig(method=method, **({} if step is None else {"gamma": step}))  # range check now
-    return (None if method == "none" else method), step
-
-
 def _features_flag(parser: argparse.ArgumentParser) -> None:
     from .indicators import INDICATORS
 
@@ -224,7 +213,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="stockllm",
         description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
                     "the random walk (naive) and drift on data the model never saw.",
-        epilog="Example: stockllm evaluate --models naive,drift,mlp  (runs on the bundled NASDAQ sample)",
+        epilog="Example: stockllm evaluate --models naive,fhs,mlp,ensemble  (runs on the bundled NASDAQ sample)",
     )
     parser.add_argument("--version", action="version", version=f"stockllm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -360,163 +349,6 @@ def _build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():
         _tidy_metavars(command)
     return parser
-
-
-def _given(args: argparse.Namespace, cls) -> dict:
-    """The fields of dataclass ``cls`` that the user set on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
-
-
-def _pick(args: argparse.Namespace, cls):
-    """Dataclass ``cls`` with every field the user set on the command line; the rest keep their defaults."""
-    return cls(**_given(args, cls))
-
-
-def _levels(args) -> tuple[float, ...] | None:
-    """The --quantiles flag, parsed and checked (None when not given)."""
-    from .quantiles import parse_quantiles
-
-    return parse_quantiles(args.quantiles) if getattr(args, "quantiles", None) else None
-
-
-def _data_given(args) -> dict:
-    """The DataConfig fields the user set on the command line (--quantiles and --features parsed)."""
-    from .indicators import parse_features
-
-    given = {k: getattr(args, k) for k in ("window_size", "horizon") if getattr(args, k, None) is not None}
-    if getattr(args, "features", None) is not None:
-        given["features"] = parse_features(args.features)
-    levels = _levels(args)
-    return {**given, "quantiles": levels} if levels else given
-
-
-def _data_config(args) -> DataConfig:
-    data = DataConfig(**_data_given(args))
-    if data.window_size < 2:
-        raise StockLLMError(f"--window_size {data.window_size} is too small: use 2 or more (default 30)")
-    if data.horizon < 1:
-        raise StockLLMError(f"--horizon {data.horizon} is too small: use 1 or more (default 3)")
-    return data
-
-
-def _model_config(name: str, args):
-    if name in WINDOW_NETS:
-        return _pick(args, MLPConfig)
-    if name == "chronos":
-        from .models.peers import ChronosConfig
-
-        flags = {"model_path": "chronos_model", "context_days": "chronos_context", "batch_size": "chronos_batch_size"}
-        return ChronosConfig(**{k: getattr(args, f) for k, f in flags.items() if getattr(args, f, None) is not None})
-    if name == "ensemble":
-        given = {k: getattr(args, k) for k in ("members", "val_size") if getattr(args, k, None) is not None}
-        return EnsembleConfig(**given)
-    if name != "lora":
-        return None  # garch and the statsforecast peers: no settings
-    cfg = _pick(args, LoRAConfig)
-    if isinstance(cfg.target_modules, str) and cfg.target_modules != "all-linear":
-        cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
-        args.target_modules = cfg.target_modules
-    return cfg
-
-
-def _factory(name: str, args, data: DataConfig):
-    """A function that builds a new, unfitted model ``name`` with this run's settings (flags checked now)."""
-    from .models import model_class
-
-    cls, config = model_class(name), _model_config(name, args)
-    if name == "ensemble":
-        members = {m: c for m in config.members if (c := _model_config(m, args)) is not None}
-        return lambda: cls(data, config, members)
-    if config is not None:
-        return lambda: cls(data, config)
-    return lambda: cls(data)
-
-
-def _with_members(kinds: list[str], args) -> list[str]:
-    """The model kinds a run trains: an ensemble stands for itself and its members (whose flags apply)."""
-    if "ensemble" not in kinds:
-        if getattr(args, "members", None) is not None:
-            raise StockLLMError("--members is for the ensemble, which this run does not have: add ensemble to "
-                                "--models (or --model ensemble), or drop --members")
-        return kinds
-    return [*kinds, *_model_config("ensemble", args).members]
-
-
-# Flags that only some models use, from the config dataclasses (so a new field is covered at once): given where
-# they do not apply, they are refused, never silently ignored.
-_LORA_FIELDS = {f.name for f in dataclasses.fields(LoRAConfig)}
-_MLP_FIELDS = {f.name for f in dataclasses.fields(MLPConfig)}
-LLM_FLAGS = tuple(sorted(_LORA_FIELDS - _MLP_FIELDS))
-MLP_FLAGS = tuple(sorted(_MLP_FIELDS - _LORA_FIELDS))
-TRAINING_FLAGS = tuple(sorted(_MLP_FIELDS & _LORA_FIELDS))
-
-
-def _refuse(args, flags, why: str) -> None:
-    """StockLLMError naming the first of ``flags`` the user gave (argparse leaves the others None)."""
-    given = [f for f in flags if getattr(args, f, None) is not None]
-    if given:
-        raise StockLLMError(f"--{given[0]} {why}")
-
-
-def _check_training_flags(args, models: list[str], where: str) -> None:
-    """Refuse LLM flags unless lora runs, MLP flags unless mlp runs, training flags unless one of them runs."""
-    if "lora" not in models:
-        _refuse(args, LLM_FLAGS, f"applies to the LLM (lora) only, and this run has {where}: drop it")
-    if not set(WINDOW_NETS) & set(models):
-        _refuse(args, MLP_FLAGS, f"applies to the MLP and LSTM only, and this run has {where}: drop it")
-    if not {"lora", *WINDOW_NETS} & set(models):
-        _refuse(args, TRAINING_FLAGS, f"applies to trained models (mlp, lstm, lora) only, and this run has {where}: "
-                "drop it")
-
-
-def _check_features(data: DataConfig, models: list[str], prompt_format: str | None) -> None:
-    """Refuse --features where nothing would read them, before any data is loaded."""
-    if not data.features:
-        return
-    if not {"lora", *WINDOW_NETS} & set(models):
-        raise StockLLMError(f"--features feed the mlp, lstm and lora models only, and --models {','.join(models)} "
-                            "has none of them: add one, or drop --features")
-    if "lora" in models and prompt_format == "verbose":
-        raise StockLLMError("--features are written by the compact codec only: drop --prompt_format verbose or "
-                            "drop --features")
-
-
-def _csv_options(args) -> dict:
-    """--columns and --decimal, parsed and checked (before any data or model is loaded)."""
-    from .data import check_decimal, parse_columns
-
-    options = {"columns": parse_columns(getattr(args, "columns", None)),
-               "decimal": check_decimal(getattr(args, "decimal", None))}
-    if (options["columns"] or options["decimal"] != ".") and getattr(args, "ticker", None):
-        raise StockLLMError("--columns and --decimal describe --data files; --ticker downloads need neither: drop "
-                            "them")
-    return options
-
-
-# Models that read only the closes, so a close-only file (Date,Close or ds,y) serves them.
-CLOSE_ONLY_MODELS = ("naive", "drift", "fhs", "garch", "theta", "autoets", "autoarima", "chronos")
-
-
-def _check_close_only(frames: dict, models) -> None:
-    """Refuse close-only files for the models that read Open, High, Low and Volume too, naming them."""
-    from .models import MODEL_NAMES
-
-    thin = [name for name, frame in frames.items() if frame.attrs.get("close_only")]
-    need = [m for m in models if m not in CLOSE_ONLY_MODELS]
-    if thin and need:
-        fit = ",".join(m for m in CLOSE_ONLY_MODELS if m in MODEL_NAMES)
-        raise StockLLMError(f"{thin[0]} has closes only (no Open, High, Low, Volume), which {', '.join(need)} "
-                            f"need{'s' if len(need) == 1 else ''}: use models that read closes only ({fit}), or "
-                            "pass a file with Date,Open,High,Low,Close,Volume")
-
-
-def _load_frames(paths: list[str], min_rows: int, reason: str, args=None) -> dict:
-    """--data values (files, folders, globs, long files with a ticker column) → {series name: frame}; ``args``
-    brings --columns and --decimal."""
-    from .series import load_series
-
-    options = _csv_options(args) if args is not None else {}
-    return load_series(paths, min_rows=min_rows, min_rows_reason=reason, **options)
 
 
 def _report(model, say) -> None:
@@ -815,155 +647,10 @@ def cmd_predict(args, say) -> None:
         say(f"appended {n} rows to the ledger {args.ledger}")
 
 
-def _evaluate_plan(args, say):
-    """Check evaluate's flags before any data or model is loaded: (model names, data config, loaded checkpoint)."""
-    from .models import load_forecaster
-
-    if args.test_size is not None and not 0 < args.test_size < 1:
-        raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
-    if args.test_size is not None and args.test_start:
-        raise StockLLMError("--test_size and --test_start both set the cutoff: pass one of them")
-    if args.refit_every is not None and args.refit_every < 1:
-        raise StockLLMError(f"--refit_every {args.refit_every} must be 1 or more (test days between refits)")
-    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else DEFAULT_MODELS)).split(",")
-             if m.strip()]
-    for m in names:
-        if m not in MODEL_NAMES:
-            raise StockLLMError(f"unknown model {m!r} in --models: choose from {','.join(MODEL_NAMES)}")
-    if "naive" not in names:
-        names.insert(0, "naive")
-    stray = [f for f in ("chronos_model", "chronos_context", "chronos_batch_size") if getattr(args, f) is not None]
-    if stray and "chronos" not in names:
-        raise StockLLMError(f"--{stray[0]} is for the chronos model, which --models does not list: add chronos to "
-                            "--models or drop the flag")
-    kinds = list(names)
-    if args.checkpoint:
-        from .checkpoint import read_meta
-
-        kinds.append(read_meta(args.checkpoint).get("kind", "?"))
-    _check_training_flags(args, _with_members(kinds, args), f"--models {','.join(names)}"
-                          + (f" and a {kinds[-1]} --checkpoint" if args.checkpoint else ""))
-    if not args.checkpoint:
-        return names, _data_config(args), None
-    if args.test_size is not None:
-        raise StockLLMError("--test_size does not apply with --checkpoint: the test part is every origin after the "
-                            "checkpoint's training data; pass --test_start YYYY-MM-DD to choose another start")
-    if args.refit_every:
-        raise StockLLMError("--refit_every does not apply with --checkpoint: a checkpoint is scored as trained, "
-                            "without fitting; drop one of the two")
-    overrides = {k: getattr(args, k) for k in ("model_path", "device", "trust_remote_code")
-                 if getattr(args, k, None) is not None}
-    model = load_forecaster(args.checkpoint, **overrides)
-    levels = _levels(args)
-    if levels and tuple(levels) != tuple(model.data.quantiles):
-        raise StockLLMError(f"--quantiles {args.quantiles} differs from the checkpoint's levels "
-                            f"{','.join(f'{q:g}' for q in model.data.quantiles)}: leave --quantiles out; every "
-                            "model is scored with the checkpoint's")
-    for flag in ("window_size", "horizon"):
-        if getattr(args, flag) is not None and getattr(args, flag) != getattr(model.data, flag):
-            raise StockLLMError(f"--{flag} {getattr(args, flag)} differs from the checkpoint's "
-                                f"{getattr(model.data, flag)}: leave --{flag} out; every model is scored with the "
-                                "checkpoint's")
-    if model.kind in names:
-        raise StockLLMError(f"--models lists {model.kind} and --checkpoint holds a {model.kind} model: their rows "
-                            f"would share one name; leave {model.kind} out of --models")
-    return names, model.data, model
-
-
 def cmd_evaluate(args, say) -> None:
-    import pandas as pd
+    from .evaluation import run_evaluate
 
-    from .data import write_csv_atomic
-    from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
-    from .report import write_report
-
-    calibration = _calibration(args)
-    names, data, checkpoint = _evaluate_plan(args, say)
-    _check_features(data, _with_members(names + ([checkpoint.kind] if checkpoint is not None else []), args),
-                    args.prompt_format)
-    if not args.data:
-        from .data import SAMPLES
-
-        args.data = ["nasdaq"]
-        say(f"no --data given: using the bundled sample 'nasdaq' ({SAMPLES['nasdaq']})")
-    test_start = args.test_start
-    fitted = {}
-    if checkpoint is not None:
-        until = trained_until(checkpoint)
-        if until is None and test_start is None:
-            raise StockLLMError(f"checkpoint {args.checkpoint} does not record its training dates: pass "
-                                "--test_start YYYY-MM-DD after the end of its training data")
-        if test_start is None:
-            test_start = until + pd.Timedelta(days=1)
-        fitted[checkpoint.kind] = checkpoint
-        say(f"checkpoint {args.checkpoint}: a {checkpoint.kind} model trained on data up to "
-            f"{until:%Y-%m-%d}" if until is not None else f"checkpoint {args.checkpoint}: a {checkpoint.kind} model")
-    from .outputs import atomic_folder, check_finite, folder_target
-
-    out = Path(args.output_dir)
-    folder_target(out, "--output_dir", EVALUATE_FILES)  # before the long part, so a bad folder fails fast
-    frames = _load_frames(args.data, data.min_rows * 3 if checkpoint is None else data.min_rows,
-                          f"window {data.window_size} + horizon {data.horizon}, for both the training and test "
-                          "part", args)
-    _check_close_only(frames, names + ([checkpoint.kind] if checkpoint is not None else []))
-    if checkpoint is not None and args.test_start is None:
-        _check_newer_rows(frames, trained_until(checkpoint), data.horizon, args.checkpoint)
-    factories = {m: _factory(m, args, data) for m in names}
-    args.interrupt_note = f"{out} is unchanged"
-    table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
-                                test_start=test_start, fitted=fitted, refit_every=args.refit_every,
-                                calibrate=calibration[0], calibration_step=calibration[1],
-                                progress=not args.quiet, log=say)
-    board = leaderboard(table, forecasts)
-    if os.environ.get("RANK", "0") != "0":  # every process holds the gathered result; one writes it
-        return
-    check_finite(forecasts, str(out))
-    replaced = out.exists() and any(out.iterdir())
-    # One unit: the whole set is written into a fresh folder and swapped in, so a reader never sees two runs'
-    # files mixed, and a failure or a signal leaves the previous set whole.
-    with atomic_folder(out, flag="--output_dir", legacy=EVALUATE_FILES, lock=True) as tmp:
-        plot_forecasts(forecasts, tmp / "plot.png")
-        write_report(tmp / "report.html", table, forecasts, leaderboard=board,
-                     notes=_report_notes(data, frames, table))
-        write_csv_atomic(forecasts, tmp / "forecasts.csv", index=False)
-        write_csv_atomic(table, tmp / "metrics.csv", index=False)
-        write_csv_atomic(board, tmp / "leaderboard.csv", index=False)
-    say(format_table(table))
-    say("")
-    say(f"leaderboard over {table['series'].nunique()} series and {table['horizon'].nunique()} horizons "
-        "(geometric means; Diebold–Mariano against naive at p < 0.05):")
-    say(format_leaderboard(board))
-    say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}, "
-        f"{out / 'report.html'}" + (f" (replacing the previous results in {out})" if replaced else ""))
-
-
-def _check_newer_rows(frames: dict, until, horizon: int, checkpoint: str) -> None:
-    """Refuse data with no test origin after a checkpoint's training data (an origin needs its H targets too),
-    naming the dates rather than a --test_start the user never passed."""
-    newer = max(int((frame.index > until).sum()) for frame in frames.values())
-    if newer > horizon:
-        return
-    last = max(frame.index[-1] for frame in frames.values())
-    raise StockLLMError(f"the data end on {last:%Y-%m-%d} with {newer} rows after the end of checkpoint "
-                        f"{checkpoint}'s training data ({until:%Y-%m-%d}); scoring it needs at least {horizon + 1} "
-                        "newer rows (an origin and its targets): pass a file that goes on after "
-                        f"{until:%Y-%m-%d}")
-
-
-# What evaluate wrote into --output_dir before output folders had a manifest (outputs.MANIFEST).
-EVALUATE_FILES = ("metrics.csv", "forecasts.csv", "leaderboard.csv", "plot.png", "report.html")
-
-
-def _report_notes(data: DataConfig, frames: dict, table) -> list[str]:
-    """The lines under report.html's title: what was evaluated, on what, and how."""
-    spans = [f"{name} ({f.index[0]:%Y-%m-%d} .. {f.index[-1]:%Y-%m-%d}, {len(f)} rows)" for name, f in frames.items()]
-    notes = [f"Data: {'; '.join(spans)}.", f"Window {data.window_size} days, horizon {data.horizon}."]
-    if "protocol" in table.columns:
-        notes.append("Protocol: " + "; ".join(f"{m}: {p}" for m, p in
-                                              table.drop_duplicates("model")[["model", "protocol"]].to_numpy()) + ".")
-    if data.features:
-        notes.append(f"Technical indicators (--features): {', '.join(data.features)}.")
-    return notes
+    run_evaluate(args, say)
 
 
 def cmd_download_model(args, say) -> None:
