@@ -144,6 +144,12 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     lg.add_argument("--compile", action="store_true", default=None,
                     help="torch.compile the model for training: ≈ 1.3–1.4× faster steps on CPU after a one-off "
                          "compile of minutes; for long runs (off)")
+    lg.add_argument("--random_init", action="store_true", default=None,
+                    help="ablation: the base model's architecture with random weights (from --seed) instead of its "
+                         "pretrained ones: what does pretraining add?")
+    lg.add_argument("--freeze_base", action="store_true", default=None,
+                    help="ablation: a linear probe, no LoRA training; only the head learns from the frozen base's "
+                         "hidden states: what does LoRA add?")
     lg.add_argument("--trust_remote_code", action="store_true", default=None,
                     help="allow a base model's own Python code to run (off by default)")
     lg.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -446,6 +452,8 @@ def cmd_train(args, say) -> None:
         where = f"epoch {info['best_epoch']}" if "best_epoch" in info else f"step {info['best_step']}"
         say(f"best {where}: val_loss {info['best_val_loss']:.4f} (naive {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
+    if info.get("stop_reason"):
+        say(f"stopped after {info['steps']} steps ({info['stop_reason']}): {info['stopped_because']}")
     for note in info.get("notes", []):
         say(f"note: {note}")
     _report(model, say)
@@ -453,7 +461,7 @@ def cmd_train(args, say) -> None:
 
 
 # Settings a warm start (--resume DIR) keeps from the checkpoint: they shape the weights it loads.
-WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules")
+WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "random_init")
 
 
 def _recorded(where: str, section: str, given: dict, keys: tuple, recorded: dict | None = None) -> dict:
@@ -485,6 +493,8 @@ def _show(value) -> str:
 def _warm_start_config(args, config: LoRAConfig) -> LoRAConfig:
     """This run's config, with the weight-shaping settings taken from the checkpoint (refused if changed)."""
     frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN)
+    if frozen.get("random_init"):  # the random base is drawn from the seed: another seed, another base
+        frozen.update(_recorded(args.resume, "config", _given(args, LoRAConfig), ("seed",)))
     return dataclasses.replace(config, **frozen)
 
 

@@ -299,7 +299,11 @@ def evaluate(
                                         f"{model_name} on: use a smaller --test_size or a later --test_start")
                 model.fit(parts, progress=progress and k == 0 and rank == 0)
                 if k == 0:
-                    for note in model.fit_info.get("notes", []):
+                    info = model.fit_info
+                    if info.get("stop_reason"):
+                        log(f"{model_name}: stopped after {info.get('steps')} steps ({info['stop_reason']}): "
+                            f"{info.get('stopped_because')}")
+                    for note in info.get("notes", []):
                         log(f"note: {model_name}: {note}")
             for i, (series, frame) in enumerate(frames.items()):
                 origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)

@@ -196,9 +196,9 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         model, optimizer, loader = accelerator.prepare(module, optimizer, loader)
     steps_per_epoch = max(math.ceil(len(loader) / cfg.grad_accum), 1)
     total, notes = steps_per_epoch * cfg.epochs, []
-    if cfg.max_steps and cfg.max_steps < total:
+    capped = bool(cfg.max_steps and cfg.max_steps < total)  # --max_steps ends the run before the epochs do
+    if capped:
         total = cfg.max_steps
-        notes.append(f"stopped after --max_steps {cfg.max_steps} ({cfg.max_steps / steps_per_epoch:.2f} epochs)")
     # accelerate steps a prepared scheduler once per process per optimizer step, so its horizon is scaled.
     nproc = accelerator.num_processes
     warmup = round(cfg.warmup_ratio * total) * nproc
@@ -240,7 +240,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         return loss
 
     loop = {"step": 0, "epoch": 0, "batch": 0, "best_val_loss": None, "best_step": 0, "bad": 0, "history": [],
-            "train_seconds": 0.0, "tokens": 0, "targets": 0, "notes": notes, "running": 0.0, "n_batches": 0}
+            "train_seconds": 0.0, "tokens": 0, "targets": 0, "notes": notes, "running": 0.0, "n_batches": 0,
+            "stop_reason": None}
     if resume:
         state = latest_state(save_dir)
         saved = read_loop_state(state)
@@ -265,7 +266,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                 "best_val_loss": loop["best_val_loss"], "naive_val_loss": task.naive_val,
                 "train_seconds": loop["train_seconds"], "train_tokens_seen": loop["tokens"],
                 "train_targets_seen": loop["targets"], "history": loop["history"], "notes": sorted(set(loop["notes"])),
-                "eval_every": eval_every, "lr_scheduler": cfg.lr_scheduler}
+                "eval_every": eval_every, "lr_scheduler": cfg.lr_scheduler,
+                "stop_reason": loop.get("stop_reason"), "stopped_because": stop_words(loop.get("stop_reason"))}
         if resume:
             info["resumed_state"] = True
         return info
@@ -369,7 +371,14 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                 last = loop["step"] >= total or over
                 if last or loop["step"] % eval_every == 0 or end_of_epoch:
                     t_eval = time.perf_counter()
-                    stop = evaluate_now(loop["running"] / loop["n_batches"]) or last
+                    patience_ended = evaluate_now(loop["running"] / loop["n_batches"])
+                    stop = patience_ended or last
+                    if stop:
+                        loop["stop_reason"] = ("patience" if patience_ended else "max_train_seconds" if over
+                                               else "max_steps" if capped else "epochs")
+                        if loop["stop_reason"] == "max_steps":
+                            loop["notes"].append(f"stopped after --max_steps {cfg.max_steps} "
+                                                 f"({cfg.max_steps / steps_per_epoch:.2f} epochs)")
                     loop["running"], loop["n_batches"] = 0.0, 0
                     t0 += time.perf_counter() - t_eval  # the budget and throughput count training only
                 if stop:
@@ -386,6 +395,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
             else:
                 # The loader ran out without a sync step (cannot happen with accelerate's end-of-loader sync).
                 loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
+    if loop["stop_reason"] is None:  # the epochs ran out (or a resumed run had nothing left to do)
+        loop["stop_reason"] = "epochs"
     bar.close()
     module.load_state_dict(best, strict=False)
     if accelerator.device.type != "cpu":
@@ -395,6 +406,20 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
     if loop["best_step"] == 0 and has_val:
         say("note: no step beat the untrained model on validation, so the checkpoint predicts like naive")
     return fit_info()
+
+
+STOP_REASONS = {
+    "patience": "early stopping: no validation gain for --patience evaluations in a row",
+    "max_steps": "the --max_steps budget was reached",
+    "max_train_seconds": "the --max_train_seconds budget was reached",
+    "epochs": "every --epochs pass was done",
+}
+
+
+def stop_words(reason: str | None) -> str:
+    """Why training stopped, in words, for a ``stop_reason`` of the fit record (patience, max_steps,
+    max_train_seconds, epochs)."""
+    return STOP_REASONS.get(reason, "unknown") if reason else "unknown"
 
 
 def _agree(accelerator, *flags: bool) -> list[bool]:

@@ -225,8 +225,15 @@ class LoRAForecaster(Forecaster):
     def _load_base(self, device, dtype):
         from ..hf import load_base
 
-        return load_base(self.config.model_path, device=device, dtype=dtype,
-                         trust_remote_code=self.config.trust_remote_code)
+        cfg = self.config
+        return load_base(cfg.model_path, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                         random_init=cfg.random_init, seed=cfg.seed)
+
+    def _freeze_adapter(self) -> None:
+        """``freeze_base`` (the linear probe): LoRA stays attached (B = 0: the backbone computes exactly the base
+        model, and the checkpoint keeps its layout) but nothing in the backbone trains, only the head."""
+        if self.config.freeze_base and self.model is not None:
+            self.model.backbone.requires_grad_(False)
 
     def _check_base(self, info: dict) -> None:
         want = self.base_info
@@ -239,10 +246,11 @@ class LoRAForecaster(Forecaster):
                     f"{info.get('num_hidden_layers')} layers: pass the base model it was trained on")
 
     def num_trainable_parameters(self) -> int:
-        """LoRA parameters plus the head (what training changes)."""
+        """LoRA parameters plus the head (what training changes); the head alone with ``freeze_base``."""
         if self.model is None:
             return 0
-        lora = sum(p.numel() for n, p in self.model.backbone.named_parameters() if "lora_" in n)
+        lora = 0 if self.config.freeze_base else sum(p.numel() for n, p in self.model.backbone.named_parameters()
+                                                     if "lora_" in n)
         return lora + sum(p.numel() for p in self.model.head.parameters())
 
     def trainable_parameters_detail(self) -> str:
@@ -250,7 +258,10 @@ class LoRAForecaster(Forecaster):
         if self.model is None:
             return ""
         head = sum(p.numel() for p in self.model.head.parameters())
-        return f" (LoRA {self.num_trainable_parameters() - head:,} + head {head:,})"
+        base = "random weights" if self.config.random_init else "pretrained"
+        if self.config.freeze_base:
+            return f" (head only: the {base} base is frozen, a linear probe)"
+        return f" (LoRA {self.num_trainable_parameters() - head:,} + head {head:,}; {base} base)"
 
     # --- data ----------------------------------------------------------------------------------------------
     def _series_samples(self, frame: pd.DataFrame, days: np.ndarray, y: np.ndarray | None,
@@ -321,9 +332,15 @@ class LoRAForecaster(Forecaster):
         if self.model is None:
             set_seed(cfg.seed)  # LoRA's random init: the same seed gives the same start in any process
             self._build(trainable=True)
+        self._freeze_adapter()
         self._main_process = int(os.environ.get("RANK", "0")) == 0
         say = tqdm.write if (progress and self._main_process) else (lambda *_: None)
         train_samples, val_samples, notes = self._training_samples(frames)
+        if cfg.random_init:
+            notes.append(f"--random_init: the base is {cfg.model_path}'s architecture with random weights (seed "
+                         f"{cfg.seed}), an ablation of pretraining")
+        if cfg.freeze_base:
+            notes.append("--freeze_base: only the head trained, on the frozen base's hidden states (a linear probe)")
         n_targets = sum(len(s["read_pos"]) for s in train_samples)
         n_tokens = sum(len(s["ids"]) for s in train_samples)
         tpw = self.tokens_per_window(frames[0])
