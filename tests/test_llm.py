@@ -375,5 +375,5 @@ def test_fit_says_why_training_stopped(tiny_model_dir, capsys, tmp_path):
     csv = write_csv(frame, tmp_path / "p.csv")
     assert main(["train", "--model", "lora", "--data", str(csv), "--model_path", str(tiny_model_dir), "--window_size",
                  "20", "--chunk_days", "40", "--max_steps", "1", "--quiet", "--save_dir", str(tmp_path / "ck")]) == 0
-    assert "stopped after 1 steps (max_steps)" in capsys.readouterr().out
+    assert "training stopped at step 1: the --max_steps budget was reached [max_steps]" in capsys.readouterr().out
     assert json.loads((tmp_path / "ck" / "stockllm.json").read_text())["fit"]["stop_reason"] == "max_steps"

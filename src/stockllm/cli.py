@@ -453,7 +453,7 @@ def cmd_train(args, say) -> None:
         say(f"best {where}: val_loss {info['best_val_loss']:.4f} (naive {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
     if info.get("stop_reason"):
-        say(f"stopped after {info['steps']} steps ({info['stop_reason']}): {info['stopped_because']}")
+        say(f"training stopped at step {info['steps']}: {info['stopped_because']} [{info['stop_reason']}]")
     for note in info.get("notes", []):
         say(f"note: {note}")
     _report(model, say)

@@ -301,8 +301,8 @@ def evaluate(
                 if k == 0:
                     info = model.fit_info
                     if info.get("stop_reason"):
-                        log(f"{model_name}: stopped after {info.get('steps')} steps ({info['stop_reason']}): "
-                            f"{info.get('stopped_because')}")
+                        log(f"{model_name}: training stopped at step {info.get('steps')}: "
+                            f"{info.get('stopped_because')} [{info['stop_reason']}]")
                     for note in info.get("notes", []):
                         log(f"note: {model_name}: {note}")
             for i, (series, frame) in enumerate(frames.items()):
