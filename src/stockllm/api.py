@@ -19,8 +19,8 @@ from .calendars import calendar_for, check_calendar, next_sessions
 from .config import DataConfig, LoRAConfig, MLPConfig
 from .errors import StockLLMError
 from .quantiles import check_quantiles, column, missing_levels, select
+from .series import ID_COLUMNS
 
-ID_COLUMNS = ("ticker", "unique_id", "item_id", "series", "symbol")  # ours, Nixtla's, Chronos's
 
 
 def load(checkpoint, **overrides):
@@ -37,11 +37,13 @@ def load(checkpoint, **overrides):
 def as_frames(data, min_rows: int = 1, reason: str = "") -> dict[str, pd.DataFrame]:
     """Any accepted form of input → {ticker: checked OHLCV frame}, in input order.
 
-    ``data``: a CSV path or bundled sample name ("nasdaq"), a list of them, one OHLCV frame (DatetimeIndex or a
+    ``data``: a CSV path or bundled sample name ("nasdaq"), a folder, a glob, a long CSV with a ticker column, a
+    list of them, one OHLCV frame (DatetimeIndex or a
     Date/ds/timestamp column), a long frame with a ticker / unique_id / item_id column, or a dict
     {ticker: frame}. A single frame is named by ``attrs["source"]`` (set by load_ohlcv and download_ohlcv).
     """
-    from .data import load_ohlcv, ohlcv_from_frame
+    from .data import ohlcv_from_frame
+    from .series import load_series
 
     if isinstance(data, (str, Path)):
         data = [data]
@@ -57,9 +59,7 @@ def as_frames(data, min_rows: int = 1, reason: str = "") -> dict[str, pd.DataFra
         return {str(k): ohlcv_from_frame(g.drop(columns=[id_col]), str(k), min_rows=min_rows, min_rows_reason=reason)
                 for k, g in frame.groupby(id_col, sort=False)}
     if isinstance(data, Sequence) and data and all(isinstance(p, (str, Path)) for p in data):
-        stems = [Path(p).stem for p in data]
-        names = [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, data)]
-        return {n: load_ohlcv(p, min_rows=min_rows, min_rows_reason=reason) for n, p in zip(names, data)}
+        return load_series(data, min_rows=min_rows, min_rows_reason=reason)
     raise StockLLMError(f"cannot read {type(data).__name__} as daily bars: pass a CSV path, a list of paths, a "
                         "DataFrame (one series, or long with a ticker/unique_id/item_id column) or a dict of frames")
 
@@ -120,7 +120,7 @@ class Evaluation:
     leaderboard: pd.DataFrame | None = None
 
 
-def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "mlp"), *, test_size: float = 0.2,
+def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "fhs", "mlp"), *, test_size: float = 0.2,
              window_size: int = DataConfig.window_size, horizon: int = DataConfig.horizon,
              features: str | Sequence[str] = (), progress: bool = False, **training) -> Evaluation:
     """Backtest, as ``stockllm evaluate`` runs it: one cutoff date for all series (the first date of the last

@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import SCHEDULES, DataConfig, LoRAConfig, MLPConfig
+from .config import SCHEDULES, DataConfig, EnsembleConfig, LoRAConfig, MLPConfig
 from .errors import StockLLMError, TrainingInterrupted
 from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
 
@@ -41,8 +41,10 @@ def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False
     names = ["--data", "--test_csv"] if alias_test_csv else ["--data"]
     default = " (default: the bundled NASDAQ sample)" if not required else ""
     parser.add_argument(*names, dest="data", nargs="+", required=required, metavar="FILE",
-                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo exports work as they are); "
-                             f"'nasdaq' names the bundled NASDAQ Composite sample{default}")
+                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo exports work as they are), "
+                             "folders of them, globs ('prices/*.csv'), or long files with a ticker (or unique_id) "
+                             "column, one series per ticker; several series train one pooled model; 'nasdaq' names "
+                             f"the bundled NASDAQ Composite sample{default}")
 
 
 def _window_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -80,7 +82,8 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
         inputs = p.add_mutually_exclusive_group(required=True)
         inputs.add_argument("--ticker", help="Yahoo Finance symbol(s), comma-separated (AAPL,600519.SS,0700.HK): "
                             "their latest daily history is downloaded")
-        inputs.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) instead of --ticker")
+        inputs.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s), folders, globs or long "
+                            "files with a ticker column, instead of --ticker")
         p.add_argument("--period", help="history to download: 1y, 2y, 5y, max ... (default: 2y, more for windows "
                        "over 200 days)")
     else:
@@ -119,6 +122,13 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
                    "(0.2)")
     g.add_argument("--seed", type=int, help="random seed (0)")
     g.add_argument("--hidden_size", type=int, help="MLP hidden units, or LSTM hidden state size (64)")
+    g.add_argument("--head_base", choices=["fhs", "gaussian"], help="what the untrained quantile head forecasts, "
+                   "so the first early-stopping candidate: fhs (filtered historical simulation of the training part, "
+                   "default) or gaussian (the naive EWMA Gaussian walk)")
+    eg = parser.add_argument_group("ensemble (--model ensemble)")
+    eg.add_argument("--members", metavar="LIST", help="models the ensemble averages, comma-separated (default "
+                    f"{','.join(EnsembleConfig.members)}); its weights are fitted on the last --val_size of the "
+                    "training dates")
     lg = parser.add_argument_group("LLM (--model lora)")
     lg.add_argument("--model_path", metavar="PATH", help="base model: Hugging Face id, local folder or .gguf file "
                     f"(default {LoRAConfig.model_path})")
@@ -187,9 +197,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
                        description="Train a forecaster on one or more CSV files (their windows are pooled) and save "
                                    "the best epoch as a checkpoint folder (safetensors + stockllm.json).")
-    p.add_argument("--model", choices=["mlp", "lstm", "lora", "garch"], default="mlp",
-                   help="mlp (default), lstm (an LSTM over the MLP's windows), lora (the LLM) or garch (GARCH(1,1) "
-                   "volatility)")
+    p.add_argument("--model", choices=["mlp", "lstm", "lora", "garch", "fhs", "ensemble"], default="mlp",
+                   help="mlp (default), lstm (an LSTM over the MLP's windows), lora (the LLM), garch (GARCH(1,1) "
+                   "volatility), fhs (filtered historical simulation) or ensemble (a validation-weighted average "
+                   "of --members)")
     _data_flags(p)
     _window_flags(p)
     _features_flag(p)
@@ -223,8 +234,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _data_flags(p, required=False)
     _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
-    p.add_argument("--models", help="comma-separated: naive,drift,garch,mlp,lstm,lora and the peers theta,autoets,"
-                   "autoarima,chronos (default naive,drift,mlp; with --checkpoint, naive; naive is always scored)")
+    p.add_argument("--models", help="comma-separated: naive,drift,fhs,garch,mlp,lstm,lora and the peers theta,"
+                   "autoets,autoarima,chronos (default naive,drift,fhs,mlp; with --checkpoint, naive; naive is always "
+                   "scored)")
     p.add_argument("--test_size", type=float, help="share of the union of the series' dates held out at the end; "
                    "its first date is the cutoff for all series (default 0.2)")
     p.add_argument("--test_start", metavar="YYYY-MM-DD", help="the cutoff date itself: test origins are on or "
@@ -300,6 +312,9 @@ def _model_config(name: str, args):
 
         flags = {"model_path": "chronos_model", "context_days": "chronos_context", "batch_size": "chronos_batch_size"}
         return ChronosConfig(**{k: getattr(args, f) for k, f in flags.items() if getattr(args, f, None) is not None})
+    if name == "ensemble":
+        given = {k: getattr(args, k) for k in ("members", "val_size") if getattr(args, k, None) is not None}
+        return EnsembleConfig(**given)
     if name != "lora":
         return None  # garch and the statsforecast peers: no settings
     cfg = _pick(args, LoRAConfig)
@@ -307,6 +322,29 @@ def _model_config(name: str, args):
         cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
         args.target_modules = cfg.target_modules
     return cfg
+
+
+def _factory(name: str, args, data: DataConfig):
+    """A function that builds a new, unfitted model ``name`` with this run's settings (flags checked now)."""
+    from .models import model_class
+
+    cls, config = model_class(name), _model_config(name, args)
+    if name == "ensemble":
+        members = {m: c for m in config.members if (c := _model_config(m, args)) is not None}
+        return lambda: cls(data, config, members)
+    if config is not None:
+        return lambda: cls(data, config)
+    return lambda: cls(data)
+
+
+def _with_members(kinds: list[str], args) -> list[str]:
+    """The model kinds a run trains: an ensemble stands for itself and its members (whose flags apply)."""
+    if "ensemble" not in kinds:
+        if getattr(args, "members", None) is not None:
+            raise StockLLMError("--members is for the ensemble, which this run does not have: add ensemble to "
+                                "--models (or --model ensemble), or drop --members")
+        return kinds
+    return [*kinds, *_model_config("ensemble", args).members]
 
 
 # Flags that only some models use, from the config dataclasses (so a new field is covered at once): given where
@@ -348,16 +386,11 @@ def _check_features(data: DataConfig, models: list[str], prompt_format: str | No
                             "drop --features")
 
 
-def _series_names(paths: list[str]) -> list[str]:
-    stems = [Path(p).stem for p in paths]
-    return [s if stems.count(s) == 1 else str(p) for s, p in zip(stems, paths)]
-
-
 def _load_frames(paths: list[str], min_rows: int, reason: str) -> dict:
-    from .data import load_ohlcv
+    """--data values (files, folders, globs, long files with a ticker column) → {series name: frame}."""
+    from .series import load_series
 
-    return {name: load_ohlcv(path, min_rows=min_rows, min_rows_reason=reason)
-            for name, path in zip(_series_names(paths), paths)}
+    return load_series(paths, min_rows=min_rows, min_rows_reason=reason)
 
 
 def _report(model, say) -> None:
@@ -422,7 +455,7 @@ def cmd_train(args, say) -> None:
 
     # Every check that needs no data comes first, before torch loads: a bad flag answers at once.
     data = _data_config(args)
-    _check_features(data, [args.model], args.prompt_format)
+    _check_features(data, _with_members([args.model], args), args.prompt_format)
     if args.resume is not None and args.model not in ("lora", *WINDOW_NETS):
         raise StockLLMError(f"--resume is for --model mlp, lstm or lora; the {args.model} fits in seconds, so fit it "
                             "again without --resume")
@@ -430,7 +463,7 @@ def cmd_train(args, say) -> None:
         raise StockLLMError(f"--resume {args.resume} (a warm start from a finished checkpoint) is for --model lora; "
                             f"the {args.model} trains quickly: train it afresh, or pass --resume alone to continue "
                             "the interrupted run in --save_dir")
-    _check_training_flags(args, [args.model], f"--model {args.model}")
+    _check_training_flags(args, _with_members([args.model], args), f"--model {args.model}")
     config = _model_config(args.model, args)  # --save_every included (and range-checked)
     check_target(args.save_dir)  # before training: a bad path must not cost a training run
     if args.resume is True:
@@ -443,17 +476,22 @@ def cmd_train(args, say) -> None:
         _recorded(args.resume, "data", _data_given(args), tuple(vars(data)))  # refuses changed settings
         model = cls.load(args.resume, train_config=_warm_start_config(args, config))
     else:
-        model = cls(data, config)
-    fit_kwargs = {"save_dir": args.save_dir, "resume": args.resume is True} if config is not None else {}
+        model = _factory(args.model, args, data)()
+    resumable = args.model in ("lora", *WINDOW_NETS)
+    fit_kwargs = {"save_dir": args.save_dir, "resume": args.resume is True} if resumable else {}
     model.fit(list(frames.values()), progress=not args.quiet, **fit_kwargs)
     model.save(args.save_dir)
     info = model.fit_info
     if math.isfinite(info.get("naive_val_loss", math.nan)) and info["naive_val_loss"] > 0:
         where = f"epoch {info['best_epoch']}" if "best_epoch" in info else f"step {info['best_step']}"
-        say(f"best {where}: val_loss {info['best_val_loss']:.4f} (naive {info['naive_val_loss']:.4f}, "
+        start = {"fhs": "FHS start", "gaussian": "naive start"}.get(info.get("start"), "untrained")
+        say(f"best {where}: val_loss {info['best_val_loss']:.4f} ({start} {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
     if info.get("stop_reason"):
         say(f"training stopped at step {info['steps']}: {info['stopped_because']} [{info['stop_reason']}]")
+    if "weights" in info:
+        say(f"ensemble weights (fitted on the validation dates from {info['validation_start']}): "
+            f"{model.describe() or 'none'}")
     for note in info.get("notes", []):
         say(f"note: {note}")
     _report(model, say)
@@ -461,7 +499,8 @@ def cmd_train(args, say) -> None:
 
 
 # Settings a warm start (--resume DIR) keeps from the checkpoint: they shape the weights it loads.
-WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "random_init")
+WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "head_base",
+               "random_init")
 
 
 def _recorded(where: str, section: str, given: dict, keys: tuple, recorded: dict | None = None) -> dict:
@@ -492,9 +531,13 @@ def _show(value) -> str:
 
 def _warm_start_config(args, config: LoRAConfig) -> LoRAConfig:
     """This run's config, with the weight-shaping settings taken from the checkpoint (refused if changed)."""
-    frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN)
+    from .checkpoint import read_meta
+    from .config import old_head_base
+
+    recorded = old_head_base(read_meta(args.resume).get("config", {}))
+    frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN, recorded)
     if frozen.get("random_init"):  # the random base is drawn from the seed: another seed, another base
-        frozen.update(_recorded(args.resume, "config", _given(args, LoRAConfig), ("seed",)))
+        frozen.update(_recorded(args.resume, "config", _given(args, LoRAConfig), ("seed",), recorded))
     return dataclasses.replace(config, **frozen)
 
 
@@ -622,7 +665,7 @@ def _evaluate_plan(args, say):
         raise StockLLMError("--test_size and --test_start both set the cutoff: pass one of them")
     if args.refit_every is not None and args.refit_every < 1:
         raise StockLLMError(f"--refit_every {args.refit_every} must be 1 or more (test days between refits)")
-    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else "naive,drift,mlp")).split(",")
+    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else "naive,drift,fhs,mlp")).split(",")
              if m.strip()]
     for m in names:
         if m not in MODEL_NAMES:
@@ -638,7 +681,7 @@ def _evaluate_plan(args, say):
         from .checkpoint import read_meta
 
         kinds.append(read_meta(args.checkpoint).get("kind", "?"))
-    _check_training_flags(args, kinds, f"--models {','.join(names)}"
+    _check_training_flags(args, _with_members(kinds, args), f"--models {','.join(names)}"
                           + (f" and a {kinds[-1]} --checkpoint" if args.checkpoint else ""))
     if not args.checkpoint:
         return names, _data_config(args), None
@@ -672,11 +715,11 @@ def cmd_evaluate(args, say) -> None:
 
     from .data import write_csv_atomic
     from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
-    from .models import model_class
     from .report import write_report
 
     names, data, checkpoint = _evaluate_plan(args, say)
-    _check_features(data, names + ([checkpoint.kind] if checkpoint is not None else []), args.prompt_format)
+    _check_features(data, _with_members(names + ([checkpoint.kind] if checkpoint is not None else []), args),
+                    args.prompt_format)
     if not args.data:
         from .data import SAMPLES
 
@@ -709,13 +752,7 @@ def cmd_evaluate(args, say) -> None:
         frames = _load_frames(args.data, data.min_rows * 3 if checkpoint is None else data.min_rows,
                               f"window {data.window_size} + horizon {data.horizon}, for both the training and test "
                               "part")
-        factories = {}
-        for m in names:
-            cls, config = model_class(m), _model_config(m, args)
-            if config is not None:
-                factories[m] = lambda cls=cls, config=config: cls(data, config)
-            else:
-                factories[m] = lambda cls=cls: cls(data)
+        factories = {m: _factory(m, args, data) for m in names}
         table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
                                     test_start=test_start, fitted=fitted, refit_every=args.refit_every,
                                     progress=not args.quiet, log=say)

@@ -28,6 +28,20 @@ def _check(config, positive=(), non_negative=(), fraction=()) -> None:
             raise StockLLMError(f"--{name} {value} must be at least 0 and below 1 (e.g. 0.2)")
 
 
+HEAD_BASES = ("fhs", "gaussian")
+
+
+def _check_head_base(value: str) -> None:
+    if value not in HEAD_BASES:
+        raise StockLLMError(f"unknown --head_base {value!r}: use fhs (filtered historical simulation, the default) "
+                            "or gaussian (the naive EWMA Gaussian walk)")
+
+
+def old_head_base(config: dict) -> dict:
+    """A saved model config with ``head_base`` filled in: checkpoints written before the field started Gaussian."""
+    return {"head_base": "gaussian", **config} if isinstance(config, dict) else config
+
+
 SCHEDULES = ("cosine", "linear", "constant")  # each with linear warmup (transformers.get_scheduler)
 
 
@@ -71,10 +85,14 @@ class MLPConfig:
     val_size: float = 0.2
     seed: int = 0
     save_every: int = 1  # epochs between saved training states under <save_dir>/state/ (train only); 0 turns them off
+    # What the untrained quantile head gives: "fhs" (filtered historical simulation of the training part) or
+    # "gaussian" (the naive EWMA Gaussian walk). Checkpoints from before this field load as "gaussian".
+    head_base: str = "fhs"
 
     def __post_init__(self):
         _check(self, positive=("hidden_size", "epochs", "batch_size", "learning_rate", "patience"),
                non_negative=("weight_decay", "save_every"), fraction=("val_size",))
+        _check_head_base(self.head_base)
 
 
 @dataclass
@@ -119,6 +137,7 @@ class LoRAConfig:
     # shapes), after a one-off compile of ≈ 1–5 minutes (once more when the shape first changes); off by default
     # since short runs do not earn the compile back (benchmarks/RESULTS.md §7).
     compile: bool = False
+    head_base: str = "fhs"  # as MLPConfig.head_base: the untrained head is FHS ("fhs") or the Gaussian walk
     # Ablations (does the language model help?). random_init: the base model's architecture with random weights
     # (``AutoModel.from_config``, initialised from ``seed``), so a run shows what pretraining adds. freeze_base:
     # a linear probe, only the head trains on the frozen base's hidden states (the adapter is attached with
@@ -132,8 +151,41 @@ class LoRAConfig:
                                "max_val_windows", "eval_every"),
                non_negative=("weight_decay", "lora_dropout", "max_grad_norm", "save_every"),
                fraction=("val_size", "warmup_ratio"))
+        _check_head_base(self.head_base)
         if self.lr_scheduler not in SCHEDULES:
             raise StockLLMError(f"unknown --lr_scheduler {self.lr_scheduler!r}: use {', '.join(SCHEDULES)}")
+
+
+@dataclass
+class EnsembleConfig:
+    """The ensemble (``models.ensemble``): which members it averages and how its weights are fitted.
+
+    members: model names (fhs, garch, mlp, lstm, lora, naive, drift, ...), each once.
+    val_size: share of the training dates, at their end, on which the weights are fitted.
+    refit: fit the members again on all the training dates once the weights are known (True), or keep the
+        members fitted before the validation part (False: half the fitting time, e.g. with lora).
+    """
+
+    members: tuple[str, ...] = ("fhs", "garch", "mlp", "lstm")
+    val_size: float = 0.2
+    refit: bool = True
+
+    def __post_init__(self):
+        from .models import MODEL_NAMES
+
+        members = self.members.split(",") if isinstance(self.members, str) else self.members
+        self.members = tuple(m.strip() for m in members if m.strip())
+        if not self.members:
+            raise StockLLMError("--members is empty: name the models to average, e.g. fhs,garch,mlp,lstm")
+        for m in self.members:
+            if m not in MODEL_NAMES or m == "ensemble":
+                choices = ",".join(n for n in MODEL_NAMES if n != "ensemble")
+                raise StockLLMError(f"unknown --members entry {m!r}: choose from {choices}")
+        if len(set(self.members)) != len(self.members):
+            raise StockLLMError(f"--members {','.join(self.members)} names a model twice: list each once")
+        _check(self, fraction=("val_size",))
+        if self.val_size == 0:
+            raise StockLLMError("--val_size 0 leaves the ensemble nothing to fit its weights on: use e.g. 0.2")
 
 
 def to_dict(config) -> dict:

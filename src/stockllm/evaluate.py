@@ -305,6 +305,8 @@ def evaluate(
                             f"{info.get('stopped_because')} [{info['stop_reason']}]")
                     for note in info.get("notes", []):
                         log(f"note: {model_name}: {note}")
+                    if hasattr(model, "describe"):  # the ensemble: its row names its weights
+                        protocols[model_name] += f"; weights {model.describe()}"
             for i, (series, frame) in enumerate(frames.items()):
                 origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
                 if len(origins) == 0:

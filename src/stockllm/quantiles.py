@@ -14,6 +14,7 @@ from .errors import StockLLMError
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 EWMA_LAMBDA = 0.94  # RiskMetrics' daily decay
+SCALE_FLOOR = 1e-8  # σ·√h below this (a series that never moved) is taken as this, to divide safely
 
 
 def check_quantiles(levels: Sequence[float], flag: str = "--quantiles") -> tuple[float, ...]:

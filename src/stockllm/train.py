@@ -54,7 +54,7 @@ class Task:
     train_data: samples, batched by ``collate`` into a dict of tensors.
     loss: ``loss(module, batch) -> scalar`` mean loss of the batch (forward + the model module's loss).
     validate: ``validate(module, progress) -> float`` mean validation loss (NaN when there is no validation part).
-    naive_val: the validation loss of naive (what the untrained model predicts).
+    naive_val: the validation loss of the untrained model (its head base: FHS, or the naive walk).
     count: ``count(batch) -> (tokens, targets)`` read in a batch, for throughput.
     fingerprint: the settings and data an exact resume must share with the saved state.
     save_checkpoint: ``save_checkpoint(fit_info)`` writes the usable checkpoint while ``module`` holds the best
@@ -257,7 +257,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                 "replaced at the first save (pass --resume to continue it instead)")
         loop["best_val_loss"] = validate()
         best = trainable()
-        say(f"step 0: val_loss {loop['best_val_loss']:.4f} (naive {task.naive_val:.4f})")
+        say(f"step 0: val_loss {loop['best_val_loss']:.4f} (untrained {task.naive_val:.4f})")
     has_val = math.isfinite(task.naive_val)
     fresh_state = not resume
 
@@ -314,7 +314,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         loop["history"].append({"epoch": epoch, "step": loop["step"], "train_loss": train_loss,
                                 "val_loss": val, "lr": scheduler.get_last_lr()[0]})
         say(f"step {loop['step']} (epoch {epoch}): train_loss {train_loss:.4f}  val_loss {val:.4f} "
-            f"(naive {task.naive_val:.4f})")
+            f"(untrained {task.naive_val:.4f})")
         if not has_val or val < loop["best_val_loss"]:
             loop["best_val_loss"], loop["best_step"], loop["bad"] = val, loop["step"], 0
             best = trainable()

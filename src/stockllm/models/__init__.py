@@ -12,13 +12,15 @@ from pathlib import Path
 
 from ..errors import StockLLMError
 
-MODEL_NAMES = ("naive", "drift", "garch", "mlp", "lstm", "lora", "theta", "autoets", "autoarima", "chronos")
+MODEL_NAMES = ("naive", "drift", "fhs", "garch", "mlp", "lstm", "lora", "ensemble", "theta", "autoets", "autoarima",
+               "chronos")
 WINDOW_NETS = ("mlp", "lstm")  # the networks over windows that MLPConfig configures and one training contract fits
 
 # class name → (submodule, model name)
 _CLASSES = {"NaiveForecaster": (".baselines", "naive"), "DriftForecaster": (".baselines", "drift"),
             "MLPForecaster": (".baselines", "mlp"), "LSTMForecaster": (".lstm", "lstm"),
-            "GARCHForecaster": (".garch", "garch"),
+            "GARCHForecaster": (".garch", "garch"), "FHSForecaster": (".fhs", "fhs"),
+            "EnsembleForecaster": (".ensemble", "ensemble"),
             "LoRAForecaster": (".llm", "lora"), "ThetaPeer": (".peers", "theta"),
             "AutoETSPeer": (".peers", "autoets"), "AutoARIMAPeer": (".peers", "autoarima"),
             "ChronosPeer": (".peers", "chronos")}

@@ -13,12 +13,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..checkpoint import read_safetensors
-from ..config import DataConfig, MLPConfig, from_dict, to_dict
+from ..config import DataConfig, MLPConfig, from_dict, old_head_base, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
 from ..features import date_split, n_inputs, targets, window_inputs
 from ..quantiles import ewma_scale, gaussian_quantiles
 from .base import Forecaster, span
+from .fhs import fhs_quantiles
 from .heads import SCALE_FLOOR, QuantileHead, pinball_loss
 
 
@@ -66,8 +67,8 @@ class SimpleStockPredictor(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(input_size, hidden_size)
         self.relu = nn.ReLU()
-        # Zero output layer: the untrained model is exactly the naive EWMA Gaussian walk, and training must earn
-        # every deviation.
+        # Zero output layer: the untrained model is exactly its base (FHS or the naive EWMA Gaussian walk), and
+        # training must earn every deviation.
         self.fc2 = QuantileHead(hidden_size, horizon, levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,14 +104,29 @@ class MLPForecaster(Forecaster):
         """Inputs per day: OHLCV (5) plus one per indicator in ``--features``."""
         return n_inputs(self.data.features)
 
-    def _xy(self, frames: Sequence[pd.DataFrame], split: int) -> tuple[np.ndarray, np.ndarray]:
-        """Inputs [n, W, 5 + len(features)] and standardised targets [n, H] (log-return ÷ σ_EWMA·√h) of one part of the split."""
-        xs, ys = [], []
-        for frame, parts in zip(frames, date_split(frames, self.window_size, self.horizon, self.config.val_size)):
-            part = parts[split]
+    def _xy(self, frames: Sequence[pd.DataFrame], origins: Sequence[np.ndarray]):
+        """Inputs [n, W, 5 + len(features)], standardised targets [n, H] (log-return ÷ σ_EWMA·√h) and loss weights
+        [n] of the given origins of each frame.
+
+        The weights give every series the same total weight (mean weight 1), so a 20-year index does not drown a
+        5-year stock when series are pooled; with one series they are all 1.
+        """
+        xs, ys, ws = [], [], []
+        used = sum(len(o) > 0 for o in origins)
+        total = sum(len(o) for o in origins)
+        for frame, part in zip(frames, origins):
             xs.append(window_inputs(frame, self.window_size, part, self.data.features))
             ys.append(targets(frame, self.horizon, part) / self._scale(frame, part))
-        return np.concatenate(xs), np.concatenate(ys)
+            ws.append(np.full(len(part), total / (used * len(part)) if len(part) else 0.0, dtype=np.float32))
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
+
+    def _quantile_head(self) -> QuantileHead:
+        return next(m for m in self.net.modules() if isinstance(m, QuantileHead))
+
+    @property
+    def head_base_z(self) -> np.ndarray:
+        """The quantiles [H, Q] of log-return ÷ (σ_EWMA·√h) that the untrained head gives."""
+        return self._quantile_head().quantiles.base
 
     def _scale(self, frame, origins) -> np.ndarray:
         return np.maximum(ewma_scale(frame["Close"].to_numpy(dtype=np.float64), origins, self.horizon), SCALE_FLOOR)
@@ -123,8 +139,9 @@ class MLPForecaster(Forecaster):
         """Train on the pooled windows of ``frames`` with the pinball loss; keep the epoch with the lowest
         validation loss.
 
-        Epoch 0 (the untrained model, equal to the naive EWMA Gaussian walk) is a candidate too, so a model that
-        cannot beat the random walk on validation stays the random walk. The loop is ``stockllm.train.fit``
+        Epoch 0 (the untrained model: filtered historical simulation of the training part with ``head_base``
+        "fhs", the naive EWMA Gaussian walk with "gaussian") is a candidate too, so a model that cannot beat its
+        start on validation stays there. Every series weighs the same in the loss, however long it is. The loop is ``stockllm.train.fit``
         (constant learning rate, no clipping, validation once per epoch, so ``patience`` counts epochs). With
         ``save_dir`` and ``save_every`` > 0 it saves the training state every ``save_every`` epochs (and on
         SIGINT/SIGTERM) and the best checkpoint beside it; ``resume`` continues from the newest state there.
@@ -136,19 +153,24 @@ class MLPForecaster(Forecaster):
         from .. import train
 
         cfg = self.config
-        x_tr, y_tr = self._xy(frames, 0)
-        x_va, y_va = self._xy(frames, 1)
+        splits = date_split(frames, self.window_size, self.horizon, cfg.val_size)
+        x_tr, y_tr, w_tr = self._xy(frames, [s[0] for s in splits])
+        x_va, y_va, w_va = self._xy(frames, [s[1] for s in splits])
         if len(x_tr) < 2:
             raise StockLLMError(f"only {len(x_tr)} training windows: pass a longer history or a smaller --window_size")
+        if cfg.head_base == "fhs":  # the standardised quantiles of the training part only, like the scalers
+            self._quantile_head().set_base(fhs_quantiles(frames, [s[0] for s in splits], self.horizon,
+                                                         self.quantiles))
         # Scalers see the training part only.
         self.x_mean = torch.from_numpy(x_tr.reshape(-1, self.n_inputs).mean(0)).float()
         self.x_std = torch.from_numpy(x_tr.reshape(-1, self.n_inputs).std(0)).float().clamp_min(1e-8)
-        xt, yt = self._inputs(x_tr), torch.from_numpy(y_tr).float()
-        xv, yv = self._inputs(x_va), torch.from_numpy(y_va).float()
+        xt, yt, wt = self._inputs(x_tr), torch.from_numpy(y_tr).float(), torch.from_numpy(w_tr)
+        xv, yv, wv = self._inputs(x_va), torch.from_numpy(y_va).float(), torch.from_numpy(w_va)
         steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
 
         def loss(net, batch):
-            return pinball_loss(net(batch["x"]), batch["y"], self.levels.to(batch["y"].device))[0]
+            return pinball_loss(net(batch["x"]), batch["y"], self.levels.to(batch["y"].device),
+                                weights=batch["w"])[0]
 
         def validate(net, _progress) -> float:
             if len(xv) == 0:
@@ -156,11 +178,11 @@ class MLPForecaster(Forecaster):
             device = next(net.parameters()).device
             net.eval()
             with torch.inference_mode():
-                return loss(net, {"x": xv.to(device), "y": yv.to(device)}).item()
+                return loss(net, {"x": xv.to(device), "y": yv.to(device), "w": wv.to(device)}).item()
 
         series = [span(f) for f in frames]
-        base = {"series": series, "train_windows": len(xt), "val_windows": len(xv),
-                "loss": "pinball on log-returns ÷ (EWMA σ·√h)"}
+        base = {"series": series, "train_windows": len(xt), "val_windows": len(xv), "start": cfg.head_base,
+                "loss": "pinball on log-returns ÷ (EWMA σ·√h), every series weighing the same"}
 
         def record(info: dict) -> dict:
             # The loop counts optimizer steps; the MLP's contract counts epochs (validation ends each one).
@@ -174,9 +196,10 @@ class MLPForecaster(Forecaster):
         task = train.Task(
             module=self.net, train_data=range(len(xt)),
             # Batches are index lists: one gather per batch instead of stacking single windows.
-            collate=lambda idx: {"x": xt[torch.as_tensor(idx)], "y": yt[torch.as_tensor(idx)]},
+            collate=lambda idx: {"x": xt[torch.as_tensor(idx)], "y": yt[torch.as_tensor(idx)],
+                                 "w": wt[torch.as_tensor(idx)]},
             loss=loss, validate=validate,
-            naive_val=validate(self.net, False),  # the untrained head is the naive walk
+            naive_val=validate(self.net, False),  # the untrained head: FHS or the naive walk (head_base)
             count=lambda batch: (0, len(batch["y"])), save_checkpoint=save_checkpoint, data_parallel=False,
             fingerprint={"kind": self.kind, "data": to_dict(self.data), "config": self._resume_settings(),
                          "series": series})
@@ -212,13 +235,14 @@ class MLPForecaster(Forecaster):
 
     def _save_weights(self, directory: Path) -> None:
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        tensors.update(x_mean=self.x_mean, x_std=self.x_std)
+        tensors.update(x_mean=self.x_mean, x_std=self.x_std,
+                       head_base=torch.from_numpy(np.ascontiguousarray(self.head_base_z)))
         save_file(tensors, str(directory / "model.safetensors"))
 
     @classmethod
     def _from_meta(cls, meta, directory, **overrides):
         model = cls(from_dict(DataConfig, meta.get("data", {}), source=directory),
-                    from_dict(MLPConfig, meta.get("config", {}), source=directory))
+                    from_dict(MLPConfig, old_head_base(meta.get("config", {})), source=directory))
         path = directory / "model.safetensors"
         if not path.is_file():
             raise StockLLMError(f"{directory} has no model.safetensors: the checkpoint is incomplete; train again")
@@ -232,4 +256,13 @@ class MLPForecaster(Forecaster):
                                 "version: train again")
         model.net.load_state_dict(state)
         model.x_mean, model.x_std = tensors["x_mean"], tensors["x_std"]
+        if "head_base" in tensors:  # checkpoints from before head_base start Gaussian, as they were trained
+            try:
+                model._quantile_head().set_base(tensors["head_base"].double().numpy())
+            except ValueError:
+                raise StockLLMError(f"{path}: head_base is not {model.horizon} increasing rows of "
+                                    f"{len(model.quantiles)} quantiles; the checkpoint is damaged, train again") from None
+        elif model.config.head_base != "gaussian":
+            raise StockLLMError(f"{path} lacks the head_base tensor that a {model.config.head_base} head needs: the "
+                                "checkpoint is incomplete or damaged; train again")
         return model

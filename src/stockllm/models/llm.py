@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import META_FILE, read_safetensors
 from ..codec import Codec, SeriesTokens
-from ..config import DataConfig, LoRAConfig, from_dict, to_dict
+from ..config import DataConfig, LoRAConfig, from_dict, old_head_base, to_dict
 from ..device import resolve_device
 from ..errors import StockLLMError
 from ..features import date_split, targets
@@ -31,6 +31,7 @@ from ..hf import is_causal
 from ..progress import progress_bar
 from ..quantiles import ewma_scale, pinball, z_scores
 from .base import Forecaster, span
+from .fhs import fhs_quantiles
 from .heads import SCALE_FLOOR, QuantileHead, pinball_loss
 
 HEAD_FILE = "head.safetensors"
@@ -165,6 +166,7 @@ class LoRAForecaster(Forecaster):
         self.base_info: dict = {}
         self._adapter_dir: Path | None = None
         self._head_state: dict | None = None
+        self._head_base: np.ndarray | None = None  # [H, Q] the untrained head's quantiles; None: standard normal
         self._resumed_from: str | None = None
         self._main_process = True  # under `accelerate launch`, only rank 0 writes checkpoints
 
@@ -220,6 +222,8 @@ class LoRAForecaster(Forecaster):
                                     "the base model it was trained on (a checkpoint from an older stockllm with a "
                                     "point head must be trained again)")
             self.model.head.linear.load_state_dict({"weight": weight, "bias": self._head_state["bias"]})
+        if self._head_base is not None:
+            self.model.head.set_base(self._head_base)
         self.model.head.requires_grad_(trainable)
 
     def _load_base(self, device, dtype):
@@ -289,6 +293,11 @@ class LoRAForecaster(Forecaster):
             parts.append((frame, train, val, targets(frame, self.horizon, np.arange(len(frame)))))
         if sum(len(train) for _, train, _, _ in parts) < 1:
             raise StockLLMError("no training windows: pass a longer history or a smaller --window_size")
+        if cfg.head_base == "fhs" and self._head_state is None:
+            # A warm start keeps the base its head was trained on; a new head starts at FHS of the training part.
+            self._head_base = fhs_quantiles(frames, [train for _, train, _, _ in parts], self.horizon, self.quantiles)
+            if self.model is not None:
+                self.model.head.set_base(self._head_base)
         train_samples, val_samples = [], []
         for frame, train, val, y in parts:
             ys = np.nan_to_num(y / self._scale(frame, np.arange(len(frame))))  # NaN only where never read
@@ -352,11 +361,11 @@ class LoRAForecaster(Forecaster):
         if trained != lora_params + sum(p.numel() for p in self.model.head.parameters()):
             raise RuntimeError("trainable parameters other than LoRA and the head: the base model is not frozen")
         pad_id = self._pad_id()
-        naive_val = (float(np.mean(np.concatenate([pinball(s["y"], self._naive_z, self.quantiles)
+        naive_val = (float(np.mean(np.concatenate([pinball(s["y"], self._start_z, self.quantiles)
                                                    for s in val_samples])))
                      if val_samples else float("nan"))
         series = [span(f) for f in frames]
-        base = {"series": series, "train_sequences": len(train_samples), "train_targets": n_targets,
+        base = {"series": series, "start": cfg.head_base, "train_sequences": len(train_samples), "train_targets": n_targets,
                 "val_targets": int(sum(len(s["read_pos"]) for s in val_samples)), "lora_parameters_peft": lora_params,
                 "tokens_per_window": tpw, "tokens_per_target": n_tokens / n_targets}
         if self._resumed_from:
@@ -428,9 +437,11 @@ class LoRAForecaster(Forecaster):
 
     # --- prediction ----------------------------------------------------------------------------------------
     @property
-    def _naive_z(self) -> np.ndarray:
-        """The untrained head's output [Q]: standard normal quantiles (the naive walk, standardised)."""
-        return z_scores(self.quantiles)
+    def _start_z(self) -> np.ndarray:
+        """The untrained head's output [H, Q]: FHS's standardised quantiles, or the standard normal ones."""
+        if self._head_base is not None:
+            return self._head_base
+        return np.tile(z_scores(self.quantiles), (self.horizon, 1))
 
     def _scale(self, frame, origins) -> np.ndarray:
         return np.maximum(ewma_scale(frame["Close"].to_numpy(dtype=np.float64), origins, self.horizon), SCALE_FLOOR)
@@ -469,14 +480,15 @@ class LoRAForecaster(Forecaster):
         self.model.backbone.save_pretrained(directory / ADAPTER_DIR, safe_serialization=True)
         head = self.model.head.linear
         save_file({"weight": head.weight.detach().float().cpu().contiguous(),
-                   "bias": head.bias.detach().float().cpu().contiguous()}, str(directory / HEAD_FILE))
+                   "bias": head.bias.detach().float().cpu().contiguous(),
+                   "base": torch.from_numpy(np.ascontiguousarray(self._start_z))}, str(directory / HEAD_FILE))
 
     @classmethod
     def _from_meta(cls, meta, directory, train_config: LoRAConfig | None = None, **overrides):
         """Rebuild from a checkpoint. ``overrides`` (model_path, device, trust_remote_code) replace saved values;
         ``train_config`` (--resume DIR) is the new run's whole config (the CLI copies the weight-shaping settings
         from the checkpoint into it), device and trust_remote_code included."""
-        config = from_dict(LoRAConfig, meta.get("config", {}), source=directory)
+        config = from_dict(LoRAConfig, old_head_base(meta.get("config", {})), source=directory)
         # Never taken from the file: a shared checkpoint must not switch on remote code, nor pin a device
         # the user's machine may lack. Only this run's flags decide.
         config.trust_remote_code = bool(overrides.pop("trust_remote_code", False))
@@ -498,6 +510,12 @@ class LoRAForecaster(Forecaster):
         read_safetensors(adapter / "adapter_model.safetensors")  # a damaged adapter fails here, in one line
         model._check_head(tensors, head_path)
         model._head_state = {"weight": tensors["weight"], "bias": tensors["bias"]}
+        if "base" in tensors:  # heads saved before head_base started at the standard normal quantiles
+            model._head_base = tensors["base"].double().numpy()
+            if model._head_base.shape != (model.horizon, len(model.quantiles)) or not (
+                    np.diff(model._head_base, axis=1) > 0).all():
+                raise StockLLMError(f"{head_path}: base is not {model.horizon} increasing rows of "
+                                    f"{len(model.quantiles)} quantiles; the checkpoint is damaged, train again")
         model._adapter_dir = adapter
         if train_config is not None:
             model._resumed_from = str(directory)

@@ -13,7 +13,7 @@ from .heads import QuantileHead
 class WindowLSTM(nn.Module):
     """One LSTM layer reads the window's days in order; the quantile head reads its last hidden state.
 
-    The head starts at zero, so the untrained model is exactly the naive EWMA Gaussian walk."""
+    The head starts at zero, so the untrained model is exactly its base (FHS, or the Gaussian walk)."""
 
     def __init__(self, n_features: int, hidden_size: int, horizon: int, levels):
         super().__init__()
