@@ -251,6 +251,14 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         loop.update(saved["loop"])
         loop["notes"] = sorted(set(loop["notes"]) | set(notes))
         say(f"resumed from {state}: step {loop['step']} of {total}, epoch {loop['epoch'] + 1}")
+        # A run that ended on a budget (steps, seconds, epochs) goes on when this run's budget is larger; one that
+        # early stopping ended stays ended (its validation said stop).
+        if loop.get("stopped") and loop.get("stop_reason") in ("max_steps", "max_train_seconds", "epochs") and \
+                loop["step"] < total and loop["epoch"] < cfg.epochs and \
+                not (cfg.max_train_seconds and loop["train_seconds"] >= cfg.max_train_seconds):
+            say(f"the saved run had stopped ({stop_words(loop['stop_reason'])}); this run's budget allows more, "
+                "so training goes on")
+            loop["stopped"], loop["stop_reason"] = False, None
     else:
         if save_dir is not None and main and state_dirs(save_dir):
             say(f"note: starting afresh; the training state in {save_dir / STATE_DIR} from an earlier run is "
