@@ -85,7 +85,7 @@ def test_train_writes_a_checkpoint_and_reports(files, capsys, tmp_path):
                       "--save_dir", tmp_path / "ck"])
     assert "trainable parameters: 11,419" in out  # 150*64 + 64 + 64*27 + 27 (H 3 × Q 9 outputs)
     assert "peak memory" in out
-    assert "val_loss" in out and "naive" in out
+    assert "val_loss" in out and "FHS start" in out
     # The training state (saved every epoch by default) sits beside the checkpoint.
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["model.safetensors", "state", "stockllm.json"]
 
@@ -194,8 +194,8 @@ def test_evaluate_writes_metrics_forecasts_and_plot(files, capsys, tmp_path):
     assert sorted(p.name for p in out_dir.iterdir()) == ["forecasts.csv", "leaderboard.csv", "metrics.csv",
                                                           "plot.png", "report.html"]
     board = pd.read_csv(out_dir / "leaderboard.csv")
-    assert list(board.columns) == ["model", "protocol", "series", "mae_vs_naive", "wql_vs_naive", "mean_rank",
-                                   "dm_better", "dm_worse"]
+    assert list(board.columns) == ["model", "protocol", "series", "mae_vs_naive", "wql_vs_naive", "coverage_80",
+                                   "mean_rank", "pairs", "wql_dm_better", "wql_dm_worse", "dm_better", "dm_worse"]
     assert set(board["model"]) == {"naive", "drift", "mlp"} and (board["series"] == 2).all()
     assert "leaderboard over 2 series and 3 horizons" in out
     table = pd.read_csv(out_dir / "metrics.csv")
@@ -426,9 +426,9 @@ def test_download_several_tickers_to_a_folder(capsys, tmp_path, monkeypatch):
         assert path.read_text().splitlines()[0] == "Date,Open,High,Low,Close,Volume"
         raw = yahoo_like(ticker)
         frame = load_ohlcv(path)
-        # Exchange-local calendar dates, unadjusted Close.
+        # Exchange-local calendar dates; Close adjusted for splits and dividends (--adjust full, the default).
         assert list(frame.index.strftime("%Y-%m-%d")) == list(raw.index.strftime("%Y-%m-%d"))
-        np.testing.assert_allclose(frame["Close"], raw["Close"], rtol=1e-12)
+        np.testing.assert_allclose(frame["Close"], raw["Adj Close"], rtol=1e-12)
         np.testing.assert_array_equal(frame["Volume"], raw["Volume"].astype(float))
 
 

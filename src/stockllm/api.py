@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
-from .calendars import calendar_for, check_calendar, next_sessions
 from .config import DataConfig, LoRAConfig, MLPConfig
 from .errors import StockLLMError
-from .quantiles import check_quantiles, column, missing_levels, select
-from .series import ID_COLUMNS
-
-
+from .models.pipeline import as_frames, forecast_table, min_history, predict_df  # noqa: F401 - re-exported
 
 def load(checkpoint, **overrides):
     """Load a checkpoint folder written by ``stockllm train`` (or ``Forecaster.save``) and return its Forecaster.
@@ -32,78 +26,6 @@ def load(checkpoint, **overrides):
     from .models import load_forecaster
 
     return load_forecaster(checkpoint, **overrides)
-
-
-def as_frames(data, min_rows: int = 1, reason: str = "") -> dict[str, pd.DataFrame]:
-    """Any accepted form of input → {ticker: checked OHLCV frame}, in input order.
-
-    ``data``: a CSV path or bundled sample name ("nasdaq"), a folder, a glob, a long CSV with a ticker column, a
-    list of them, one OHLCV frame (DatetimeIndex or a
-    Date/ds/timestamp column), a long frame with a ticker / unique_id / item_id column, or a dict
-    {ticker: frame}. A single frame is named by ``attrs["source"]`` (set by load_ohlcv and download_ohlcv).
-    """
-    from .data import ohlcv_from_frame
-    from .series import load_series
-
-    if isinstance(data, (str, Path)):
-        data = [data]
-    if isinstance(data, Mapping):
-        return {str(k): ohlcv_from_frame(v, str(k), min_rows=min_rows, min_rows_reason=reason)
-                for k, v in data.items()}
-    if isinstance(data, pd.DataFrame):
-        frame = data.reset_index() if _id_column(data.index.names) else data
-        id_col = _id_column(frame.columns)
-        if id_col is None:
-            name = str(data.attrs.get("source") or "series")
-            return {name: ohlcv_from_frame(data, name, min_rows=min_rows, min_rows_reason=reason)}
-        return {str(k): ohlcv_from_frame(g.drop(columns=[id_col]), str(k), min_rows=min_rows, min_rows_reason=reason)
-                for k, g in frame.groupby(id_col, sort=False)}
-    if isinstance(data, Sequence) and data and all(isinstance(p, (str, Path)) for p in data):
-        return load_series(data, min_rows=min_rows, min_rows_reason=reason)
-    raise StockLLMError(f"cannot read {type(data).__name__} as daily bars: pass a CSV path, a list of paths, a "
-                        "DataFrame (one series, or long with a ticker/unique_id/item_id column) or a dict of frames")
-
-
-def _id_column(names) -> str | None:
-    lowered = {str(n).lower(): n for n in names if n is not None}
-    return next((lowered[c] for c in ID_COLUMNS if c in lowered), None)
-
-
-def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[float],
-                   calendar: str | None) -> pd.DataFrame:
-    """One series' forecast after its last row: ticker, date, horizon, predicted_close, q..., last_close,
-    last_date, model (dates as Timestamps: the sessions of ``calendar``, or of the ticker's exchange if None).
-    ``levels`` must be some of ``model.quantiles``."""
-    point, q = model.predict_distribution(frame, np.array([len(frame) - 1]))
-    last_close = float(frame["Close"].iloc[-1])
-    dates = next_sessions(frame.index[-1], model.horizon, calendar or calendar_for(ticker), label=ticker)
-    table = pd.DataFrame({"ticker": ticker, "date": dates, "horizon": np.arange(1, model.horizon + 1),
-                          "predicted_close": last_close * np.exp(point[0])})
-    q_prices = last_close * np.exp(select(q[0], model.quantiles, levels))  # [H, len(levels)]
-    for j, level in enumerate(levels):
-        table[column(level)] = q_prices[:, j]
-    table["last_close"] = last_close
-    table["last_date"] = frame.index[-1]
-    table["model"] = model.kind
-    return table
-
-
-def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: str | None = None) -> pd.DataFrame:
-    """Forecast the next H sessions after the last row of every series in ``df``; see Forecaster.predict_df."""
-    levels = model.quantiles if quantiles is None else check_quantiles(quantiles, "quantiles")
-    if not model.needs_fit and missing_levels(model.quantiles, levels):
-        # naive and drift have no parameters: the same model at other levels is simply another instance.
-        model = type(model)(dataclasses.replace(model.data, quantiles=tuple(levels)))
-    model.check_levels(levels)
-    if calendar is not None:
-        calendar = check_calendar(calendar)
-    from .indicators import warmup_rows
-
-    warmup = warmup_rows(model.data.features)  # as `stockllm predict` asks: indicators need rows before the window
-    frames = as_frames(df, model.window_size + warmup, f"window {model.window_size}"
-                       + (f" + {warmup} rows for the indicators in features to warm up" if warmup else ""))
-    return pd.concat([forecast_table(model, ticker, frame, levels, calendar) for ticker, frame in frames.items()],
-                     ignore_index=True)
 
 
 @dataclasses.dataclass

@@ -20,9 +20,10 @@ from pathlib import Path
 from . import __version__
 from .config import SCHEDULES, DataConfig, EnsembleConfig, LoRAConfig, MLPConfig
 from .errors import StockLLMError, TrainingInterrupted
-from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
+from .models import MODEL_NAMES, WINDOW_NETS  # names only: the models package loads its classes on first use
 
 EXIT_ERROR = 1
+DEFAULT_MODELS = "naive,drift,fhs,mlp"  # evaluate's --models
 
 
 def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +71,18 @@ def _calendar_flag(parser: argparse.ArgumentParser) -> None:
                              "name suffix: .SS/.SZ -> XSHG, .HK -> XHKG, .T -> XTKS, none -> XNYS)")
 
 
+def _source_flags(parser: argparse.ArgumentParser) -> None:
+    from .sources import ADJUSTS, SOURCES
+
+    parser.add_argument("--source", choices=SOURCES,
+                        help="where --ticker history comes from: yahoo (default), akshare or baostock (mainland "
+                             "A-shares without Yahoo; pip install 'stockllm[cn]'; tickers 600519, 600519.SS or "
+                             "sh.600519; dated by the Shanghai calendar)")
+    parser.add_argument("--adjust", choices=ADJUSTS, default=None,
+                        help="price adjustment: none (as quoted), split, or full (splits and dividends; the "
+                             "default). akshare and baostock offer none and full")
+
+
 def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
     """Flags of predict, and of forecast (which adds --ticker and --period)."""
     src = p.add_mutually_exclusive_group()
@@ -86,6 +99,10 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
                             "files with a ticker column, instead of --ticker")
         p.add_argument("--period", help="history to download: 1y, 2y, 5y, max ... (default: 2y, more for windows "
                        "over 200 days)")
+        _source_flags(p)
+        p.add_argument("--ledger", metavar="FILE", help="also append this run's forecasts (every quantile, the model "
+                       "and its checkpoint id, the data's last date, the run time) to this CSV ledger; score it "
+                       "later with `stockllm score --ledger FILE`")
     else:
         _data_flags(p, alias_test_csv=True)
     p.add_argument("--window_size", type=int, help="--model naive|drift only (default 30); a checkpoint keeps its own")
@@ -97,7 +114,32 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
                    "and central intervals)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
     p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
+    _calibrate_flags(p)
     _common(p)
+
+
+def _calibrate_flags(parser: argparse.ArgumentParser, evaluate: bool = False) -> None:
+    from .config import CalibrationConfig
+
+    what = ("also score every model with quantiles recalibrated online, as MODEL+aci rows" if evaluate else
+            "recalibrate the quantiles online from the file's own past coverage errors")
+    parser.add_argument("--calibrate", choices=["none", "aci"], help=f"{what}: aci = adaptive conformal inference "
+                        "on σ-standardised scores, causal (default none)")
+    parser.add_argument("--calibration_step", type=float, help="--calibrate aci: the step γ of each level's offset, "
+                        f"in units of σ·√h (default {CalibrationConfig.gamma})")
+
+
+def _calibration(args) -> tuple[str | None, float | None]:
+    """(--calibrate, --calibration_step), checked: a step without a calibration is refused."""
+    from .config import CalibrationConfig
+
+    method = getattr(args, "calibrate", None)
+    step = getattr(args, "calibration_step", None)
+    if step is not None and method in (None, "none"):
+        raise StockLLMError("--calibration_step is for --calibrate aci: add --calibrate aci or drop the step")
+    if method not in (None, "none"):
+        CalibrationConfig(method=method, **({} if step is None else {"gamma": step}))  # range check now
+    return (None if method == "none" else method), step
 
 
 def _features_flag(parser: argparse.ArgumentParser) -> None:
@@ -192,6 +234,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", default="1d", help="bar size (default %(default)s)")
     p.add_argument("--output", metavar="PATH",
                    help="CSV path for one ticker (default TICKER.csv), or a folder for several")
+    _source_flags(p)
     _common(p)
 
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
@@ -234,9 +277,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _data_flags(p, required=False)
     _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
-    p.add_argument("--models", help="comma-separated: naive,drift,fhs,garch,mlp,lstm,lora and the peers theta,"
-                   "autoets,autoarima,chronos (default naive,drift,fhs,mlp; with --checkpoint, naive; naive is always "
-                   "scored)")
+    p.add_argument("--models", help=f"comma-separated, from {','.join(MODEL_NAMES)} (default {DEFAULT_MODELS}; "
+                   "with --checkpoint, naive; naive is always scored)")
     p.add_argument("--test_size", type=float, help="share of the union of the series' dates held out at the end; "
                    "its first date is the cutoff for all series (default 0.2)")
     p.add_argument("--test_start", metavar="YYYY-MM-DD", help="the cutoff date itself: test origins are on or "
@@ -252,7 +294,54 @@ def _build_parser() -> argparse.ArgumentParser:
                    "before that day (expanding window); cheap models only (default: one fit before the cutoff)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
                    help="folder for metrics.csv, forecasts.csv, plot.png and report.html (default %(default)s)")
+    _calibrate_flags(p, evaluate=True)
     _training_flags(p)
+    _common(p)
+
+    p = sub.add_parser("score", help="score a forecast ledger against the closes that have come since",
+                       description="Read the ledger that forecast --ledger wrote, take the actual closes (from "
+                                   "--data files or downloaded through --source), and score every forecast whose "
+                                   "target date has passed: MAE, WQL and coverage beside naive, per ticker, model "
+                                   "and horizon.",
+                       epilog="Example: stockllm score --ledger ledger.csv --data AAPL.csv")
+    p.add_argument("--ledger", required=True, metavar="FILE", help="the ledger CSV that forecast --ledger wrote")
+    p.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) of the actual closes, named after "
+                   "the ledger's tickers (AAPL.csv); default: download them through --source")
+    p.add_argument("--source", choices=("yahoo", "akshare", "baostock"),
+                   help="where to download the actual closes (default: the source each ticker's forecasts used)")
+    p.add_argument("--adjust", choices=("none", "split", "full"), help="price adjustment of the downloaded closes "
+                   "(default none: the close as quoted on the target date, which later dividends do not change)")
+    p.add_argument("--output", metavar="FILE", help="also write the metrics as CSV")
+    _common(p)
+
+    p = sub.add_parser("serve", help="serve forecasts over HTTP (FastAPI + uvicorn; pip install 'stockllm[serve]')",
+                       description="Load models once and answer GET /health, GET /models, POST /forecast (tickers "
+                                   "fetched through --source and cached for the day, or OHLCV rows in the body) "
+                                   "and GET / (a watchlist page with each ticker's forecast fan).",
+                       epilog="Example: stockllm serve --model naive --watch AAPL,MSFT  (then open "
+                              "http://127.0.0.1:8000/)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
+                   help="a checkpoint folder to serve (repeat for several; NAME=DIR names it, default its kind)")
+    p.add_argument("--model", action="append", default=[], choices=["naive", "drift"],
+                   help="a baseline to serve (repeatable)")
+    p.add_argument("--window_size", type=int, help="--model naive|drift only (default 30)")
+    p.add_argument("--horizon", type=int, help="--model naive|drift only (default 3)")
+    _quantiles_flag(p, "; for --model naive|drift (a request may ask for other levels)")
+    _source_flags(p)
+    p.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) served by name (AAPL.csv answers "
+                   "ticker AAPL) without any download")
+    p.add_argument("--watch", metavar="TICKERS", help="tickers of the watchlist page GET / (default: the --data "
+                   "series)")
+    _calendar_flag(p)
+    p.add_argument("--ledger", metavar="FILE", help="append every POST /forecast answer to this ledger CSV")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine "
+                   "only; the server has no authentication)")
+    p.add_argument("--port", type=int, default=8000, help="port (default %(default)s)")
+    p.add_argument("--max_tickers", type=int, default=100, help="tickers or series per request (default "
+                   "%(default)s)")
+    p.add_argument("--max_body_mb", type=float, default=8.0, help="largest request body in MB (default "
+                   "%(default)s)")
+    p.add_argument("--device", help="auto (default), cpu, cuda or mps (LLM checkpoints)")
     _common(p)
 
     p = sub.add_parser("download-model", help="download a base model from the Hugging Face Hub to a folder",
@@ -408,15 +497,15 @@ def _tickers(text: str) -> list[str]:
     return tickers
 
 
-def _download_frames(tickers: list[str], period: str, say) -> dict:
+def _download_frames(tickers: list[str], period: str, say, source: str = "yahoo", adjust: str | None = None) -> dict:
     """{ticker: checked OHLCV frame} of the latest daily history; all are fetched before any is used, so one bad
     ticker costs nothing else."""
-    from .data import download_ohlcv
+    from .sources import NAMES, download, series_name
 
     frames = {}
     for ticker in tickers:
-        say(f"downloading {ticker} ({period} of daily bars from Yahoo Finance)")
-        frames[ticker] = download_ohlcv(ticker, period=period)
+        say(f"downloading {ticker} ({period} of daily bars from {NAMES[source]})")
+        frames[series_name(ticker, source)] = download(ticker, source, adjust=adjust, period=period)
     return frames
 
 
@@ -431,16 +520,20 @@ def _check_png(path: str) -> None:
 
 
 def cmd_download(args, say) -> None:
-    from .data import download_ohlcv, save_ohlcv_csv
+    from .data import save_ohlcv_csv
+    from .sources import check_adjust, download, series_name
 
     tickers = _tickers(args.ticker)
     if args.period and (args.start or args.end):
         raise StockLLMError("--period and --start/--end both say how far back: pass one of them")
+    source = args.source or "yahoo"
+    adjust = check_adjust(source, args.adjust)
     period = args.period if (args.period or args.start) else "1y"
     as_dir = len(tickers) > 1 or (args.output and (args.output.endswith(os.sep) or Path(args.output).is_dir()))
     frames = {}
     for ticker in tickers:  # fetch all first, so one bad ticker writes nothing
-        frames[ticker] = download_ohlcv(ticker, period=period, start=args.start, end=args.end, interval=args.interval)
+        frames[series_name(ticker, source)] = download(ticker, source, adjust=adjust, period=period,
+                                                            start=args.start, end=args.end, interval=args.interval)
     for ticker, frame in frames.items():
         if as_dir:
             path = Path(args.output or ".") / f"{ticker}.csv"
@@ -574,6 +667,7 @@ def cmd_predict(args, say) -> None:
 
     checkpoint, base_override = args.checkpoint, None
     levels = _levels(args)  # checked before any model loads
+    calibration = _calibration(args)
     tickers = _tickers(args.ticker) if getattr(args, "ticker", None) else None
     if getattr(args, "period", None) and not tickers:
         raise StockLLMError("--period applies to --ticker downloads only; --data files are used as they are: drop it")
@@ -604,10 +698,23 @@ def cmd_predict(args, say) -> None:
     else:
         raise StockLLMError("nothing to predict with: pass --checkpoint DIR (from stockllm train) or --model naive")
     calendar = None
+    source = getattr(args, "source", None) or "yahoo"
+    if not tickers:
+        _refuse(args, ("source", "adjust"), "applies to --ticker downloads only; --data files are used as they are: "
+                "drop it")
+    else:
+        from .sources import check_adjust, default_calendar
+
+        args.adjust = check_adjust(source, args.adjust)
+        calendar = default_calendar(source)
     if args.calendar:
         from .calendars import check_calendar
 
         calendar = check_calendar(args.calendar)
+    if getattr(args, "ledger", None):
+        from .ledger import check_ledger
+
+        check_ledger(args.ledger)
     import pandas as pd
 
     from .data import write_csv_atomic
@@ -622,14 +729,17 @@ def cmd_predict(args, say) -> None:
         model = load_forecaster(checkpoint, **overrides)
     levels = levels or model.quantiles
     model.check_levels(levels)
-    if getattr(args, "ticker", None):
-        frames = _download_frames(tickers, args.period or f"{max(2, math.ceil(model.window_size / 200) + 1)}y", say)
-    else:
-        from .indicators import warmup_rows
+    if calibration[0]:
+        from .calibration import calibrated
 
-        warmup = warmup_rows(model.data.features)
-        frames = _load_frames(args.data, model.window_size + warmup, f"window {model.window_size}"
-                              + (f" + {warmup} rows for the indicators in --features to warm up" if warmup else ""))
+        model = calibrated(model, *calibration)
+    if getattr(args, "ticker", None):
+        frames = _download_frames(tickers, args.period or f"{max(2, math.ceil(model.window_size / 200) + 1)}y", say,
+                                  source, args.adjust)
+    else:
+        from .models.pipeline import min_history
+
+        frames = _load_frames(args.data, *min_history(model))
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)
@@ -653,11 +763,18 @@ def cmd_predict(args, say) -> None:
         plot_fan(frames, result, args.plot)  # first: the step more likely to fail, so no CSV is left alone
     write_csv_atomic(result[cols], args.output, index=False)
     say(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
+    if getattr(args, "ledger", None):
+        from .ledger import append_forecasts, checkpoint_id
+
+        n = append_forecasts(args.ledger, result.rename(columns={"series": "ticker"}),
+                             checkpoint=checkpoint_id(checkpoint) if not args.model else "",
+                             source=source if tickers else "data")
+        say(f"appended {n} rows to the ledger {args.ledger}")
 
 
 def _evaluate_plan(args, say):
     """Check evaluate's flags before any data or model is loaded: (model names, data config, loaded checkpoint)."""
-    from .models import MODEL_NAMES, load_forecaster
+    from .models import load_forecaster
 
     if args.test_size is not None and not 0 < args.test_size < 1:
         raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
@@ -665,7 +782,7 @@ def _evaluate_plan(args, say):
         raise StockLLMError("--test_size and --test_start both set the cutoff: pass one of them")
     if args.refit_every is not None and args.refit_every < 1:
         raise StockLLMError(f"--refit_every {args.refit_every} must be 1 or more (test days between refits)")
-    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else "naive,drift,fhs,mlp")).split(",")
+    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else DEFAULT_MODELS)).split(",")
              if m.strip()]
     for m in names:
         if m not in MODEL_NAMES:
@@ -717,6 +834,7 @@ def cmd_evaluate(args, say) -> None:
     from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
     from .report import write_report
 
+    calibration = _calibration(args)
     names, data, checkpoint = _evaluate_plan(args, say)
     _check_features(data, _with_members(names + ([checkpoint.kind] if checkpoint is not None else []), args),
                     args.prompt_format)
@@ -755,6 +873,7 @@ def cmd_evaluate(args, say) -> None:
         factories = {m: _factory(m, args, data) for m in names}
         table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
                                     test_start=test_start, fitted=fitted, refit_every=args.refit_every,
+                                    calibrate=calibration[0], calibration_step=calibration[1],
                                     progress=not args.quiet, log=say)
         board = leaderboard(table, forecasts)
         if os.environ.get("RANK", "0") != "0":  # every process holds the gathered result; one writes it
@@ -797,8 +916,116 @@ def cmd_download_model(args, say) -> None:
     say(f"downloaded {args.model} to {path}; use it with --model_path {path}")
 
 
+def cmd_score(args, say) -> None:
+    from .data import write_csv_atomic
+    from .metrics import format_table
+    from .ledger import read_ledger, score
+
+    if args.data:
+        _refuse(args, ("source", "adjust"), "applies to downloaded closes; --data files are used as they are: drop it")
+    ledger, notes = read_ledger(args.ledger)
+    for note in notes:
+        say(f"note: {note}")
+    if ledger.empty:
+        raise StockLLMError(f"no complete forecasts in the ledger {args.ledger}: run stockllm forecast --ledger "
+                            f"{args.ledger} first")
+    tickers = list(dict.fromkeys(ledger["ticker"]))
+    if args.data:
+        frames = _load_frames(args.data, 1, "")
+        lower = {name.lower(): name for name in frames}
+        frames = {t: frames[lower[t.lower()]] for t in tickers if t.lower() in lower}
+    else:
+        from .sources import SOURCES, check_adjust, download
+
+        import pandas as pd
+
+        start = (ledger["last_date"].min() - pd.Timedelta(days=200)).strftime("%Y-%m-%d")
+        frames = {}
+        for ticker in tickers:
+            used = ledger.loc[ledger["ticker"] == ticker, "source"].iloc[-1]
+            source = args.source or (used if used in SOURCES else "yahoo")
+            adjust = check_adjust(source, args.adjust or "none")
+            say(f"downloading {ticker} from {source} (since {start}, adjust {adjust})")
+            frames[ticker] = download(ticker, source, adjust=adjust, period=None, start=start)
+    table, forecasts, counts = score(ledger, frames)
+    say(f"{counts['scored']} forecasts scored; {counts['pending']} still ahead of the data's last date"
+        + (f"; {counts['no_close']} without a close on their date" if counts["no_close"] else "")
+        + (f"; {counts['no_data']} of tickers without data ({', '.join(t for t in tickers if t not in frames)}: "
+           "pass their files to --data, named after them)" if counts["no_data"] else "")
+        + (f"; {counts['duplicates']} repeated forecasts (same model, ticker, last date and horizon: the latest "
+           "run kept)" if counts["duplicates"] else ""))
+    if table.empty:
+        say("nothing to score yet: no forecast's target date has a close in the data")
+        return
+    say(format_table(table))
+    if args.output:
+        write_csv_atomic(table, args.output, index=False)
+        say(f"wrote {args.output}")
+
+
+def cmd_serve(args, say) -> None:
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise StockLLMError(f"stockllm serve needs {' and '.join(missing)}: pip install 'stockllm[serve]'")
+    if not 0 < args.port < 65536:
+        raise StockLLMError(f"--port {args.port} must be between 1 and 65535")
+    if args.max_tickers < 1 or not args.max_body_mb > 0:
+        raise StockLLMError("--max_tickers and --max_body_mb must be above 0")
+    if not args.checkpoint and not args.model:
+        raise StockLLMError("nothing to serve: pass --checkpoint DIR (from stockllm train) or --model naive")
+    if args.checkpoint:
+        _refuse(args, ("window_size", "horizon", "quantiles"), "applies to --model naive|drift only; a checkpoint keeps "
+                "its own (a request may ask for some of its levels): drop it")
+    from .sources import check_adjust, default_calendar
+
+    source = args.source or "yahoo"
+    adjust = check_adjust(source, args.adjust)
+    calendar = default_calendar(source)
+    if args.calendar:
+        from .calendars import check_calendar
+
+        calendar = check_calendar(args.calendar)
+    if args.ledger:
+        from .ledger import check_ledger
+
+        check_ledger(args.ledger)
+    watch = _tickers(args.watch) if args.watch else []
+    import socket
+
+    try:  # a taken port gives one line now, not a uvicorn traceback after the models load
+        with socket.create_server((args.host, args.port)):
+            pass
+    except OSError as exc:
+        raise StockLLMError(f"cannot listen on {args.host}:{args.port} ({(exc.strerror or str(exc)).lower()}): pass "
+                            "another --port or --host") from None
+    from .serve import Service, create_app, load_models
+    from .sources import download
+
+    data = _data_config(args) if args.model else None
+    overrides = {"device": args.device} if args.device else {}
+    models = load_models(args.checkpoint, args.model, data, overrides)
+    files = _load_frames(args.data, 1, "") if args.data else {}
+
+    def fetch(ticker, period):
+        return download(ticker, source, adjust=adjust, period=period)
+
+    service = Service(models, fetch, files=files, watch=watch, ledger=args.ledger, source=source, calendar=calendar,
+                      max_tickers=args.max_tickers)
+    app = create_app(service, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
+    import uvicorn
+
+    say(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (data: {source}"
+        + (f" and {len(files)} file{'s' if len(files) != 1 else ''}" if files else "") + "); Ctrl-C stops")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        say(f"note: --host {args.host} lets other machines in, and the server has no authentication")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
+                access_log=not args.quiet)
+
+
 COMMANDS = {"download": cmd_download, "train": cmd_train, "predict": cmd_predict, "forecast": cmd_predict,
-            "evaluate": cmd_evaluate, "download-model": cmd_download_model}
+            "evaluate": cmd_evaluate, "score": cmd_score, "serve": cmd_serve, "download-model": cmd_download_model}
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None):
@@ -854,7 +1081,7 @@ def main(argv: list[str] | None = None) -> int:
 
     old_progress, progress.enabled = progress.enabled, not getattr(args, "quiet", False)
     try:
-        if args.command in ("train", "predict", "forecast", "evaluate"):
+        if args.command in ("train", "predict", "forecast", "evaluate", "serve"):
             _quiet_libraries()
         COMMANDS[args.command](args, say)
         return 0

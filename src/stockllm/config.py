@@ -188,6 +188,35 @@ class EnsembleConfig:
             raise StockLLMError("--val_size 0 leaves the ensemble nothing to fit its weights on: use e.g. 0.2")
 
 
+CALIBRATIONS = ("none", "aci")
+
+
+@dataclass
+class CalibrationConfig:
+    """Online recalibration of the forecast quantiles (``stockllm.calibration``).
+
+    method: "aci" (adaptive conformal inference on σ-standardised scores) or "none".
+    gamma: the step of each level's offset per outcome, in units of σ_EWMA·√h.
+    """
+
+    method: str = "aci"
+    # γ and the regimes were chosen on validation dates of the development set only (2008-06 .. 2010-07, before
+    # the test cutoff; benchmarks/RESULTS.md "Calibration"): the smallest tercile coverage rose from 0.70 (γ 0.005,
+    # one regime) to 0.74 for 0.1% more quantile loss.
+    gamma: float = 0.01
+    # Edges of σ_EWMA ÷ σ_long between volatility regimes that keep their own offsets; () = one regime.
+    regimes: tuple[float, ...] = (0.85, 1.15)
+
+    def __post_init__(self):
+        if self.method not in CALIBRATIONS:
+            raise StockLLMError(f"unknown --calibrate {self.method!r}: use {' or '.join(CALIBRATIONS)}")
+        if not 0 < self.gamma < 1:
+            raise StockLLMError(f"--calibration_step {self.gamma} must lie between 0 and 1 (e.g. 0.01)")
+        self.regimes = tuple(float(e) for e in self.regimes)
+        if any(b <= a for a, b in zip(self.regimes, self.regimes[1:])) or any(not e > 0 for e in self.regimes):
+            raise StockLLMError(f"calibration regimes {self.regimes} must be increasing positive ratios")
+
+
 def to_dict(config) -> dict:
     """A dataclass as a plain JSON-ready dict."""
     return dataclasses.asdict(config)

@@ -97,6 +97,7 @@ def download_ohlcv(
     start: str | None = None,
     end: str | None = None,
     interval: str = "1d",
+    adjust: str = "split",
 ) -> pd.DataFrame:
     """Download the bars of one ticker from Yahoo Finance into an OHLCV frame.
 
@@ -106,7 +107,8 @@ def download_ohlcv(
     longer intervals the index holds the exchange's local calendar dates.
 
     Raises DataError "could not reach Yahoo Finance ...; use --data FILE.csv" when offline, and a
-    DataError naming the ticker when Yahoo returns no rows (e.g. an unknown ticker).
+    DataError naming the ticker when Yahoo returns no rows (e.g. an unknown ticker). ``adjust`` "split" (Yahoo's
+    Close), "full" (also dividends) or "none" (see :func:`stockllm.sources.adjust_yahoo`).
     """
     ticker = ticker.strip()
     if not ticker:
@@ -119,6 +121,10 @@ def download_ohlcv(
         raise _yahoo_error(exc, ticker, period, interval) from exc
     if raw is None or len(raw) == 0:
         raise _no_rows_error(ticker, period, interval)
+    if adjust != "split":
+        from .sources import adjust_yahoo
+
+        raw = adjust_yahoo(raw, adjust)
     frame, notes = _from_yahoo(raw, ticker, period, interval)
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=2)

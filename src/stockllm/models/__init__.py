@@ -1,5 +1,9 @@
-"""Forecasters that share one contract (``Forecaster``): naive, drift, GARCH, MLP, LSTM, the LoRA language model
-and the statistical peers.
+"""Forecasters that share one contract (``Forecaster``), and the registry that names them.
+
+Every model kind is declared once in ``REGISTRY``: its class, its config class, the pip extra its library comes
+from, what it can do (needs a fit, gives quantiles, may be refitted every few test days, trains data-parallel under
+several processes), the overrides ``load`` accepts and a one-line summary. The CLI's ``--models`` list, its help and
+its errors, ``stockllm.evaluate`` and ``load`` all read it.
 
 Classes load on first use (PEP 562): ``from stockllm.models import MODEL_NAMES`` costs nothing, so the CLI can
 check ``--models`` before torch, arch or transformers load.
@@ -8,40 +12,103 @@ check ``--models`` before torch, arch or transformers load.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import StockLLMError
 
-MODEL_NAMES = ("naive", "drift", "fhs", "garch", "mlp", "lstm", "lora", "ensemble", "theta", "autoets", "autoarima",
-               "chronos")
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model kind. ``module``/``cls``: where its Forecaster lives (relative to this package); ``config``: its
+    config dataclass as "module:Class" (relative to the package root), None when it has no settings; ``extra``:
+    the ``pip install 'stockllm[EXTRA]'`` that brings its library (None: the core install); ``overrides``: the
+    keyword arguments ``load`` accepts for it."""
+
+    name: str
+    module: str
+    cls: str
+    summary: str
+    config: str | None = None
+    extra: str | None = None
+    needs_fit: bool = True
+    quantiles: bool = True
+    refit: bool = True
+    data_parallel: bool = False
+    overrides: tuple[str, ...] = ()
+
+    def load_class(self):
+        """The Forecaster class (imported now: torch for the networks, arch for GARCH, transformers for the LLM)."""
+        return getattr(importlib.import_module(self.module, __name__), self.cls)
+
+    def config_class(self):
+        """The config dataclass, or None."""
+        if self.config is None:
+            return None
+        module, name = self.config.split(":")
+        return getattr(importlib.import_module(module, __package__.rsplit(".", 1)[0]), name)
+
+
+REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
+    ModelSpec("naive", ".baselines", "NaiveForecaster", "driftless random walk, Gaussian with EWMA volatility",
+              needs_fit=False),
+    ModelSpec("drift", ".baselines", "DriftForecaster", "the window's mean return extended, naive's spread",
+              needs_fit=False),
+    ModelSpec("fhs", ".fhs", "FHSForecaster", "filtered historical simulation: EWMA σ × empirical standardised "
+              "quantiles"),
+    ModelSpec("garch", ".garch", "GARCHForecaster", "GARCH(1,1) volatility with Student-t errors (arch)"),
+    ModelSpec("mlp", ".baselines", "MLPForecaster", "the seed's MLP over scale-free windows, quantile head",
+              config=".config:MLPConfig"),
+    ModelSpec("lstm", ".lstm", "LSTMForecaster", "an LSTM over the MLP's windows, quantile head",
+              config=".config:MLPConfig"),
+    ModelSpec("lora", ".llm", "LoRAForecaster", "the language model: codec text → base model + LoRA → quantile head",
+              config=".config:LoRAConfig", refit=False, data_parallel=True,
+              overrides=("model_path", "device", "trust_remote_code", "train_config")),
+    ModelSpec("ensemble", ".ensemble", "EnsembleForecaster", "validation-weighted quantile average of --members",
+              config=".config:EnsembleConfig", overrides=("model_path", "device", "trust_remote_code")),
+    ModelSpec("theta", ".peers", "ThetaPeer", "statsforecast's Theta", extra="peers"),
+    ModelSpec("autoets", ".peers", "AutoETSPeer", "statsforecast's AutoETS", extra="peers"),
+    ModelSpec("autoarima", ".peers", "AutoARIMAPeer", "statsforecast's AutoARIMA", extra="peers"),
+    ModelSpec("chronos", ".peers", "ChronosPeer", "Chronos-Bolt / Chronos-2 zero-shot (chronos-forecasting)",
+              config=".models.peers:ChronosConfig", extra="chronos", needs_fit=False, overrides=("device",)),
+)}
+MODEL_NAMES = tuple(REGISTRY)
 WINDOW_NETS = ("mlp", "lstm")  # the networks over windows that MLPConfig configures and one training contract fits
 
-# class name → (submodule, model name)
-_CLASSES = {"NaiveForecaster": (".baselines", "naive"), "DriftForecaster": (".baselines", "drift"),
-            "MLPForecaster": (".baselines", "mlp"), "LSTMForecaster": (".lstm", "lstm"),
-            "GARCHForecaster": (".garch", "garch"), "FHSForecaster": (".fhs", "fhs"),
-            "EnsembleForecaster": (".ensemble", "ensemble"),
-            "LoRAForecaster": (".llm", "lora"), "ThetaPeer": (".peers", "theta"),
-            "AutoETSPeer": (".peers", "autoets"), "AutoARIMAPeer": (".peers", "autoarima"),
-            "ChronosPeer": (".peers", "chronos")}
+
+def spec(name: str) -> ModelSpec:
+    """The registry entry of a model name, or a one-line error listing the names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise StockLLMError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}") from None
 
 
 def model_class(name: str):
-    """The Forecaster class for a model name (imported now: torch for the MLP, arch for GARCH, transformers for
-    the LLM,
-    statsforecast or chronos for the peers)."""
-    for cls_name, (module, model_name) in _CLASSES.items():
-        if model_name == name:
-            return getattr(importlib.import_module(module, __name__), cls_name)
-    raise StockLLMError(f"unknown model {name!r}: choose from {', '.join(MODEL_NAMES)}")
+    """The Forecaster class for a model name (imported now)."""
+    return spec(name).load_class()
 
 
 def load_forecaster(directory: str | Path, **overrides):
-    """Load any checkpoint folder; its ``stockllm.json`` says which model it holds."""
+    """Load any checkpoint folder; its ``stockllm.json`` says which model it holds. ``overrides`` other than the
+    model's own (``ModelSpec.overrides``) are refused, naming the valid ones; None values count as not given."""
     from ..checkpoint import read_meta
 
     meta = read_meta(directory)
-    return model_class(meta.get("kind", "?")).load(directory, **overrides)
+    kind = meta.get("kind", "?")
+    entry = REGISTRY.get(kind) if isinstance(kind, str) else None
+    if entry is None:
+        raise StockLLMError(f"{directory} holds a model of kind {kind!r}, which this stockllm does not know: use the "
+                            "stockllm version that wrote it, or train again")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    stray = sorted(set(given) - set(entry.overrides))
+    if stray:
+        valid = ", ".join(entry.overrides) or "none"
+        raise StockLLMError(f"load() got {', '.join(stray)}, which a {kind} checkpoint does not take (valid: {valid})")
+    return entry.load_class().load(directory, **given)
+
+
+_CLASSES = {s.cls: s for s in REGISTRY.values()}
 
 
 def __getattr__(name: str):
@@ -50,8 +117,9 @@ def __getattr__(name: str):
 
         return Forecaster
     if name in _CLASSES:
-        return getattr(importlib.import_module(_CLASSES[name][0], __name__), name)
+        return _CLASSES[name].load_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Forecaster", *_CLASSES, "model_class", "load_forecaster", "MODEL_NAMES", "WINDOW_NETS"]
+__all__ = ["Forecaster", *_CLASSES, "model_class", "load_forecaster", "spec", "REGISTRY", "ModelSpec",
+           "MODEL_NAMES", "WINDOW_NETS"]

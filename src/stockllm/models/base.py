@@ -34,6 +34,8 @@ class Forecaster(ABC):
     has_quantiles: ClassVar[bool] = True
     # Whether `evaluate --refit_every` may fit it again every few test days (False where one fit takes minutes).
     refit_ok: ClassVar[bool] = True
+    # Parameter-free models that give any levels asked for (a new instance at those levels): naive and drift.
+    any_levels: ClassVar[bool] = False
 
     def __init__(self, data: DataConfig | None = None):
         self.data = data or DataConfig()
@@ -101,14 +103,10 @@ class Forecaster(ABC):
         one row per horizon. ``calendar``: an exchange_calendars code (XNYS, XSHG, ...) or "business"; None infers
         it from ``frame.attrs["source"]`` (a ticker, or a file named after one; no suffix → XNYS).
         """
-        from ..api import forecast_table
+        from .pipeline import forecast_table
 
         levels = self.quantiles if levels is None else tuple(levels)
         self.check_levels(levels)
-        if len(frame) < self.window_size:
-            raise StockLLMError(
-                f"{frame.attrs.get('source', 'the data')} has {len(frame)} rows but the model needs "
-                f"{self.window_size} (its window): pass a longer history")
         table = forecast_table(self, str(frame.attrs.get("source", "")), frame, levels, calendar)
         table["date"] = table["date"].dt.strftime("%Y-%m-%d")
         table["last_date"] = table["last_date"].dt.strftime("%Y-%m-%d")
@@ -131,7 +129,7 @@ class Forecaster(ABC):
         level named q0.1, q0.5, ... (closes, price scale; NaN for a model without quantiles), last_close,
         last_date, model.
         """
-        from ..api import predict_df
+        from .pipeline import predict_df
 
         return predict_df(self, df, quantiles=quantiles, calendar=calendar)
 

@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..config import DataConfig, _check
+from ..config import DataConfig, _check, from_dict
 from ..errors import StockLLMError
 from .base import Forecaster, span
 
@@ -206,5 +206,10 @@ class ChronosPeer(Forecaster):
     def config_dict(self):
         return dataclasses.asdict(self.config)
 
-
-PEERS = {"theta": ThetaPeer, "autoets": AutoETSPeer, "autoarima": AutoARIMAPeer, "chronos": ChronosPeer}
+    @classmethod
+    def _from_meta(cls, meta, directory, **overrides):
+        """Rebuild with the saved model id, context and batch size (a saved chronos-2 stays chronos-2); only the
+        device may be overridden, and it is never taken from the file."""
+        config = from_dict(ChronosConfig, meta.get("config", {}), source=directory)
+        config.device = overrides.get("device") or "auto"
+        return cls(from_dict(DataConfig, meta.get("data", {}), source=directory), config)

@@ -1,0 +1,105 @@
+"""From frames to forecasts: the one place that turns user data into checked series and a model's forecast into
+the table ``predict_df``, ``Forecaster.forecast``, ``stockllm predict`` and ``stockllm forecast`` give.
+
+It owns the minimum history a forecast needs (``min_history``: the window plus the indicators' warm-up) for every
+path, and reads the input forms users bring from Nixtla (``unique_id``, ``ds``) and Chronos (``item_id``,
+``timestamp``): one OHLCV frame, a long frame with a ticker column, a dict of frames, or CSV paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..calendars import calendar_for, check_calendar, next_sessions
+from ..errors import StockLLMError
+from ..quantiles import check_quantiles, column, missing_levels, select
+from ..series import ID_COLUMNS
+
+
+def min_history(model) -> tuple[int, str]:
+    """(rows, why) a forecast after a series' last row needs: the window, plus the rows the model's indicators need
+    to warm up before it."""
+    from ..indicators import warmup_rows
+
+    warmup = warmup_rows(model.data.features)
+    why = f"window {model.window_size}" + (f" + {warmup} rows for the indicators in features to warm up"
+                                           if warmup else "")
+    return model.window_size + warmup, why
+
+
+def as_frames(data, min_rows: int = 1, reason: str = "") -> dict[str, pd.DataFrame]:
+    """Any accepted form of input → {ticker: checked OHLCV frame}, in input order.
+
+    ``data``: a CSV path or bundled sample name ("nasdaq"), a folder, a glob, a long CSV with a ticker column, a
+    list of them, one OHLCV frame (DatetimeIndex or a Date/ds/timestamp column), a long frame with a ticker /
+    unique_id / item_id column, or a dict {ticker: frame}. A single frame is named by ``attrs["source"]`` (set by
+    load_ohlcv and download_ohlcv).
+    """
+    from ..data import ohlcv_from_frame
+    from ..series import load_series
+
+    if isinstance(data, (str, Path)):
+        data = [data]
+    if isinstance(data, Mapping):
+        return {str(k): ohlcv_from_frame(v, str(k), min_rows=min_rows, min_rows_reason=reason)
+                for k, v in data.items()}
+    if isinstance(data, pd.DataFrame):
+        frame = data.reset_index() if _id_column(data.index.names) else data
+        id_col = _id_column(frame.columns)
+        if id_col is None:
+            name = str(data.attrs.get("source") or "series")
+            return {name: ohlcv_from_frame(data, name, min_rows=min_rows, min_rows_reason=reason)}
+        return {str(k): ohlcv_from_frame(g.drop(columns=[id_col]), str(k), min_rows=min_rows, min_rows_reason=reason)
+                for k, g in frame.groupby(id_col, sort=False)}
+    if isinstance(data, Sequence) and data and all(isinstance(p, (str, Path)) for p in data):
+        return load_series(data, min_rows=min_rows, min_rows_reason=reason)
+    raise StockLLMError(f"cannot read {type(data).__name__} as daily bars: pass a CSV path, a list of paths, a "
+                        "DataFrame (one series, or long with a ticker/unique_id/item_id column) or a dict of frames")
+
+
+def _id_column(names) -> str | None:
+    lowered = {str(n).lower(): n for n in names if n is not None}
+    return next((lowered[c] for c in ID_COLUMNS if c in lowered), None)
+
+
+def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[float],
+                   calendar: str | None) -> pd.DataFrame:
+    """One series' forecast after its last row: ticker, date, horizon, predicted_close, q..., last_close,
+    last_date, model (dates as Timestamps: the sessions of ``calendar``, or of the ticker's exchange if None).
+    ``levels`` must be some of ``model.quantiles``; the frame must hold ``min_history(model)`` rows."""
+    rows, why = min_history(model)
+    if len(frame) < rows:
+        raise StockLLMError(f"{frame.attrs.get('source') or ticker or 'the data'} has {len(frame)} rows but the "
+                            f"model needs {rows} ({why}): pass a longer history")
+    point, q = model.predict_distribution(frame, np.array([len(frame) - 1]))
+    last_close = float(frame["Close"].iloc[-1])
+    dates = next_sessions(frame.index[-1], model.horizon, calendar or calendar_for(ticker), label=ticker)
+    table = pd.DataFrame({"ticker": ticker, "date": dates, "horizon": np.arange(1, model.horizon + 1),
+                          "predicted_close": last_close * np.exp(point[0])})
+    q_prices = last_close * np.exp(select(q[0], model.quantiles, levels))  # [H, len(levels)]
+    for j, level in enumerate(levels):
+        table[column(level)] = q_prices[:, j]
+    table["last_close"] = last_close
+    table["last_date"] = frame.index[-1]
+    table["model"] = model.kind
+    return table
+
+
+def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: str | None = None) -> pd.DataFrame:
+    """Forecast the next H sessions after the last row of every series in ``df``; see Forecaster.predict_df."""
+    levels = model.quantiles if quantiles is None else check_quantiles(quantiles, "quantiles")
+    if model.any_levels and missing_levels(model.quantiles, levels):
+        # naive and drift have no parameters: the same model at other levels is simply another instance.
+        model = type(model)(dataclasses.replace(model.data, quantiles=tuple(levels)))
+    model.check_levels(levels)
+    if calendar is not None:
+        calendar = check_calendar(calendar)
+    rows, why = min_history(model)
+    frames = as_frames(df, rows, why)
+    return pd.concat([forecast_table(model, ticker, frame, levels, calendar) for ticker, frame in frames.items()],
+                     ignore_index=True)

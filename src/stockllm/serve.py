@@ -1,0 +1,459 @@
+"""``stockllm serve``: forecasts over HTTP (a FastAPI application run by uvicorn; ``pip install 'stockllm[serve]'``).
+
+Models are loaded once, at start (``--checkpoint DIR`` repeated, ``--model naive|drift``); a request names one of
+them by name, never by path. Endpoints:
+
+- ``GET /health``: ``{"status": "ok", "models": [...]}``.
+- ``GET /models``: name, kind, levels, horizon, window, trained-until date and checkpoint id of each model.
+- ``POST /forecast``: a JSON object ``{"model": NAME?, "tickers": [...] | "AAPL,MSFT", "rows": {TICKER: [bars]},
+  "levels": [0.1, 0.5, 0.9]?, "calendar": CODE?}`` with tickers (fetched through the server's source, cached for
+  the day) or rows (bars as objects with date, open, high, low, close, volume in any case); answers
+  ``{"model", "kind", "checkpoint", "levels", "forecasts": [predict_df's rows]}``.
+- ``GET /``: a watchlist page, each ticker's last 60 closes and its forecast fan (plotly, served by the app
+  itself from ``GET /plotly.js``: no CDN, works offline).
+
+Every refusal is a 4xx with ``{"detail": "<one line>"}``: 400 body not JSON, 404 unknown model, 413 body too
+large, 422 anything else the request got wrong (too few rows, bad levels, too many tickers, a bad bar). A data
+source that cannot be reached answers 503 with the line the CLI prints. A request never names a file; the
+server writes only to ``--ledger``, if given.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations (Request) at runtime.
+import html
+import json
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from .errors import StockLLMError
+from .sources import SourceUnavailable
+
+MAX_TICKERS = 100
+MAX_ROWS = 20_000  # bars per series in a request body
+MAX_BODY_BYTES = 8 * 1024 * 1024
+CACHE_SIZE = 512  # ticker histories kept (each for the day it was fetched)
+HISTORY_DAYS = 60  # closes drawn before the fan on the watchlist page
+REQUEST_FIELDS = ("model", "tickers", "rows", "levels", "calendar")
+_TICKER = re.compile(r"^[A-Za-z0-9^=._\-]{1,32}$")
+
+
+class RequestError(Exception):
+    """A request the server refuses: ``status`` (4xx or 503) and a one-line ``detail``."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+@dataclass
+class ServedModel:
+    """One loaded model and what ``GET /models`` says about it."""
+
+    name: str
+    model: object
+    checkpoint: str = ""  # content id of its folder (ledger.checkpoint_id); "" for naive and drift
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def describe(self) -> dict:
+        """The model's entry in ``GET /models``."""
+        from .evaluate import trained_until
+
+        until = trained_until(self.model)
+        return {"name": self.name, "kind": self.model.kind, "levels": list(self.model.quantiles),
+                "horizon": self.model.horizon, "window_size": self.model.window_size,
+                "min_rows": self.model.window_size, "any_levels": not self.model.needs_fit,
+                "trained_until": None if until is None else f"{until:%Y-%m-%d}", "checkpoint": self.checkpoint}
+
+
+def load_models(checkpoints=(), baselines=(), data=None, overrides: dict | None = None) -> dict[str, ServedModel]:
+    """Load the served models: ``checkpoints`` are folders, or ``NAME=folder`` to choose the name; ``baselines``
+    are naive / drift with the DataConfig ``data``. A checkpoint is named after its kind (``mlp``) unless two
+    share one, then after its folder. Raises StockLLMError for a bad folder or a repeated name."""
+    from pathlib import Path
+
+    from .config import DataConfig
+    from .ledger import checkpoint_id
+    from .models import load_forecaster, model_class
+
+    from .checkpoint import read_meta
+    from .models import REGISTRY
+
+    entries, used = [], set()
+    for spec in checkpoints:
+        name, _, folder = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        takes = getattr(REGISTRY.get(read_meta(folder).get("kind")), "overrides", ())
+        used |= set(takes)
+        # --device and the like reach the checkpoints that take them (the LLM), not an MLP beside it
+        entries.append((name, folder, load_forecaster(folder, **{k: v for k, v in (overrides or {}).items()
+                                                                    if k in takes})))
+    stray = [k for k, v in (overrides or {}).items() if v is not None and k not in used]
+    if stray:
+        raise StockLLMError(f"--{stray[0]} applies to LLM checkpoints only, and none is served: drop it")
+    kinds = [m.kind for _, _, m in entries]
+    served: dict[str, ServedModel] = {}
+
+    def add(name, model, ck=""):
+        if name in served:
+            raise StockLLMError(f"two served models are named {name!r}: name them with --checkpoint NAME=DIR")
+        served[name] = ServedModel(name, model, ck)
+
+    for name, folder, model in entries:
+        add(name or (model.kind if kinds.count(model.kind) == 1 else Path(folder).resolve().name), model,
+            checkpoint_id(folder))
+    for kind in baselines:
+        add(kind, model_class(kind)(data or DataConfig()))
+    if not served:
+        raise StockLLMError("nothing to serve: pass --checkpoint DIR (from stockllm train) or --model naive")
+    return served
+
+
+class Service:
+    """What the endpoints do, without HTTP: fetch (cached) or read the bars, forecast, append to the ledger.
+
+    models: name → ServedModel (the first is the default). fetch: ``(ticker, period) -> OHLCV frame`` (the source,
+    e.g. ``sources.download`` with the server's source and adjustment); files: named series loaded at start,
+    answered without fetching. watch: the tickers of ``GET /``. ledger: a path or None. calendar: the default
+    calendar (None: from each ticker). today: the cache's clock.
+    """
+
+    def __init__(self, models: dict[str, ServedModel], fetch: Callable | None = None, *, files=None, watch=(),
+                 ledger=None, source: str = "yahoo", calendar: str | None = None, max_tickers: int = MAX_TICKERS,
+                 max_rows: int = MAX_ROWS, cache_size: int = CACHE_SIZE, today: Callable[[], date] = date.today):
+        self.models, self.fetch, self.files = models, fetch, dict(files or {})
+        self.watch = list(watch) or list(self.files)
+        self.ledger, self.source, self.calendar = ledger, source, calendar
+        self.max_tickers, self.max_rows, self.cache_size, self.today = max_tickers, max_rows, cache_size, today
+        self.ledger_levels = self._ledger_levels() if ledger is not None else []
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._ledger_lock = threading.Lock()
+
+    def _ledger_levels(self) -> list[float]:
+        """The levels the ledger records: the file's, which must hold every served model's, or (a new file)
+        the union of the served models' levels."""
+        from .ledger import ledger_levels
+
+        wanted = sorted({lv for m in self.models.values() for lv in m.model.quantiles})
+        have = ledger_levels(self.ledger)
+        if have is None:
+            return wanted
+        missing = [lv for lv in wanted if not any(abs(lv - h) < 1e-9 for h in have)]
+        if missing:
+            raise StockLLMError(f"--ledger {self.ledger} records the levels {','.join(f'{q:g}' for q in have)}, "
+                                f"and the served models also give {','.join(f'{q:g}' for q in missing)}: use "
+                                "another ledger file")
+        return have
+
+    # --- inputs --------------------------------------------------------------------------------------------
+    def pick(self, name) -> ServedModel:
+        """The served model called ``name`` (None: the first), or a 404."""
+        if name is None:
+            return next(iter(self.models.values()))
+        if not isinstance(name, str) or name not in self.models:
+            raise RequestError(404, f"unknown model {str(name)[:64]!r}: this server has {', '.join(self.models)} "
+                                    "(GET /models)")
+        return self.models[name]
+
+    def history(self, ticker: str, min_rows: int) -> pd.DataFrame:
+        """A ticker's bars: a file loaded at start, or the source's (fetched once a day, then cached)."""
+        if ticker in self.files:
+            return self.files[ticker]
+        named = next((f for name, f in self.files.items() if name.lower() == ticker.lower()), None)
+        if named is not None:
+            return named
+        if self.fetch is None:
+            raise RequestError(422, f"unknown ticker {ticker!r}: this server has no data source, only "
+                                    f"{', '.join(self.files) or 'rows sent in the body'}")
+        period = f"{max(2, math.ceil(min_rows / 200) + 1)}y"
+        ticker = ticker.upper()  # symbols are case-blind at every source: one cache entry for aapl and AAPL
+        key, today = (ticker, period), self.today()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == today:
+                self._cache.move_to_end(key)
+                return hit[1]
+        frame = self.fetch(ticker, period)  # outside the lock: one slow source does not hold up the others
+        with self._cache_lock:
+            self._cache[key] = (today, frame)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return frame
+
+    def parse(self, body) -> dict:
+        """Check a POST /forecast body (decoded JSON); returns {model, tickers | rows, levels, calendar}."""
+        if not isinstance(body, dict):
+            raise RequestError(422, "the body must be a JSON object such as {\"tickers\": [\"AAPL\"]} or "
+                                    "{\"rows\": {\"AAPL\": [{\"date\": ..., \"open\": ...}, ...]}}")
+        stray = [k for k in body if k not in REQUEST_FIELDS]
+        if stray:
+            raise RequestError(422, f"unknown field {str(stray[0])[:40]!r}: the body takes "
+                                    f"{', '.join(REQUEST_FIELDS)}")
+        tickers, rows = body.get("tickers"), body.get("rows")
+        if (tickers is None) == (rows is None):
+            raise RequestError(422, "pass either tickers (fetched by the server) or rows (bars in the body), not "
+                                    f"{'both' if tickers is not None else 'neither'}")
+        out = {"model": body.get("model"), "levels": body.get("levels"), "calendar": body.get("calendar")}
+        if tickers is not None:
+            if isinstance(tickers, str):
+                tickers = [t for t in tickers.split(",") if t.strip()]
+            if not isinstance(tickers, list) or not tickers or not all(isinstance(t, str) for t in tickers):
+                raise RequestError(422, "tickers must be a non-empty list of symbols such as [\"AAPL\", \"600519.SS\"]")
+            self._check_count(len(tickers), "tickers")
+            tickers = list(dict.fromkeys(t.strip() for t in tickers))
+            bad = next((t for t in tickers if not _TICKER.match(t)), None)
+            if bad is not None:
+                raise RequestError(422, f"ticker {bad[:40]!r} is not a symbol: use letters, digits and . ^ = - _ "
+                                        "(at most 32)")
+            out["tickers"] = tickers
+        else:
+            if not isinstance(rows, dict) or not rows:
+                raise RequestError(422, "rows must be an object {ticker: [bars]}, each bar an object with date, "
+                                        "open, high, low, close and volume")
+            self._check_count(len(rows), "series in rows")
+            for name, bars in rows.items():
+                if not _TICKER.match(name):
+                    raise RequestError(422, f"series name {name[:40]!r} in rows: use letters, digits and . ^ = - _ "
+                                            "(at most 32)")
+                if not isinstance(bars, list) or not bars or not all(isinstance(b, dict) for b in bars):
+                    raise RequestError(422, f"rows[{name!r}] must be a non-empty list of bars (objects with date, "
+                                            "open, high, low, close and volume)")
+                if len(bars) > self.max_rows:
+                    raise RequestError(413, f"rows[{name!r}] has {len(bars)} bars, over this server's "
+                                            f"{self.max_rows}: send the most recent ones only")
+            out["rows"] = rows
+        if out["calendar"] is not None and not isinstance(out["calendar"], str):
+            raise RequestError(422, "calendar must be an exchange_calendars code such as \"XNYS\", or \"business\"")
+        return out
+
+    def _check_count(self, n: int, what: str) -> None:
+        if n > self.max_tickers:
+            raise RequestError(422, f"too many {what}: {n}, this server takes at most {self.max_tickers} per "
+                                    "request; split them over several requests")
+
+    def _levels(self, served: ServedModel, levels):
+        from .quantiles import check_quantiles, missing_levels
+
+        if levels is None:
+            return None
+        if not isinstance(levels, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in levels):
+            raise RequestError(422, "levels must be a list of numbers such as [0.1, 0.5, 0.9]")
+        try:
+            levels = check_quantiles(levels, "levels")
+        except StockLLMError as exc:
+            raise RequestError(422, str(exc)) from None
+        missing = missing_levels(served.model.quantiles, levels)
+        if served.model.needs_fit and missing:
+            raise RequestError(422, f"levels {','.join(f'{q:g}' for q in missing)}: model {served.name} gives "
+                                    f"only {','.join(f'{q:g}' for q in served.model.quantiles)}, the levels it "
+                                    "was trained for")
+        return levels
+
+    # --- the work ------------------------------------------------------------------------------------------
+    def forecast(self, body, record: bool = True) -> dict:
+        """POST /forecast's answer for a decoded JSON body; raises RequestError for anything refused. ``record``:
+        append the rows to the ledger (when the server has one)."""
+        from .api import predict_df
+        from .errors import DataError
+
+        req = self.parse(body)
+        served = self.pick(req["model"])
+        levels = self._levels(served, req["levels"])
+        model = served.model
+        try:
+            if "tickers" in req:
+                data = {t: self.history(t, model.window_size) for t in req["tickers"]}
+            else:
+                data = {name: pd.DataFrame(bars) for name, bars in req["rows"].items()}
+            calendar = req["calendar"] or self.calendar
+            with served.lock:
+                table = predict_df(model, data, quantiles=levels, calendar=calendar)
+        except SourceUnavailable as exc:
+            raise RequestError(503, str(exc)) from None
+        except (DataError, StockLLMError) as exc:
+            raise RequestError(422, str(exc)) from None
+        if record and self.ledger is not None:
+            from .ledger import append_forecasts
+
+            from .quantiles import column, level_of
+
+            kept = {column(lv) for lv in self.ledger_levels}  # levels a request added beyond them are not recorded
+            rows = table[[c for c in table.columns if level_of(c) is None or c in kept]]
+            with self._ledger_lock:
+                append_forecasts(self.ledger, rows, checkpoint=served.checkpoint, levels=self.ledger_levels,
+                                 source=self.source if "tickers" in req else "request")
+        return {"model": served.name, "kind": model.kind, "checkpoint": served.checkpoint,
+                "levels": list(levels or model.quantiles), "forecasts": records(table)}
+
+    def page(self, tickers: list[str] | None = None, model: str | None = None) -> str:
+        """The watchlist page (HTML): each ticker's last closes and forecast fan, or the line that says why not."""
+        served = self.pick(model)
+        tickers = (tickers or self.watch)[: self.max_tickers]
+        parts = [f"<h1>stockllm watchlist</h1><p class=note>Model <b>{html.escape(served.name)}</b> "
+                 f"({html.escape(served.model.kind)}), next {served.model.horizon} sessions; the last "
+                 f"{HISTORY_DAYS} closes and the median with its central intervals.</p>"]
+        if not tickers:
+            parts.append("<p>No tickers: start the server with --watch AAPL,MSFT or --data FILE.csv, or open "
+                         "/?tickers=AAPL,MSFT</p>")
+        for i, ticker in enumerate(tickers):
+            parts.append(f"<h2>{html.escape(ticker)}</h2>")
+            try:
+                answer = self.forecast({"tickers": [ticker], "model": served.name}, record=False)
+                frame = self.history(ticker, served.model.window_size)
+                fig = fan_figure(frame, pd.DataFrame(answer["forecasts"]), ticker, served.name)
+                parts.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{i}",
+                                         config={"displaylogo": False}))
+            except RequestError as exc:
+                parts.append(f"<p class=error>{html.escape(exc.detail)}</p>")
+            except Exception as exc:  # noqa: BLE001 - one ticker's failure leaves the others on the page
+                parts.append(f"<p class=error>unexpected {html.escape(type(exc).__name__)}: "
+                             f"{html.escape(str(exc)[:200])}</p>")
+        return _PAGE.format(body="\n".join(parts))
+
+
+def records(table: pd.DataFrame) -> list[dict]:
+    """predict_df's rows as JSON-ready dicts: dates as YYYY-MM-DD, NaN as null (column by column: a per-cell
+    conversion cost as much as the forecast)."""
+    names = list(table.columns)
+    columns = []
+    for name in names:
+        values = table[name]
+        if name in ("date", "last_date"):
+            columns.append(pd.to_datetime(values).dt.strftime("%Y-%m-%d").tolist())
+        elif pd.api.types.is_float_dtype(values):
+            columns.append([v if math.isfinite(v) else None for v in values.tolist()])
+        else:
+            columns.append(values.tolist())
+    return [dict(zip(names, row)) for row in zip(*columns)]
+
+
+def fan_figure(frame: pd.DataFrame, forecasts: pd.DataFrame, ticker: str, model: str):
+    """A plotly Figure: the last HISTORY_DAYS closes, then the median forecast and its central intervals (as
+    ``predict --plot`` draws them), the fan starting at the last close."""
+    import plotly.graph_objects as go
+
+    from .quantiles import central_intervals, column, level_of
+
+    past = frame["Close"].iloc[-HISTORY_DAYS:]
+    last = float(past.iloc[-1])
+    x = [past.index[-1].strftime("%Y-%m-%d"), *forecasts["date"]]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=list(past.index.strftime("%Y-%m-%d")), y=[round(float(v), 6) for v in past],
+                             name="close", mode="lines", line={"color": "black", "width": 1.4}))
+    levels = sorted(lv for lv in map(level_of, forecasts.columns) if lv is not None)
+    intervals = central_intervals(levels)
+    for k, (pct, lo, hi) in enumerate(intervals):
+        alpha = 0.12 + 0.4 * k / max(len(intervals), 1)
+        fig.add_trace(go.Scatter(x=x, y=[last, *forecasts[column(hi)]], mode="lines", line={"width": 0},
+                                 showlegend=False, hoverinfo="skip", legendgroup=f"i{pct}"))
+        fig.add_trace(go.Scatter(x=x, y=[last, *forecasts[column(lo)]], mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor=f"rgba(31,119,180,{alpha:.2f})", name=f"{pct}% interval",
+                                 legendgroup=f"i{pct}"))
+    fig.add_trace(go.Scatter(x=x, y=[last, *forecasts["predicted_close"]], name=f"median ({model})",
+                             line={"color": "#1f77b4", "width": 1.6}, mode="lines+markers"))
+    fig.update_layout(title={"text": f"{ticker}: last {len(past)} closes and the next {len(forecasts)}"},
+                      template="plotly_white", height=360, margin={"l": 50, "r": 20, "t": 50, "b": 40},
+                      xaxis={"type": "date"}, yaxis={"title": {"text": "close"}}, hovermode="x unified")
+    return fig
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>stockllm watchlist</title>
+<style>body {{ font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1100px; padding: 0 1rem; }}
+p.note {{ color: #555; }} p.error {{ color: #a00; }} h2 {{ font-size: 1.1rem; margin-top: 1.5rem; }}</style>
+<script src="/plotly.js"></script>
+</head><body>
+{body}
+</body></html>
+"""
+
+
+def create_app(service: Service, max_body_bytes: int = MAX_BODY_BYTES):
+    """The FastAPI application over ``service`` (see the module docstring for the endpoints)."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from . import __version__
+
+    app = FastAPI(title="stockllm", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    plotly_js: list[str] = []
+
+    def refuse(status: int, detail: str):
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):  # unknown paths and methods: one line too
+        return refuse(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc):
+        first = (exc.errors() or [{}])[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return refuse(422, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request, exc):  # the last line of defence: a 500 with one line, the server lives on
+        return refuse(500, f"unexpected {type(exc).__name__}: {str(exc)[:200]} (please report it)")
+
+    @app.get("/health")
+    def health():
+        return {"status": "ok", "version": __version__, "models": list(service.models)}
+
+    @app.get("/models")
+    def models():
+        return {"models": [m.describe() for m in service.models.values()], "source": service.source}
+
+    @app.post("/forecast")
+    async def forecast(request: Request):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
+            return refuse(413, f"request body of {length} bytes is over this server's {max_body_bytes} bytes: send "
+                               "fewer tickers or rows per request")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                return refuse(413, f"request body over this server's {max_body_bytes} bytes: send fewer tickers or "
+                                   "rows per request")
+            chunks.append(chunk)
+        try:
+            body = json.loads(b"".join(chunks) or b"null")
+        except (ValueError, RecursionError) as exc:
+            return refuse(400, f"the body is not JSON ({str(exc).splitlines()[0][:120]}): send a JSON object")
+        try:
+            return await run_in_threadpool(service.forecast, body)
+        except RequestError as exc:
+            return refuse(exc.status, exc.detail)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(tickers: str | None = None, model: str | None = None):
+        names = [t.strip() for t in tickers.split(",") if t.strip()] if tickers else None
+        try:
+            if names:
+                service.parse({"tickers": names})
+            return HTMLResponse(service.page(names, model))
+        except RequestError as exc:
+            return HTMLResponse(f"<p>{html.escape(exc.detail)}</p>", status_code=exc.status)
+
+    @app.get("/plotly.js")
+    def plotly():
+        if not plotly_js:
+            from plotly.offline import get_plotlyjs
+
+            plotly_js.append(get_plotlyjs())
+        return Response(plotly_js[0], media_type="application/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    return app
