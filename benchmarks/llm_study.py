@@ -203,6 +203,9 @@ def run_one(row: str, args) -> None:
 
 
 # --- aggregation ---------------------------------------------------------------------------------------------
+REF = "smollm2_lora_s0"  # the reference row: other LLM rows get a DM p-value against it too
+
+
 def _geomean(v) -> float:
     v = np.asarray(v, dtype=np.float64)
     v = v[np.isfinite(v) & (v > 0)]
@@ -254,6 +257,8 @@ def aggregate(out: Path) -> pd.DataFrame | None:
                              if "lstm" in losses and m != "lstm" else float("nan")),
                "loss_vs_lstm": (float(losses[m].mean() / losses["lstm"].mean()) if "lstm" in losses
                                 else float("nan")),
+               "dm_p_ref": (diebold_mariano(losses[m].to_numpy(), losses[REF].to_numpy(), 3)
+                            if REF in losses and m != REF else float("nan")),
                "steps": steps, "best_step": fit.get("best_step"), "stop_reason": fit.get("stop_reason"),
                "train_tokens": fit.get("train_tokens_seen") or None,
                "train_seconds": fit.get("train_seconds"),
@@ -283,12 +288,14 @@ def markdown(res: pd.DataFrame, per_series: pd.DataFrame) -> str:
         return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
 
     lines = ["| row | wql_vs_naive | wql_vs_fhs | mae_vs_naive | coverage_80 | DM p vs naive | DM p vs lstm | "
-             "loss ÷ lstm | steps (best) | stop | train tokens | s/step | wall s | peak RSS MB | load start→end |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+             f"DM p vs {REF} | loss ÷ lstm | steps (best) | stop | train tokens | s/step | wall s | peak RSS MB | "
+             "load start→end |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     for r in res.itertuples():
         steps = "–" if r.steps is None or not np.isfinite(r.steps) else f"{int(r.steps)} ({int(r.best_step)})"
         lines.append(f"| {r.row} | {num(r.wql_vs_naive)} | {num(r.wql_vs_fhs)} | {num(r.mae_vs_naive)} | "
                      f"{num(r.coverage_80, '{:.3f}')} | {num(r.dm_p_naive, '{:.3f}')} | {num(r.dm_p_lstm, '{:.3f}')} | "
+                     f"{num(r.dm_p_ref, '{:.3f}')} | "
                      f"{num(r.loss_vs_lstm)} | {steps} | {r.stop_reason or '–'} | {num(r.train_tokens, '{:,.0f}')} | "
                      f"{num(r.s_per_step, '{:.1f}')} | {num(r.wall_seconds, '{:.0f}')} | "
                      f"{num(r.peak_rss_mb, '{:,.0f}')} | {num(r.load_start, '{:.1f}')}→{num(r.load_end, '{:.1f}')} |")
