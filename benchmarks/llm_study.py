@@ -238,8 +238,10 @@ def aggregate(out: Path) -> pd.DataFrame | None:
     common = set.intersection(*per_model.tolist())
     f = f[[k in common for k in zip(f["series"], f["origin"])]]
     table = metrics(f)
-    order = {"naive": 0, "fhs": 1, "mlp": 2, "lstm": 3}
-    models = sorted(dict.fromkeys(f["model"]), key=lambda m: (order.get(m, 4), m))
+    order = {m: i for i, m in enumerate(["naive", "fhs", "mlp", "lstm", "smollm2_lora_s0", "smollm2_lora_s1",
+                                         "smollm2_random_s0", "smollm2_random_s1", "smollm2_probe", "qwen25_lora",
+                                         "smollm2_verbose"])}
+    models = sorted(dict.fromkeys(f["model"]), key=lambda m: (order.get(m, len(order)), m))
     losses = {m: per_origin_loss(f[f["model"] == m]) for m in models}
     wql = table.pivot_table(index=["series", "horizon"], columns="model", values="wql")
     rows = []
