@@ -75,6 +75,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max_val_windows", type=int, default=24, help="last validation windows per series (LLM)")
     p.add_argument("--smollm2", default=str(SMOLLM2))
     p.add_argument("--qwen", default=str(QWEN))
+    p.add_argument("--verbose_seconds", type=float, help="training seconds of the verbose row (default: the measured "
+                   "train_seconds of smollm2_lora_s0)")
     p.add_argument("--skip_done", action="store_true", help="keep rows whose JSON already exists")
     p.add_argument("--tiny", action="store_true", help="develop this script: tiny random base, figures mean nothing")
     p.add_argument("--one", help=argparse.SUPPRESS)  # run one row in this process (the parent spawns these)
@@ -134,7 +136,8 @@ def lora_config(row: str, args, out: Path):
                                      max_val_windows=min(common["max_val_windows"], 16))
     elif row == "smollm2_verbose":
         ref = out / "rows" / "smollm2_lora_s0.json"
-        seconds = json.loads(ref.read_text())["fit"]["train_seconds"] if ref.is_file() else 120.0
+        seconds = args.verbose_seconds or (json.loads(ref.read_text())["fit"]["train_seconds"] if ref.is_file()
+                                           else 120.0)
         cfg = dict(prompt_format="verbose", max_train_seconds=max(seconds, 1.0))
     else:
         raise SystemExit(f"llm_study: unknown row {row!r}")
