@@ -259,6 +259,10 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
             say(f"the saved run had stopped ({stop_words(loop['stop_reason'])}); this run's budget allows more, "
                 "so training goes on")
             loop["stopped"], loop["stop_reason"] = False, None
+            # The optimizer's saved learning rate is the old schedule's last (0 at the end of a cosine): take the
+            # new schedule's value at this step, or the extra steps would train at a rate of 0.
+            for group, base_lr, rate in zip(optimizer.param_groups, schedule.base_lrs, schedule.lr_lambdas):
+                group["lr"] = base_lr * rate(schedule.last_epoch)
     else:
         if save_dir is not None and main and state_dirs(save_dir):
             say(f"note: starting afresh; the training state in {save_dir / STATE_DIR} from an earlier run is "
