@@ -260,7 +260,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         if save_dir is not None and main and state_dirs(save_dir):
             say(f"note: starting afresh; the training state in {save_dir / STATE_DIR} from an earlier run is "
                 "replaced at the first save (pass --resume to continue it instead)")
-        loop["best_val_loss"] = validate()
+        loop["best_val_loss"] = _agreed_value(None if alone else accelerator, validate())
         best = trainable()
         say(f"step 0: val_loss {loop['best_val_loss']:.4f} (untrained {task.naive_val:.4f})")
     has_val = math.isfinite(task.naive_val)
@@ -320,7 +320,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
     def evaluate_now(train_loss: float) -> bool:
         """Validate, keep the best state; True when early stopping says stop."""
         nonlocal best
-        val = validate()
+        val = _agreed_value(None if alone else accelerator, validate())
         # At an epoch's end the counter has already moved on (batch back at 0): the step belongs to that epoch.
         epoch = loop["epoch"] + (1 if loop["batch"] else 0)
         loop["history"].append({"epoch": epoch, "step": loop["step"], "train_loss": train_loss,
@@ -407,8 +407,19 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         # and again under evaluate --refit_every) need not pay: the accelerator's references die with it here.
         accelerator.free_memory()
     if loop["best_step"] == 0 and has_val:
-        say("note: no step beat the untrained model on validation, so the checkpoint predicts like naive")
+        say("note: no step beat the untrained model on validation, so the checkpoint predicts as its head's base "
+            "(FHS, or the naive walk with --head_base gaussian)")
     return fit_info()
+
+
+def _agreed_value(accelerator, value: float) -> float:
+    """One validation loss for all ranks (their mean): every rank then takes the same best-state and early-stopping
+    decision, where each rank's own float could differ in the last bits and leave one rank waiting for the others
+    in the next all-reduce. ``accelerator`` None or one process: ``value`` itself."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="mean").item())
 
 
 def _agree(accelerator, *flags: bool) -> list[bool]:
