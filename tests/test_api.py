@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import stockllm
-from conftest import make_ohlcv
+from conftest import make_ohlcv, write_csv
 from stockllm.errors import StockLLMError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -36,7 +36,7 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "checkpoints" / "mlp" / "stockllm.json").is_file()
     assert list(forecast["date"].dt.strftime("%Y-%m-%d")) == ["2019-01-02", "2019-01-03", "2019-01-04"]  # NYSE
     assert {"q0.1", "q0.5", "q0.9"} <= set(forecast.columns)
-    assert set(result.metrics["model"]) == {"naive", "drift", "mlp"}
+    assert set(result.metrics["model"]) == {"naive", "drift", "fhs", "mlp"}
     assert "mae_vs_naive" in out
 
 
@@ -155,3 +155,37 @@ def test_predict_df_asks_for_the_indicators_warm_up_rows():
     with pytest.raises(StockLLMError, match="warm up"):
         model.predict_df(bars(1).iloc[:need - 1])
     assert len(model.predict_df(bars(1).iloc[:need])) == model.horizon
+
+
+def test_every_evaluate_flag_is_a_keyword_of_stockllm_evaluate():
+    """The library call takes every option the command has (the same destinations), and refuses others."""
+    import stockllm
+    from stockllm.api import evaluate_options
+    from stockllm.cli import _build_parser
+
+    sub = next(a for a in _build_parser()._actions if a.dest == "command")
+    dests = {a.dest for a in sub.choices["evaluate"]._actions} - {"help", "debug", "quiet"}
+    assert dests == set(evaluate_options())
+    for must in ("test_start", "refit_every", "quantiles", "checkpoint", "calibrate", "output_dir", "members",
+                 "head_base", "test_size"):
+        assert must in dests
+    with pytest.raises(TypeError, match="valid options are"):
+        stockllm.evaluate(bogus=1)
+
+
+def test_library_evaluate_writes_the_files_the_cli_writes(tmp_path):
+    """Same options, same files: metrics, leaderboard and forecasts byte for byte, and the report and plot too."""
+    import stockllm
+    from stockllm.cli import main
+
+    csv = write_csv(make_ohlcv(420, seed=3), tmp_path / "s.csv")
+    opts = ["--models", "naive,fhs,mlp", "--epochs", "2", "--test_start", "2021-01-04", "--quantiles", "0.1,0.5,0.9",
+            "--calibrate", "aci"]
+    assert main(["evaluate", "--data", str(csv), *opts, "--quiet", "--output_dir", str(tmp_path / "cli")]) == 0
+    result = stockllm.evaluate(str(csv), ["naive", "fhs", "mlp"], epochs=2, test_start="2021-01-04",
+                               quantiles=[0.1, 0.5, 0.9], calibrate="aci", output_dir=str(tmp_path / "lib"))
+    for name in ("metrics.csv", "leaderboard.csv", "forecasts.csv"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "lib" / name).read_bytes(), name
+    for name in ("report.html", "plot.png"):
+        assert (tmp_path / "lib" / name).stat().st_size > 0
+    assert set(result.metrics["model"]) == {"naive", "fhs", "mlp", "naive+aci", "fhs+aci", "mlp+aci"}

@@ -153,7 +153,7 @@ def test_mlp_same_seed_same_predictions(ohlcv):
 def test_mlp_save_load_reproduces_predictions(trained, learn_frame, tmp_path):
     folder = tmp_path / "ckpt"
     trained.save(folder)
-    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "stockllm.json"]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["model.safetensors", "stockllm.json"]
     assert not [p for p in tmp_path.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl", ".pickle"}]
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary folder left beside it
 

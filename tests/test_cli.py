@@ -87,7 +87,7 @@ def test_train_writes_a_checkpoint_and_reports(files, capsys, tmp_path):
     assert "peak memory" in out
     assert "val_loss" in out and "FHS start" in out
     # The training state (saved every epoch by default) sits beside the checkpoint.
-    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["model.safetensors", "state", "stockllm.json"]
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir() if not p.name.startswith(".")) == ["model.safetensors", "state", "stockllm.json"]
 
 
 def test_predict_with_checkpoint(files, capsys, tmp_path):
@@ -191,7 +191,7 @@ def test_evaluate_writes_metrics_forecasts_and_plot(files, capsys, tmp_path):
     out_dir = tmp_path / "eval"
     out = ok(capsys, ["evaluate", "--data", files["a"], files["b"], "--models", "naive,drift,mlp", "--epochs", "3",
                       "--window_size", "10", "--output_dir", out_dir, "--quiet"])
-    assert sorted(p.name for p in out_dir.iterdir()) == ["forecasts.csv", "leaderboard.csv", "metrics.csv",
+    assert sorted(p.name for p in out_dir.iterdir() if not p.name.startswith(".")) == ["forecasts.csv", "leaderboard.csv", "metrics.csv",
                                                           "plot.png", "report.html"]
     board = pd.read_csv(out_dir / "leaderboard.csv")
     assert list(board.columns) == ["model", "protocol", "series", "mae_vs_naive", "wql_vs_naive", "coverage_80",
@@ -490,7 +490,7 @@ def test_save_dir_that_holds_other_files_is_refused_before_training(files, capsy
     folder.mkdir()
     (folder / "precious.csv").write_text("keep me\n")
     line = fails(capsys, ["train", "--data", files["a"], "--save_dir", folder, "--epochs", "1", "--quiet"])
-    assert "not a stockllm checkpoint" in line
+    assert "precious.csv, which stockllm did not write" in line
     assert (folder / "precious.csv").read_text() == "keep me\n" and sorted(p.name for p in folder.iterdir()) == [
         "precious.csv"]
     not_a_dir = tmp_path / "afile"

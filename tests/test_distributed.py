@@ -11,6 +11,7 @@ import pytest
 from conftest import make_ohlcv, write_csv
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_two_process_training_writes_one_checkpoint(tiny_model_dir, tmp_path):
     csv = write_csv(make_ohlcv(260, returns=0.02 * np.sin(np.arange(260) * 2 * np.pi / 7)), tmp_path / "p.csv")
@@ -26,6 +27,7 @@ def test_two_process_training_writes_one_checkpoint(tiny_model_dir, tmp_path):
     assert meta["fit"]["num_processes"] == 2 and meta["fit"]["steps"] == 2
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_two_process_evaluate_shards_origins_and_matches_one_process(tmp_path):
     """Each rank forecasts half the origins; the gathered files (written once, by rank 0) equal a one-process

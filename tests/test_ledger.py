@@ -148,6 +148,7 @@ def test_a_header_torn_by_a_crash_is_started_again(tmp_path):
     assert len(rows) == 3 and notes == []
 
 
+@pytest.mark.integration
 def test_two_processes_appending_at_once(tmp_path):
     path = tmp_path / "l.csv"
     script = textwrap.dedent(f"""
@@ -167,6 +168,7 @@ def test_two_processes_appending_at_once(tmp_path):
     assert (rows.groupby("run_id")["ticker"].nunique() == 1).all()  # no run interleaved with another
 
 
+@pytest.mark.integration
 def test_sigkill_during_an_append_keeps_every_earlier_row(tmp_path):
     path = tmp_path / "l.csv"
     for ticker in ("AAA", "BBB"):

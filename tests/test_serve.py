@@ -304,6 +304,7 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+@pytest.mark.integration
 def test_a_real_uvicorn_process_answers_on_loopback(tmp_path):
     import httpx
 
@@ -340,6 +341,7 @@ def test_serve_bad_flags_are_one_line(capsys, tmp_path, monkeypatch):
 @pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
                     reason="no headless browser: install Chromium (apt-get install chromium) to test the page's "
                            "charts")
+@pytest.mark.integration
 def test_watchlist_page_renders_a_chart_per_ticker_in_chromium(tmp_path):
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     proc, url = start_server(tmp_path, "--watch", "AAA,BBB")

@@ -62,6 +62,7 @@ def history(save_dir: Path) -> list[dict]:
     return json.loads((save_dir / "stockllm.json").read_text())["fit"]["history"]
 
 
+@pytest.mark.integration
 def test_sigkilled_run_resumes_to_the_same_weights_and_history(flags, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     with torch_threads(1):  # the subprocesses run with one thread too: same float summation order
@@ -89,6 +90,7 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_history(flags, tmp_path):
     assert len(state_dirs(b)) == 2  # only the newest states are kept
 
 
+@pytest.mark.integration
 def test_sigterm_saves_state_and_prints_the_resume_command(flags, tmp_path):
     ck = tmp_path / "ck"
     proc = start([*flags, "--max_steps", "400", "--epochs", "50", "--save_dir", str(ck)])
@@ -302,6 +304,7 @@ def mlp_weights(save_dir: Path) -> dict:
     return load_file(str(save_dir / "model.safetensors"))
 
 
+@pytest.mark.integration
 def test_sigkilled_mlp_run_resumes_to_the_same_weights_and_history(mlp_flags, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main([*mlp_flags, "--save_dir", str(a)]) == 0  # fit runs on one thread, as the subprocess does
@@ -329,6 +332,7 @@ def test_sigkilled_mlp_run_resumes_to_the_same_weights_and_history(mlp_flags, tm
     assert meta_b["resumed_state"] and len(state_dirs(b)) == 2
 
 
+@pytest.mark.integration
 def test_sigint_stops_the_lstm_with_its_state_and_resumes_it_exactly(mlp_flags, tmp_path):
     flags = [*mlp_flags, "--model", "lstm"]
     ref, ck = tmp_path / "ref", tmp_path / "ck"
@@ -381,7 +385,7 @@ def test_mlp_resume_refuses_changed_settings(mlp_flags, tmp_path, capsys):
 def test_mlp_save_every_zero_writes_no_state(mlp_flags, tmp_path):
     ck = tmp_path / "ck"
     assert main([*mlp_flags, "--epochs", "2", "--save_every", "0", "--save_dir", str(ck)]) == 0
-    assert sorted(p.name for p in ck.iterdir()) == ["model.safetensors", "stockllm.json"]
+    assert sorted(p.name for p in ck.iterdir() if not p.name.startswith(".")) == ["model.safetensors", "stockllm.json"]
 
 
 def test_mlp_progress_in_a_log_is_a_few_lines_not_one_per_step(mlp_flags, tmp_path, capsys):

@@ -5,7 +5,7 @@ Python API (README "Python")::
     import stockllm
     model = stockllm.load("checkpoints/mlp")              # or stockllm.NaiveForecaster()
     table = model.predict_df(stockllm.load_ohlcv("nasdaq"), quantiles=(0.1, 0.5, 0.9))
-    result = stockllm.evaluate(models="naive,drift,mlp")  # .metrics, .forecasts, .leaderboard
+    result = stockllm.evaluate(models="naive,drift,fhs,mlp")  # .metrics, .forecasts, .leaderboard
 
 Names are imported on first use (PEP 562), so ``import stockllm`` and the command line stay fast: torch,
 transformers and pandas load only when a model or a frame is needed.

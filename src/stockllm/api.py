@@ -8,13 +8,10 @@ one long frame, one row per ticker and horizon.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Sequence
 
 import pandas as pd
 
-from .config import DataConfig, LoRAConfig, MLPConfig
-from .errors import StockLLMError
 from .models.pipeline import as_frames, forecast_table, min_history, predict_df  # noqa: F401 - re-exported
 
 def load(checkpoint, **overrides):
@@ -42,47 +39,49 @@ class Evaluation:
     leaderboard: pd.DataFrame | None = None
 
 
-def evaluate(data=None, models: str | Sequence[str] = ("naive", "drift", "fhs", "mlp"), *, test_size: float = 0.2,
-             window_size: int = DataConfig.window_size, horizon: int = DataConfig.horizon,
-             features: str | Sequence[str] = (), progress: bool = False, **training) -> Evaluation:
-    """Backtest, as ``stockllm evaluate`` runs it: one cutoff date for all series (the first date of the last
-    ``test_size`` share of their dates), fit on the dates before it, forecast every origin on or after it, score
-    beside naive (always included).
+def evaluate_options() -> dict:
+    """Every option of ``stockllm evaluate`` as {keyword: default}: the command's own flag destinations, from its
+    argument parser, so a new flag is a new keyword at once (``--debug`` and ``--quiet`` excepted: the library has
+    ``progress``)."""
+    from .cli import _build_parser
 
-    data: anything :func:`as_frames` reads; None means the bundled NASDAQ sample. models: names from
-    ``stockllm.models.MODEL_NAMES`` (a list or "naive,mlp"). features: technical indicators for mlp, lstm and lora
-    ("rsi,macd" or a list; see
-    ``stockllm.indicators.INDICATORS``). training: MLPConfig / LoRAConfig fields (epochs=5, model_path=..., ...),
-    each given to the models whose config has it. Returns an :class:`Evaluation`.
+    sub = next(a for a in _build_parser()._actions if a.dest == "command")
+    parser = sub.choices["evaluate"]
+    return {a.dest: a.default for a in parser._actions if a.dest not in ("help", "debug", "quiet")}
+
+
+def evaluate(data=None, models: str | Sequence[str] | None = None, *, progress: bool = False,
+             output_dir: str | None = None, **options) -> Evaluation:
+    """Backtest, exactly as ``stockllm evaluate`` runs it (the same function runs both): one cutoff date for all
+    series, fit on the dates before it, forecast every origin on or after it, score beside naive (always
+    included).
+
+    data: anything :func:`as_frames` reads (paths, folders, globs, long CSVs, a frame, a long frame, a dict of
+    frames); None means the bundled NASDAQ sample. models: names from ``stockllm.models.MODEL_NAMES`` (a list or
+    "naive,mlp"; default ``naive,drift,fhs,mlp``). output_dir: write metrics.csv, leaderboard.csv, forecasts.csv,
+    plot.png and report.html there as the CLI does (None: write nothing). options: every other flag of
+    ``stockllm evaluate`` by its name (see :func:`evaluate_options`): test_size, test_start, refit_every,
+    window_size, horizon, quantiles, features, checkpoint, calibrate, calibration_step, members, columns, decimal,
+    the chronos_* settings and every training flag (epochs=5, model_path=..., head_base=...). Lists are accepted
+    where the flag takes a comma-separated list. Unknown keywords are refused, naming the valid ones. Returns an
+    :class:`Evaluation`.
     """
-    from .evaluate import evaluate as run_backtest
-    from .models import MODEL_NAMES, WINDOW_NETS, model_class
+    import argparse
 
-    names = [m.strip() for m in (models.split(",") if isinstance(models, str) else models) if m.strip()]
-    unknown = [m for m in names if m not in MODEL_NAMES]
-    if unknown:
-        raise StockLLMError(f"unknown model(s) {unknown}: choose from {', '.join(MODEL_NAMES)}")
-    if "naive" not in names:
-        names.insert(0, "naive")
-    fields = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (MLPConfig, LoRAConfig)}
-    stray = sorted(set(training) - fields[MLPConfig] - fields[LoRAConfig])
+    from .evaluation import run_evaluate
+
+    known = evaluate_options()
+    stray = sorted(set(options) - set(known))
     if stray:
-        raise TypeError(f"evaluate() got unknown training settings {stray}: use MLPConfig or LoRAConfig fields")
-    config = DataConfig(window_size=window_size, horizon=horizon, features=features)
-    frames = as_frames("nasdaq" if data is None else data, config.min_rows * 3,
-                       f"window {window_size} + horizon {horizon}, for both the training and test part")
-    factories = {}
-    for name in names:
-        cls = model_class(name)
-        cfg_cls = MLPConfig if name in WINDOW_NETS else {"lora": LoRAConfig}.get(name)
-        if cfg_cls is None:
-            factories[name] = lambda cls=cls: cls(config)
-        else:
-            cfg = cfg_cls(**{k: v for k, v in training.items() if k in fields[cfg_cls]})
-            factories[name] = lambda cls=cls, cfg=cfg: cls(config, cfg)
-    result = run_backtest(frames, factories, test_size=test_size, progress=progress,
-                          log=print if progress else (lambda *_: None))
-    metrics, forecasts = result[0], result[1]
-    # importlib: `from . import evaluate` would give this function back (see stockllm/__init__.py).
-    board = getattr(importlib.import_module(".evaluate", __package__), "leaderboard", None)
-    return Evaluation(metrics, forecasts, board(metrics, forecasts) if callable(board) else None)
+        raise TypeError(f"evaluate() got unknown option(s) {stray}: valid options are {', '.join(sorted(known))}")
+    args = argparse.Namespace(**known, debug=False, quiet=not progress)
+    for key, value in {**options, "models": models, "output_dir": output_dir}.items():
+        if isinstance(value, (list, tuple)) and key in _LIST_OPTIONS:
+            value = ",".join(str(v) for v in value)
+        setattr(args, key, value)
+    args.data = data
+    return run_evaluate(args, print if progress else (lambda *_: None))
+
+
+# Flags that take one comma-separated string on the command line.
+_LIST_OPTIONS = ("models", "quantiles", "features", "members", "target_modules", "columns")

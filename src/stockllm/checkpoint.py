@@ -4,37 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import __version__
 from .errors import StockLLMError
+from .outputs import atomic_folder, folder_target
 
 META_FILE = "stockllm.json"
-KEPT = ("state",)  # sub-folders a new checkpoint carries over from the one it replaces (training state)
+# Sub-folders a new checkpoint carries over from the one it replaces (training state), with the pattern of the
+# entries a training run writes in them.
+KEPT = {"state": r"\.?(?:tmp-)?step-\d+"}
+# What checkpoints written before manifests held (outputs.MANIFEST lists what a newer one holds).
+LEGACY_FILES = (META_FILE, "model.safetensors", "head.safetensors", "adapter", "members")
 
 
 def check_target(target: str | os.PathLike) -> Path:
     """Refuse a checkpoint destination that would lose data or cannot be written, before any training.
 
-    An existing folder is only replaced when it is empty or already a stockllm checkpoint (its training state,
-    ``state/``, is carried over into the new one).
+    An existing folder is only replaced when it holds nothing but what stockllm wrote there (its training
+    state, ``state/``, is carried over into the new one); otherwise the error names the first foreign file. A
+    symlink to a folder is followed: the folder it names is replaced and the link stays. Returns the real path.
     """
-    target = Path(target)
-    if target.exists() and not target.is_dir():
-        raise StockLLMError(f"--save_dir {target} is a file: pass a folder name")
-    # Ours: a checkpoint, or only the training state a run saved before its first checkpoint.
-    if target.is_dir() and not ((target / META_FILE).is_file() or {p.name for p in target.iterdir()} <= set(KEPT)):
-        raise StockLLMError(f"--save_dir {target} exists and is not a stockllm checkpoint: choose a new or empty "
-                            "folder (it would be replaced)")
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise StockLLMError(f"cannot create --save_dir {target}: {parent} is not a writable folder")
-    return target
+    return folder_target(target, "--save_dir", LEGACY_FILES, KEPT)
 
 
 @contextmanager
@@ -42,38 +34,10 @@ def atomic_dir(target: str | os.PathLike):
     """Yield a temporary folder beside ``target``; on success it replaces ``target``, on failure it is removed.
 
     A crash mid-save therefore never leaves a half-written checkpoint, and an old checkpoint survives until the
-    new one is complete.
+    new one is complete. See :func:`stockllm.outputs.atomic_folder`.
     """
-    target = check_target(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    except OSError as exc:
-        raise StockLLMError(f"cannot write checkpoint {target}: {exc.strerror or exc}") from None
-    try:
+    with atomic_folder(target, flag="--save_dir", legacy=LEGACY_FILES, keep=KEPT) as tmp:
         yield tmp
-        for name in KEPT:
-            if (target / name).is_dir():
-                # Hard links: the training state moves with the checkpoint without copying its bytes.
-                shutil.copytree(target / name, tmp / name, copy_function=_link_or_copy,
-                                ignore=shutil.ignore_patterns(".*"))
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def read_safetensors(path: str | os.PathLike) -> dict:
@@ -85,10 +49,25 @@ def read_safetensors(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise StockLLMError(f"{path} is missing: the checkpoint is incomplete; train again")
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise StockLLMError(f"{path} is truncated or not a safetensors file ({str(exc).splitlines()[0]}): the "
                             "checkpoint is damaged; copy it again or train again") from None
+    check_tensors(tensors, path)
+    return tensors
+
+
+def check_tensors(tensors: dict, path) -> None:
+    """Refuse weights that are not floating point or hold NaN or infinity (stockllm writes only finite floats)."""
+    import torch
+
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise StockLLMError(f"{path} holds {name} as {str(tensor.dtype).replace('torch.', '')}, not floating "
+                                "point: the checkpoint was not written by stockllm or was edited; train again")
+        if not bool(torch.isfinite(tensor).all()):
+            raise StockLLMError(f"{path} holds NaN or infinite values in {name}: the checkpoint is damaged (or "
+                                "training diverged); train again, e.g. with a lower --learning_rate")
 
 
 def write_meta(directory: Path, meta: dict) -> None:
@@ -106,6 +85,13 @@ def read_meta(directory: str | os.PathLike) -> dict:
         raise StockLLMError(f"{directory} is not a stockllm checkpoint (no {META_FILE}): pass the --save_dir of a "
                             "training run")
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StockLLMError(f"unreadable {path}: {exc}; train again to rebuild the checkpoint") from None
+    except OSError as exc:
+        raise StockLLMError(f"cannot read {path} ({(exc.strerror or str(exc)).lower()}): check its "
+                            "permissions") from None
+    if not isinstance(meta, dict):
+        raise StockLLMError(f"{path} holds a JSON {type(meta).__name__}, not an object: the checkpoint is damaged "
+                            "or was edited; train again")
+    return meta

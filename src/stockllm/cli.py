@@ -12,6 +12,7 @@ import math
 import json
 import os
 import shlex
+import signal
 import sys
 import traceback
 import warnings
@@ -19,11 +20,13 @@ from pathlib import Path
 
 from . import __version__
 from .config import SCHEDULES, DataConfig, EnsembleConfig, LoRAConfig, MLPConfig
-from .errors import StockLLMError, TrainingInterrupted
+from .errors import StockLLMError, Terminated, TrainingInterrupted
 from .models import MODEL_NAMES, WINDOW_NETS  # names only: the models package loads its classes on first use
+from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
+                       _csv_options, _data_config, _data_given, _factory, _given, _levels, _load_frames,
+                       _model_config, _refuse, _with_members)
 
 EXIT_ERROR = 1
-DEFAULT_MODELS = "naive,drift,fhs,mlp"  # evaluate's --models
 
 
 def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +45,20 @@ def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False
     names = ["--data", "--test_csv"] if alias_test_csv else ["--data"]
     default = " (default: the bundled NASDAQ sample)" if not required else ""
     parser.add_argument(*names, dest="data", nargs="+", required=required, metavar="FILE",
-                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo exports work as they are), "
-                             "folders of them, globs ('prices/*.csv'), or long files with a ticker (or unique_id) "
-                             "column, one series per ticker; several series train one pooled model; 'nasdaq' names "
-                             f"the bundled NASDAQ Composite sample{default}")
+                        help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo, Nasdaq.com and "
+                             "Investing.com exports work as they are), folders of them, globs ('prices/*.csv'), or "
+                             "long files with a ticker (or unique_id) column, one series per ticker; several series "
+                             f"train one pooled model; 'nasdaq' names the bundled NASDAQ Composite sample{default}")
+    _csv_flags(parser)
+
+
+def _csv_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--columns", metavar="MAP",
+                        help="the data files' own column names, as NAME=HEADER pairs: Date=Datum,Open=Eröffnung,"
+                             "High=Hoch,Low=Tief,Close=Schluss,Volume=Volumen (names left out keep the standard "
+                             "ones)")
+    parser.add_argument("--decimal", metavar="CHAR", help="decimal mark in the data files: . (default) or , "
+                        "(then . is read as a thousands separator: 1.234,56)")
 
 
 def _window_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -97,6 +110,7 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
                             "their latest daily history is downloaded")
         inputs.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s), folders, globs or long "
                             "files with a ticker column, instead of --ticker")
+        _csv_flags(p)
         p.add_argument("--period", help="history to download: 1y, 2y, 5y, max ... (default: 2y, more for windows "
                        "over 200 days)")
         _source_flags(p)
@@ -127,19 +141,6 @@ def _calibrate_flags(parser: argparse.ArgumentParser, evaluate: bool = False) ->
                         "on σ-standardised scores, causal (default none)")
     parser.add_argument("--calibration_step", type=float, help="--calibrate aci: the step γ of each level's offset, "
                         f"in units of σ·√h (default {CalibrationConfig.gamma})")
-
-
-def _calibration(args) -> tuple[str | None, float | None]:
-    """(--calibrate, --calibration_step), checked: a step without a calibration is refused."""
-    from .config import CalibrationConfig
-
-    method = getattr(args, "calibrate", None)
-    step = getattr(args, "calibration_step", None)
-    if step is not None and method in (None, "none"):
-        raise StockLLMError("--calibration_step is for --calibrate aci: add --calibrate aci or drop the step")
-    if method not in (None, "none"):
-        CalibrationConfig(method=method, **({} if step is None else {"gamma": step}))  # range check now
-    return (None if method == "none" else method), step
 
 
 def _features_flag(parser: argparse.ArgumentParser) -> None:
@@ -218,7 +219,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="stockllm",
         description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
                     "the random walk (naive) and drift on data the model never saw.",
-        epilog="Example: stockllm evaluate --models naive,drift,mlp  (runs on the bundled NASDAQ sample)",
+        epilog="Example: stockllm evaluate --models naive,fhs,mlp,ensemble  (runs on the bundled NASDAQ sample)",
     )
     parser.add_argument("--version", action="version", version=f"stockllm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -277,7 +278,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _data_flags(p, required=False)
     _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
-    p.add_argument("--models", help=f"comma-separated, from {','.join(MODEL_NAMES)} (default {DEFAULT_MODELS}; "
+    p.add_argument("--models", metavar="LIST", help=f"comma-separated, from {','.join(MODEL_NAMES)} (default {DEFAULT_MODELS}; "
                    "with --checkpoint, naive; naive is always scored)")
     p.add_argument("--test_size", type=float, help="share of the union of the series' dates held out at the end; "
                    "its first date is the cutoff for all series (default 0.2)")
@@ -356,132 +357,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _given(args: argparse.Namespace, cls) -> dict:
-    """The fields of dataclass ``cls`` that the user set on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
-
-
-def _pick(args: argparse.Namespace, cls):
-    """Dataclass ``cls`` with every field the user set on the command line; the rest keep their defaults."""
-    return cls(**_given(args, cls))
-
-
-def _levels(args) -> tuple[float, ...] | None:
-    """The --quantiles flag, parsed and checked (None when not given)."""
-    from .quantiles import parse_quantiles
-
-    return parse_quantiles(args.quantiles) if getattr(args, "quantiles", None) else None
-
-
-def _data_given(args) -> dict:
-    """The DataConfig fields the user set on the command line (--quantiles and --features parsed)."""
-    from .indicators import parse_features
-
-    given = {k: getattr(args, k) for k in ("window_size", "horizon") if getattr(args, k, None) is not None}
-    if getattr(args, "features", None) is not None:
-        given["features"] = parse_features(args.features)
-    levels = _levels(args)
-    return {**given, "quantiles": levels} if levels else given
-
-
-def _data_config(args) -> DataConfig:
-    data = DataConfig(**_data_given(args))
-    if data.window_size < 2:
-        raise StockLLMError(f"--window_size {data.window_size} is too small: use 2 or more (default 30)")
-    if data.horizon < 1:
-        raise StockLLMError(f"--horizon {data.horizon} is too small: use 1 or more (default 3)")
-    return data
-
-
-def _model_config(name: str, args):
-    if name in WINDOW_NETS:
-        return _pick(args, MLPConfig)
-    if name == "chronos":
-        from .models.peers import ChronosConfig
-
-        flags = {"model_path": "chronos_model", "context_days": "chronos_context", "batch_size": "chronos_batch_size"}
-        return ChronosConfig(**{k: getattr(args, f) for k, f in flags.items() if getattr(args, f, None) is not None})
-    if name == "ensemble":
-        given = {k: getattr(args, k) for k in ("members", "val_size") if getattr(args, k, None) is not None}
-        return EnsembleConfig(**given)
-    if name != "lora":
-        return None  # garch and the statsforecast peers: no settings
-    cfg = _pick(args, LoRAConfig)
-    if isinstance(cfg.target_modules, str) and cfg.target_modules != "all-linear":
-        cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
-        args.target_modules = cfg.target_modules
-    return cfg
-
-
-def _factory(name: str, args, data: DataConfig):
-    """A function that builds a new, unfitted model ``name`` with this run's settings (flags checked now)."""
-    from .models import model_class
-
-    cls, config = model_class(name), _model_config(name, args)
-    if name == "ensemble":
-        members = {m: c for m in config.members if (c := _model_config(m, args)) is not None}
-        return lambda: cls(data, config, members)
-    if config is not None:
-        return lambda: cls(data, config)
-    return lambda: cls(data)
-
-
-def _with_members(kinds: list[str], args) -> list[str]:
-    """The model kinds a run trains: an ensemble stands for itself and its members (whose flags apply)."""
-    if "ensemble" not in kinds:
-        if getattr(args, "members", None) is not None:
-            raise StockLLMError("--members is for the ensemble, which this run does not have: add ensemble to "
-                                "--models (or --model ensemble), or drop --members")
-        return kinds
-    return [*kinds, *_model_config("ensemble", args).members]
-
-
-# Flags that only some models use, from the config dataclasses (so a new field is covered at once): given where
-# they do not apply, they are refused, never silently ignored.
-_LORA_FIELDS = {f.name for f in dataclasses.fields(LoRAConfig)}
-_MLP_FIELDS = {f.name for f in dataclasses.fields(MLPConfig)}
-LLM_FLAGS = tuple(sorted(_LORA_FIELDS - _MLP_FIELDS))
-MLP_FLAGS = tuple(sorted(_MLP_FIELDS - _LORA_FIELDS))
-TRAINING_FLAGS = tuple(sorted(_MLP_FIELDS & _LORA_FIELDS))
-
-
-def _refuse(args, flags, why: str) -> None:
-    """StockLLMError naming the first of ``flags`` the user gave (argparse leaves the others None)."""
-    given = [f for f in flags if getattr(args, f, None) is not None]
-    if given:
-        raise StockLLMError(f"--{given[0]} {why}")
-
-
-def _check_training_flags(args, models: list[str], where: str) -> None:
-    """Refuse LLM flags unless lora runs, MLP flags unless mlp runs, training flags unless one of them runs."""
-    if "lora" not in models:
-        _refuse(args, LLM_FLAGS, f"applies to the LLM (lora) only, and this run has {where}: drop it")
-    if not set(WINDOW_NETS) & set(models):
-        _refuse(args, MLP_FLAGS, f"applies to the MLP and LSTM only, and this run has {where}: drop it")
-    if not {"lora", *WINDOW_NETS} & set(models):
-        _refuse(args, TRAINING_FLAGS, f"applies to trained models (mlp, lstm, lora) only, and this run has {where}: "
-                "drop it")
-
-
-def _check_features(data: DataConfig, models: list[str], prompt_format: str | None) -> None:
-    """Refuse --features where nothing would read them, before any data is loaded."""
-    if not data.features:
-        return
-    if not {"lora", *WINDOW_NETS} & set(models):
-        raise StockLLMError(f"--features feed the mlp, lstm and lora models only, and --models {','.join(models)} "
-                            "has none of them: add one, or drop --features")
-    if "lora" in models and prompt_format == "verbose":
-        raise StockLLMError("--features are written by the compact codec only: drop --prompt_format verbose or "
-                            "drop --features")
-
-
-def _load_frames(paths: list[str], min_rows: int, reason: str) -> dict:
-    """--data values (files, folders, globs, long files with a ticker column) → {series name: frame}."""
-    from .series import load_series
-
-    return load_series(paths, min_rows=min_rows, min_rows_reason=reason)
-
-
 def _report(model, say) -> None:
     from .device import peak_memory_mb
 
@@ -511,7 +386,9 @@ def _download_frames(tickers: list[str], period: str, say, source: str = "yahoo"
 
 def _check_png(path: str) -> None:
     """Refuse a --plot path that cannot be written, before any model loads."""
-    target = Path(path)
+    from .outputs import file_target
+
+    target = file_target(path, "--plot")
     if target.suffix.lower() != ".png":
         raise StockLLMError(f"--plot {path}: name a .png file (e.g. forecast.png)")
     if target.is_dir() or not target.parent.is_dir():
@@ -561,7 +438,9 @@ def cmd_train(args, say) -> None:
     check_target(args.save_dir)  # before training: a bad path must not cost a training run
     if args.resume is True:
         data, config = _resumed_settings(args)
-    frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1")
+    frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1",
+                          args)
+    _check_close_only(frames, [args.model])
     from .models import model_class
 
     cls = model_class(args.model)
@@ -671,6 +550,9 @@ def cmd_predict(args, say) -> None:
     tickers = _tickers(args.ticker) if getattr(args, "ticker", None) else None
     if getattr(args, "period", None) and not tickers:
         raise StockLLMError("--period applies to --ticker downloads only; --data files are used as they are: drop it")
+    from .outputs import file_target
+
+    file_target(args.output, "--output")  # before the forecast: a bad path must not cost a model load
     if args.plot:
         _check_png(args.plot)
     if args.model_path:
@@ -739,7 +621,8 @@ def cmd_predict(args, say) -> None:
     else:
         from .models.pipeline import min_history
 
-        frames = _load_frames(args.data, *min_history(model))
+        frames = _load_frames(args.data, *min_history(model), args)
+        _check_close_only(frames, [model.kind])
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)
@@ -757,6 +640,9 @@ def cmd_predict(args, say) -> None:
             say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}")
     cols = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date"]
     cols += [column(level) for level in levels]
+    from .outputs import check_finite
+
+    check_finite(result, args.output)
     if args.plot:
         from .plots import plot_fan
 
@@ -772,140 +658,10 @@ def cmd_predict(args, say) -> None:
         say(f"appended {n} rows to the ledger {args.ledger}")
 
 
-def _evaluate_plan(args, say):
-    """Check evaluate's flags before any data or model is loaded: (model names, data config, loaded checkpoint)."""
-    from .models import load_forecaster
-
-    if args.test_size is not None and not 0 < args.test_size < 1:
-        raise StockLLMError(f"--test_size {args.test_size} must be between 0 and 1 (e.g. 0.2)")
-    if args.test_size is not None and args.test_start:
-        raise StockLLMError("--test_size and --test_start both set the cutoff: pass one of them")
-    if args.refit_every is not None and args.refit_every < 1:
-        raise StockLLMError(f"--refit_every {args.refit_every} must be 1 or more (test days between refits)")
-    names = [m.strip() for m in (args.models or ("naive" if args.checkpoint else DEFAULT_MODELS)).split(",")
-             if m.strip()]
-    for m in names:
-        if m not in MODEL_NAMES:
-            raise StockLLMError(f"unknown model {m!r} in --models: choose from {','.join(MODEL_NAMES)}")
-    if "naive" not in names:
-        names.insert(0, "naive")
-    stray = [f for f in ("chronos_model", "chronos_context", "chronos_batch_size") if getattr(args, f) is not None]
-    if stray and "chronos" not in names:
-        raise StockLLMError(f"--{stray[0]} is for the chronos model, which --models does not list: add chronos to "
-                            "--models or drop the flag")
-    kinds = list(names)
-    if args.checkpoint:
-        from .checkpoint import read_meta
-
-        kinds.append(read_meta(args.checkpoint).get("kind", "?"))
-    _check_training_flags(args, _with_members(kinds, args), f"--models {','.join(names)}"
-                          + (f" and a {kinds[-1]} --checkpoint" if args.checkpoint else ""))
-    if not args.checkpoint:
-        return names, _data_config(args), None
-    if args.test_size is not None:
-        raise StockLLMError("--test_size does not apply with --checkpoint: the test part is every origin after the "
-                            "checkpoint's training data; pass --test_start YYYY-MM-DD to choose another start")
-    if args.refit_every:
-        raise StockLLMError("--refit_every does not apply with --checkpoint: a checkpoint is scored as trained, "
-                            "without fitting; drop one of the two")
-    overrides = {k: getattr(args, k) for k in ("model_path", "device", "trust_remote_code")
-                 if getattr(args, k, None) is not None}
-    model = load_forecaster(args.checkpoint, **overrides)
-    levels = _levels(args)
-    if levels and tuple(levels) != tuple(model.data.quantiles):
-        raise StockLLMError(f"--quantiles {args.quantiles} differs from the checkpoint's levels "
-                            f"{','.join(f'{q:g}' for q in model.data.quantiles)}: leave --quantiles out; every "
-                            "model is scored with the checkpoint's")
-    for flag in ("window_size", "horizon"):
-        if getattr(args, flag) is not None and getattr(args, flag) != getattr(model.data, flag):
-            raise StockLLMError(f"--{flag} {getattr(args, flag)} differs from the checkpoint's "
-                                f"{getattr(model.data, flag)}: leave --{flag} out; every model is scored with the "
-                                "checkpoint's")
-    if model.kind in names:
-        raise StockLLMError(f"--models lists {model.kind} and --checkpoint holds a {model.kind} model: their rows "
-                            f"would share one name; leave {model.kind} out of --models")
-    return names, model.data, model
-
-
 def cmd_evaluate(args, say) -> None:
-    import pandas as pd
+    from .evaluation import run_evaluate
 
-    from .data import write_csv_atomic
-    from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
-    from .report import write_report
-
-    calibration = _calibration(args)
-    names, data, checkpoint = _evaluate_plan(args, say)
-    _check_features(data, _with_members(names + ([checkpoint.kind] if checkpoint is not None else []), args),
-                    args.prompt_format)
-    if not args.data:
-        from .data import SAMPLES
-
-        args.data = ["nasdaq"]
-        say(f"no --data given: using the bundled sample 'nasdaq' ({SAMPLES['nasdaq']})")
-    test_start = args.test_start
-    fitted = {}
-    if checkpoint is not None:
-        until = trained_until(checkpoint)
-        if until is None and test_start is None:
-            raise StockLLMError(f"checkpoint {args.checkpoint} does not record its training dates: pass "
-                                "--test_start YYYY-MM-DD after the end of its training data")
-        if test_start is None:
-            test_start = until + pd.Timedelta(days=1)
-        fitted[checkpoint.kind] = checkpoint
-        say(f"checkpoint {args.checkpoint}: a {checkpoint.kind} model trained on data up to "
-            f"{until:%Y-%m-%d}" if until is not None else f"checkpoint {args.checkpoint}: a {checkpoint.kind} model")
-    out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise StockLLMError(f"--output_dir {out} is a file: pass a folder name")
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)  # before the long part, so a bad path fails fast
-    except OSError as exc:
-        raise StockLLMError(f"cannot create --output_dir {out} ({(exc.strerror or str(exc)).lower()}): choose a "
-                            "folder you can write to") from None
-    if not os.access(out, os.W_OK):
-        raise StockLLMError(f"--output_dir {out} is not writable: choose a folder you can write to")
-    try:
-        frames = _load_frames(args.data, data.min_rows * 3 if checkpoint is None else data.min_rows,
-                              f"window {data.window_size} + horizon {data.horizon}, for both the training and test "
-                              "part")
-        factories = {m: _factory(m, args, data) for m in names}
-        table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
-                                    test_start=test_start, fitted=fitted, refit_every=args.refit_every,
-                                    calibrate=calibration[0], calibration_step=calibration[1],
-                                    progress=not args.quiet, log=say)
-        board = leaderboard(table, forecasts)
-        if os.environ.get("RANK", "0") != "0":  # every process holds the gathered result; one writes it
-            return
-        plot_forecasts(forecasts, out / "plot.png")  # first: the steps most likely to fail
-        write_report(out / "report.html", table, forecasts, leaderboard=board, notes=_report_notes(data, frames, table))
-        write_csv_atomic(forecasts, out / "forecasts.csv", index=False)
-        write_csv_atomic(table, out / "metrics.csv", index=False)
-        write_csv_atomic(board, out / "leaderboard.csv", index=False)
-    except BaseException:
-        if created and not any(out.iterdir()):
-            out.rmdir()
-        raise
-    say(format_table(table))
-    say("")
-    say(f"leaderboard over {table['series'].nunique()} series and {table['horizon'].nunique()} horizons "
-        "(geometric means; Diebold–Mariano against naive at p < 0.05):")
-    say(format_leaderboard(board))
-    say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}, "
-        f"{out / 'report.html'}")
-
-
-def _report_notes(data: DataConfig, frames: dict, table) -> list[str]:
-    """The lines under report.html's title: what was evaluated, on what, and how."""
-    spans = [f"{name} ({f.index[0]:%Y-%m-%d} .. {f.index[-1]:%Y-%m-%d}, {len(f)} rows)" for name, f in frames.items()]
-    notes = [f"Data: {'; '.join(spans)}.", f"Window {data.window_size} days, horizon {data.horizon}."]
-    if "protocol" in table.columns:
-        notes.append("Protocol: " + "; ".join(f"{m}: {p}" for m, p in
-                                              table.drop_duplicates("model")[["model", "protocol"]].to_numpy()) + ".")
-    if data.features:
-        notes.append(f"Technical indicators (--features): {', '.join(data.features)}.")
-    return notes
+    run_evaluate(args, say)
 
 
 def cmd_download_model(args, say) -> None:
@@ -1028,6 +784,21 @@ COMMANDS = {"download": cmd_download, "train": cmd_train, "predict": cmd_predict
             "evaluate": cmd_evaluate, "score": cmd_score, "serve": cmd_serve, "download-model": cmd_download_model}
 
 
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def _stray_launcher_variables() -> None:
+    """Drop RANK/WORLD_SIZE that no launcher set (torchrun and accelerate launch also set MASTER_ADDR and
+    MASTER_PORT): left in place, rank 1 would write nothing and WORLD_SIZE 2 would wait for a second process."""
+    stray = [v for v in LAUNCHER_VARIABLES if v in os.environ]
+    if not stray or ("MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ):
+        return
+    for name in stray:
+        os.environ.pop(name)
+    print(f"stockllm: warning: ignoring {', '.join(stray)} in the environment: no launcher set MASTER_ADDR and "
+          "MASTER_PORT; start several processes with accelerate launch or torchrun", file=sys.stderr)
+
+
 def _print_warning(message, category, filename, lineno, file=None, line=None):
     print(f"stockllm: warning: {message}", file=sys.stderr)
 
@@ -1073,6 +844,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 error, 130 interrupted). Bad flags exit 2 via argparse."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = _build_parser().parse_args(argv)
+    if args.command in ("train", "predict", "forecast", "evaluate"):
+        _stray_launcher_variables()
     # Under `accelerate launch` / torchrun every rank runs main(); only rank 0 talks.
     say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
     old_showwarning = warnings.showwarning
@@ -1080,8 +853,10 @@ def main(argv: list[str] | None = None) -> int:
     from . import progress
 
     old_progress, progress.enabled = progress.enabled, not getattr(args, "quiet", False)
+    old_term = _raise_on_sigterm()
     try:
         if args.command in ("train", "predict", "forecast", "evaluate", "serve"):
+            _csv_options(args)  # a bad --columns or --decimal answers before anything loads
             _quiet_libraries()
         COMMANDS[args.command](args, say)
         return 0
@@ -1091,6 +866,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stockllm: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except TrainingInterrupted as exc:
+        if args.command != "train":  # a model fitted inside evaluate: no training state is kept for it
+            return _interrupted(args, exc.signum)
         if exc.state is not None:
             print(f"stockllm: interrupted at step {exc.step}; training state saved in {exc.state}\n"
                   f"resume with: {_resume_command(argv)}", file=sys.stderr)
@@ -1098,8 +875,9 @@ def main(argv: list[str] | None = None) -> int:
             print("stockllm: interrupted before a state was saved (states written earlier are kept)", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
-        print("stockllm: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(args, signal.SIGINT)
+    except Terminated as exc:
+        return _interrupted(args, exc.signum)
     except OSError as exc:  # a file or folder the system refused: say which, in one line
         if args.debug:
             traceback.print_exc()
@@ -1120,6 +898,27 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         warnings.showwarning = old_showwarning
         progress.enabled = old_progress
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _raise_on_sigterm():
+    """Make SIGTERM raise :class:`Terminated`, so that partial outputs are cleaned up; returns the old handler
+    (None where handlers cannot be set: outside the main thread)."""
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
+
+
+def _interrupted(args, signum: int) -> int:
+    """One line for SIGINT/SIGTERM outside training's own handling; exit status 128 + the signal number."""
+    note = getattr(args, "interrupt_note", None) or "no output was half-written"
+    print(f"stockllm: interrupted by {signal.Signals(signum).name}; {note}", file=sys.stderr)
+    return 128 + signum
 
 
 def run() -> None:

@@ -26,7 +26,12 @@ def _check(config, positive=(), non_negative=(), fraction=()) -> None:
         value = getattr(config, name)
         if not 0 <= value < 1:
             raise StockLLMError(f"--{name} {value} must be at least 0 and below 1 (e.g. 0.2)")
+    seed = getattr(config, "seed", None)
+    if seed is not None and not 0 <= seed < 2**32:  # what numpy and torch accept
+        raise StockLLMError(f"--seed {seed} must be between 0 and {2**32 - 1}")
 
+
+MAX_DAYS = 100_000  # longest window or horizon accepted: ~400 years of trading days
 
 HEAD_BASES = ("fhs", "gaussian")
 
@@ -63,6 +68,10 @@ class DataConfig:
     features: tuple[str, ...] = ()
 
     def __post_init__(self):
+        for name, low in (("window_size", 1), ("horizon", 1)):
+            value = getattr(self, name)
+            if not low <= value <= MAX_DAYS:  # a number read from a checkpoint is checked before it reaches torch
+                raise StockLLMError(f"--{name} {value} must be between {low} and {MAX_DAYS:,} days")
         self.quantiles = check_quantiles(self.quantiles)
         self.features = parse_features(self.features)
 
@@ -239,6 +248,11 @@ def from_dict(cls, values: dict, source=None):
             if not _fits(value, hints[key]):
                 raise StockLLMError(f"{source}/stockllm.json: {key} = {value!r} is not {_type_name(hints[key])}; "
                                     "the checkpoint is damaged or was edited, train again (or fix that value)")
+        try:
+            return cls(**kept)
+        except StockLLMError as exc:  # an out-of-range value: name the file it came from, not a flag
+            raise StockLLMError(f"{source}/stockllm.json: {str(exc).replace('--', '', 1)}; the checkpoint is "
+                                "damaged or was edited, train again (or fix that value)") from None
     return cls(**kept)
 
 

@@ -18,8 +18,9 @@ import io
 import logging
 import math
 import os
+import re
+import stat
 import sys
-import uuid
 import warnings
 from pathlib import Path
 
@@ -33,10 +34,20 @@ PRICE_COLUMNS = ("Open", "High", "Low", "Close")
 _COLUMNS = ("Date", *OHLCV_COLUMNS)
 _HEADER = ",".join(_COLUMNS)
 _HEADER_NAMES = {"date": "Date", "datetime": "Date", **{name.lower(): name for name in OHLCV_COLUMNS}}
+# Names the common exports use, taken only where the exact name is absent: Nasdaq.com writes "Close/Last",
+# Investing.com "Price" and "Vol.".
+_HEADER_ALIASES = {"close/last": "Close", "price": "Close", "last": "Close", "vol.": "Volume", "vol": "Volume",
+                   "ds": "Date", "timestamp": "Date", "y": "Close", "target": "Close"}  # Nixtla's, Chronos's
+# Beyond these a log-return or a float32 scaler overflows (and no traded price or daily volume comes near).
+MAX_PRICE = 1e15
+MAX_VOLUME = 1e18
+MAX_FILE_BYTES = 1 << 30  # 1 GiB: decades of daily bars are a few MB
+_NULLS = ("", "null", "-")  # empty cells as exports write them (Yahoo's "null", Investing.com's "-")
 
 # A calendar date, optionally followed by a time of day and a UTC offset, which are ignored so that
 # "2024-01-02 00:00:00-05:00" stays 2 January (the exchange's local date).
-_TIME = r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?)?"
+_TIME = r"(?:[T ](?:[01]?\d|2[0-3]):[0-5]\d(?::(?:[0-5]\d|60)(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})?)?"
+_ANY_TIME = r"[T ]\d{1,2}:\d{2}"  # something that looks like a time of day, possible or not
 _DATE_PATTERNS = (  # (regex, names of its three groups)
     (rf"^(\d{{4}})-(\d{{1,2}})-(\d{{1,2}}){_TIME}$", ("year", "month", "day")),
     (rf"^(\d{{1,2}})/(\d{{1,2}})/(\d{{4}}){_TIME}$", ("month", "day", "year")),  # Yahoo export
@@ -67,7 +78,8 @@ def resolve_data_path(path) -> Path:
     return p
 
 
-def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "") -> pd.DataFrame:
+def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "", columns: dict | None = None,
+               decimal: str = ".") -> pd.DataFrame:
     """Read a CSV file of daily bars into an OHLCV frame.
 
     The file needs a header with Date, Open, High, Low, Close and Volume (any case, any order; extra
@@ -83,11 +95,48 @@ def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "") -> pd.Data
     else that is wrong, naming the file, the line number (header = row 1) and the column. ``min_rows``
     is the least number of days needed; ``min_rows_reason`` (e.g. "window 30 + horizon 3") is added
     to that message. Reads only; never writes files.
+
+    Common exports work as they are: Nasdaq.com (``Close/Last``, ``$`` signs), Investing.com (``Price``,
+    ``Vol.`` with K/M/B suffixes, thousands separators); rows without any value (Yahoo's ``null`` rows) are
+    dropped with a warning. A close-only file (``Date,Close``, Nixtla's ``ds,y``, Chronos's ``timestamp,target``)
+    gets Open = High = Low = Close and Volume 0, and ``attrs["close_only"] = True``, so that the models that
+    read all five columns can refuse it. ``columns`` maps stockllm's names to the file's headers (``{"Date": "Datum",
+    "Close": "Schluss"}``, see :func:`parse_columns`); ``decimal`` is "." or "," (decimal commas, as a German
+    Excel export writes them, with "." as thousands separator).
     """
     source = str(path)
     text = _read_text(resolve_data_path(path), source)
-    raw, rows = _parse_csv(text, source)
-    return _checked(raw, source, rows, min_rows, min_rows_reason)
+    raw, rows = _parse_csv(text, source, columns or {})
+    frame = _checked(raw, source, rows, min_rows, min_rows_reason, decimal)
+    frame.attrs["close_only"] = raw.attrs.get("close_only", False)
+    return frame
+
+
+def parse_columns(text: str | None, flag: str = "--columns") -> dict:
+    """``"Date=Datum,Close=Schluss"`` → ``{"Date": "Datum", "Close": "Schluss"}``; names any case. Refuses an
+    unknown stockllm name, a missing ``=`` or a name given twice, in one line."""
+    mapping: dict[str, str] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        ours, sep, theirs = part.partition("=")
+        name = _HEADER_NAMES.get(ours.strip().lower())
+        if not sep or not theirs.strip() or name not in _COLUMNS:
+            raise DataError(f"{flag} {text!r}: write NAME=HEADER pairs separated by commas, NAME one of "
+                            f"{', '.join(_COLUMNS)} (e.g. {flag} Date=Datum,Close=Schluss)")
+        if name in mapping:
+            raise DataError(f"{flag} {text!r} maps {name} twice: keep one")
+        mapping[name] = theirs.strip()
+    return mapping
+
+
+def check_decimal(decimal: str | None, flag: str = "--decimal") -> str:
+    """The decimal mark: "." (default) or ","."""
+    if decimal in (None, "."):
+        return "."
+    if decimal == ",":
+        return ","
+    raise DataError(f"{flag} {decimal!r}: use . or , (the character between a number's whole and fractional part)")
 
 
 def download_ohlcv(
@@ -147,6 +196,11 @@ def ohlcv_from_frame(df: pd.DataFrame, source: str = "the frame", *, min_rows: i
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{source} is a {type(df).__name__}, not a pandas DataFrame of daily bars")
     names = {str(c).strip().lower(): c for c in df.columns}
+    for name in ("Date", *OHLCV_COLUMNS):
+        same = [str(c) for c in df.columns if str(c).strip().lower() == name.lower()]
+        if len(same) > 1:
+            raise DataError(f"columns {' and '.join(repr(c) for c in same)} in {source} both name {name}: keep one "
+                            "(or rename the other)")
     date_col = next((names[d] for d in DATE_COLUMNS if d in names), None)
     if date_col is not None:
         dates = df[date_col]
@@ -168,9 +222,10 @@ def ohlcv_from_frame(df: pd.DataFrame, source: str = "the frame", *, min_rows: i
     return _checked(cells, source, labels, min_rows, min_rows_reason)
 
 
-def _checked(raw: pd.DataFrame, source: str, rows: list, min_rows: int, reason: str) -> pd.DataFrame:
+def _checked(raw: pd.DataFrame, source: str, rows: list, min_rows: int, reason: str,
+             decimal: str = ".") -> pd.DataFrame:
     """_validate + length check + warnings for the user's caller; the frame's attrs name its source."""
-    frame, notes = _validate(raw, source, rows)
+    frame, notes = _validate(raw, source, rows, decimal)
     _check_length(frame, source, min_rows, reason)
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=3)
@@ -215,25 +270,10 @@ def write_text_atomic(text: str, path) -> None:
 
 def write_atomic(path, write) -> None:
     """Call ``write(handle)`` on a UTF-8 text file beside ``path``, then rename it over ``path`` (see
-    :func:`write_csv_atomic`)."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StockLLMError(f"cannot create folder {path.parent} ({_reason(exc)}): choose another output path") from exc
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "x", newline="", encoding="utf-8") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        _remove_quietly(temporary)
-        raise StockLLMError(f"cannot write {path} ({_reason(exc)}): check the folder's permissions and free space") from exc
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
+    :func:`stockllm.outputs.write_atomic`: special files are refused, symlinks followed)."""
+    from .outputs import write_atomic as write_file
+
+    write_file(path, write)
 
 
 def save_ohlcv_csv(frame: pd.DataFrame, path) -> None:
@@ -262,11 +302,28 @@ def _read_text(path: Path, source: str) -> str:
     if path.is_dir():
         raise DataError(f"{source} is a folder, not a CSV file: pass the path of a .csv file")
     try:
-        data = path.read_bytes()
+        # Opened without blocking and checked before reading: a FIFO would wait for a writer, a device such as
+        # /dev/zero never ends.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as exc:
         raise DataError(f"no such file {source}: check the path") from exc
     except OSError as exc:
         raise DataError(f"cannot read {source} ({_reason(exc)}): check the file's permissions") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            kind = "FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode) else "device or special file"
+            raise DataError(f"{source} is a {kind}, not a CSV file: save the data to a file and pass its path")
+        if info.st_size > MAX_FILE_BYTES:
+            raise DataError(f"{source} is {info.st_size / 2**30:.1f} GiB, more than the {MAX_FILE_BYTES >> 30} GiB "
+                            "stockllm reads from one file: split it, or keep the columns Date,Open,High,Low,Close,"
+                            "Volume only")
+        try:
+            data = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise DataError(f"cannot read {source} ({_reason(exc)}): check the file") from exc
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16: its BOM starts UTF-32's
+        raise DataError(f"UTF-32 text in {source}: save the file as UTF-8 CSV")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise DataError(f"UTF-16 text in {source}: save the file as UTF-8 CSV")
     if b"\x00" in data:
@@ -283,34 +340,46 @@ def _read_text(path: Path, source: str) -> str:
     return text
 
 
-def _parse_csv(text: str, source: str) -> tuple[pd.DataFrame, list[int]]:
-    """Split CSV text into a frame of string cells (columns Date + OHLCV) and each row's line number."""
+def _parse_csv(text: str, source: str, columns: dict | None = None) -> tuple[pd.DataFrame, list[int]]:
+    """Split CSV text into a frame of string cells (columns Date + OHLCV) and each row's line number.
+    ``columns``: {stockllm name: header in the file} (``--columns``)."""
     separator = _sniff_separator(text)
     # newline=None: "\r\n" and lone "\r" end lines too, and line_num still counts physical lines.
     reader = csv.reader(io.StringIO(text, newline=None), delimiter=separator)
     header: list[str] | None = None
     cells: list[list[str]] = []
     line_numbers: list[int] = []
+    start = 1  # the physical line a row starts on: a quote left open makes one "row" run on to the end
     try:
         for row in reader:
+            first, start = start, reader.line_num + 1
             if not any(cell.strip() for cell in row):
                 continue  # blank line, or only separators
             if header is None:
                 header = row
-                positions = _column_positions(header, source, reader.line_num)
+                positions = _column_positions(header, source, reader.line_num, columns or {})
                 continue
+            if first != reader.line_num and any("\n" in cell for cell in row):
+                raise DataError(f"a quote opened in {source} row {first} is not closed on that line: close or "
+                                "remove it")
             if len(row) < len(header) or any(cell.strip() for cell in row[len(header) :]):
                 raise DataError(
                     f"{len(row)} values instead of {len(header)} in {source} row {reader.line_num}: "
                     f"give each row one value per header column, separated by {separator!r}"
                 )
-            cells.append([row[i] for i in positions])
+            cells.append([row[i] if i >= 0 else "" for i in positions])
             line_numbers.append(reader.line_num)
     except csv.Error as exc:
-        raise DataError(f"malformed CSV ({exc}) in {source} row {reader.line_num}: check the quotes on that line") from exc
+        raise DataError(f"malformed CSV ({exc}) in {source} row {first}: check the quotes on that line") from exc
     if not cells:
         raise DataError(f"no data rows in {source}: add one row per day below the header line")
-    return pd.DataFrame(cells, columns=list(_COLUMNS), dtype=str), line_numbers
+    frame = pd.DataFrame(cells, columns=list(_COLUMNS), dtype=str)
+    if min(positions) < 0:  # a close-only file: the close stands for the whole bar, with no volume
+        for name in ("Open", "High", "Low"):
+            frame[name] = frame["Close"]
+        frame["Volume"] = "0"
+        frame.attrs["close_only"] = True
+    return frame, line_numbers
 
 
 def _sniff_separator(text: str) -> str:
@@ -319,23 +388,44 @@ def _sniff_separator(text: str) -> str:
     return max((",", ";", "\t"), key=header_line.count)
 
 
-def _column_positions(header: list[str], source: str, row: int) -> list[int]:
-    """Where Date, Open, High, Low, Close and Volume are in the header (case and spaces ignored)."""
+def _column_positions(header: list[str], source: str, row: int, columns: dict | None = None) -> list[int]:
+    """Where Date, Open, High, Low, Close and Volume are in the header (case and spaces ignored).
+
+    ``columns`` ({stockllm name: file header}) comes first; then the standard names; then the aliases of common
+    exports (:data:`_HEADER_ALIASES`), for names still missing.
+    """
+    columns = columns or {}
+    mapped = {theirs.strip().lower(): ours for ours, theirs in columns.items()}
+    cleaned = [cell.strip().rstrip("*").strip().lower() for cell in header]
+    for ours, theirs in columns.items():
+        if theirs.strip().lower() not in cleaned:
+            names = ", ".join(repr(cell.strip()) for cell in header)
+            raise DataError(f"no column {theirs!r} (--columns {ours}={theirs}) in {source} row {row}: found "
+                            f"columns {names}")
     found: dict[str, int] = {}
-    for position, cell in enumerate(header):
-        name = _HEADER_NAMES.get(cell.strip().rstrip("*").strip().lower())
-        if name is None:
-            continue
+    for position, cell in enumerate(cleaned):
+        if cell in mapped:
+            name = mapped[cell]
+        else:
+            name = _HEADER_NAMES.get(cell)
+            if name is None or name in columns:  # not ours, or the user named another column for it
+                continue
         if name in found:
             raise DataError(
                 f"column {name} appears twice in {source} row {row}: keep one of columns {found[name] + 1} and {position + 1}"
             )
         found[name] = position
+    for position, cell in enumerate(cleaned):
+        name = _HEADER_ALIASES.get(cell)
+        if name is not None and name not in found and position not in found.values():
+            found[name] = position
     if "Date" not in found and not header[0].strip():
         found["Date"] = 0  # pandas' to_csv writes the index under an empty header
     missing = [name for name in _COLUMNS if name not in found]
     if not missing:
         return [found[name] for name in _COLUMNS]
+    if set(missing) == {"Open", "High", "Low", "Volume"}:
+        return [found.get(name, -1) for name in _COLUMNS]  # close-only: _parse_csv fills the bar
     what = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} in {source} row {row}"
     if _looks_like_data(header):
         raise DataError(f"{what}: the first line holds data, not a header; add the header line {_HEADER}")
@@ -366,7 +456,8 @@ def _yahoo_error(exc: Exception, ticker: str, period, interval) -> DataError:
         return DataError(f"invalid period {period!r} for {ticker}: use one of {valid}")
     if isinstance(exc, getattr(yf_errors, "YFRateLimitError", ())):
         return DataError(f"Yahoo Finance refused more requests for {ticker} (rate limit): wait a while, or use --data FILE.csv")
-    detail = (str(exc).strip().splitlines() or [""])[0][:160]
+    # curl's own text carries URLs and request details that tell the user nothing: keep the first line, no URLs.
+    detail = re.sub(r"\s*\(?https?://\S+\)?", "", (str(exc).strip().splitlines() or [""])[0])[:160]
     return DataError(
         f"could not reach Yahoo Finance for {ticker} ({type(exc).__name__}: {detail}); "
         "check the network connection, or use --data FILE.csv"
@@ -408,7 +499,7 @@ def _from_yahoo(raw: pd.DataFrame, ticker: str, period, interval: str) -> tuple[
 # Checks shared by files and downloads
 
 
-def _validate(raw: pd.DataFrame, source: str, rows: list) -> tuple[pd.DataFrame, list[str]]:
+def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".") -> tuple[pd.DataFrame, list[str]]:
     """Check and clean the bars of one source.
 
     raw: one row per bar, columns Date + OHLCV_COLUMNS holding strings (CSV cells) or numbers and
@@ -419,20 +510,30 @@ def _validate(raw: pd.DataFrame, source: str, rows: list) -> tuple[pd.DataFrame,
     if len(raw) == 0:
         raise DataError(f"no data rows in {source}: add one row per day")
     rows = np.asarray(rows, dtype=object)
+    notes: list[str] = []
+    # Rows with a date and no value at all (Yahoo writes "null" for days without trading, crypto exports do it
+    # for whole weeks): nothing to check or fill, so they are dropped and said so.
+    void = np.logical_and.reduce([_is_blank(raw[name]) for name in OHLCV_COLUMNS])
+    if void.any():
+        if void.all():
+            raise DataError(f"no values in any row of {source}: every Open, High, Low, Close and Volume cell is "
+                            "empty or null")
+        notes.append(f"dropped {_count(void.sum(), 'row')} without any values (empty or null) in {source} "
+                     f"{_rows_text(rows[void])}")
+        raw, rows = raw[~void].reset_index(drop=True), rows[~void]
     dates = _parse_dates(raw["Date"])
-    values = {name: _to_float(raw[name]) for name in OHLCV_COLUMNS}
+    values = {name: _to_float(raw[name], decimal, volume=name == "Volume") for name in OHLCV_COLUMNS}
     if _is_blank(raw["Volume"]).all():
         raise DataError(f"empty Volume column in {source} column Volume: fill in the daily volumes (0 where unknown)")
 
     problems = [_date_problem(raw["Date"], dates, source, rows)]
-    problems += [_number_problem(raw[name], values[name], name, source, rows) for name in OHLCV_COLUMNS]
+    problems += [_number_problem(raw[name], values[name], name, source, rows, decimal) for name in OHLCV_COLUMNS]
     problems.append(_high_low_problem(raw, values, source, rows))
     problems = [problem for problem in problems if problem is not None]
     if problems:
         raise DataError(min(problems, key=lambda problem: problem[0])[1])
 
     frame = pd.DataFrame(values, index=pd.DatetimeIndex(dates, name="Date").as_unit("ns"))
-    notes: list[str] = []
     frame, rows = _drop_exact_duplicates(frame, source, rows, notes)
     _reject_conflicting_dates(frame, source, rows)
     if not frame.index.is_monotonic_increasing:
@@ -446,7 +547,32 @@ def _validate(raw: pd.DataFrame, source: str, rows: list) -> tuple[pd.DataFrame,
             f"filled {_count(empty.sum(), 'empty Volume cell')} in {source} {_rows_text(rows[empty])} "
             "with the previous day's volume (the next day's for the first row)"
         )
+    split = _split_note(frame, source, rows)
+    if split:
+        notes.append(split)
     return frame, notes
+
+
+# Stock splits (2:1, 3:2, ...) and reverse splits as the ratio of a day's open to the previous close.
+_SPLITS = {f"{a}:{b}": b / a for a, b in ((2, 1), (3, 1), (3, 2), (4, 1), (5, 1), (7, 1), (10, 1), (1, 2), (1, 3),
+                                           (2, 3), (1, 4), (1, 5), (1, 10))}
+
+
+def _split_note(frame: pd.DataFrame, source: str, rows: np.ndarray) -> str | None:
+    """A warning when an overnight move (open ÷ previous close) matches a split ratio within 1%: unadjusted
+    prices make a 2:1 split look like a −50% day, which every model then learns from."""
+    close, open_ = frame["Close"].to_numpy(), frame["Open"].to_numpy()
+    if len(close) < 2:
+        return None
+    move = open_[1:] / close[:-1]
+    hits = [(i + 1, name) for name, ratio in _SPLITS.items() for i in np.flatnonzero(np.abs(move / ratio - 1) < 0.01)]
+    if not hits:
+        return None
+    i, name = min(hits)
+    more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+    return (f"the overnight move into {source} row {rows[i]} ({frame.index[i]:%Y-%m-%d}) matches a {name} stock split"
+            f"{more}: if the prices are not split-adjusted, use an adjusted export (e.g. Yahoo's with Adj Close "
+            "applied) so the split does not look like a price move")
 
 
 def _parse_dates(column: pd.Series) -> pd.DatetimeIndex:
@@ -454,25 +580,74 @@ def _parse_dates(column: pd.Series) -> pd.DatetimeIndex:
     if pd.api.types.is_datetime64_any_dtype(column):
         return pd.DatetimeIndex(column)
     text = column.astype(str).str.strip()
+    if len(text) and (text.str.len() == 10).all():  # plain YYYY-MM-DD, the common case: one fast parse
+        dates = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+        if dates.notna().all():
+            return pd.DatetimeIndex(dates)
+    parts = _date_parts(column)
+    return pd.DatetimeIndex(pd.to_datetime(parts[["year", "month", "day"]], errors="coerce"))
+
+
+def _date_parts(column: pd.Series) -> pd.DataFrame:
+    """Year, month and day (floats; NaN where no pattern matches) of a column of date strings."""
+    text = column.astype(str).str.strip()
     parts = None
     for pattern, names in _DATE_PATTERNS:
         found = text.str.extract(pattern).set_axis(list(names), axis=1).astype(float)
         parts = found if parts is None else parts.fillna(found)
-    return pd.DatetimeIndex(pd.to_datetime(parts[["year", "month", "day"]], errors="coerce"))
+    return parts
 
 
-def _to_float(column: pd.Series) -> np.ndarray:
-    """float64 values of a column of strings or numbers; NaN where empty or not a number."""
+_SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}  # Investing.com volumes: 53.12M
+
+
+def _to_float(column: pd.Series, decimal: str = ".", volume: bool = False) -> np.ndarray:
+    """float64 values of a column of strings or numbers; NaN where empty or not a number.
+
+    Strings may carry a currency sign ($1.25, as Nasdaq.com writes), thousands separators (1,234.5, or 1.234,5
+    with ``decimal`` ","), and for ``volume`` a K/M/B/T suffix. A separator is taken as a thousands separator
+    only where it groups digits by three, so "101,25" is never read as 10125.
+    """
     if pd.api.types.is_numeric_dtype(column):
         return column.to_numpy(dtype=float, na_value=np.nan)
-    numbers = pd.to_numeric(column.astype(str).str.strip(), errors="coerce")
-    return numbers.to_numpy(dtype=float, na_value=np.nan)
+    text = column.astype(str).str.strip()
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    # Only cells that are not plain numbers go through the slower clean-up; with decimal commas every cell does,
+    # since "1.234" then means 1234.
+    odd = (np.isnan(numbers) | (decimal == ",")) & (text != "").to_numpy()
+    if odd.any():
+        numbers[odd] = _export_numbers(text[odd], decimal, volume)
+    return numbers
+
+
+def _export_numbers(text: pd.Series, decimal: str, volume: bool) -> np.ndarray:
+    """float64 values of number strings as exports write them (see :func:`_to_float`); NaN where none."""
+    text = text.str.replace(r"^([-+]?)[$€£¥]\s*", r"\1", regex=True)
+    text = text.str.replace(r"[\s\u00a0']", "", regex=True)
+    group, point = (".", ",") if decimal == "," else (",", ".")
+    grouped = text.str.fullmatch(rf"[-+]?\d{{1,3}}(?:{re.escape(group)}\d{{3}})+(?:{re.escape(point)}\d*)?")
+    text = text.where(~grouped, text.str.replace(group, "", regex=False))
+    if decimal == ",":
+        text = text.str.replace(",", ".", regex=False)
+    scale = 1.0
+    if volume:
+        suffix = text.str.extract(r"^([-+]?[\d.]+(?:[eE][-+]?\d+)?)([KMBTkmbt])$")
+        has = suffix[1].notna()
+        if has.any():
+            text = text.where(~has, suffix[0])
+            scale = suffix[1].str.upper().map(_SUFFIXES).fillna(1.0).to_numpy()
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return numbers * scale
 
 
 def _is_blank(column: pd.Series) -> np.ndarray:
+    """Empty cells: NaN, "", or an export's spelling of nothing ("null", "-")."""
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
         return column.isna().to_numpy()
-    return (column.astype(str).str.strip() == "").to_numpy()
+    if pd.api.types.infer_dtype(column, skipna=False) != "string":  # mixed cells, e.g. a frame with None
+        return column.map(lambda v: v is None or (isinstance(v, float) and math.isnan(v))
+                          or (isinstance(v, str) and v.strip().lower() in _NULLS)).to_numpy(dtype=bool)
+    return column.astype(str).str.strip().str.lower().isin(_NULLS).to_numpy()
 
 
 def _date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows: np.ndarray):
@@ -484,17 +659,30 @@ def _date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows:
     where = f"{source} row {rows[i]} column Date"
     if _is_blank(column)[i]:
         return i, f"missing date in {where}: fill in the date ({_DATE_HINT}) or delete the row"
-    return i, f"unparseable date {str(column.iloc[i]).strip()!r} in {where}: {_DATE_HINT}"
+    text = str(column.iloc[i]).strip()
+    parts = _date_parts(column.iloc[[i]]).iloc[0]
+    if parts.notna().all():
+        if not pd.Timestamp.min.year < parts["year"] < pd.Timestamp.max.year:
+            return i, (f"date {text!r} out of range in {where}: stockllm handles the years "
+                       f"{pd.Timestamp.min.year + 1}–{pd.Timestamp.max.year - 1}; fix the year")
+        return i, (f"unparseable date {text!r} in {where}: there is no month {parts['month']:.0f} day "
+                   f"{parts['day']:.0f}; {_DATE_HINT}")
+    if re.search(_ANY_TIME, text):
+        return i, (f"impossible time of day in date {text!r} in {where}: times run from 00:00 to 23:59:59; "
+                   f"{_DATE_HINT}, optionally followed by HH:MM")
+    return i, f"unparseable date {text!r} in {where}: {_DATE_HINT}"
 
 
-def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: str, rows: np.ndarray):
+def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: str, rows: np.ndarray,
+                    decimal: str = "."):
     """(position, message) of the first bad price or volume, or None. Empty volumes are filled later."""
     blank = _is_blank(column)
+    limit = MAX_VOLUME if name == "Volume" else MAX_PRICE
     with np.errstate(invalid="ignore"):
         if name == "Volume":
-            bad = ~blank & ~(np.isfinite(values) & (values >= 0))
+            bad = ~blank & ~(np.isfinite(values) & (values >= 0) & (values <= limit))
         else:
-            bad = blank | ~(np.isfinite(values) & (values > 0))
+            bad = blank | ~(np.isfinite(values) & (values > 0) & (values <= limit))
     positions = np.flatnonzero(bad)
     if len(positions) == 0:
         return None
@@ -506,7 +694,13 @@ def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: st
     if not math.isfinite(values[i]):
         if _is_nan_or_inf(text):
             return i, f"non-finite {name} {text!r} in {where}: replace it with a real value or delete the row"
-        return i, f"non-numeric {name} {text!r} in {where}: use a plain number such as 101.25 ('.' as decimal point)"
+        if decimal == "." and re.fullmatch(r"[-+]?[$€£¥]?\d[\d.]*,\d+", text):
+            return i, f"non-numeric {name} {text!r} in {where}: for decimal commas pass --decimal ,"
+        return i, (f"non-numeric {name} {text!r} in {where}: use a plain number such as "
+                   f"{'101,25' if decimal == ',' else '101.25'}")
+    if values[i] > limit:
+        return i, (f"{name} {text} out of range in {where}: it must be at most {limit:g}; fix the value or delete "
+                   "the row")
     if name == "Volume":
         return i, f"negative Volume {text} in {where}: volumes must be 0 or more"
     sign = "zero" if values[i] == 0 else "negative"
@@ -522,17 +716,24 @@ def _is_nan_or_inf(text: str) -> bool:
 
 
 def _high_low_problem(raw: pd.DataFrame, values: dict, source: str, rows: np.ndarray):
-    """(position, message) of the first row whose High is below its Low, or None."""
+    """(position, message) of the first row whose High is below its Low, or whose Close lies outside them."""
+    high, low, close = values["High"], values["Low"], values["Close"]
     with np.errstate(invalid="ignore"):
-        positions = np.flatnonzero(values["High"] < values["Low"])
-    if len(positions) == 0:
+        checks = [(high < low, "High", lambda i: f"High {cell('High', i)} below Low {cell('Low', i)}",
+                   "High must be at least Low; fix or swap the two values"),
+                  (close > high, "Close", lambda i: f"Close {cell('Close', i)} above High {cell('High', i)}",
+                   "a day's Close lies between its Low and High; fix the values (or the column order)"),
+                  (close < low, "Close", lambda i: f"Close {cell('Close', i)} below Low {cell('Low', i)}",
+                   "a day's Close lies between its Low and High; fix the values (or the column order)")]
+
+    def cell(name: str, i: int) -> str:
+        return str(raw[name].iloc[i]).strip()
+
+    found = [(int(np.flatnonzero(bad)[0]), column, what, fix) for bad, column, what, fix in checks if bad.any()]
+    if not found:
         return None
-    i = positions[0]
-    high, low = str(raw["High"].iloc[i]).strip(), str(raw["Low"].iloc[i]).strip()
-    return i, (
-        f"High {high} below Low {low} in {source} row {rows[i]} column High: "
-        "High must be at least Low; fix or swap the two values"
-    )
+    i, column, what, fix = min(found, key=lambda f: f[0])
+    return i, f"{what(i)} in {source} row {rows[i]} column {column}: {fix}"
 
 
 def _drop_exact_duplicates(frame: pd.DataFrame, source: str, rows: np.ndarray, notes: list[str]):
@@ -586,9 +787,3 @@ def _count(n, noun: str) -> str:
 def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass

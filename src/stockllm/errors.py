@@ -23,3 +23,12 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, state, step: int | None):
         super().__init__(f"interrupted by signal {signum}")
         self.signum, self.state, self.step = signum, state, step
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised as an exception (as SIGINT raises KeyboardInterrupt) so that temporary files and folders are
+    removed on the way out; the CLI exits with 143."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum

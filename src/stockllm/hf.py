@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .errors import StockLLMError
+from .outputs import clean_stale
 
 # What a base model needs; skips other frameworks' weights and pickled .bin files.
 MODEL_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.tiktoken", "*.py"]
@@ -26,11 +27,17 @@ def hub_download(repo_id: str, local_dir: str | None = None, revision: str | Non
     return snapshot_download(repo_id, local_dir=local_dir, revision=revision, allow_patterns=MODEL_FILES)
 
 
-def _offline_error(repo_id: str, exc: Exception) -> StockLLMError:
-    return StockLLMError(
-        f"could not get base model {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}; offline, or not a "
-        "model id?): run `stockllm download-model --model ID --save_dir DIR` where the Hub is reachable, then pass "
-        "--model_path DIR (a local folder or a .gguf file)")
+def _offline_error(repo_id: str, exc: Exception, flag: str = "--model_path",
+                   downloading: bool = False) -> StockLLMError:
+    """One line for a Hub failure; only the exception's type is shown (its text carries URLs and curl output)."""
+    what = (f"could not get model {repo_id!r} from the Hugging Face Hub ({type(exc).__name__}; offline, or not a "
+            "model id?)")
+    if downloading:  # the user ran download-model already: telling them to run it again does not help
+        return StockLLMError(f"{what}: check the network connection and the id (e.g. Qwen/Qwen3-0.6B), or copy the "
+                             "model folder from a machine that reaches the Hub and pass --model_path DIR")
+    gguf = " or a .gguf file" if flag == "--model_path" else ""
+    return StockLLMError(f"{what}: run `stockllm download-model --model {repo_id} --save_dir DIR` where the Hub is "
+                         f"reachable, then pass {flag} DIR (a local folder{gguf})")
 
 
 def download_model(repo_id: str, save_dir: str, revision: str | None = None) -> Path:
@@ -38,10 +45,10 @@ def download_model(repo_id: str, save_dir: str, revision: str | None = None) -> 
     try:
         hub_download(repo_id, local_dir=save_dir, revision=revision)
     except (OSError, ValueError) as exc:
-        raise _offline_error(repo_id, exc) from None
+        raise _offline_error(repo_id, exc, downloading=True) from None
     except Exception as exc:  # huggingface_hub raises several HTTP error types that are not OSErrors
         if type(exc).__module__.startswith(("huggingface_hub", "httpx", "requests")):
-            raise _offline_error(repo_id, exc) from None
+            raise _offline_error(repo_id, exc, downloading=True) from None
         raise
     return Path(save_dir)
 
@@ -81,7 +88,8 @@ def gguf_to_folder(gguf_path: Path) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    clean_stale(target)  # conversions a killed run left half done
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -97,8 +105,9 @@ def gguf_to_folder(gguf_path: Path) -> Path:
     return target
 
 
-def resolve_model_path(model_path: str) -> Path:
-    """A local folder holding config.json for any base model reference: folder, .gguf file or Hub id."""
+def resolve_model_path(model_path: str, flag: str = "--model_path") -> Path:
+    """A local folder holding config.json for any base model reference: folder, .gguf file or Hub id. ``flag``
+    names the option that gave it, in messages."""
     path = Path(model_path).expanduser()
     if path.suffix.lower() == ".gguf":
         if not path.is_file():
@@ -110,13 +119,13 @@ def resolve_model_path(model_path: str) -> Path:
                                 "download-model`) or a .gguf file to --model_path")
         return path
     if path.exists() or model_path.startswith((".", "/", "~")) or model_path.count("/") != 1:
-        raise StockLLMError(f"base model {model_path!r} not found: pass a model folder, a .gguf file or a Hugging Face "
-                            "id such as Qwen/Qwen3-0.6B to --model_path")
+        raise StockLLMError(f"model {model_path!r} not found: pass a model folder, a .gguf file or a Hugging Face "
+                            f"id such as Qwen/Qwen3-0.6B to {flag}")
     try:
         return Path(hub_download(model_path))
     except Exception as exc:  # noqa: BLE001 - see download_model
         if isinstance(exc, (OSError, ValueError)) or type(exc).__module__.startswith(("huggingface_hub", "httpx")):
-            raise _offline_error(model_path, exc) from None
+            raise _offline_error(model_path, exc, flag) from None
         raise
 
 

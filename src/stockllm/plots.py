@@ -4,7 +4,6 @@ the forecast fan of ``predict --plot``. PNG files written under a temporary name
 from __future__ import annotations
 
 import math
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,34 @@ from .quantiles import central_intervals, column, level_of
 RECENT_ORIGINS = 120  # the backtest panels show the last this many test origins: years of closes hide everything
 ROLLING = 60  # origins per rolling-coverage point
 HISTORY_DAYS = 60  # days of history before the forecast fan
+
+
+MAX_DRAWN_SERIES = 12  # past this, plot.png and report.html draw the best and worst series only
+
+
+def drawn_series(forecasts: pd.DataFrame, limit: int = MAX_DRAWN_SERIES) -> tuple[list, str]:
+    """The series to draw, and a note on the choice ('' when all are drawn).
+
+    Up to ``limit`` series are all drawn. Beyond that (a whole market), the ``limit // 2`` series where the
+    models beat naive most and the ``limit - limit // 2`` where they do worst: the median over the models other
+    than naive of MAE ÷ naive's MAE at the first horizon. Every series stays in the CSVs and the metrics table.
+    """
+    series = list(dict.fromkeys(forecasts["series"]))
+    if len(series) <= limit:
+        return series, ""
+    f = forecasts[forecasts["horizon"] == forecasts["horizon"].min()]
+    err = (f["predicted"] - f["actual"]).abs().groupby([f["series"], f["model"]]).mean().unstack("model")
+    others = [m for m in err.columns if m != "naive"]
+    if "naive" in err.columns and others:
+        score = err[others].div(err["naive"], axis=0).median(axis=1).reindex(series)
+        ordered = list(score.sort_values(kind="stable").index)
+    else:
+        ordered = series
+    best, worst = limit // 2, limit - limit // 2
+    chosen = set(ordered[:best] + ordered[-worst:])
+    picked = [s for s in series if s in chosen]
+    return picked, (f"{len(series)} series: drawn are the {best} where the models' MAE is lowest against naive "
+                    f"and the {worst} where it is highest; all series are in the tables and CSVs")
 
 
 def _pyplot():
@@ -28,15 +55,12 @@ def _pyplot():
 
 def _save(fig, path: str | Path) -> None:
     """Write the figure atomically (temporary name in the same folder, then rename) and close it."""
-    plt = _pyplot()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.png")
+    from .outputs import write_atomic
+
     try:
-        fig.savefig(tmp, dpi=110)
-        tmp.replace(path)
+        write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=110), binary=True)
     finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+        _pyplot().close(fig)
 
 
 def _band(levels) -> tuple[int, float, float] | None:
@@ -56,7 +80,7 @@ def plot_forecasts(forecasts: pd.DataFrame, path: str | Path) -> None:
     plt = _pyplot()
     levels = sorted(lv for lv in map(level_of, forecasts.columns) if lv is not None)
     band = _band(levels)
-    series = list(dict.fromkeys(forecasts["series"]))
+    series, note = drawn_series(forecasts)
     models = list(dict.fromkeys(forecasts["model"]))
     h = int(forecasts["horizon"].min())
     panels = len(models) + (1 if band else 0)
@@ -102,6 +126,8 @@ def plot_forecasts(forecasts: pd.DataFrame, path: str | Path) -> None:
             ax.legend(loc="lower left", fontsize=7)
             ax.grid(alpha=0.3)
             ax.tick_params(axis="x", labelsize=7, rotation=30)
+    if note:
+        fig.suptitle(note, fontsize=9)
     fig.tight_layout()
     _save(fig, path)
 

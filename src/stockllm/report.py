@@ -121,7 +121,12 @@ def render_report(metrics: pd.DataFrame, forecasts: pd.DataFrame, leaderboard: p
     parts.append('<p class="note">Actual closes against each model\'s forecast (the median) and its 80% band. '
                  "Buttons pick the horizon; click a legend entry to hide a model; drag to zoom, double-click to "
                  "reset. Naive's forecast is the actual close shifted by the horizon.</p>")
-    for series in dict.fromkeys(forecasts["series"]):
+    from .plots import drawn_series
+
+    drawn, note = drawn_series(forecasts)
+    if note:
+        parts.append(f'<p class="note">{html.escape(note)}.</p>')
+    for series in drawn:
         fig = series_figure(forecasts[forecasts["series"] == series], str(series))
         parts.append(f"<h3>{html.escape(str(series))}</h3>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))

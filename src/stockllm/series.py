@@ -69,16 +69,19 @@ def _ids(text: str, position: int) -> dict[int, str]:
     return out
 
 
-def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "") -> dict[str, pd.DataFrame]:
+def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "", columns: dict | None = None,
+                     decimal: str = ".") -> dict[str, pd.DataFrame]:
     """One CSV → {name: frame}: a plain file is one series named after the file's stem; a long file with an id
     column is one series per id (in order of first appearance), each named by its id and checked on its own rows
-    (errors name the file's line numbers)."""
+    (errors name the file's line numbers). ``columns`` and ``decimal``: as in :func:`stockllm.data.load_ohlcv`."""
     source = str(path)
     text = _read_text(resolve_data_path(path), source)
     position = id_column(_header(text))
-    raw, rows = _parse_csv(text, source)
+    raw, rows = _parse_csv(text, source, columns)
+    close_only = raw.attrs.get("close_only", False)
     if position is None:
-        frame = _checked(raw, source, rows, min_rows, min_rows_reason)
+        frame = _checked(raw, source, rows, min_rows, min_rows_reason, decimal)
+        frame.attrs["close_only"] = close_only
         return {Path(source).stem: frame}
     ids = _ids(text, position)
     keys = pd.Series([ids.get(r, "") for r in rows])
@@ -91,13 +94,15 @@ def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "") -> d
         mask = (keys == key).to_numpy()
         part = raw.loc[mask].reset_index(drop=True)
         frame = _checked(part, source, [r for r, m in zip(rows, mask) if m], min_rows,
-                         (min_rows_reason + f"; series {key}").lstrip("; "))
+                         (min_rows_reason + f"; series {key}").lstrip("; "), decimal)
         frame.attrs["source"] = key  # the ticker: it names the series and its exchange calendar
+        frame.attrs["close_only"] = close_only
         out[key] = frame
     return out
 
 
-def load_series(items, *, min_rows: int = 1, min_rows_reason: str = "") -> dict[str, pd.DataFrame]:
+def load_series(items, *, min_rows: int = 1, min_rows_reason: str = "", columns: dict | None = None,
+                decimal: str = ".") -> dict[str, pd.DataFrame]:
     """``--data`` values (files, folders, globs, long files) → {series name: checked OHLCV frame}.
 
     Plain files are named by their stem (by their path where two stems are equal); series of long files by their
@@ -107,7 +112,8 @@ def load_series(items, *, min_rows: int = 1, min_rows_reason: str = "") -> dict[
     stems = [Path(p).stem for p in paths]
     out: dict[str, pd.DataFrame] = {}
     for path, stem in zip(paths, stems):
-        for name, frame in load_file_series(path, min_rows=min_rows, min_rows_reason=min_rows_reason).items():
+        for name, frame in load_file_series(path, min_rows=min_rows, min_rows_reason=min_rows_reason,
+                                            columns=columns, decimal=decimal).items():
             if name == stem and stems.count(stem) > 1:
                 name = str(path)
             if name in out:

@@ -34,6 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import read_safetensors
+from .outputs import write_failure
 from .device import bind_device, mixed_precision, resolve_device
 from .errors import StockLLMError, TrainingInterrupted
 from .progress import progress_bar
@@ -246,7 +247,12 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         state = latest_state(save_dir)
         saved = read_loop_state(state)
         check_fingerprint(saved.get("fingerprint", {}), task.fingerprint, state)
-        accelerator.load_state(str(state))
+        try:
+            accelerator.load_state(str(state))
+        except Exception as exc:  # noqa: BLE001 - torch.load's own words for a tampered file advise unsafe loading
+            raise StockLLMError(f"cannot read the training state in {state} ({type(exc).__name__}): it "
+                                f"is damaged or was edited; delete {state} to resume from an earlier state, or "
+                                "train afresh without --resume") from None
         best = read_safetensors(state / BEST_FILE)
         loop.update(saved["loop"])
         loop["notes"] = sorted(set(loop["notes"]) | set(notes))
@@ -267,7 +273,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         if save_dir is not None and main and state_dirs(save_dir):
             say(f"note: starting afresh; the training state in {save_dir / STATE_DIR} from an earlier run is "
                 "replaced at the first save (pass --resume to continue it instead)")
-        loop["best_val_loss"] = validate()
+        loop["best_val_loss"] = _agreed_value(None if alone else accelerator, validate())
         best = trainable()
         say(f"step 0: val_loss {loop['best_val_loss']:.4f} (untrained {task.naive_val:.4f})")
     has_val = math.isfinite(task.naive_val)
@@ -300,13 +306,21 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))  # every rank: each writes its own RNG state
-        if main:
-            from safetensors.torch import save_file
+        try:
+            accelerator.save_state(str(tmp))  # every rank: each writes its own RNG state
+            if main:
+                from safetensors.torch import save_file
 
-            save_file({k: v.contiguous().cpu() for k, v in best.items()}, str(tmp / BEST_FILE))
-            (tmp / LOOP_FILE).write_text(json.dumps({"loop": loop, "fingerprint": task.fingerprint}, indent=1,
-                                                    default=str) + "\n")
+                save_file({k: v.contiguous().cpu() for k, v in best.items()}, str(tmp / BEST_FILE))
+                (tmp / LOOP_FILE).write_text(json.dumps({"loop": loop, "fingerprint": task.fingerprint}, indent=1,
+                                                        default=str) + "\n")
+        except Exception as exc:  # noqa: BLE001 - torch and safetensors wrap a full disk in their own errors
+            reason = write_failure(exc)
+            if reason is None:
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise StockLLMError(f"cannot save the training state in {root} ({reason}): free some space, or pass "
+                                "--save_every 0 to train without saved states") from None
         accelerator.wait_for_everyone()
         if main:
             if final.exists():
@@ -320,7 +334,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
     def evaluate_now(train_loss: float) -> bool:
         """Validate, keep the best state; True when early stopping says stop."""
         nonlocal best
-        val = validate()
+        val = _agreed_value(None if alone else accelerator, validate())
         # At an epoch's end the counter has already moved on (batch back at 0): the step belongs to that epoch.
         epoch = loop["epoch"] + (1 if loop["batch"] else 0)
         loop["history"].append({"epoch": epoch, "step": loop["step"], "train_loss": train_loss,
@@ -416,7 +430,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         # and again under evaluate --refit_every) need not pay: the accelerator's references die with it here.
         accelerator.free_memory()
     if loop["best_step"] == 0 and has_val:
-        say("note: no step beat the untrained model on validation, so the checkpoint predicts like naive")
+        say("note: no step beat the untrained model on validation, so the checkpoint predicts as its head's base "
+            "(FHS, or the naive walk with --head_base gaussian)")
     return fit_info()
 
 
@@ -432,6 +447,16 @@ def stop_words(reason: str | None) -> str:
     """Why training stopped, in words, for a ``stop_reason`` of the fit record (patience, max_steps,
     max_train_seconds, epochs)."""
     return STOP_REASONS.get(reason, "unknown") if reason else "unknown"
+
+
+def _agreed_value(accelerator, value: float) -> float:
+    """One validation loss for all ranks (their mean): every rank then takes the same best-state and early-stopping
+    decision, where each rank's own float could differ in the last bits and leave one rank waiting for the others
+    in the next all-reduce. ``accelerator`` None or one process: ``value`` itself."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="mean").item())
 
 
 def _agree(accelerator, *flags: bool) -> list[bool]:

@@ -176,7 +176,7 @@ class ChronosPeer(Forecaster):
             raise StockLLMError(f"--chronos_model {self.config.model_path} has no config.json: pass a Chronos model "
                                 "folder or a Hugging Face id such as amazon/chronos-bolt-small")
         if not path.exists():
-            path = resolve_model_path(self.config.model_path)  # a Hub id: downloaded once, or a clear offline error
+            path = resolve_model_path(self.config.model_path, "--chronos_model")  # a Hub id: downloaded once, or a clear offline error
         try:
             self._pipeline = BaseChronosPipeline.from_pretrained(str(path), device_map=str(device),
                                                                  dtype="float32")

@@ -1,0 +1,186 @@
+"""From flags to configs: the checks and the resolution shared by the CLI and the library's ``evaluate``.
+
+Every function reads a namespace ``args`` whose attributes are the command-line destinations (argparse's, or the
+one ``stockllm.evaluate`` builds from its keywords), None where not given. Flags that only some models use come
+from the config dataclasses, so a new field is covered at once; given where they do not apply, they are refused,
+never silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from .config import DataConfig, EnsembleConfig, LoRAConfig, MLPConfig
+from .errors import StockLLMError
+from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
+
+DEFAULT_MODELS = "naive,drift,fhs,mlp"  # evaluate's --models
+
+
+def _calibration(args) -> tuple[str | None, float | None]:
+    """(--calibrate, --calibration_step), checked: a step without a calibration is refused."""
+    from .config import CalibrationConfig
+
+    method = getattr(args, "calibrate", None)
+    step = getattr(args, "calibration_step", None)
+    if step is not None and method in (None, "none"):
+        raise StockLLMError("--calibration_step is for --calibrate aci: add --calibrate aci or drop the step")
+    if method not in (None, "none"):
+        CalibrationConfig(method=method, **({} if step is None else {"gamma": step}))  # range check now
+    return (None if method == "none" else method), step
+
+
+def _given(args: argparse.Namespace, cls) -> dict:
+    """The fields of dataclass ``cls`` that the user set on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def _pick(args: argparse.Namespace, cls):
+    """Dataclass ``cls`` with every field the user set on the command line; the rest keep their defaults."""
+    return cls(**_given(args, cls))
+
+
+def _levels(args) -> tuple[float, ...] | None:
+    """The --quantiles flag, parsed and checked (None when not given)."""
+    from .quantiles import parse_quantiles
+
+    return parse_quantiles(args.quantiles) if getattr(args, "quantiles", None) else None
+
+
+def _data_given(args) -> dict:
+    """The DataConfig fields the user set on the command line (--quantiles and --features parsed)."""
+    from .indicators import parse_features
+
+    given = {k: getattr(args, k) for k in ("window_size", "horizon") if getattr(args, k, None) is not None}
+    if getattr(args, "features", None) is not None:
+        given["features"] = parse_features(args.features)
+    levels = _levels(args)
+    return {**given, "quantiles": levels} if levels else given
+
+
+def _data_config(args) -> DataConfig:
+    data = DataConfig(**_data_given(args))
+    if data.window_size < 2:
+        raise StockLLMError(f"--window_size {data.window_size} is too small: use 2 or more (default 30)")
+    if data.horizon < 1:
+        raise StockLLMError(f"--horizon {data.horizon} is too small: use 1 or more (default 3)")
+    return data
+
+
+def _model_config(name: str, args):
+    if name in WINDOW_NETS:
+        return _pick(args, MLPConfig)
+    if name == "chronos":
+        from .models.peers import ChronosConfig
+
+        flags = {"model_path": "chronos_model", "context_days": "chronos_context", "batch_size": "chronos_batch_size"}
+        return ChronosConfig(**{k: getattr(args, f) for k, f in flags.items() if getattr(args, f, None) is not None})
+    if name == "ensemble":
+        given = {k: getattr(args, k) for k in ("members", "val_size") if getattr(args, k, None) is not None}
+        return EnsembleConfig(**given)
+    if name != "lora":
+        return None  # garch and the statsforecast peers: no settings
+    cfg = _pick(args, LoRAConfig)
+    if isinstance(cfg.target_modules, str) and cfg.target_modules != "all-linear":
+        cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
+        args.target_modules = cfg.target_modules
+    return cfg
+
+
+def _factory(name: str, args, data: DataConfig):
+    """A function that builds a new, unfitted model ``name`` with this run's settings (flags checked now)."""
+    from .models import model_class
+
+    cls, config = model_class(name), _model_config(name, args)
+    if name == "ensemble":
+        members = {m: c for m in config.members if (c := _model_config(m, args)) is not None}
+        return lambda: cls(data, config, members)
+    if config is not None:
+        return lambda: cls(data, config)
+    return lambda: cls(data)
+
+
+def _with_members(kinds: list[str], args) -> list[str]:
+    """The model kinds a run trains: an ensemble stands for itself and its members (whose flags apply)."""
+    if "ensemble" not in kinds:
+        if getattr(args, "members", None) is not None:
+            raise StockLLMError("--members is for the ensemble, which this run does not have: add ensemble to "
+                                "--models (or --model ensemble), or drop --members")
+        return kinds
+    return [*kinds, *_model_config("ensemble", args).members]
+
+
+_LORA_FIELDS = {f.name for f in dataclasses.fields(LoRAConfig)}
+_MLP_FIELDS = {f.name for f in dataclasses.fields(MLPConfig)}
+LLM_FLAGS = tuple(sorted(_LORA_FIELDS - _MLP_FIELDS))
+MLP_FLAGS = tuple(sorted(_MLP_FIELDS - _LORA_FIELDS))
+TRAINING_FLAGS = tuple(sorted(_MLP_FIELDS & _LORA_FIELDS))
+
+
+def _refuse(args, flags, why: str) -> None:
+    """StockLLMError naming the first of ``flags`` the user gave (argparse leaves the others None)."""
+    given = [f for f in flags if getattr(args, f, None) is not None]
+    if given:
+        raise StockLLMError(f"--{given[0]} {why}")
+
+
+def _check_training_flags(args, models: list[str], where: str) -> None:
+    """Refuse LLM flags unless lora runs, MLP flags unless mlp runs, training flags unless one of them runs."""
+    if "lora" not in models:
+        _refuse(args, LLM_FLAGS, f"applies to the LLM (lora) only, and this run has {where}: drop it")
+    if not set(WINDOW_NETS) & set(models):
+        _refuse(args, MLP_FLAGS, f"applies to the MLP and LSTM only, and this run has {where}: drop it")
+    if not {"lora", *WINDOW_NETS} & set(models):
+        _refuse(args, TRAINING_FLAGS, f"applies to trained models (mlp, lstm, lora) only, and this run has {where}: "
+                "drop it")
+
+
+def _check_features(data: DataConfig, models: list[str], prompt_format: str | None) -> None:
+    """Refuse --features where nothing would read them, before any data is loaded."""
+    if not data.features:
+        return
+    if not {"lora", *WINDOW_NETS} & set(models):
+        raise StockLLMError(f"--features feed the mlp, lstm and lora models only, and --models {','.join(models)} "
+                            "has none of them: add one, or drop --features")
+    if "lora" in models and prompt_format == "verbose":
+        raise StockLLMError("--features are written by the compact codec only: drop --prompt_format verbose or "
+                            "drop --features")
+
+
+def _csv_options(args) -> dict:
+    """--columns and --decimal, parsed and checked (before any data or model is loaded)."""
+    from .data import check_decimal, parse_columns
+
+    options = {"columns": parse_columns(getattr(args, "columns", None)),
+               "decimal": check_decimal(getattr(args, "decimal", None))}
+    if (options["columns"] or options["decimal"] != ".") and getattr(args, "ticker", None):
+        raise StockLLMError("--columns and --decimal describe --data files; --ticker downloads need neither: drop "
+                            "them")
+    return options
+
+
+# Models that read only the closes, so a close-only file (Date,Close or ds,y) serves them.
+CLOSE_ONLY_MODELS = ("naive", "drift", "fhs", "garch", "theta", "autoets", "autoarima", "chronos")
+
+
+def _check_close_only(frames: dict, models) -> None:
+    """Refuse close-only files for the models that read Open, High, Low and Volume too, naming them."""
+    from .models import MODEL_NAMES
+
+    thin = [name for name, frame in frames.items() if frame.attrs.get("close_only")]
+    need = [m for m in models if m not in CLOSE_ONLY_MODELS]
+    if thin and need:
+        fit = ",".join(m for m in CLOSE_ONLY_MODELS if m in MODEL_NAMES)
+        raise StockLLMError(f"{thin[0]} has closes only (no Open, High, Low, Volume), which {', '.join(need)} "
+                            f"need{'s' if len(need) == 1 else ''}: use models that read closes only ({fit}), or "
+                            "pass a file with Date,Open,High,Low,Close,Volume")
+
+
+def _load_frames(paths: list[str], min_rows: int, reason: str, args=None) -> dict:
+    """--data values (files, folders, globs, long files with a ticker column) → {series name: frame}; ``args``
+    brings --columns and --decimal."""
+    from .series import load_series
+
+    options = _csv_options(args) if args is not None else {}
+    return load_series(paths, min_rows=min_rows, min_rows_reason=reason, **options)
