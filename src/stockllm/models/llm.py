@@ -283,7 +283,8 @@ class LoRAForecaster(Forecaster):
         """Chunk samples for training and validation (the last ``val_size`` of all series' dates, one date for
         all), targets divided by the causal EWMA scale σ[t]·√h. Returns (train, val, notes on bounds applied)."""
         cfg, notes, parts = self.config, [], []
-        for frame, (train, val) in zip(frames, date_split(frames, self.window_size, self.horizon, cfg.val_size)):
+        splits = date_split(frames, self.window_size, self.horizon, cfg.val_size)
+        for frame, (train, val) in zip(frames, splits):
             if cfg.max_train_windows and len(train) > cfg.max_train_windows:
                 train = train[-cfg.max_train_windows:]
                 notes.append(f"trained on the last {cfg.max_train_windows} windows of each series (--max_train_windows)")
@@ -295,7 +296,9 @@ class LoRAForecaster(Forecaster):
             raise StockLLMError("no training windows: pass a longer history or a smaller --window_size")
         if cfg.head_base == "fhs" and self._head_state is None:
             # A warm start keeps the base its head was trained on; a new head starts at FHS of the training part.
-            self._head_base = fhs_quantiles(frames, [train for _, train, _, _ in parts], self.horizon, self.quantiles)
+            # Every training origin, not only the --max_train_windows the LLM reads: the base costs nothing to
+            # compute, and FHS of a few hundred days is a worse start than FHS of the whole training part.
+            self._head_base = fhs_quantiles(frames, [train for train, _ in splits], self.horizon, self.quantiles)
             if self.model is not None:
                 self.model.head.set_base(self._head_base)
         train_samples, val_samples = [], []
