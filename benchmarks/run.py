@@ -337,7 +337,8 @@ def inference(forecaster, frame, n_origins: int) -> dict:
 def evaluate_baselines(frame) -> float:
     from stockllm.config import DataConfig, MLPConfig
     from stockllm.evaluate import evaluate
-    from stockllm.models.baselines import DriftForecaster, MLPForecaster, NaiveForecaster
+    from stockllm.models.baselines import DriftForecaster, NaiveForecaster
+    from stockllm.models.mlp import MLPForecaster
 
     models = {"naive": NaiveForecaster, "drift": DriftForecaster,
               "mlp": lambda: MLPForecaster(DataConfig(), MLPConfig())}

@@ -30,6 +30,25 @@ def make_ohlcv(n: int = 300, seed: int = 0, drift: float = 0.0003, vol: float = 
     return frame
 
 
+def run_cli(capsys, argv) -> tuple[int, str, str]:
+    """Run the CLI in-process: (exit status, stdout, stderr); never a traceback or a catch-all line."""
+    from stockllm.cli import main
+
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "unexpected" not in err
+    return rc, out, err
+
+
+def cli_error_line(capsys, argv) -> str:
+    """Run the CLI, require a non-zero exit and exactly one error line; return it."""
+    rc, out, err = run_cli(capsys, argv)
+    assert rc != 0
+    lines = [line for line in err.splitlines() if line.startswith("stockllm: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     """Write a frame as the seed's CSV (Date,Open,High,Low,Close,Volume)."""
     frame.rename_axis("Date").to_csv(path, date_format="%Y-%m-%d")

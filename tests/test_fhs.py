@@ -12,7 +12,8 @@ from stockllm.config import DataConfig, MLPConfig
 from stockllm.errors import StockLLMError
 from stockllm.features import date_split
 from stockllm.models import load_forecaster
-from stockllm.models.baselines import MLPForecaster, NaiveForecaster
+from stockllm.models.baselines import NaiveForecaster
+from stockllm.models.mlp import MLPForecaster
 from stockllm.models.fhs import FHSForecaster, fhs_quantiles, weighted_quantiles
 from stockllm.models.lstm import LSTMForecaster
 

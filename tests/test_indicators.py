@@ -15,7 +15,7 @@ from stockllm.errors import StockLLMError
 from stockllm.features import window_inputs
 from stockllm.indicators import INDICATORS, indicator_integers, indicator_values, parse_features, warmup_rows
 from stockllm.models import load_forecaster
-from stockllm.models.baselines import MLPForecaster
+from stockllm.models.mlp import MLPForecaster
 
 ALL = tuple(INDICATORS)
 

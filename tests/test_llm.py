@@ -289,3 +289,91 @@ def test_checkpoint_cannot_switch_on_remote_code_or_pin_a_device(trained, tmp_pa
 def test_plan_chunks_refuses_days_without_a_full_window():
     with pytest.raises(ValueError, match="window"):
         plan_chunks(np.array([5]), chunk_days=128, window=30)
+
+
+def _base_weights(model: LoRAForecaster) -> dict[str, torch.Tensor]:
+    """The backbone's base weights (LoRA's own matrices left out), by the base model's parameter names."""
+    return {n.replace("base_model.model.", "").replace(".base_layer", ""): p.detach().clone()
+            for n, p in model.model.backbone.named_parameters() if "lora_" not in n}
+
+
+def test_random_init_keeps_the_architecture_and_draws_other_weights(tiny_model_dir, tmp_path):
+    def built(**kw):
+        model = LoRAForecaster(DATA, config(tiny_model_dir, **kw))
+        model._build(trainable=True)
+        return model
+
+    # Seed 1: the fixture's own random weights were drawn with seed 0, as random_init with seed 0 would draw them.
+    pretrained, rand, again, other = built(seed=1), built(seed=1, random_init=True), built(seed=1, random_init=True), \
+        built(seed=2, random_init=True)
+    a, b = _base_weights(pretrained), _base_weights(rand)
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}  # same architecture
+    assert sum(v.numel() for v in a.values()) == sum(v.numel() for v in b.values())
+    assert rand.num_trainable_parameters() == pretrained.num_trainable_parameters()
+    assert all(not torch.equal(a[k], b[k]) for k in a if "weight" in k and "norm" not in k)
+    assert all(torch.equal(v, _base_weights(again)[k]) for k, v in b.items())  # the seed decides the weights
+    assert not torch.equal(b["layers.0.mlp.up_proj.weight"], _base_weights(other)["layers.0.mlp.up_proj.weight"])
+    assert "random weights" in rand.trainable_parameters_detail()
+    # Trained and saved, it reloads exactly: the random base is drawn again from the saved seed.
+    frame = periodic()
+    model = LoRAForecaster(DATA, config(tiny_model_dir, seed=1, random_init=True, max_steps=2)).fit([frame], False)
+    model.save(tmp_path / "ck")
+    saved = json.loads((tmp_path / "ck" / "stockllm.json").read_text())["config"]
+    assert saved["random_init"] is True and saved["freeze_base"] is False
+    origins = np.arange(19, 120)
+    assert np.array_equal(load_forecaster(tmp_path / "ck").predict_returns(frame, origins),
+                          model.predict_returns(frame, origins))
+
+
+def test_freeze_base_trains_only_the_head(tiny_model_dir, tmp_path):
+    base = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    frame = periodic()
+    model = LoRAForecaster(DATA, config(tiny_model_dir, freeze_base=True, max_steps=3, val_size=0.0))
+    model.fit([frame], progress=False)
+    head = model.model.head
+    head_count = sum(p.numel() for p in head.parameters())
+    assert sum(p.numel() for p in model.model.parameters() if p.requires_grad) == head_count
+    assert model.num_trainable_parameters() == head_count
+    assert not any(p.requires_grad for p in model.model.backbone.parameters())
+    assert "head only" in model.trainable_parameters_detail()
+    assert head.linear.weight.abs().sum() > 0  # the head learned
+    for name, value in model.model.backbone.named_parameters():
+        if "lora_B" in name:
+            assert not value.abs().sum() > 0, f"{name} moved: LoRA must stay at B = 0"
+        elif "lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(value.detach().cpu(), base[key]), f"base weight {key} changed"
+    model.save(tmp_path / "ck")
+    assert json.loads((tmp_path / "ck" / "stockllm.json").read_text())["config"]["freeze_base"] is True
+    loaded = load_forecaster(tmp_path / "ck")
+    origins = np.arange(19, 120)
+    assert np.array_equal(loaded.predict_returns(frame, origins), model.predict_returns(frame, origins))
+    assert loaded.num_trainable_parameters() == head_count
+
+
+@pytest.mark.parametrize("flag", ["--random_init", "--freeze_base"])
+def test_ablation_flags_are_refused_without_the_llm(flag, tmp_path, capsys):
+    csv = write_csv(periodic(120), tmp_path / "p.csv")
+    assert main(["train", "--model", "mlp", "--data", str(csv), flag, "--save_dir", str(tmp_path / "ck")]) == 1
+    err = capsys.readouterr().err
+    assert f"{flag} applies to the LLM (lora) only" in err and err.count("\n") == 1
+
+
+def test_fit_says_why_training_stopped(tiny_model_dir, capsys, tmp_path):
+    frame = periodic()
+    capped = LoRAForecaster(DATA, config(tiny_model_dir, max_steps=2)).fit([frame], progress=False)
+    assert capped.fit_info["stop_reason"] == "max_steps" and "--max_steps" in capped.fit_info["stopped_because"]
+    # A learning rate far too high: validation gets worse at once, and patience 1 ends the run.
+    bad = LoRAForecaster(DATA, config(tiny_model_dir, learning_rate=3.0, eval_every=1, patience=1, max_steps=50))
+    bad.fit([frame], progress=False)
+    assert bad.fit_info["stop_reason"] == "patience" and bad.fit_info["steps"] < 50
+    assert not any("max_steps" in n for n in bad.fit_info["notes"])  # it was not the step budget that ended it
+    done = LoRAForecaster(DATA, config(tiny_model_dir, epochs=1, max_train_windows=60)).fit([frame], progress=False)
+    assert done.fit_info["stop_reason"] == "epochs"
+    timed = LoRAForecaster(DATA, config(tiny_model_dir, max_train_seconds=1e-3)).fit([frame], progress=False)
+    assert timed.fit_info["stop_reason"] == "max_train_seconds" and timed.fit_info["steps"] == 1
+    csv = write_csv(frame, tmp_path / "p.csv")
+    assert main(["train", "--model", "lora", "--data", str(csv), "--model_path", str(tiny_model_dir), "--window_size",
+                 "20", "--chunk_days", "40", "--max_steps", "1", "--quiet", "--save_dir", str(tmp_path / "ck")]) == 0
+    assert "training stopped at step 1: the --max_steps budget was reached [max_steps]" in capsys.readouterr().out
+    assert json.loads((tmp_path / "ck" / "stockllm.json").read_text())["fit"]["stop_reason"] == "max_steps"

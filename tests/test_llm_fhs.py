@@ -52,3 +52,14 @@ def test_gaussian_base_llm_starts_at_naive(tiny_model_dir):
     origins = np.arange(40, 60)
     np.testing.assert_allclose(model.predict_quantiles(frame, origins),
                                NaiveForecaster(DATA).predict_quantiles(frame, origins), rtol=1e-5)
+
+
+def test_llm_base_uses_every_training_origin_even_with_max_train_windows(tiny_model_dir):
+    """--max_train_windows bounds what the LLM reads, not the FHS start, which is FHS of the whole training part."""
+    frame = make_ohlcv(300, seed=7)
+    bounded = LoRAForecaster(DATA, _config(tiny_model_dir, max_train_windows=40))
+    bounded._build(trainable=True)
+    bounded._training_samples([frame])
+    train, _ = date_split([frame], DATA.window_size, DATA.horizon, 0.2)[0]
+    ref = FHSForecaster(DATA).fit([frame.iloc[: train[-1] + DATA.horizon + 1]])
+    np.testing.assert_allclose(bounded._start_z, ref.z)

@@ -424,3 +424,27 @@ def test_compile_trains_the_same_parameters_and_saves_a_loadable_checkpoint(tiny
     assert np.isfinite(q).all() and loaded.fit_info["steps"] == 2
     head = dict(loaded.model.head.named_parameters())
     assert any(float(p.abs().sum()) > 0 for p in head.values())  # the zero-initialised head moved: it trained
+
+
+def test_a_run_stopped_by_its_budget_goes_on_with_a_larger_one(flags, tmp_path, capsys):
+    """--max_steps 2 ends the run on its budget; --resume with --max_steps 4 trains steps 3 and 4 and says why it
+    stopped each time (stockllm.json's fit record and the output)."""
+    ck = tmp_path / "ck"
+    flags = [*flags, "--patience", "50"]  # the budget, not early stopping, ends these runs
+    assert main([*flags, "--max_steps", "2", "--save_every", "1", "--save_dir", str(ck)]) == 0
+    fit = json.loads((ck / "stockllm.json").read_text())["fit"]
+    assert fit["steps"] == 2 and fit["stop_reason"] == "max_steps"
+    import shutil
+    shutil.copytree(ck / "state" / "step-00000002", tmp_path / "kept" / "step-00000002")  # kept: 2 states only
+    capsys.readouterr()
+    assert main([*flags, "--max_steps", "4", "--save_every", "1", "--save_dir", str(ck), "--resume"]) == 0
+    fit = json.loads((ck / "stockllm.json").read_text())["fit"]
+    assert fit["steps"] == 4 and fit["stop_reason"] == "max_steps" and fit["train_tokens_seen"] > 0
+    # Step 3 trains at the new schedule's rate, not at the old cosine's final 0: its weights moved.
+    step2 = load_file(str(tmp_path / "kept" / "step-00000002" / "model.safetensors"))
+    step3 = load_file(str(ck / "state" / "step-00000003" / "model.safetensors"))
+    assert any(not torch.equal(step2[k], step3[k]) for k in step2)
+    assert "training stopped at step 4: the --max_steps budget was reached" in capsys.readouterr().out
+    # The same budget again: nothing is left to do, and the run stays as it was.
+    assert main([*flags, "--max_steps", "4", "--save_every", "1", "--save_dir", str(ck), "--resume"]) == 0
+    assert json.loads((ck / "stockllm.json").read_text())["fit"]["steps"] == 4

@@ -10,24 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_ohlcv, write_csv
-from stockllm.cli import main
+from conftest import cli_error_line, make_ohlcv, run_cli, write_csv
 from stockllm.errors import StockLLMError
 
 
-def run(capsys, argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err and "unexpected" not in err
-    return rc, out, err
-
-
-def error_line(capsys, argv) -> str:
-    rc, out, err = run(capsys, argv)
-    assert rc != 0
-    lines = [line for line in err.splitlines() if line.startswith("stockllm: error:")]
-    assert len(lines) == 1, err
-    return lines[0]
+run = run_cli
+error_line = cli_error_line
 
 
 @pytest.fixture(scope="module")

@@ -18,26 +18,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import make_ohlcv, write_csv
+from conftest import cli_error_line, make_ohlcv, run_cli, write_csv
 from stockllm import outputs
 from stockllm.cli import main
 from stockllm.errors import StockLLMError
 
 
-def run(capsys, argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return rc, out, err
-
-
-def error_line(capsys, argv) -> str:
-    """Run the CLI, require a non-zero exit and exactly one error line; return it."""
-    rc, out, err = run(capsys, argv)
-    assert rc != 0
-    lines = [line for line in err.splitlines() if line.startswith("stockllm: error:")]
-    assert len(lines) == 1, err
-    return lines[0]
+run = run_cli
+error_line = cli_error_line
 
 
 def leftovers(folder: Path) -> list[str]:

@@ -197,6 +197,12 @@ def _training_flags(parser: argparse.ArgumentParser) -> None:
     lg.add_argument("--compile", action="store_true", default=None,
                     help="torch.compile the model for training: ≈ 1.3–1.4× faster steps on CPU after a one-off "
                          "compile of minutes; for long runs (off)")
+    lg.add_argument("--random_init", action="store_true", default=None,
+                    help="ablation: the base model's architecture with random weights (from --seed) instead of its "
+                         "pretrained ones: what does pretraining add?")
+    lg.add_argument("--freeze_base", action="store_true", default=None,
+                    help="ablation: a linear probe, no LoRA training; only the head learns from the frozen base's "
+                         "hidden states: what does LoRA add?")
     lg.add_argument("--trust_remote_code", action="store_true", default=None,
                     help="allow a base model's own Python code to run (off by default)")
     lg.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -272,7 +278,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _data_flags(p, required=False)
     _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
-    p.add_argument("--models", help=f"comma-separated, from {','.join(MODEL_NAMES)} (default {DEFAULT_MODELS}; "
+    p.add_argument("--models", metavar="LIST", help=f"comma-separated, from {','.join(MODEL_NAMES)} (default {DEFAULT_MODELS}; "
                    "with --checkpoint, naive; naive is always scored)")
     p.add_argument("--test_size", type=float, help="share of the union of the series' dates held out at the end; "
                    "its first date is the cutoff for all series (default 0.2)")
@@ -453,6 +459,8 @@ def cmd_train(args, say) -> None:
         start = {"fhs": "FHS start", "gaussian": "naive start"}.get(info.get("start"), "untrained")
         say(f"best {where}: val_loss {info['best_val_loss']:.4f} ({start} {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
+    if info.get("stop_reason"):
+        say(f"training stopped at step {info['steps']}: {info['stopped_because']} [{info['stop_reason']}]")
     if "weights" in info:
         say(f"ensemble weights (fitted on the validation dates from {info['validation_start']}): "
             f"{model.describe() or 'none'}")
@@ -463,7 +471,8 @@ def cmd_train(args, say) -> None:
 
 
 # Settings a warm start (--resume DIR) keeps from the checkpoint: they shape the weights it loads.
-WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "head_base")
+WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "head_base",
+               "random_init")
 
 
 def _recorded(where: str, section: str, given: dict, keys: tuple, recorded: dict | None = None) -> dict:
@@ -497,8 +506,10 @@ def _warm_start_config(args, config: LoRAConfig) -> LoRAConfig:
     from .checkpoint import read_meta
     from .config import old_head_base
 
-    frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN,
-                       old_head_base(read_meta(args.resume).get("config", {})))
+    recorded = old_head_base(read_meta(args.resume).get("config", {}))
+    frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN, recorded)
+    if frozen.get("random_init"):  # the random base is drawn from the seed: another seed, another base
+        frozen.update(_recorded(args.resume, "config", _given(args, LoRAConfig), ("seed",), recorded))
     return dataclasses.replace(config, **frozen)
 
 

@@ -147,6 +147,12 @@ class LoRAConfig:
     # since short runs do not earn the compile back (benchmarks/RESULTS.md §7).
     compile: bool = False
     head_base: str = "fhs"  # as MLPConfig.head_base: the untrained head is FHS ("fhs") or the Gaussian walk
+    # Ablations (does the language model help?). random_init: the base model's architecture with random weights
+    # (``AutoModel.from_config``, initialised from ``seed``), so a run shows what pretraining adds. freeze_base:
+    # a linear probe, only the head trains on the frozen base's hidden states (the adapter is attached with
+    # B = 0 and frozen, so the backbone computes exactly the base model), so a run shows what LoRA adds.
+    random_init: bool = False
+    freeze_base: bool = False
 
     def __post_init__(self):
         _check(self, positive=("chunk_days", "lora_rank", "lora_alpha", "epochs", "batch_size", "learning_rate",

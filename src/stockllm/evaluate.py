@@ -207,7 +207,11 @@ def evaluate(
                                         f"{model_name} on: use a smaller --test_size or a later --test_start")
                 model.fit(parts, progress=progress and k == 0 and rank == 0)
                 if k == 0:
-                    for note in model.fit_info.get("notes", []):
+                    info = model.fit_info
+                    if info.get("stop_reason"):
+                        log(f"{model_name}: training stopped at step {info.get('steps')}: "
+                            f"{info.get('stopped_because')} [{info['stop_reason']}]")
+                    for note in info.get("notes", []):
                         log(f"note: {model_name}: {note}")
                     if hasattr(model, "describe"):  # the ensemble: its row names its weights
                         protocols[model_name] += f"; weights {model.describe()}"

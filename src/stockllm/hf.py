@@ -169,19 +169,39 @@ def keep_heap_small() -> bool:
         return False
 
 
-def load_base(model_path: str, *, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False):
+def random_base(folder, *, dtype: torch.dtype, seed: int, trust_remote_code: bool = False):
+    """The base model's architecture (``config.json`` in ``folder``) with random weights: ``AutoModel.from_config``
+    and the model's own initialisation, drawn from ``seed`` (the same seed gives the same weights on a machine,
+    so a checkpoint trained on it reloads exactly without storing the base)."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):  # the caller's random stream (LoRA's init) is left as it was
+        torch.manual_seed(seed)
+        model = AutoModel.from_config(config, dtype=dtype, attn_implementation="sdpa",
+                                      trust_remote_code=trust_remote_code)
+    return model
+
+
+def load_base(model_path: str, *, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False,
+              random_init: bool = False, seed: int = 0):
     """Load (backbone without LM head, tokenizer, local folder) for a base model reference.
 
     The backbone is ``AutoModel`` (vocab logits are never used) with SDPA attention, frozen, in ``dtype``. On a
-    CPU it also keeps freed activations from piling up in the heap (``keep_heap_small``).
+    CPU it also keeps freed activations from piling up in the heap (``keep_heap_small``). ``random_init``: the
+    same architecture and tokenizer with random weights from ``seed`` (``random_base``), for the ablation.
     """
     from transformers import AutoModel, AutoTokenizer
 
     folder = resolve_model_path(model_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa",
-                                          trust_remote_code=trust_remote_code)
+        if random_init:
+            model = random_base(folder, dtype=dtype, seed=seed, trust_remote_code=trust_remote_code)
+        else:
+            model = AutoModel.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa",
+                                              trust_remote_code=trust_remote_code)
     except ValueError as exc:
         if "trust_remote_code" in str(exc):
             raise StockLLMError(f"{model_path} ships its own Python code: read it, then pass --trust_remote_code "

@@ -197,9 +197,9 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         model, optimizer, loader = accelerator.prepare(module, optimizer, loader)
     steps_per_epoch = max(math.ceil(len(loader) / cfg.grad_accum), 1)
     total, notes = steps_per_epoch * cfg.epochs, []
-    if cfg.max_steps and cfg.max_steps < total:
+    capped = bool(cfg.max_steps and cfg.max_steps < total)  # --max_steps ends the run before the epochs do
+    if capped:
         total = cfg.max_steps
-        notes.append(f"stopped after --max_steps {cfg.max_steps} ({cfg.max_steps / steps_per_epoch:.2f} epochs)")
     # accelerate steps a prepared scheduler once per process per optimizer step, so its horizon is scaled.
     nproc = accelerator.num_processes
     warmup = round(cfg.warmup_ratio * total) * nproc
@@ -241,7 +241,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         return loss
 
     loop = {"step": 0, "epoch": 0, "batch": 0, "best_val_loss": None, "best_step": 0, "bad": 0, "history": [],
-            "train_seconds": 0.0, "tokens": 0, "targets": 0, "notes": notes, "running": 0.0, "n_batches": 0}
+            "train_seconds": 0.0, "tokens": 0, "targets": 0, "notes": notes, "running": 0.0, "n_batches": 0,
+            "stop_reason": None}
     if resume:
         state = latest_state(save_dir)
         saved = read_loop_state(state)
@@ -256,11 +257,23 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         loop.update(saved["loop"])
         loop["notes"] = sorted(set(loop["notes"]) | set(notes))
         say(f"resumed from {state}: step {loop['step']} of {total}, epoch {loop['epoch'] + 1}")
+        # A run that ended on a budget (steps, seconds, epochs) goes on when this run's budget is larger; one that
+        # early stopping ended stays ended (its validation said stop).
+        if loop.get("stopped") and loop.get("stop_reason") in ("max_steps", "max_train_seconds", "epochs") and \
+                loop["step"] < total and loop["epoch"] < cfg.epochs and \
+                not (cfg.max_train_seconds and loop["train_seconds"] >= cfg.max_train_seconds):
+            say(f"the saved run had stopped ({stop_words(loop['stop_reason'])}); this run's budget allows more, "
+                "so training goes on")
+            loop["stopped"], loop["stop_reason"] = False, None
+            # The optimizer's saved learning rate is the old schedule's last (0 at the end of a cosine): take the
+            # new schedule's value at this step, or the extra steps would train at a rate of 0.
+            for group, base_lr, rate in zip(optimizer.param_groups, schedule.base_lrs, schedule.lr_lambdas):
+                group["lr"] = base_lr * rate(schedule.last_epoch)
     else:
         if save_dir is not None and main and state_dirs(save_dir):
             say(f"note: starting afresh; the training state in {save_dir / STATE_DIR} from an earlier run is "
                 "replaced at the first save (pass --resume to continue it instead)")
-        loop["best_val_loss"] = validate()
+        loop["best_val_loss"] = _agreed_value(None if alone else accelerator, validate())
         best = trainable()
         say(f"step 0: val_loss {loop['best_val_loss']:.4f} (untrained {task.naive_val:.4f})")
     has_val = math.isfinite(task.naive_val)
@@ -271,7 +284,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                 "best_val_loss": loop["best_val_loss"], "naive_val_loss": task.naive_val,
                 "train_seconds": loop["train_seconds"], "train_tokens_seen": loop["tokens"],
                 "train_targets_seen": loop["targets"], "history": loop["history"], "notes": sorted(set(loop["notes"])),
-                "eval_every": eval_every, "lr_scheduler": cfg.lr_scheduler}
+                "eval_every": eval_every, "lr_scheduler": cfg.lr_scheduler,
+                "stop_reason": loop.get("stop_reason"), "stopped_because": stop_words(loop.get("stop_reason"))}
         if resume:
             info["resumed_state"] = True
         return info
@@ -320,7 +334,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
     def evaluate_now(train_loss: float) -> bool:
         """Validate, keep the best state; True when early stopping says stop."""
         nonlocal best
-        val = validate()
+        val = _agreed_value(None if alone else accelerator, validate())
         # At an epoch's end the counter has already moved on (batch back at 0): the step belongs to that epoch.
         epoch = loop["epoch"] + (1 if loop["batch"] else 0)
         loop["history"].append({"epoch": epoch, "step": loop["step"], "train_loss": train_loss,
@@ -383,7 +397,14 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                 last = loop["step"] >= total or over
                 if last or loop["step"] % eval_every == 0 or end_of_epoch:
                     t_eval = time.perf_counter()
-                    stop = evaluate_now(loop["running"] / loop["n_batches"]) or last
+                    patience_ended = evaluate_now(loop["running"] / loop["n_batches"])
+                    stop = patience_ended or last
+                    if stop:
+                        loop["stop_reason"] = ("patience" if patience_ended else "max_train_seconds" if over
+                                               else "max_steps" if capped else "epochs")
+                        if loop["stop_reason"] == "max_steps":
+                            loop["notes"].append(f"stopped after --max_steps {cfg.max_steps} "
+                                                 f"({cfg.max_steps / steps_per_epoch:.2f} epochs)")
                     loop["running"], loop["n_batches"] = 0.0, 0
                     t0 += time.perf_counter() - t_eval  # the budget and throughput count training only
                 if stop:
@@ -400,6 +421,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
             else:
                 # The loader ran out without a sync step (cannot happen with accelerate's end-of-loader sync).
                 loop["epoch"], loop["batch"] = loop["epoch"] + 1, 0
+    if loop["stop_reason"] is None:  # the epochs ran out (or a resumed run had nothing left to do)
+        loop["stop_reason"] = "epochs"
     bar.close()
     module.load_state_dict(best, strict=False)
     if accelerator.device.type != "cpu":
@@ -407,8 +430,33 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         # and again under evaluate --refit_every) need not pay: the accelerator's references die with it here.
         accelerator.free_memory()
     if loop["best_step"] == 0 and has_val:
-        say("note: no step beat the untrained model on validation, so the checkpoint predicts like naive")
+        say("note: no step beat the untrained model on validation, so the checkpoint predicts as its head's base "
+            "(FHS, or the naive walk with --head_base gaussian)")
     return fit_info()
+
+
+STOP_REASONS = {
+    "patience": "early stopping: no validation gain for --patience evaluations in a row",
+    "max_steps": "the --max_steps budget was reached",
+    "max_train_seconds": "the --max_train_seconds budget was reached",
+    "epochs": "every --epochs pass was done",
+}
+
+
+def stop_words(reason: str | None) -> str:
+    """Why training stopped, in words, for a ``stop_reason`` of the fit record (patience, max_steps,
+    max_train_seconds, epochs)."""
+    return STOP_REASONS.get(reason, "unknown") if reason else "unknown"
+
+
+def _agreed_value(accelerator, value: float) -> float:
+    """One validation loss for all ranks (their mean): every rank then takes the same best-state and early-stopping
+    decision, where each rank's own float could differ in the last bits and leave one rank waiting for the others
+    in the next all-reduce. ``accelerator`` None or one process: ``value`` itself."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="mean").item())
 
 
 def _agree(accelerator, *flags: bool) -> list[bool]:

@@ -57,7 +57,7 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("fhs", ".fhs", "FHSForecaster", "filtered historical simulation: EWMA σ × empirical standardised "
               "quantiles"),
     ModelSpec("garch", ".garch", "GARCHForecaster", "GARCH(1,1) volatility with Student-t errors (arch)"),
-    ModelSpec("mlp", ".baselines", "MLPForecaster", "the seed's MLP over scale-free windows, quantile head",
+    ModelSpec("mlp", ".mlp", "MLPForecaster", "the seed's MLP over scale-free windows, quantile head",
               config=".config:MLPConfig"),
     ModelSpec("lstm", ".lstm", "LSTMForecaster", "an LSTM over the MLP's windows, quantile head",
               config=".config:MLPConfig"),

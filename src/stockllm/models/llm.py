@@ -229,8 +229,15 @@ class LoRAForecaster(Forecaster):
     def _load_base(self, device, dtype):
         from ..hf import load_base
 
-        return load_base(self.config.model_path, device=device, dtype=dtype,
-                         trust_remote_code=self.config.trust_remote_code)
+        cfg = self.config
+        return load_base(cfg.model_path, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                         random_init=cfg.random_init, seed=cfg.seed)
+
+    def _freeze_adapter(self) -> None:
+        """``freeze_base`` (the linear probe): LoRA stays attached (B = 0: the backbone computes exactly the base
+        model, and the checkpoint keeps its layout) but nothing in the backbone trains, only the head."""
+        if self.config.freeze_base and self.model is not None:
+            self.model.backbone.requires_grad_(False)
 
     def _check_base(self, info: dict) -> None:
         want = self.base_info
@@ -243,10 +250,11 @@ class LoRAForecaster(Forecaster):
                     f"{info.get('num_hidden_layers')} layers: pass the base model it was trained on")
 
     def num_trainable_parameters(self) -> int:
-        """LoRA parameters plus the head (what training changes)."""
+        """LoRA parameters plus the head (what training changes); the head alone with ``freeze_base``."""
         if self.model is None:
             return 0
-        lora = sum(p.numel() for n, p in self.model.backbone.named_parameters() if "lora_" in n)
+        lora = 0 if self.config.freeze_base else sum(p.numel() for n, p in self.model.backbone.named_parameters()
+                                                     if "lora_" in n)
         return lora + sum(p.numel() for p in self.model.head.parameters())
 
     def trainable_parameters_detail(self) -> str:
@@ -254,7 +262,10 @@ class LoRAForecaster(Forecaster):
         if self.model is None:
             return ""
         head = sum(p.numel() for p in self.model.head.parameters())
-        return f" (LoRA {self.num_trainable_parameters() - head:,} + head {head:,})"
+        base = "random weights" if self.config.random_init else "pretrained"
+        if self.config.freeze_base:
+            return f" (head only: the {base} base is frozen, a linear probe)"
+        return f" (LoRA {self.num_trainable_parameters() - head:,} + head {head:,}; {base} base)"
 
     # --- data ----------------------------------------------------------------------------------------------
     def _series_samples(self, frame: pd.DataFrame, days: np.ndarray, y: np.ndarray | None,
@@ -272,7 +283,8 @@ class LoRAForecaster(Forecaster):
         """Chunk samples for training and validation (the last ``val_size`` of all series' dates, one date for
         all), targets divided by the causal EWMA scale σ[t]·√h. Returns (train, val, notes on bounds applied)."""
         cfg, notes, parts = self.config, [], []
-        for frame, (train, val) in zip(frames, date_split(frames, self.window_size, self.horizon, cfg.val_size)):
+        splits = date_split(frames, self.window_size, self.horizon, cfg.val_size)
+        for frame, (train, val) in zip(frames, splits):
             if cfg.max_train_windows and len(train) > cfg.max_train_windows:
                 train = train[-cfg.max_train_windows:]
                 notes.append(f"trained on the last {cfg.max_train_windows} windows of each series (--max_train_windows)")
@@ -284,7 +296,9 @@ class LoRAForecaster(Forecaster):
             raise StockLLMError("no training windows: pass a longer history or a smaller --window_size")
         if cfg.head_base == "fhs" and self._head_state is None:
             # A warm start keeps the base its head was trained on; a new head starts at FHS of the training part.
-            self._head_base = fhs_quantiles(frames, [train for _, train, _, _ in parts], self.horizon, self.quantiles)
+            # Every training origin, not only the --max_train_windows the LLM reads: the base costs nothing to
+            # compute, and FHS of a few hundred days is a worse start than FHS of the whole training part.
+            self._head_base = fhs_quantiles(frames, [train for train, _ in splits], self.horizon, self.quantiles)
             if self.model is not None:
                 self.model.head.set_base(self._head_base)
         train_samples, val_samples = [], []
@@ -330,9 +344,15 @@ class LoRAForecaster(Forecaster):
         if self.model is None:
             set_seed(cfg.seed)  # LoRA's random init: the same seed gives the same start in any process
             self._build(trainable=True)
+        self._freeze_adapter()
         self._main_process = int(os.environ.get("RANK", "0")) == 0
         say = tqdm.write if (progress and self._main_process) else (lambda *_: None)
         train_samples, val_samples, notes = self._training_samples(frames)
+        if cfg.random_init:
+            notes.append(f"--random_init: the base is {cfg.model_path}'s architecture with random weights (seed "
+                         f"{cfg.seed}), an ablation of pretraining")
+        if cfg.freeze_base:
+            notes.append("--freeze_base: only the head trained, on the frozen base's hidden states (a linear probe)")
         n_targets = sum(len(s["read_pos"]) for s in train_samples)
         n_tokens = sum(len(s["ids"]) for s in train_samples)
         tpw = self.tokens_per_window(frames[0])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .baselines import MLPForecaster
+from .mlp import MLPForecaster
 from .heads import QuantileHead
 
 

