@@ -23,7 +23,9 @@ _EXPORTS = {
     "load_ohlcv": "data", "download_ohlcv": "data", "ohlcv_from_frame": "data", "sample_path": "data",
     "Forecaster": "models", "NaiveForecaster": "models", "DriftForecaster": "models", "MLPForecaster": "models",
     "GARCHForecaster": "models", "LoRAForecaster": "models", "load_forecaster": "models",
-    "DataConfig": "config", "MLPConfig": "config", "LoRAConfig": "config",
+    "FHSForecaster": "models", "LSTMForecaster": "models", "EnsembleForecaster": "models",
+    "DataConfig": "config", "MLPConfig": "config", "LoRAConfig": "config", "EnsembleConfig": "config",
+    "CalibrationConfig": "config",
     "next_sessions": "calendars", "calendar_for": "calendars",
     "StockLLMError": "errors", "DataError": "errors",
 }
