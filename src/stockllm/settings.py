@@ -160,18 +160,14 @@ def _csv_options(args) -> dict:
     return options
 
 
-# Models that read only the closes, so a close-only file (Date,Close or ds,y) serves them.
-CLOSE_ONLY_MODELS = ("naive", "drift", "fhs", "garch", "theta", "autoets", "autoarima", "chronos")
-
-
 def _check_close_only(frames: dict, models) -> None:
     """Refuse close-only files for the models that read Open, High, Low and Volume too, naming them."""
-    from .models import MODEL_NAMES
+    from .models import REGISTRY
 
     thin = [name for name, frame in frames.items() if frame.attrs.get("close_only")]
-    need = [m for m in models if m not in CLOSE_ONLY_MODELS]
+    need = [m for m in models if not REGISTRY[m].closes_only]
     if thin and need:
-        fit = ",".join(m for m in CLOSE_ONLY_MODELS if m in MODEL_NAMES)
+        fit = ",".join(name for name, spec in REGISTRY.items() if spec.closes_only)
         raise StockLLMError(f"{thin[0]} has closes only (no Open, High, Low, Volume), which {', '.join(need)} "
                             f"need{'s' if len(need) == 1 else ''}: use models that read closes only ({fit}), or "
                             "pass a file with Date,Open,High,Low,Close,Volume")

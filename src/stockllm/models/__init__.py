@@ -31,6 +31,7 @@ class ModelSpec:
     summary: str
     config: str | None = None
     extra: str | None = None
+    closes_only: bool = False  # reads only the closes, so a Date,Close (or ds,y) file serves it
     needs_fit: bool = True
     quantiles: bool = True
     refit: bool = True
@@ -51,12 +52,13 @@ class ModelSpec:
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("naive", ".baselines", "NaiveForecaster", "driftless random walk, Gaussian with EWMA volatility",
-              needs_fit=False),
+              needs_fit=False, closes_only=True),
     ModelSpec("drift", ".baselines", "DriftForecaster", "the window's mean return extended, naive's spread",
-              needs_fit=False),
+              needs_fit=False, closes_only=True),
     ModelSpec("fhs", ".fhs", "FHSForecaster", "filtered historical simulation: EWMA σ × empirical standardised "
-              "quantiles"),
-    ModelSpec("garch", ".garch", "GARCHForecaster", "GARCH(1,1) volatility with Student-t errors (arch)"),
+              "quantiles", closes_only=True),
+    ModelSpec("garch", ".garch", "GARCHForecaster", "GARCH(1,1) volatility with Student-t errors (arch)",
+              closes_only=True),
     ModelSpec("mlp", ".mlp", "MLPForecaster", "the seed's MLP over scale-free windows, quantile head",
               config=".config:MLPConfig"),
     ModelSpec("lstm", ".lstm", "LSTMForecaster", "an LSTM over the MLP's windows, quantile head",
@@ -66,11 +68,12 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
               overrides=("model_path", "device", "trust_remote_code", "train_config")),
     ModelSpec("ensemble", ".ensemble", "EnsembleForecaster", "validation-weighted quantile average of --members",
               config=".config:EnsembleConfig", overrides=("model_path", "device", "trust_remote_code")),
-    ModelSpec("theta", ".peers", "ThetaPeer", "statsforecast's Theta", extra="peers"),
-    ModelSpec("autoets", ".peers", "AutoETSPeer", "statsforecast's AutoETS", extra="peers"),
-    ModelSpec("autoarima", ".peers", "AutoARIMAPeer", "statsforecast's AutoARIMA", extra="peers"),
+    ModelSpec("theta", ".peers", "ThetaPeer", "statsforecast's Theta", extra="peers", closes_only=True),
+    ModelSpec("autoets", ".peers", "AutoETSPeer", "statsforecast's AutoETS", extra="peers", closes_only=True),
+    ModelSpec("autoarima", ".peers", "AutoARIMAPeer", "statsforecast's AutoARIMA", extra="peers", closes_only=True),
     ModelSpec("chronos", ".peers", "ChronosPeer", "Chronos-Bolt / Chronos-2 zero-shot (chronos-forecasting)",
-              config=".models.peers:ChronosConfig", extra="chronos", needs_fit=False, overrides=("device",)),
+              config=".models.peers:ChronosConfig", extra="chronos", needs_fit=False, closes_only=True,
+              overrides=("device",)),
 )}
 MODEL_NAMES = tuple(REGISTRY)
 WINDOW_NETS = ("mlp", "lstm")  # the networks over windows that MLPConfig configures and one training contract fits

@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..config import DataConfig, EnsembleConfig, from_dict, to_dict
 from ..errors import StockLLMError
-from ..features import date_split, targets
-from ..quantiles import SCALE_FLOOR, ewma_scale
+from ..features import before, date_split, targets
+from ..quantiles import standard_scale
 from .base import Forecaster, span
 
 MEMBERS_DIR = "members"
@@ -80,7 +79,7 @@ class EnsembleForecaster(Forecaster):
         self.weights: np.ndarray | None = None
 
     @property
-    def refit_ok(self) -> bool:  # noqa: D401 - a property where the base class has a constant
+    def refit_ok(self) -> bool:
         """Whether every member may be fitted again every few test days."""
         from . import model_class
 
@@ -102,7 +101,7 @@ class EnsembleForecaster(Forecaster):
             raise StockLLMError("the ensemble needs a validation part to fit its weights: pass --val_size above 0 "
                                 "(e.g. 0.2) and a longer history")
         val_start = min(f.index[v[0]] for f, (_, v) in zip(frames, splits) if len(v))
-        early = [e for e in frames_before(frames, val_start) if len(e) >= self.data.min_rows]
+        early = [e for e in (before(f, val_start) for f in frames) if len(e) >= self.data.min_rows]
         preds, ys, rows = [], [], []
         first = {}
         for name in cfg.members:
@@ -115,7 +114,7 @@ class EnsembleForecaster(Forecaster):
         for frame, (_, val) in zip(frames, splits):
             if not len(val):
                 continue
-            scale = np.maximum(ewma_scale(frame["Close"].to_numpy(dtype=np.float64), val, self.horizon), SCALE_FLOOR)
+            scale = standard_scale(frame["Close"].to_numpy(dtype=np.float64), val, self.horizon)
             preds.append(np.stack([first[n].predict_quantiles(frame, val) for n in cfg.members]) / scale[None, :, :, None])
             ys.append(targets(frame, self.horizon, val) / scale)
             rows.append(np.full(len(val), 1.0 / len(val)))  # every series weighs the same
@@ -188,13 +187,3 @@ class EnsembleForecaster(Forecaster):
                                     "ensemble: the checkpoint is damaged; train again")
             model.members[name] = member
         return model
-
-
-def frames_before(frames: Sequence[pd.DataFrame], date: pd.Timestamp) -> list[pd.DataFrame]:
-    """The rows of each frame strictly before ``date``, attrs kept."""
-    out = []
-    for f in frames:
-        part = f.loc[f.index < date]
-        part.attrs = dict(f.attrs)
-        out.append(part)
-    return out

@@ -27,7 +27,7 @@ import pandas as pd
 from ..config import DataConfig, from_dict
 from ..errors import StockLLMError
 from ..features import origins_with_targets, targets
-from ..quantiles import SCALE_FLOOR, ewma_scale
+from ..quantiles import ewma_scale, standard_scale
 from .base import Forecaster, span
 
 MIN_SAMPLES = 20  # standardised returns per horizon below which the empirical quantiles mean nothing
@@ -35,9 +35,7 @@ MIN_SAMPLES = 20  # standardised returns per horizon below which the empirical q
 
 def standardised_returns(frame: pd.DataFrame, origins: np.ndarray, horizon: int) -> np.ndarray:
     """z[n, H] = log(C[t+h]/C[t]) ÷ max(σ_EWMA[t]·√h, floor) for each origin t (every t+h must be in the frame)."""
-    close = frame["Close"].to_numpy(dtype=np.float64)
-    scale = np.maximum(ewma_scale(close, origins, horizon), SCALE_FLOOR)
-    return targets(frame, horizon, origins) / scale
+    return targets(frame, horizon, origins) / standard_scale(frame["Close"].to_numpy(dtype=np.float64), origins, horizon)
 
 
 def weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels: Sequence[float]) -> np.ndarray:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..quantiles import SCALE_FLOOR, z_scores  # noqa: F401 - SCALE_FLOOR re-exported for the models
+from ..quantiles import z_scores
 
 
 class NonCrossing(nn.Module):

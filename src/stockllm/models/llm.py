@@ -29,10 +29,10 @@ from ..errors import StockLLMError
 from ..features import date_split, targets
 from ..hf import is_causal
 from ..progress import progress_bar
-from ..quantiles import ewma_scale, pinball, z_scores
+from ..quantiles import pinball, standard_scale, z_scores
 from .base import Forecaster, span
 from .fhs import fhs_quantiles
-from .heads import SCALE_FLOOR, QuantileHead, pinball_loss
+from .heads import QuantileHead, pinball_loss
 
 HEAD_FILE = "head.safetensors"
 ADAPTER_DIR = "adapter"
@@ -447,7 +447,7 @@ class LoRAForecaster(Forecaster):
         return np.tile(z_scores(self.quantiles), (self.horizon, 1))
 
     def _scale(self, frame, origins) -> np.ndarray:
-        return np.maximum(ewma_scale(frame["Close"].to_numpy(dtype=np.float64), origins, self.horizon), SCALE_FLOOR)
+        return standard_scale(frame["Close"].to_numpy(dtype=np.float64), origins, self.horizon)
 
     def predict_quantiles(self, frame, origins):
         """Read every origin from chunks on a fixed grid of rows (``grid_chunks``: the context of origin t depends

@@ -18,10 +18,10 @@ from ..config import DataConfig, MLPConfig, from_dict, old_head_base, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
 from ..features import date_split, n_inputs, targets, window_inputs
-from ..quantiles import ewma_scale
+from ..quantiles import standard_scale
 from .base import Forecaster, span
 from .fhs import fhs_quantiles
-from .heads import SCALE_FLOOR, QuantileHead, pinball_loss
+from .heads import QuantileHead, pinball_loss
 
 
 class SimpleStockPredictor(nn.Module):
@@ -94,7 +94,7 @@ class MLPForecaster(Forecaster):
         return self._quantile_head().quantiles.base
 
     def _scale(self, frame, origins) -> np.ndarray:
-        return np.maximum(ewma_scale(frame["Close"].to_numpy(dtype=np.float64), origins, self.horizon), SCALE_FLOOR)
+        return standard_scale(frame["Close"].to_numpy(dtype=np.float64), origins, self.horizon)
 
     def _inputs(self, x: np.ndarray) -> torch.Tensor:
         x = (torch.from_numpy(x) - self.x_mean) / self.x_std

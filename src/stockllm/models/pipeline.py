@@ -18,7 +18,7 @@ import pandas as pd
 from ..calendars import calendar_for, check_calendar, next_sessions
 from ..errors import StockLLMError
 from ..quantiles import check_quantiles, column, missing_levels, select
-from ..series import ID_COLUMNS
+from ..series import id_column
 
 
 def min_history(model) -> tuple[int, str]:
@@ -63,8 +63,10 @@ def as_frames(data, min_rows: int = 1, reason: str = "") -> dict[str, pd.DataFra
 
 
 def _id_column(names) -> str | None:
-    lowered = {str(n).lower(): n for n in names if n is not None}
-    return next((lowered[c] for c in ID_COLUMNS if c in lowered), None)
+    """The series-id column among a frame's column (or index) names, as ``series.id_column`` finds it in a CSV."""
+    names = list(names)
+    position = id_column(["" if n is None else str(n) for n in names])
+    return None if position is None else names[position]
 
 
 def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[float],
