@@ -116,7 +116,7 @@ def test_predict_df_quantile_levels():
     assert (table["q0.05"] < table["predicted_close"]).all() and (table["predicted_close"] < table["q0.95"]).all()
     with pytest.raises(StockLLMError, match="increasing order"):
         stockllm.NaiveForecaster().predict_df(a, quantiles=(0.9, 0.1))
-    mlp = stockllm.MLPForecaster(stockllm.DataConfig(window_size=10, horizon=2), stockllm.MLPConfig(epochs=1))
+    mlp = stockllm.MLPForecaster(stockllm.DataConfig(window_size=10, horizon=2), stockllm.MLPConfig.from_flags(epochs=1))
     mlp.fit([a], progress=False)
     with pytest.raises(StockLLMError, match="trained for"):
         mlp.predict_df(a, quantiles=(0.05, 0.5, 0.95))  # a trained model gives only the levels it learnt
@@ -125,7 +125,7 @@ def test_predict_df_quantile_levels():
 
 def test_load_returns_the_saved_forecaster(tmp_path):
     a = bars(1, n=300, start="2017-10-01")
-    model = stockllm.MLPForecaster(stockllm.DataConfig(window_size=10, horizon=2), stockllm.MLPConfig(epochs=2))
+    model = stockllm.MLPForecaster(stockllm.DataConfig(window_size=10, horizon=2), stockllm.MLPConfig.from_flags(epochs=2))
     model.fit([a], progress=False).save(tmp_path / "ck")
     loaded = stockllm.load(tmp_path / "ck")
     assert isinstance(loaded, stockllm.MLPForecaster)

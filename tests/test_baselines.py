@@ -78,7 +78,7 @@ def learn_frame():
 
 @pytest.fixture(scope="module")
 def trained(learn_frame):
-    model = MLPForecaster(DataConfig(), MLPConfig(epochs=5, seed=0))
+    model = MLPForecaster(DataConfig(), MLPConfig.from_flags(epochs=5, seed=0))
     return model.fit([learn_frame], progress=False)
 
 
@@ -94,7 +94,7 @@ def test_untrained_mlp_equals_naive(learn_frame):
 
 
 def test_mlp_parameter_count():
-    model = MLPForecaster(DataConfig(window_size=10, horizon=2), MLPConfig(hidden_size=8))
+    model = MLPForecaster(DataConfig(window_size=10, horizon=2), MLPConfig.from_flags(hidden_size=8))
     assert model.num_trainable_parameters() == 10 * 5 * 8 + 8 + 8 * 2 * 9 + 2 * 9  # H × Q = 2 × 9 outputs
 
 
@@ -102,7 +102,7 @@ def test_mlp_quantiles_never_cross_under_random_weights(learn_frame):
     import torch
 
     levels = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
-    model = MLPForecaster(DataConfig(quantiles=levels), MLPConfig(hidden_size=16))
+    model = MLPForecaster(DataConfig(quantiles=levels), MLPConfig.from_flags(hidden_size=16))
     origins = origins_with_targets(len(learn_frame), 30, 3)
     for seed in range(5):
         torch.manual_seed(seed)
@@ -142,7 +142,7 @@ def test_mlp_same_seed_same_predictions(ohlcv):
     origins = origins_with_targets(len(frame), 10, 3)
 
     def run(seed):
-        model = MLPForecaster(DataConfig(window_size=10), MLPConfig(epochs=2, seed=seed, patience=100))
+        model = MLPForecaster(DataConfig(window_size=10), MLPConfig.from_flags(epochs=2, seed=seed, patience=100))
         return model.fit([frame], progress=False).predict_returns(frame, origins)
 
     a, b = run(0), run(0)
@@ -174,8 +174,8 @@ def test_mlp_checkpoint_metadata(trained, learn_frame, tmp_path):
     assert meta["kind"] == "mlp"
     assert meta["data"]["window_size"] == 30
     assert meta["data"]["horizon"] == 3
-    assert meta["config"]["epochs"] == 5
-    assert meta["config"]["seed"] == 0
+    assert meta["config"]["train"]["epochs"] == 5
+    assert meta["config"]["train"]["seed"] == 0
     assert meta["config"]["hidden_size"] == 64
     assert "stockllm_version" in meta
     (span,) = meta["fit"]["series"]

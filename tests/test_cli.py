@@ -133,9 +133,9 @@ def test_seed_flag_names(files, capsys, tmp_path):
     assert meta["kind"] == "mlp"
     assert meta["data"] == {"window_size": 12, "horizon": 2, "quantiles": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
                             "features": []}
-    assert meta["config"]["epochs"] == 2
-    assert meta["config"]["batch_size"] == 16
-    assert meta["config"]["learning_rate"] == 0.005
+    assert meta["config"]["train"]["epochs"] == 2
+    assert meta["config"]["train"]["batch_size"] == 16
+    assert meta["config"]["train"]["learning_rate"] == 0.005
     assert meta["fit"]["epochs_run"] <= 2
     output = tmp_path / "out.csv"
     out = ok(capsys, ["predict", "--checkpoint", ck, "--data", files["a"], "--output", output])

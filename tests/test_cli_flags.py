@@ -52,7 +52,7 @@ def mlp_checkpoint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("flags") / "mlp"
     from stockllm.config import DataConfig, MLPConfig
 
-    MLPForecaster(DataConfig(window_size=10, horizon=2), MLPConfig(epochs=1)).fit([make_ohlcv(200)],
+    MLPForecaster(DataConfig(window_size=10, horizon=2), MLPConfig.from_flags(epochs=1)).fit([make_ohlcv(200)],
                                                                                   progress=False).save(folder)
     return folder
 

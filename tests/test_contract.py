@@ -17,7 +17,7 @@ CHEAP = ("naive", "drift", "fhs", "garch", "mlp", "lstm", "ensemble")
 def _model(name):
     data = DataConfig(window_size=20)
     if name in ("mlp", "lstm"):
-        return model_class(name)(data, MLPConfig(epochs=2, hidden_size=8))
+        return model_class(name)(data, MLPConfig.from_flags(epochs=2, hidden_size=8))
     if name == "ensemble":
         return model_class(name)(data, EnsembleConfig(members=("fhs", "garch", "naive")))
     return model_class(name)(data)
@@ -67,7 +67,8 @@ def test_contract(name, tmp_path):
 def test_saved_chronos_keeps_its_model_and_context(tmp_path):
     """A saved chronos-2 with context 64 comes back as itself, not as the default chronos-bolt-small, 512."""
     pytest.importorskip("chronos")
-    from stockllm.models.peers import ChronosConfig, ChronosPeer
+    from stockllm.config import ChronosConfig
+    from stockllm.models.peers import ChronosPeer
 
     model = ChronosPeer(DataConfig(), ChronosConfig(model_path="amazon/chronos-2", context_days=64, batch_size=8))
     model.save(tmp_path / "ck")

@@ -37,7 +37,7 @@ def test_fit_weights_finds_the_better_member_and_the_optimum():
 def test_ensemble_weights_are_valid_and_survive_save_load(tmp_path):
     frames = [make_ohlcv(600, seed=1), make_ohlcv(400, seed=2, vol=0.02)]
     model = EnsembleForecaster(DataConfig(), EnsembleConfig(members=("fhs", "garch", "naive", "mlp")),
-                               {"mlp": MLPConfig(epochs=2)}).fit(frames, progress=False)
+                               {"mlp": MLPConfig.from_flags(epochs=2)}).fit(frames, progress=False)
     w = model.weights
     assert np.all(w >= 0) and abs(w.sum() - 1) < 1e-9
     origins = np.arange(100, 140)

@@ -129,7 +129,7 @@ def test_validation_is_one_date_across_series_and_before_the_cutoff():
     fitted = []
 
     def make():
-        fitted.append(MLPForecaster(data, MLPConfig(epochs=1)))
+        fitted.append(MLPForecaster(data, MLPConfig.from_flags(epochs=1)))
         return fitted[-1]
 
     evaluate(full, {"mlp": make}, test_size=0.2, progress=False, log=quiet)
@@ -160,7 +160,7 @@ def test_evaluate_mlp_training_never_sees_test_rows():
     fitted = []
 
     def make():
-        fitted.append(MLPForecaster(DataConfig(window_size=W, horizon=H), MLPConfig(epochs=2)))
+        fitted.append(MLPForecaster(DataConfig(window_size=W, horizon=H), MLPConfig.from_flags(epochs=2)))
         return fitted[-1]
 
     evaluate({"s": frame}, {"mlp": make}, test_size=0.2, progress=False, log=quiet)
@@ -299,7 +299,7 @@ def test_forecasts_do_not_depend_on_the_origin_set():
     """Origin t's forecast is the same asked alone, inside a long backtest, or by forecast() on rows <= t."""
     frame = make_ohlcv(260, seed=21)
     data = DataConfig(window_size=W, horizon=H)
-    mlp = MLPForecaster(data, MLPConfig(epochs=3)).fit([frame.iloc[:150]], progress=False)
+    mlp = MLPForecaster(data, MLPConfig.from_flags(epochs=3)).fit([frame.iloc[:150]], progress=False)
     all_origins = np.arange(W - 1, len(frame) - H)
     for model in (NaiveForecaster(data), DriftForecaster(data), mlp):
         together = model.predict_returns(frame, all_origins)

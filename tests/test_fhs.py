@@ -96,7 +96,7 @@ def test_fhs_save_load_and_damaged_checkpoint(tmp_path):
 @pytest.mark.parametrize("cls", [MLPForecaster, LSTMForecaster])
 def test_untrained_head_equals_fhs_of_the_training_part(cls):
     frames = [make_ohlcv(500, seed=6), make_ohlcv(350, seed=7, vol=0.02)]
-    model = cls(DataConfig(), MLPConfig(epochs=1))
+    model = cls(DataConfig(), MLPConfig.from_flags(epochs=1))
     splits = date_split(frames, model.window_size, model.horizon, model.config.val_size)
     model._quantile_head().set_base(fhs_quantiles(frames, [s[0] for s in splits], model.horizon, model.quantiles))
     # FHS fitted on exactly the training origins: each frame cut after its last training target.
@@ -109,7 +109,7 @@ def test_untrained_head_equals_fhs_of_the_training_part(cls):
 @pytest.mark.parametrize("cls", [MLPForecaster, LSTMForecaster])
 def test_gaussian_head_base_is_the_naive_walk(cls):
     frames = [make_ohlcv(300, seed=8)]
-    model = cls(DataConfig(), MLPConfig(head_base="gaussian", epochs=1, patience=1))
+    model = cls(DataConfig(), MLPConfig.from_flags(head_base="gaussian", epochs=1, patience=1))
     origins = np.arange(40, 60)
     naive = NaiveForecaster().predict_quantiles(frames[0], origins)
     np.testing.assert_allclose(model.predict_quantiles(frames[0], origins), naive, rtol=1e-5)
@@ -120,7 +120,7 @@ def test_gaussian_head_base_is_the_naive_walk(cls):
 def test_fit_starts_at_fhs_and_the_start_is_the_first_candidate(tmp_path):
     """On a random walk nothing beats the start: the fitted MLP is FHS of its training part, saved and reloaded."""
     frames = [make_ohlcv(400, seed=9)]
-    model = MLPForecaster(DataConfig(), MLPConfig(epochs=2, patience=1)).fit(frames, progress=False)
+    model = MLPForecaster(DataConfig(), MLPConfig.from_flags(epochs=2, patience=1)).fit(frames, progress=False)
     assert model.fit_info["start"] == "fhs"
     splits = date_split(frames, 30, 3, 0.2)
     np.testing.assert_allclose(model.head_base_z, fhs_quantiles(frames, [splits[0][0]], 3, model.quantiles))
@@ -137,7 +137,7 @@ def test_checkpoint_from_before_head_base_still_loads_as_gaussian(tmp_path):
     from safetensors.torch import load_file, save_file
 
     frames = [make_ohlcv(300, seed=10)]
-    model = MLPForecaster(DataConfig(), MLPConfig(head_base="gaussian", epochs=2))
+    model = MLPForecaster(DataConfig(), MLPConfig.from_flags(head_base="gaussian", epochs=2))
     model.fit(frames, progress=False)
     model.save(tmp_path / "ck")
     meta_path = tmp_path / "ck" / "stockllm.json"
@@ -155,4 +155,4 @@ def test_checkpoint_from_before_head_base_still_loads_as_gaussian(tmp_path):
 
 def test_head_base_flag_is_checked():
     with pytest.raises(StockLLMError, match="head_base"):
-        MLPConfig(head_base="student")
+        MLPConfig.from_flags(head_base="student")

@@ -112,7 +112,7 @@ def test_series_tokens_carry_the_indicators(tiny_model_dir):
 @pytest.fixture(scope="module")
 def mlp_pair():
     frame = make_ohlcv(400, seed=11)
-    cfg = MLPConfig(epochs=3, seed=0)
+    cfg = MLPConfig.from_flags(epochs=3, seed=0)
     rich = MLPForecaster(DataConfig(window_size=20, horizon=2, features=("sma_ratio", "rsi", "macd", "bbp", "atr")),
                          cfg).fit([frame], progress=False)
     return rich, frame
@@ -151,7 +151,7 @@ def test_mlp_with_features_save_load_reproduces_predictions(mlp_pair, tmp_path):
 
 def test_old_checkpoint_without_features_still_loads(tmp_path):
     frame = make_ohlcv(200, seed=12)
-    model = MLPForecaster(DataConfig(window_size=10, horizon=2), MLPConfig(epochs=1)).fit([frame], progress=False)
+    model = MLPForecaster(DataConfig(window_size=10, horizon=2), MLPConfig.from_flags(epochs=1)).fit([frame], progress=False)
     model.save(tmp_path / "ck")
     path = tmp_path / "ck" / "stockllm.json"
     meta = json.loads(path.read_text())
@@ -193,7 +193,7 @@ def test_lora_with_features_saves_its_codec_and_reloads_exactly(tiny_model_dir, 
     from stockllm.models.llm import LoRAForecaster
 
     frame = make_ohlcv(200, seed=15)
-    cfg = LoRAConfig(model_path=str(tiny_model_dir), chunk_days=48, max_steps=2, batch_size=2, max_val_windows=16,
+    cfg = LoRAConfig.from_flags(model_path=str(tiny_model_dir), chunk_days=48, max_steps=2, batch_size=2, max_val_windows=16,
                      lora_dropout=0.0)
     model = LoRAForecaster(DataConfig(window_size=20, horizon=2, features=("rsi", "bbp")), cfg)
     assert model.codec.features == ("rsi", "bbp")

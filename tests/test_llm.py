@@ -30,7 +30,7 @@ def periodic(n=360, seed=0):
 def config(tiny_model_dir, **kw):
     base = dict(model_path=str(tiny_model_dir), chunk_days=48, epochs=8, batch_size=4, learning_rate=5e-3,
                 max_val_windows=48, lora_dropout=0.0)
-    return LoRAConfig(**{**base, **kw})
+    return LoRAConfig.from_flags(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_grid_chunks_give_each_day_a_context_that_depends_on_it_alone():
 def test_origin_alone_equals_origin_in_a_long_backtest(trained):
     """batch_size 4 and chunks of different lengths: padding is in play in the backtest, not when alone."""
     model, frame = trained
-    assert model.config.batch_size > 1
+    assert model.config.train.batch_size > 1
     origins = np.arange(19, len(frame) - 3)
     together = model.predict_returns(frame, origins)
     for t in (19, 66, 67, 100, 213, len(frame) - 4):
@@ -265,7 +265,7 @@ def test_real_smollm2_weights_train_and_reload(tmp_path, nasdaq_path):
     from stockllm.data import load_ohlcv
 
     frame = load_ohlcv(nasdaq_path).iloc[-700:]
-    cfg = LoRAConfig(model_path=SMOLLM2, chunk_days=64, max_steps=3, max_val_windows=16, learning_rate=1e-3)
+    cfg = LoRAConfig.from_flags(model_path=SMOLLM2, chunk_days=64, max_steps=3, max_val_windows=16, learning_rate=1e-3)
     model = LoRAForecaster(DataConfig(), cfg).fit([frame], progress=False)
     assert model.fit_info["steps"] == 3 and model.base_info["model_type"] == "llama"
     model.save(tmp_path / "ck")

@@ -15,7 +15,7 @@ DATA = DataConfig(window_size=20, horizon=3)
 
 
 def _config(tiny_model_dir, **kw):
-    return LoRAConfig(**{**dict(model_path=str(tiny_model_dir), chunk_days=48, epochs=1, batch_size=4,
+    return LoRAConfig.from_flags(**{**dict(model_path=str(tiny_model_dir), chunk_days=48, epochs=1, batch_size=4,
                                 learning_rate=1e-3, max_val_windows=48, max_steps=1), **kw})
 
 

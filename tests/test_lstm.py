@@ -27,7 +27,7 @@ def test_untrained_lstm_is_the_naive_walk():
 
 def test_lstm_learns_early_stops_and_reloads_exactly(tmp_path):
     frame = periodic()
-    lstm = model_class("lstm")(DATA, MLPConfig(epochs=30, patience=5, learning_rate=3e-3))
+    lstm = model_class("lstm")(DATA, MLPConfig.from_flags(epochs=30, patience=5, learning_rate=3e-3))
     lstm.fit([frame.iloc[:320]], progress=False)
     info = lstm.fit_info
     assert info["best_val_loss"] < 0.8 * info["naive_val_loss"], info["history"]

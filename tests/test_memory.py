@@ -20,7 +20,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 def forecaster(tiny_model_dir, **kw):
     cfg = dict(model_path=str(tiny_model_dir), chunk_days=48, epochs=1, max_steps=1, max_val_windows=8)
-    return LoRAForecaster(DataConfig(window_size=20, horizon=3), LoRAConfig(**{**cfg, **kw}))
+    return LoRAForecaster(DataConfig(window_size=20, horizon=3), LoRAConfig.from_flags(**{**cfg, **kw}))
 
 
 def saved_bytes(model, batch) -> int:

@@ -116,7 +116,7 @@ def test_chronos_zero_shot_through_the_cli(tiny_chronos, frame, tmp_path, capsys
     assert (table.loc[table["model"] == "chronos", "protocol"] == "no fit").all()
     assert np.isfinite(table.loc[table["model"] == "chronos", "wql_vs_naive"]).all()
     # Its context is a fixed number of days ending at t: alone equals inside the backtest.
-    from stockllm.models.peers import ChronosConfig
+    from stockllm.config import ChronosConfig
 
     model = model_class("chronos")(DATA, ChronosConfig(model_path=str(tiny_chronos), context_days=48, batch_size=16))
     origins = np.arange(300, 397)

@@ -41,7 +41,7 @@ def test_real_qwen25_weights_train_one_step_and_reload_exactly(tmp_path, nasdaq_
     from stockllm.data import load_ohlcv
 
     frame = load_ohlcv(nasdaq_path).iloc[-400:]
-    cfg = LoRAConfig(model_path=str(path), chunk_days=64, max_steps=1, max_train_windows=40, max_val_windows=8,
+    cfg = LoRAConfig.from_flags(model_path=str(path), chunk_days=64, max_steps=1, max_train_windows=40, max_val_windows=8,
                      learning_rate=1e-3, save_every=0)
     model = LoRAForecaster(DataConfig(), cfg).fit([frame], progress=False)
     info = model.fit_info

@@ -32,7 +32,8 @@ def periodic(n=200, seed=0):
 @pytest.fixture
 def flags(tiny_model_dir, tmp_path):
     csv = write_csv(periodic(), tmp_path / "p.csv")
-    # Dropout on, so the RNG state matters; batch 1 and 40-day chunks give 8 steps per epoch.
+    # Dropout on, so the RNG state matters; batch 1 and 40-day chunks give 7 steps per epoch; a state at every
+    # second validation.
     return ["train", "--model", "lora", "--data", str(csv), "--model_path", str(tiny_model_dir), "--window_size", "20",
             "--chunk_days", "40", "--batch_size", "1", "--epochs", "2", "--max_steps", "10", "--save_every", "2",
             "--eval_every", "3", "--lora_dropout", "0.1", "--learning_rate", "3e-3", "--quiet"]
@@ -84,7 +85,8 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_history(flags, tmp_path):
     for key in wa:
         torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-6, msg=key)
     ha, hb = history(a), history(b)
-    assert [h["step"] for h in ha] == [h["step"] for h in hb] == [3, 6, 7, 9, 10]  # every 3 steps, at the epoch's end (7) and the last
+    # Every 3 steps into each epoch (3, 6; 10 is the second epoch's third), at the epoch's end (7) and the last.
+    assert [h["step"] for h in ha] == [h["step"] for h in hb] == [3, 6, 7, 10]
     np.testing.assert_allclose([h["val_loss"] for h in hb], [h["val_loss"] for h in ha], rtol=1e-4)
     np.testing.assert_allclose([h["train_loss"] for h in hb], [h["train_loss"] for h in ha], rtol=1e-4)
     assert len(state_dirs(b)) == 2  # only the newest states are kept
@@ -93,7 +95,9 @@ def test_sigkilled_run_resumes_to_the_same_weights_and_history(flags, tmp_path):
 @pytest.mark.integration
 def test_sigterm_saves_state_and_prints_the_resume_command(flags, tmp_path):
     ck = tmp_path / "ck"
-    proc = start([*flags, "--max_steps", "400", "--epochs", "50", "--save_dir", str(ck)])
+    # A state at every validation, and no early stop: the run is still training when the signal comes.
+    proc = start([*flags, "--max_steps", "400", "--epochs", "50", "--save_every", "1", "--patience", "1000",
+                  "--save_dir", str(ck)])
     wait_for_state(proc, ck)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -231,7 +235,7 @@ def test_non_causal_base_is_refused_in_chunks_mode(tiny_model_dir, tmp_path):
         (bert / f.name).write_bytes(f.read_bytes())
     data = DataConfig(window_size=20, horizon=3)
     with pytest.raises(StockLLMError, match="not a causal decoder.*--train_mode windows"):
-        LoRAForecaster(data, LoRAConfig(model_path=str(bert), chunk_days=40, max_steps=1)).fit([periodic()], False)
+        LoRAForecaster(data, LoRAConfig.from_flags(model_path=str(bert), chunk_days=40, max_steps=1)).fit([periodic()], False)
 
 
 @pytest.fixture

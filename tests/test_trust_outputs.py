@@ -266,7 +266,8 @@ def test_huge_weights_give_no_file_instead_of_inf(ws, capsys, tmp_path):
 @pytest.mark.parametrize("edit, words", [
     (lambda m: [m], "holds a JSON list, not an object"),
     (lambda m: {**m, "data": {**m["data"], "window_size": 10**30}}, "window_size 10000"),
-    (lambda m: {**m, "config": {**m["config"], "seed": -1}}, "seed -1 must be between 0 and"),
+    (lambda m: {**m, "config": {**m["config"], "train": {**m["config"]["train"], "seed": -1}}},
+     "seed -1 must be between 0 and"),
 ])
 def test_a_damaged_stockllm_json_is_refused_in_one_line(ws, capsys, tmp_path, edit, words):
     ck = copy_checkpoint(ws, tmp_path)

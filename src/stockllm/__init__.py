@@ -25,7 +25,7 @@ _EXPORTS = {
     "GARCHForecaster": "models", "LoRAForecaster": "models", "load_forecaster": "models",
     "FHSForecaster": "models", "LSTMForecaster": "models", "EnsembleForecaster": "models",
     "DataConfig": "config", "MLPConfig": "config", "LoRAConfig": "config", "EnsembleConfig": "config",
-    "CalibrationConfig": "config",
+    "CalibrationConfig": "config", "TrainConfig": "config", "ChronosConfig": "config",
     "next_sessions": "calendars", "calendar_for": "calendars",
     "StockLLMError": "errors", "DataError": "errors",
 }

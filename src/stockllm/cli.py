@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
-from .config import SCHEDULES, DataConfig, EnsembleConfig, LoRAConfig, MLPConfig
+from .config import DataConfig, EnsembleConfig, LoRAConfig, MLPConfig, TrainConfig, flat_dict, flat_fields
 from .errors import StockLLMError, Terminated, TrainingInterrupted
 from .models import MODEL_NAMES, WINDOW_NETS  # names only: the models package loads its classes on first use
 from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
@@ -152,66 +152,69 @@ def _features_flag(parser: argparse.ArgumentParser) -> None:
                              "checkpoint")
 
 
-def _training_flags(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("training (defaults: mlp and lstm / lora)")
-    g.add_argument("--epochs", type=int, help="passes over the training windows (100 / 20)")
-    g.add_argument("--batch_size", type=int, help="sequences per step (mlp, lstm 32 windows; lora 1 chunk of "
-                   "~100 windows in chunks mode, 4 in windows mode)")
-    g.add_argument("--learning_rate", type=float, help="AdamW learning rate (1e-3 / 1e-4)")
-    g.add_argument("--weight_decay", type=float, help="AdamW weight decay (1e-2 / 0)")
-    g.add_argument("--patience", type=int, help="early stopping: epochs (mlp, lstm) or evaluations (lora) without a "
-                   "validation gain (10 / 3)")
-    g.add_argument("--val_size", type=float, help="share of the training history kept for validation, at its end "
-                   "(0.2)")
-    g.add_argument("--seed", type=int, help="random seed (0)")
-    g.add_argument("--hidden_size", type=int, help="MLP hidden units, or LSTM hidden state size (64)")
-    g.add_argument("--head_base", choices=["fhs", "gaussian"], help="what the untrained quantile head forecasts, "
-                   "so the first early-stopping candidate: fhs (filtered historical simulation of the training part, "
-                   "default) or gaussian (the naive EWMA Gaussian walk)")
-    eg = parser.add_argument_group("ensemble (--model ensemble)")
-    eg.add_argument("--members", metavar="LIST", help="models the ensemble averages, comma-separated (default "
-                    f"{','.join(EnsembleConfig.members)}); its weights are fitted on the last --val_size of the "
-                    "training dates")
-    lg = parser.add_argument_group("LLM (--model lora)")
-    lg.add_argument("--model_path", metavar="PATH", help="base model: Hugging Face id, local folder or .gguf file "
-                    f"(default {LoRAConfig.model_path})")
-    lg.add_argument("--prompt_format", choices=["compact", "verbose"], help="codec: compact (default, scale-free, "
-                    "short) or verbose (the seed's text)")
-    lg.add_argument("--train_mode", choices=["chunks", "windows"], help="chunks (default): read every day of a "
-                    "long chunk in one pass; windows: one fixed window per sample (the seed's way)")
-    lg.add_argument("--chunk_days", type=int, help="days per training chunk in chunks mode (128)")
-    lg.add_argument("--lora_rank", type=int, help="LoRA rank r (8)")
-    lg.add_argument("--lora_alpha", type=int, help="LoRA alpha (16)")
-    lg.add_argument("--lora_dropout", type=float, help="LoRA dropout (0: dropout 0.05 costs 1.7× the saved activations)")
-    lg.add_argument("--target_modules", help="LoRA targets: 'all-linear' (default) or comma-separated names")
-    lg.add_argument("--max_steps", type=int, help="stop after this many optimizer steps (bounds CPU runs)")
-    lg.add_argument("--max_train_seconds", type=float, help="stop training after this many seconds (validation "
-                    "excluded); bounds CPU runs")
-    lg.add_argument("--max_train_windows", type=int, help="train only on the last N windows of each series")
-    lg.add_argument("--max_val_windows", type=int, help="validate on at most the last N windows of each series "
-                    "(256)")
-    lg.add_argument("--grad_accum", type=int, help="gradient accumulation steps (1)")
-    lg.add_argument("--gradient_checkpointing", action="store_true", default=None,
-                    help="trade time for memory (default: on by itself when a step's activations would not fit half of "
-                         "the memory)")
-    lg.add_argument("--compile", action="store_true", default=None,
-                    help="torch.compile the model for training: ≈ 1.3–1.4× faster steps on CPU after a one-off "
-                         "compile of minutes; for long runs (off)")
-    lg.add_argument("--random_init", action="store_true", default=None,
-                    help="ablation: the base model's architecture with random weights (from --seed) instead of its "
-                         "pretrained ones: what does pretraining add?")
-    lg.add_argument("--freeze_base", action="store_true", default=None,
-                    help="ablation: a linear probe, no LoRA training; only the head learns from the frozen base's "
-                         "hidden states: what does LoRA add?")
-    lg.add_argument("--trust_remote_code", action="store_true", default=None,
-                    help="allow a base model's own Python code to run (off by default)")
-    lg.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    lg.add_argument("--lr_scheduler", choices=list(SCHEDULES), help="learning-rate decay after warmup (cosine)")
-    lg.add_argument("--warmup_ratio", type=float, help="share of the planned steps spent warming the learning rate "
-                    "up (0.05)")
-    lg.add_argument("--max_grad_norm", type=float, help="clip the gradient norm to this; 0 = off (1.0)")
-    lg.add_argument("--eval_every", type=int, help="validate every N steps, with early stopping on it (default: "
-                    "every epoch or 50 steps, whichever is sooner)")
+# Who each config's defaults are for, in the help of a flag that several of them share.
+_DEFAULTS_FOR = (("mlp, lstm", MLPConfig), ("lora", LoRAConfig), ("ensemble", EnsembleConfig))
+
+
+def _show_default(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _config_flags(group, configs, names, owner=None) -> None:
+    """Flags generated from config dataclass fields: ``--NAME`` of each of ``names`` (flat setting names, as
+    ``config.flat_fields``; a field's ``flag`` metadata renames it), its type, choices and help from the field and
+    the docstring of the config that holds it (``owner``, else the first of TrainConfig and ``configs`` that has
+    it), and its default(s) from ``configs`` ((label, config class) pairs; one default shown when all agree).
+    argparse itself defaults to None: a flag not given is one the run did not set (a resumed run takes it from
+    the saved state)."""
+    import types
+    import typing
+
+    from .config import field_docs
+
+    owners = [owner] if owner else [TrainConfig, *(cls for _, cls in configs)]
+    for name in names:
+        holder = next(c for c in owners if name in {f.name for f in dataclasses.fields(c)})
+        fld = next(f for f in dataclasses.fields(holder) if f.name == name)
+        hint = typing.get_type_hints(holder)[name]
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        kinds = [h for h in typing.get_args(hint) if h is not type(None)] if union else [hint]
+        defaults = [(label, flat_dict(cls())[name]) for label, cls in configs if name in flat_fields(cls)]
+        if len({repr(v) for _, v in defaults}) == 1:
+            shown = f"default {_show_default(defaults[0][1])}"
+        else:
+            shown = "default: " + "; ".join(f"{label} {_show_default(v)}" for label, v in defaults)
+        flag = fld.metadata.get("flag", name)
+        help_text = f"{field_docs(holder)[name].rstrip('.')} ({shown})"
+        if kinds[0] is bool:
+            group.add_argument(f"--{flag}", dest=flag, action="store_true", default=None, help=help_text)
+            continue
+        kind = kinds[0] if kinds[0] in (int, float) else str
+        metavar = "LIST" if typing.get_origin(kinds[0]) is tuple else None
+        group.add_argument(f"--{flag}", dest=flag, type=kind, choices=fld.metadata.get("choices"), metavar=metavar,
+                           help=help_text)
+
+
+def _training_flags(parser: argparse.ArgumentParser, *, state: bool = False) -> None:
+    """The training flags of train (``state``: with --save_every) and evaluate, generated from the configs."""
+    mlp, lora = flat_fields(MLPConfig), flat_fields(LoRAConfig)
+    loop = flat_fields(TrainConfig)
+    shared = sorted((n for n in mlp if n in lora and (state or n != "save_every")),
+                    key=lambda n: (n not in loop, mlp.index(n) if n not in loop else loop.index(n)))
+    g = parser.add_argument_group("training (mlp, lstm, lora; defaults differ where shown)")
+    _config_flags(g, _DEFAULTS_FOR, shared)
+    g = parser.add_argument_group("MLP and LSTM (--model mlp, lstm)")
+    _config_flags(g, _DEFAULTS_FOR[:1], [n for n in mlp if n not in lora])
+    g = parser.add_argument_group("ensemble (--model ensemble)")
+    _config_flags(g, _DEFAULTS_FOR[2:], ["members"])
+    g = parser.add_argument_group("LLM (--model lora)")
+    _config_flags(g, _DEFAULTS_FOR[1:2], [n for n in lora if n not in mlp])
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -254,9 +257,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="without DIR: continue exactly from the newest training state in SAVE_DIR/state/ (after a "
                         "crash or an interrupt; mlp, lstm, lora); with DIR: warm-start from that finished "
                         "checkpoint's weights (lora only)")
-    p.add_argument("--save_every", type=int, help="save the training state every N epochs (mlp, lstm: 1) or steps "
-                   "(lora: 50) under SAVE_DIR/state/, and the best checkpoint so far in SAVE_DIR; 0 = off")
-    _training_flags(p)
+    _training_flags(p, state=True)
     _common(p)
 
     p = sub.add_parser("predict", help="forecast the next closes after the last row of a CSV",
@@ -286,11 +287,11 @@ def _build_parser() -> argparse.ArgumentParser:
                    "after it, fitting and validation before it (instead of --test_size)")
     p.add_argument("--checkpoint", metavar="DIR", help="also score this trained checkpoint folder without fitting "
                    "it; the test part is then every origin after its training data (or from --test_start)")
-    g = p.add_argument_group("peers (--models chronos)")
-    g.add_argument("--chronos_model", metavar="PATH", help="Chronos-Bolt or Chronos-2 model: Hugging Face id or "
-                   "local folder (default amazon/chronos-bolt-small)")
-    g.add_argument("--chronos_context", type=int, metavar="N", help="days of history Chronos reads per origin (512)")
-    g.add_argument("--chronos_batch_size", type=int, metavar="N", help="origins per Chronos batch (64)")
+    from .config import ChronosConfig
+    from .settings import chronos_flags
+
+    _config_flags(p.add_argument_group("peers (--models chronos)"), (("chronos", ChronosConfig),),
+                  list(chronos_flags()), owner=ChronosConfig)
     p.add_argument("--refit_every", type=int, metavar="N", help="fit the models again every N test days on all data "
                    "before that day (expanding window); cheap models only (default: one fit before the cutoff)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
@@ -504,13 +505,14 @@ def _show(value) -> str:
 def _warm_start_config(args, config: LoRAConfig) -> LoRAConfig:
     """This run's config, with the weight-shaping settings taken from the checkpoint (refused if changed)."""
     from .checkpoint import read_meta
-    from .config import old_head_base
+    from .config import from_dict, from_flat, old_head_base
 
-    recorded = old_head_base(read_meta(args.resume).get("config", {}))
+    saved = old_head_base(read_meta(args.resume).get("config", {}))
+    recorded = flat_dict(from_dict(LoRAConfig, saved, source=args.resume))
     frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN, recorded)
     if frozen.get("random_init"):  # the random base is drawn from the seed: another seed, another base
         frozen.update(_recorded(args.resume, "config", _given(args, LoRAConfig), ("seed",), recorded))
-    return dataclasses.replace(config, **frozen)
+    return from_flat(LoRAConfig, {**flat_dict(config), **frozen})
 
 
 def _resumed_settings(args) -> tuple[DataConfig, LoRAConfig | MLPConfig]:
@@ -535,9 +537,10 @@ def _resumed_settings(args) -> tuple[DataConfig, LoRAConfig | MLPConfig]:
     given = _given(args, cls)
     config = _recorded(where, "config", given, tuple(saved), recorded=saved)
     per_run = {k: v for k, v in given.items() if k not in saved}
-    from .config import from_dict
+    from .config import from_dict, from_flat
 
-    return from_dict(DataConfig, data), from_dict(cls, {**config, **per_run})
+    known = set(flat_fields(cls))  # a state from an older stockllm may record settings this one dropped
+    return from_dict(DataConfig, data), from_flat(cls, {k: v for k, v in {**config, **per_run}.items() if k in known})
 
 
 def cmd_predict(args, say) -> None:

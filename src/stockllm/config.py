@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import StockLLMError
 from .indicators import parse_features
@@ -81,36 +82,130 @@ class DataConfig:
         return self.window_size + self.horizon
 
 
-@dataclass
-class MLPConfig:
-    """The seed's ``SimpleStockPredictor`` (window×5 → hidden → H) and how it is trained."""
+# Loop settings that bound or pace one run without shaping what it learns: an exact resume may change them.
+LOOP_LIMITS = ("epochs", "max_steps", "max_train_seconds", "patience", "eval_every", "save_every")
 
-    hidden_size: int = 64
-    epochs: int = 100
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-2
-    patience: int = 10
-    val_size: float = 0.2
+
+@dataclass
+class TrainConfig:
+    """How a trainable model (mlp, lstm, lora) is trained: the settings of the loop ``stockllm.train.fit``. Every
+    trainable model's config holds one as ``config.train`` (as litgpt puts ``TrainArgs`` inside each script's
+    config); the defaults here are the LLM's, ``MLPConfig`` has its own.
+
+    epochs: passes over the training samples.
+    batch_size: samples per optimizer step: windows (mlp, lstm), or sequences (lora; none = 1 chunk of ~100
+        windows in chunks mode, 4 windows in windows mode).
+    learning_rate: AdamW learning rate.
+    weight_decay: AdamW weight decay.
+    patience: early stopping: validations in a row without a validation gain.
+    seed: random seed of the initial weights, the batch order and dropout.
+    grad_accum: batches whose gradients are summed into one optimizer step.
+    max_steps: stop after this many optimizer steps (bounds CPU runs); none = the epochs decide.
+    max_train_seconds: stop training after this many seconds, validation excluded (bounds CPU runs).
+    lr_scheduler: learning-rate decay after the warmup: cosine, linear or constant.
+    warmup_ratio: share of the planned optimizer steps spent warming the learning rate up from 0.
+    max_grad_norm: clip the gradient's global norm to this; 0 = no clipping.
+    eval_every: optimizer steps between validations inside an epoch (each with a progress bar); every epoch
+        also ends with one; none = at the end of each epoch only.
+    save_every: validations between saved training states under SAVE_DIR/state/ (each with the best checkpoint
+        so far in SAVE_DIR; also saved when training stops or is interrupted); 0 = none.
+    """
+
+    epochs: int = 20
+    batch_size: int | None = None
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    patience: int = 3
     seed: int = 0
-    save_every: int = 1  # epochs between saved training states under <save_dir>/state/ (train only); 0 turns them off
-    # What the untrained quantile head gives: "fhs" (filtered historical simulation of the training part) or
-    # "gaussian" (the naive EWMA Gaussian walk). Checkpoints from before this field load as "gaussian".
-    head_base: str = "fhs"
+    grad_accum: int = 1
+    max_steps: int | None = None
+    max_train_seconds: float | None = None
+    lr_scheduler: str = field(default="cosine", metadata={"choices": SCHEDULES})
+    warmup_ratio: float = 0.05
+    max_grad_norm: float = 1.0
+    eval_every: int | None = 50
+    save_every: int = 1
 
     def __post_init__(self):
-        _check(self, positive=("hidden_size", "epochs", "batch_size", "learning_rate", "patience"),
-               non_negative=("weight_decay", "save_every"), fraction=("val_size",))
-        _check_head_base(self.head_base)
+        _check(self, positive=("epochs", "batch_size", "learning_rate", "patience", "grad_accum", "max_steps",
+                               "max_train_seconds", "eval_every"),
+               non_negative=("weight_decay", "max_grad_norm", "save_every"), fraction=("warmup_ratio",))
+        if self.lr_scheduler not in SCHEDULES:
+            raise StockLLMError(f"unknown --lr_scheduler {self.lr_scheduler!r}: use {', '.join(SCHEDULES)}")
+
+
+def _mlp_train() -> TrainConfig:
+    # A constant rate without clipping, validated once an epoch: the seed's MLP loop.
+    return TrainConfig(epochs=100, batch_size=32, learning_rate=1e-3, weight_decay=1e-2, patience=10,
+                       lr_scheduler="constant", warmup_ratio=0.0, max_grad_norm=0.0, eval_every=None)
+
+
+class _FlatSettings:
+    """``Config.from_flags(epochs=3, hidden_size=8)``: a config from settings named as their flags, each put into
+    the nested config that holds it (``epochs`` into ``train``); the rest keep this config's defaults."""
+
+    @classmethod
+    def from_flags(cls, **settings):
+        return from_flat(cls, settings)
 
 
 @dataclass
-class LoRAConfig:
-    """The LoRA language-model forecaster: base model, codec, adapter and training loop."""
+class MLPConfig(_FlatSettings):
+    """The seed's ``SimpleStockPredictor`` (window×5 → hidden → H), and the LSTM over the same windows.
+
+    hidden_size: MLP hidden units, or the LSTM's hidden state size.
+    val_size: share of the training history kept for validation, at its end.
+    head_base: what the untrained quantile head forecasts, so the first early-stopping candidate: fhs (filtered
+        historical simulation of the training part) or gaussian (the naive EWMA Gaussian walk); checkpoints
+        from before this setting load as gaussian.
+    train: the training loop (``TrainConfig``).
+    """
+
+    hidden_size: int = 64
+    val_size: float = 0.2
+    head_base: str = field(default="fhs", metadata={"choices": HEAD_BASES})
+    train: TrainConfig = field(default_factory=_mlp_train)
+
+    def __post_init__(self):
+        _check(self, positive=("hidden_size",), fraction=("val_size",))
+        _check_head_base(self.head_base)
+        if self.train.batch_size is None:
+            raise StockLLMError("the MLP and LSTM need a --batch_size (windows per step, e.g. 32)")
+
+
+@dataclass
+class LoRAConfig(_FlatSettings):
+    """The LoRA language-model forecaster: base model, codec, adapter and training.
+
+    model_path: base model: Hugging Face id, local folder or .gguf file.
+    prompt_format: codec: compact (scale-free, short) or verbose (the seed's text).
+    train_mode: chunks (read every day of a long chunk in one pass) or windows (one fixed window per sample, the
+        seed's way).
+    chunk_days: days per training chunk in chunks mode.
+    lora_rank: LoRA rank r.
+    lora_alpha: LoRA alpha.
+    lora_dropout: LoRA dropout (0: a dropout of 0.05 costs 1.7× the saved activations).
+    target_modules: LoRA targets: all-linear or comma-separated module names.
+    max_train_windows: train only on the last N windows of each series.
+    max_val_windows: validate on at most the last N windows of each series.
+    val_size: share of the training history kept for validation, at its end.
+    gradient_checkpointing: trade time for memory (none: on by itself when a step's activations would not fit
+        half of the memory).
+    trust_remote_code: allow a base model's own Python code to run.
+    device: auto, cpu, cuda, cuda:N or mps.
+    compile: torch.compile the model for training: about 1.3-1.4× faster steps on CPU after a one-off compile of
+        minutes; for long runs.
+    head_base: as for the MLP: the untrained head is FHS (fhs) or the naive Gaussian walk (gaussian).
+    random_init: ablation: the base model's architecture with random weights (from --seed) instead of its
+        pretrained ones: what does pretraining add?
+    freeze_base: ablation: a linear probe, no LoRA training; only the head learns from the frozen base's hidden
+        states: what does LoRA add?
+    train: the training loop (``TrainConfig``).
+    """
 
     model_path: str = "Qwen/Qwen3-0.6B"
-    prompt_format: str = "compact"
-    train_mode: str = "chunks"
+    prompt_format: str = field(default="compact", metadata={"choices": ("compact", "verbose")})
+    train_mode: str = field(default="chunks", metadata={"choices": ("chunks", "windows")})
     # 128 days ≈ 1,300 compact tokens. Per token, causal attention costs ~4·(T/2)·d·layers FLOPs against
     # 2·N for the linear layers: for SmolLM2-135M that is ~21% at T = 1,300 (Qwen3-0.6B: ~15%), so the
     # linear layers still dominate, while one pass reads ~98 targets (13 tokens per target, vs ~300 for a
@@ -122,47 +217,27 @@ class LoRAConfig:
     # backward pass, 1.7× the saved activations (2,530 vs 1,472 MB for one SmolLM2 chunk; benchmarks/RESULTS.md).
     lora_dropout: float = 0.0
     target_modules: str = "all-linear"
-    epochs: int = 20
-    batch_size: int | None = None  # sequences per step; None: 1 chunk (~100 targets) in chunks mode, 4 windows
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.0
-    grad_accum: int = 1
-    max_steps: int | None = None
-    max_train_seconds: float | None = None
     max_train_windows: int | None = None
-    patience: int = 3
-    val_size: float = 0.2
-    gradient_checkpointing: bool | None = None  # None: on only when a step's activations would not fit memory
-    trust_remote_code: bool = False
-    seed: int = 0
     max_val_windows: int = 256
+    val_size: float = 0.2
+    gradient_checkpointing: bool | None = None
+    trust_remote_code: bool = False
     device: str = "auto"
-    lr_scheduler: str = "cosine"  # after warmup: cosine, linear or constant (transformers' get_scheduler)
-    warmup_ratio: float = 0.05  # share of the planned steps spent warming the learning rate up from 0
-    max_grad_norm: float = 1.0  # clip the gradient's global norm to this; 0 turns clipping off
-    eval_every: int | None = None  # steps between validations; None: every epoch or 50 steps, whichever is sooner
-    save_every: int = 50  # steps between saved training states under <save_dir>/state/; 0 turns them off
-    # torch.compile the model for training: 1.32–1.45× the eager step speed on 2 CPU cores (SmolLM2, two batch
-    # shapes), after a one-off compile of ≈ 1–5 minutes (once more when the shape first changes); off by default
-    # since short runs do not earn the compile back (benchmarks/RESULTS.md §7).
+    # torch.compile: 1.32–1.45× the eager step speed on 2 CPU cores (SmolLM2, two batch shapes), after a one-off
+    # compile of ≈ 1–5 minutes (once more when the shape first changes); off by default since short runs do not
+    # earn the compile back (benchmarks/RESULTS.md §7).
     compile: bool = False
-    head_base: str = "fhs"  # as MLPConfig.head_base: the untrained head is FHS ("fhs") or the Gaussian walk
-    # Ablations (does the language model help?). random_init: the base model's architecture with random weights
-    # (``AutoModel.from_config``, initialised from ``seed``), so a run shows what pretraining adds. freeze_base:
-    # a linear probe, only the head trains on the frozen base's hidden states (the adapter is attached with
-    # B = 0 and frozen, so the backbone computes exactly the base model), so a run shows what LoRA adds.
+    head_base: str = field(default="fhs", metadata={"choices": HEAD_BASES})
+    # random_init builds the model with ``AutoModel.from_config``; freeze_base attaches the adapter with B = 0 and
+    # freezes it, so the backbone computes exactly the base model.
     random_init: bool = False
     freeze_base: bool = False
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        _check(self, positive=("chunk_days", "lora_rank", "lora_alpha", "epochs", "batch_size", "learning_rate",
-                               "grad_accum", "max_steps", "max_train_seconds", "max_train_windows", "patience",
-                               "max_val_windows", "eval_every"),
-               non_negative=("weight_decay", "lora_dropout", "max_grad_norm", "save_every"),
-               fraction=("val_size", "warmup_ratio"))
+        _check(self, positive=("chunk_days", "lora_rank", "lora_alpha", "max_train_windows", "max_val_windows"),
+               non_negative=("lora_dropout",), fraction=("val_size",))
         _check_head_base(self.head_base)
-        if self.lr_scheduler not in SCHEDULES:
-            raise StockLLMError(f"unknown --lr_scheduler {self.lr_scheduler!r}: use {', '.join(SCHEDULES)}")
 
 
 @dataclass
@@ -226,13 +301,99 @@ class CalibrationConfig:
             raise StockLLMError(f"calibration regimes {self.regimes} must be increasing positive ratios")
 
 
+@dataclass
+class ChronosConfig:
+    """Zero-shot Chronos (``--models chronos``): which model, how much history it reads per origin and how many
+    origins per batch.
+
+    model_path: Chronos-Bolt or Chronos-2 model: Hugging Face id or local folder.
+    context_days: days of history Chronos reads per origin (fewer when the series is shorter); fixed, so a
+        forecast depends on its origin alone.
+    batch_size: origins per Chronos batch.
+    device: auto, cpu, cuda or mps.
+    """
+
+    model_path: str = field(default="amazon/chronos-bolt-small", metadata={"flag": "chronos_model"})
+    context_days: int = field(default=512, metadata={"flag": "chronos_context"})
+    batch_size: int = field(default=64, metadata={"flag": "chronos_batch_size"})
+    device: str = field(default="auto", metadata={"flag": None})  # per run: never a flag of its own
+
+    def __post_init__(self):
+        _check(self, positive=("context_days", "batch_size"))
+
+
 def to_dict(config) -> dict:
-    """A dataclass as a plain JSON-ready dict."""
+    """A dataclass as a plain JSON-ready dict (nested configs as nested dicts)."""
     return dataclasses.asdict(config)
 
 
+def _nested(cls) -> dict[str, type]:
+    """{field name: config class} of the configs nested in ``cls`` (``train`` in MLPConfig and LoRAConfig)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])}
+
+
+def flat_fields(cls) -> tuple[str, ...]:
+    """Every setting of a config by its own name, those of nested configs included: the names flags and
+    ``stockllm.evaluate`` keywords use (``epochs`` for ``MLPConfig.train.epochs``)."""
+    inner = _nested(cls)
+    names = []
+    for f in dataclasses.fields(cls):
+        names += flat_fields(inner[f.name]) if f.name in inner else [f.name]
+    return tuple(names)
+
+
+def flat_dict(config) -> dict:
+    """A config's settings by their flat names (``flat_fields``), nested configs spread out."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out.update(flat_dict(value) if dataclasses.is_dataclass(value) else {f.name: value})
+    return out
+
+
+def from_flat(cls, values: dict, base=None):
+    """``cls`` from settings named flat (as ``flat_fields``), each put into the config that holds it; the rest
+    keep ``base``'s values (default: ``cls``'s defaults, so an MLP keeps the MLP's loop defaults). Unknown names
+    are refused, naming the valid ones."""
+    stray = sorted(set(values) - set(flat_fields(cls)))
+    if stray:
+        raise StockLLMError(f"{cls.__name__} has no setting {', '.join(stray)} (valid: {', '.join(flat_fields(cls))})")
+    base = base if base is not None else cls()
+    kept = {}
+    for f in dataclasses.fields(cls):
+        current = getattr(base, f.name)
+        if dataclasses.is_dataclass(current):
+            kept[f.name] = from_flat(type(current), {k: v for k, v in values.items() if k in flat_fields(type(current))},
+                                     current)
+        else:
+            kept[f.name] = values.get(f.name, current)
+    return cls(**kept)
+
+
+def _upgrade(cls, values: dict) -> dict:
+    """A saved config from before its loop settings moved into ``train`` (flat ``epochs``, ``patience``, ...), nested
+    as they are now.
+
+    The LLM's ``save_every`` counted optimizer steps then, and now counts validations, so it is not carried over
+    (it paces a run and never shaped the weights); its ``eval_every`` None meant "every epoch or 50 steps,
+    whichever is sooner", which is ``eval_every`` 50 now.
+    """
+    inner = _nested(cls).get("train")
+    if inner is None or "train" in values:
+        return values
+    loop_names = set(flat_fields(inner))
+    loop = {k: v for k, v in values.items() if k in loop_names}
+    if cls is LoRAConfig:
+        loop.pop("save_every", None)
+        if loop.get("eval_every", 50) is None:
+            loop["eval_every"] = 50
+    return {**{k: v for k, v in values.items() if k not in loop_names}, "train": {**to_dict(cls().train), **loop}}
+
+
 def from_dict(cls, values: dict, source=None):
-    """Build ``cls`` from a dict, ignoring keys this version does not know (older/newer checkpoints).
+    """Build ``cls`` from a saved dict, ignoring keys this version does not know (older/newer checkpoints); a
+    config saved before its loop settings were nested (flat ``epochs``, ``patience`` ...) is read as well.
 
     With ``source`` (the checkpoint folder the dict was read from) every value is type-checked first, so a
     damaged or hand-edited stockllm.json is refused in one line instead of failing later.
@@ -240,12 +401,16 @@ def from_dict(cls, values: dict, source=None):
     if not isinstance(values, dict):
         raise StockLLMError(f"{source}/stockllm.json: {cls.__name__} settings are {type(values).__name__}, not an "
                             "object; the checkpoint is damaged, train again")
+    values = _upgrade(cls, values)
     hints = typing.get_type_hints(cls)
+    inner = _nested(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kept = {k: v for k, v in values.items() if k in names}
+    for key in set(kept) & set(inner):
+        kept[key] = from_dict(inner[key], kept[key], source)
     if source is not None:
         for key, value in kept.items():
-            if not _fits(value, hints[key]):
+            if key not in inner and not _fits(value, hints[key]):
                 raise StockLLMError(f"{source}/stockllm.json: {key} = {value!r} is not {_type_name(hints[key])}; "
                                     "the checkpoint is damaged or was edited, train again (or fix that value)")
         try:
@@ -254,6 +419,22 @@ def from_dict(cls, values: dict, source=None):
             raise StockLLMError(f"{source}/stockllm.json: {str(exc).replace('--', '', 1)}; the checkpoint is "
                                 "damaged or was edited, train again (or fix that value)") from None
     return cls(**kept)
+
+
+def field_docs(cls) -> dict[str, str]:
+    """{field name: its description} from the ``name: text`` lines of a config's docstring (continuation lines
+    indented further): the help of the flags generated from the config."""
+    docs, name = {}, None
+    for line in (cls.__doc__ or "").splitlines():
+        m = re.match(r"^    (\w+): (.*)$", line)
+        if m:
+            name = m.group(1)
+            docs[name] = m.group(2).strip()
+        elif name and line.startswith("        ") and line.strip():
+            docs[name] += " " + line.strip()
+        else:
+            name = None
+    return docs
 
 
 def _fits(value, hint) -> bool:

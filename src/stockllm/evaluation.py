@@ -13,7 +13,7 @@ from .config import DataConfig
 from .errors import StockLLMError
 from .models import MODEL_NAMES
 from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
-                       _data_config, _factory, _levels, _load_frames, _with_members)
+                       _data_config, _factory, _levels, _load_frames, _with_members, chronos_flags)
 
 
 def _evaluate_plan(args, say):
@@ -33,7 +33,7 @@ def _evaluate_plan(args, say):
             raise StockLLMError(f"unknown model {m!r} in --models: choose from {','.join(MODEL_NAMES)}")
     if "naive" not in names:
         names.insert(0, "naive")
-    stray = [f for f in ("chronos_model", "chronos_context", "chronos_batch_size") if getattr(args, f) is not None]
+    stray = [f for f in chronos_flags().values() if getattr(args, f) is not None]
     if stray and "chronos" not in names:
         raise StockLLMError(f"--{stray[0]} is for the chronos model, which --models does not list: add chronos to "
                             "--models or drop the flag")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from .config import DataConfig, EnsembleConfig, LoRAConfig, MLPConfig
+from .config import ChronosConfig, DataConfig, EnsembleConfig, LoRAConfig, MLPConfig, flat_fields, from_flat
 from .errors import StockLLMError
 from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
 
@@ -32,13 +32,19 @@ def _calibration(args) -> tuple[str | None, float | None]:
 
 
 def _given(args: argparse.Namespace, cls) -> dict:
-    """The fields of dataclass ``cls`` that the user set on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name, None) is not None}
+    """The settings of config ``cls`` (nested loop settings included, by their flat names) that the user set."""
+    return {name: getattr(args, name) for name in flat_fields(cls) if getattr(args, name, None) is not None}
 
 
 def _pick(args: argparse.Namespace, cls):
-    """Dataclass ``cls`` with every field the user set on the command line; the rest keep their defaults."""
-    return cls(**_given(args, cls))
+    """Config ``cls`` with every setting the user set on the command line; the rest keep its defaults."""
+    return from_flat(cls, _given(args, cls))
+
+
+def chronos_flags() -> dict[str, str]:
+    """{ChronosConfig field: its flag destination} (``model_path`` is ``--chronos_model``); fields set per run
+    only (device) have no flag of their own."""
+    return {f.name: f.metadata["flag"] for f in dataclasses.fields(ChronosConfig) if f.metadata.get("flag")}
 
 
 def _levels(args) -> tuple[float, ...] | None:
@@ -72,13 +78,10 @@ def _model_config(name: str, args):
     if name in WINDOW_NETS:
         return _pick(args, MLPConfig)
     if name == "chronos":
-        from .models.peers import ChronosConfig
-
-        flags = {"model_path": "chronos_model", "context_days": "chronos_context", "batch_size": "chronos_batch_size"}
-        return ChronosConfig(**{k: getattr(args, f) for k, f in flags.items() if getattr(args, f, None) is not None})
+        return ChronosConfig(**{k: getattr(args, f) for k, f in chronos_flags().items()
+                                if getattr(args, f, None) is not None})
     if name == "ensemble":
-        given = {k: getattr(args, k) for k in ("members", "val_size") if getattr(args, k, None) is not None}
-        return EnsembleConfig(**given)
+        return _pick(args, EnsembleConfig)
     if name != "lora":
         return None  # garch and the statsforecast peers: no settings
     cfg = _pick(args, LoRAConfig)
@@ -111,8 +114,8 @@ def _with_members(kinds: list[str], args) -> list[str]:
     return [*kinds, *_model_config("ensemble", args).members]
 
 
-_LORA_FIELDS = {f.name for f in dataclasses.fields(LoRAConfig)}
-_MLP_FIELDS = {f.name for f in dataclasses.fields(MLPConfig)}
+_LORA_FIELDS = set(flat_fields(LoRAConfig))
+_MLP_FIELDS = set(flat_fields(MLPConfig))
 LLM_FLAGS = tuple(sorted(_LORA_FIELDS - _MLP_FIELDS))
 MLP_FLAGS = tuple(sorted(_MLP_FIELDS - _LORA_FIELDS))
 TRAINING_FLAGS = tuple(sorted(_MLP_FIELDS & _LORA_FIELDS))

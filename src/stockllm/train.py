@@ -34,9 +34,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import read_safetensors
-from .outputs import write_failure
+from .config import TrainConfig
 from .device import bind_device, mixed_precision, resolve_device
 from .errors import StockLLMError, TrainingInterrupted
+from .outputs import write_failure
 from .progress import progress_bar
 
 STATE_DIR = "state"
@@ -54,7 +55,10 @@ class Task:
     module: parameters with ``requires_grad`` are trained (LoRA + head; the base stays frozen).
     train_data: samples, batched by ``collate`` into a dict of tensors.
     loss: ``loss(module, batch) -> scalar`` mean loss of the batch (forward + the model module's loss).
-    validate: ``validate(module, progress) -> float`` mean validation loss (NaN when there is no validation part).
+    validate: ``validate(module, progress, shard) -> (loss sum, count)`` over the validation targets of
+        ``shard`` = (rank, ranks): this process's share when the data is split over several, (0, 1) for all of
+        them; (0.0, 0) without a validation part. The loop sums the shares of all processes, so every process
+        reads the same validation loss (sum ÷ count).
     naive_val: the validation loss of the untrained model (its head base: FHS, or the naive walk).
     count: ``count(batch) -> (tokens, targets)`` read in a batch, for throughput.
     fingerprint: the settings and data an exact resume must share with the saved state.
@@ -75,29 +79,6 @@ class Task:
     fingerprint: dict = field(default_factory=dict)
     save_checkpoint: Callable[[dict], None] | None = None
     data_parallel: bool = True
-
-
-@dataclass
-class LoopConfig:
-    """The loop's settings for a model whose config does not carry them all (the MLP and LSTM); ``LoRAConfig``
-    has the same fields. Steps are optimizer steps; ``eval_every`` None: every epoch or 50 steps, whichever is
-    sooner; ``save_every`` 0: no training state; ``max_grad_norm`` 0: no clipping."""
-
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    weight_decay: float = 0.0
-    patience: int = 3
-    seed: int = 0
-    grad_accum: int = 1
-    max_steps: int | None = None
-    max_train_seconds: float | None = None
-    device: str = "auto"
-    lr_scheduler: str = "constant"
-    warmup_ratio: float = 0.0
-    max_grad_norm: float = 0.0
-    eval_every: int | None = None
-    save_every: int = 0
 
 
 # --- state folders ---------------------------------------------------------------------------------------------
@@ -153,20 +134,21 @@ def _interrupts():
 
 
 # --- the loop ----------------------------------------------------------------------------------------------------
-def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike | None = None,
-        resume: bool = False, label: str = "train") -> dict:
+def fit(task: Task, cfg: TrainConfig, *, device: str = "auto", progress: bool = True,
+        save_dir: str | os.PathLike | None = None, resume: bool = False, label: str = "train") -> dict:
     """Train ``task.module`` in place and leave the best validation state in it; returns the fit record.
 
-    ``cfg`` carries the loop settings (epochs, batch_size, learning_rate, weight_decay, grad_accum, max_steps,
-    max_train_seconds, patience, seed, device, lr_scheduler, warmup_ratio, max_grad_norm, eval_every,
-    save_every). With ``save_dir``, state is saved every ``save_every`` steps (and on SIGINT/SIGTERM) and the
-    best checkpoint is written beside it; ``resume`` continues from the newest state there.
+    ``cfg``: the loop settings (``TrainConfig``; its ``batch_size`` must be set). ``device``: where to train
+    (``device.resolve_device``). Validation runs every ``cfg.eval_every`` optimizer steps inside an epoch and at
+    every epoch's end. With ``save_dir``, state is saved at every ``cfg.save_every``-th validation (and when
+    training stops, and on SIGINT/SIGTERM) and the best checkpoint is written beside it; ``resume`` continues from
+    the newest state there.
     """
     from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.utils import set_seed
 
     set_seed(cfg.seed)
-    device, _ = resolve_device(cfg.device)
+    device, _ = resolve_device(device)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=device.type == "cpu",
                               mixed_precision=mixed_precision(device), dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed))
     bind_device(device, accelerator.num_processes)
@@ -212,7 +194,6 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         schedule = get_scheduler({"constant": "constant_with_warmup"}.get(cfg.lr_scheduler, cfg.lr_scheduler),
                                  optimizer, num_warmup_steps=warmup, num_training_steps=total * nproc)
     scheduler = accelerator.prepare(schedule)
-    eval_every = cfg.eval_every or min(steps_per_epoch, 50)
     # Prepared (maybe DDP-wrapped, "module."-prefixed) names of the trained parameters.
     save_names = {n for n, p in model.named_parameters() if p.requires_grad}
 
@@ -236,13 +217,22 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                 if p.requires_grad}
 
     def validate() -> float:
-        loss = task.validate(accelerator.unwrap_model(model), progress and accelerator.is_local_main_process)
+        """The validation loss, each process reading its share of the validation set and all of them the sum."""
+        shard = (0, 1) if alone else (accelerator.process_index, accelerator.num_processes)
+        total, count = task.validate(accelerator.unwrap_model(model), progress and accelerator.is_local_main_process,
+                                     shard)
         model.train()  # validation leaves the model in eval mode; dropout must be back on for the next step
-        return loss
+        if shard[1] > 1:
+            # All-reduce leaves the same sum on every rank, so all take the same best-state and stop decisions
+            # (a rank deciding alone would leave the others waiting in the next gradient all-reduce).
+            sums = accelerator.reduce(torch.tensor([total, count], dtype=torch.float64, device=accelerator.device),
+                                      reduction="sum")
+            total, count = sums.tolist()
+        return total / count if count else float("nan")
 
     loop = {"step": 0, "epoch": 0, "batch": 0, "best_val_loss": None, "best_step": 0, "bad": 0, "history": [],
             "train_seconds": 0.0, "tokens": 0, "targets": 0, "notes": notes, "running": 0.0, "n_batches": 0,
-            "stop_reason": None}
+            "stop_reason": None, "validations": 0}
     if resume:
         state = latest_state(save_dir)
         saved = read_loop_state(state)
@@ -273,7 +263,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
         if save_dir is not None and main and state_dirs(save_dir):
             say(f"note: starting afresh; the training state in {save_dir / STATE_DIR} from an earlier run is "
                 "replaced at the first save (pass --resume to continue it instead)")
-        loop["best_val_loss"] = _agreed_value(None if alone else accelerator, validate())
+        loop["best_val_loss"] = validate()
         best = trainable()
         say(f"step 0: val_loss {loop['best_val_loss']:.4f} (untrained {task.naive_val:.4f})")
     has_val = math.isfinite(task.naive_val)
@@ -284,7 +274,7 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                 "best_val_loss": loop["best_val_loss"], "naive_val_loss": task.naive_val,
                 "train_seconds": loop["train_seconds"], "train_tokens_seen": loop["tokens"],
                 "train_targets_seen": loop["targets"], "history": loop["history"], "notes": sorted(set(loop["notes"])),
-                "eval_every": eval_every, "lr_scheduler": cfg.lr_scheduler,
+                "eval_every": cfg.eval_every, "lr_scheduler": cfg.lr_scheduler,
                 "stop_reason": loop.get("stop_reason"), "stopped_because": stop_words(loop.get("stop_reason"))}
         if resume:
             info["resumed_state"] = True
@@ -334,7 +324,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
     def evaluate_now(train_loss: float) -> bool:
         """Validate, keep the best state; True when early stopping says stop."""
         nonlocal best
-        val = _agreed_value(None if alone else accelerator, validate())
+        val = validate()
+        loop["validations"] += 1
         # At an epoch's end the counter has already moved on (batch back at 0): the step belongs to that epoch.
         epoch = loop["epoch"] + (1 if loop["batch"] else 0)
         loop["history"].append({"epoch": epoch, "step": loop["step"], "train_loss": train_loss,
@@ -395,9 +386,15 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                     loop["notes"].append(f"stopped at the --max_train_seconds {cfg.max_train_seconds:g} budget "
                                          f"after {loop['step']} steps ({loop['step'] / steps_per_epoch:.2f} epochs)")
                 last = loop["step"] >= total or over
-                if last or loop["step"] % eval_every == 0 or end_of_epoch:
+                # Steps into this epoch (an epoch always has steps_per_epoch of them): every epoch validates on
+                # the same steps, and its end is one of them.
+                in_epoch = loop["step"] - (loop["epoch"] - end_of_epoch) * steps_per_epoch
+                validation = last or end_of_epoch or bool(cfg.eval_every and in_epoch % cfg.eval_every == 0)
+                if validation:
                     t_eval = time.perf_counter()
-                    patience_ended = evaluate_now(loop["running"] / loop["n_batches"])
+                    # One stop decision for all ranks, through the same agreement as the budget and signals.
+                    patience_ended, = _agree(None if alone else accelerator,
+                                             evaluate_now(loop["running"] / loop["n_batches"]))
                     stop = patience_ended or last
                     if stop:
                         loop["stop_reason"] = ("patience" if patience_ended else "max_train_seconds" if over
@@ -409,7 +406,8 @@ def fit(task: Task, cfg, *, progress: bool = True, save_dir: str | os.PathLike |
                     t0 += time.perf_counter() - t_eval  # the budget and throughput count training only
                 if stop:
                     loop["stopped"] = True
-                if stop or (cfg.save_every and loop["step"] % cfg.save_every == 0) or interrupted:
+                if stop or interrupted or (validation and cfg.save_every and
+                                           loop["validations"] % cfg.save_every == 0):
                     t_save = time.perf_counter()
                     where = save_point()
                     t0 += time.perf_counter() - t_save
@@ -447,16 +445,6 @@ def stop_words(reason: str | None) -> str:
     """Why training stopped, in words, for a ``stop_reason`` of the fit record (patience, max_steps,
     max_train_seconds, epochs)."""
     return STOP_REASONS.get(reason, "unknown") if reason else "unknown"
-
-
-def _agreed_value(accelerator, value: float) -> float:
-    """One validation loss for all ranks (their mean): every rank then takes the same best-state and early-stopping
-    decision, where each rank's own float could differ in the last bits and leave one rank waiting for the others
-    in the next all-reduce. ``accelerator`` None or one process: ``value`` itself."""
-    if accelerator is None or accelerator.num_processes == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=accelerator.device)
-    return float(accelerator.reduce(t, reduction="mean").item())
 
 
 def _agree(accelerator, *flags: bool) -> list[bool]:

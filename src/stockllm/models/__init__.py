@@ -72,7 +72,7 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("autoets", ".peers", "AutoETSPeer", "statsforecast's AutoETS", extra="peers", closes_only=True),
     ModelSpec("autoarima", ".peers", "AutoARIMAPeer", "statsforecast's AutoARIMA", extra="peers", closes_only=True),
     ModelSpec("chronos", ".peers", "ChronosPeer", "Chronos-Bolt / Chronos-2 zero-shot (chronos-forecasting)",
-              config=".models.peers:ChronosConfig", extra="chronos", needs_fit=False, closes_only=True,
+              config=".config:ChronosConfig", extra="chronos", needs_fit=False, closes_only=True,
               overrides=("device",)),
 )}
 MODEL_NAMES = tuple(REGISTRY)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import META_FILE, read_safetensors
 from ..codec import Codec, SeriesTokens
-from ..config import DataConfig, LoRAConfig, from_dict, old_head_base, to_dict
+from ..config import LOOP_LIMITS, DataConfig, LoRAConfig, flat_dict, from_dict, old_head_base, to_dict
 from ..device import resolve_device
 from ..errors import StockLLMError
 from ..features import date_split, targets
@@ -158,8 +158,8 @@ class LoRAForecaster(Forecaster):
             raise StockLLMError(f"unknown --train_mode {self.config.train_mode!r}: use chunks or windows")
         if self.config.train_mode == "chunks" and self.config.chunk_days <= self.window_size:
             raise StockLLMError(f"--chunk_days {self.config.chunk_days} must exceed --window_size {self.window_size}")
-        if self.config.batch_size is None:
-            self.config.batch_size = 1 if self.config.train_mode == "chunks" else 4
+        if self.config.train.batch_size is None:
+            self.config.train.batch_size = 1 if self.config.train_mode == "chunks" else 4
         self.codec = Codec(self.config.prompt_format, features=self.data.features)
         self.model: RegressionLM | None = None
         self.tokenizer = None
@@ -231,7 +231,7 @@ class LoRAForecaster(Forecaster):
 
         cfg = self.config
         return load_base(cfg.model_path, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
-                         random_init=cfg.random_init, seed=cfg.seed)
+                         random_init=cfg.random_init, seed=cfg.train.seed)
 
     def _freeze_adapter(self) -> None:
         """``freeze_base`` (the linear probe): LoRA stays attached (B = 0: the backbone computes exactly the base
@@ -318,7 +318,7 @@ class LoRAForecaster(Forecaster):
         cfg = self.config
         if cfg.gradient_checkpointing is not None or not samples or self.model is None:
             return
-        longest = sorted((len(s["ids"]) for s in samples), reverse=True)[: cfg.batch_size]
+        longest = sorted((len(s["ids"]) for s in samples), reverse=True)[: cfg.train.batch_size]
         base = self.model.backbone.get_base_model()
         device = next(self.model.head.parameters()).device
         on, why = needs_checkpointing(base, max(longest) * len(longest), cfg.lora_dropout, device)
@@ -342,7 +342,7 @@ class LoRAForecaster(Forecaster):
 
         cfg = self.config
         if self.model is None:
-            set_seed(cfg.seed)  # LoRA's random init: the same seed gives the same start in any process
+            set_seed(cfg.train.seed)  # LoRA's random init: the same seed gives the same start in any process
             self._build(trainable=True)
         self._freeze_adapter()
         self._main_process = int(os.environ.get("RANK", "0")) == 0
@@ -350,7 +350,7 @@ class LoRAForecaster(Forecaster):
         train_samples, val_samples, notes = self._training_samples(frames)
         if cfg.random_init:
             notes.append(f"--random_init: the base is {cfg.model_path}'s architecture with random weights (seed "
-                         f"{cfg.seed}), an ablation of pretraining")
+                         f"{cfg.train.seed}), an ablation of pretraining")
         if cfg.freeze_base:
             notes.append("--freeze_base: only the head trained, on the frozen base's hidden states (a linear probe)")
         n_targets = sum(len(s["read_pos"]) for s in train_samples)
@@ -381,7 +381,8 @@ class LoRAForecaster(Forecaster):
         task = train.Task(
             module=self.model, train_data=train_samples, collate=lambda b: _collate(b, pad_id),
             loss=lambda model, batch: batch_loss(model, batch, self.quantiles)[0],
-            validate=lambda model, bar: self._val_loss(model, val_samples, pad_id, progress=bar),
+            validate=lambda model, bar, shard: self._val_sums(model, val_samples[shard[0]::shard[1]], pad_id,
+                                                              progress=bar),
             naive_val=naive_val, count=_batch_counts, save_checkpoint=save_checkpoint,
             fingerprint={"data": vars(self.data), "config": self._resume_settings(), "codec": asdict(self.codec),
                          "base_model": self.base_info, "series": series})
@@ -391,7 +392,7 @@ class LoRAForecaster(Forecaster):
             say("--compile: torch.compile of the model; the first step and validation compile it (minutes), "
                 "later ones run faster")
             self.model.compile()
-        info = train.fit(task, cfg, progress=progress, save_dir=save_dir, resume=resume,
+        info = train.fit(task, cfg.train, device=cfg.device, progress=progress, save_dir=save_dir, resume=resume,
                          label=f"lora {cfg.train_mode}")
         info["notes"] = sorted(set(info["notes"]) | set(notes))
         self.model.eval()
@@ -400,9 +401,8 @@ class LoRAForecaster(Forecaster):
 
     def _resume_settings(self) -> dict:
         """The config entries an exact resume must share with the saved state (the rest are per-run limits)."""
-        per_run = ("device", "trust_remote_code", "max_train_seconds", "max_steps", "epochs", "patience",
-                   "save_every", "eval_every", "compile")
-        return {k: v for k, v in to_dict(self.config).items() if k not in per_run}
+        per_run = (*LOOP_LIMITS, "device", "trust_remote_code", "compile")
+        return {k: v for k, v in flat_dict(self.config).items() if k not in per_run}
 
     def _pad_id(self) -> int:
         return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -413,7 +413,7 @@ class LoRAForecaster(Forecaster):
         ``desc``: show a progress bar (or log lines) with this label when there is more than one batch.
         """
         device = next(model.head.parameters()).device
-        bs = max(self.config.batch_size, 1)
+        bs = max(self.config.train.batch_size, 1)
         starts = range(0, len(samples), bs)
         model.eval()
         with torch.inference_mode():
@@ -427,16 +427,23 @@ class LoRAForecaster(Forecaster):
 
     def _val_loss(self, model: RegressionLM, samples: list[dict], pad_id: int, progress: bool = False) -> float:
         """Mean validation loss over all read targets (NaN without a validation part); a bar when ``progress``."""
-        if not samples:
-            return float("nan")
+        total, count = self._val_sums(model, samples, pad_id, progress)
+        return total / count if count else float("nan")
+
+    def _val_sums(self, model: RegressionLM, samples: list[dict], pad_id: int,
+                  progress: bool = False) -> tuple[float, int]:
+        """(Summed pinball loss, number of read targets) over ``samples``; (0.0, 0) for none. A bar when
+        ``progress``."""
         total, count = 0.0, 0
+        if not samples:
+            return total, count
         bar = progress_bar(total=len(samples), desc="validate", unit="seq", leave=False, enabled=progress)
         for chunk, batch, pred in self._forward_samples(model, samples, pad_id):
             loss, n = quantile_loss(pred, batch, self.quantiles)
             total, count = total + loss.item() * n, count + n
             bar.update(len(chunk))
         bar.close()
-        return total / count
+        return total, count
 
     # --- prediction ----------------------------------------------------------------------------------------
     @property

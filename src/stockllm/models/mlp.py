@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..checkpoint import read_safetensors
-from ..config import DataConfig, MLPConfig, from_dict, old_head_base, to_dict
+from ..config import LOOP_LIMITS, DataConfig, MLPConfig, flat_dict, from_dict, old_head_base, to_dict
 from ..device import torch_threads
 from ..errors import StockLLMError
 from ..features import date_split, n_inputs, targets, window_inputs
@@ -53,7 +53,7 @@ class MLPForecaster(Forecaster):
         super().__init__(data)
         self.config = config or MLPConfig()
         with torch.random.fork_rng():  # same seed, same initial weights, without touching the global RNG
-            torch.manual_seed(self.config.seed)
+            torch.manual_seed(self.config.train.seed)
             self.net = self._make_net()
         self.levels = torch.tensor(self.quantiles, dtype=torch.float32)
         self.x_mean = torch.zeros(self.n_inputs)
@@ -106,10 +106,11 @@ class MLPForecaster(Forecaster):
 
         Epoch 0 (the untrained model: filtered historical simulation of the training part with ``head_base``
         "fhs", the naive EWMA Gaussian walk with "gaussian") is a candidate too, so a model that cannot beat its
-        start on validation stays there. Every series weighs the same in the loss, however long it is. The loop is ``stockllm.train.fit``
-        (constant learning rate, no clipping, validation once per epoch, so ``patience`` counts epochs). With
-        ``save_dir`` and ``save_every`` > 0 it saves the training state every ``save_every`` epochs (and on
-        SIGINT/SIGTERM) and the best checkpoint beside it; ``resume`` continues from the newest state there.
+        start on validation stays there. Every series weighs the same in the loss, however long it is. The loop is
+        ``stockllm.train.fit`` with ``config.train`` (by default a constant learning rate, no clipping, and one
+        validation per epoch, so ``patience`` counts epochs). With ``save_dir`` and ``save_every`` > 0 it saves
+        the training state at every ``save_every``-th validation (and on SIGINT/SIGTERM) and the best checkpoint
+        beside it; ``resume`` continues from the newest state there.
         """
         with torch_threads(1):
             return self._fit(frames, progress, save_dir, resume)
@@ -131,19 +132,21 @@ class MLPForecaster(Forecaster):
         self.x_std = torch.from_numpy(x_tr.reshape(-1, self.n_inputs).std(0)).float().clamp_min(1e-8)
         xt, yt, wt = self._inputs(x_tr), torch.from_numpy(y_tr).float(), torch.from_numpy(w_tr)
         xv, yv, wv = self._inputs(x_va), torch.from_numpy(y_va).float(), torch.from_numpy(w_va)
-        steps_per_epoch = math.ceil(len(xt) / cfg.batch_size)
+        steps_per_epoch = math.ceil(len(xt) / cfg.train.batch_size / cfg.train.grad_accum)
 
         def loss(net, batch):
             return pinball_loss(net(batch["x"]), batch["y"], self.levels.to(batch["y"].device),
                                 weights=batch["w"])[0]
 
-        def validate(net, _progress) -> float:
+        def validate(net, _progress, _shard) -> tuple[float, float]:
+            # (weighted loss sum, total weight); never sharded: the MLP trains whole in every process.
             if len(xv) == 0:
-                return float("nan")
+                return 0.0, 0
             device = next(net.parameters()).device
             net.eval()
             with torch.inference_mode():
-                return loss(net, {"x": xv.to(device), "y": yv.to(device), "w": wv.to(device)}).item()
+                mean = loss(net, {"x": xv.to(device), "y": yv.to(device), "w": wv.to(device)}).item()
+            return mean * float(wv.sum()), float(wv.sum())
 
         series = [span(f) for f in frames]
         base = {"series": series, "train_windows": len(xt), "val_windows": len(xv), "start": cfg.head_base,
@@ -164,15 +167,12 @@ class MLPForecaster(Forecaster):
             collate=lambda idx: {"x": xt[torch.as_tensor(idx)], "y": yt[torch.as_tensor(idx)],
                                  "w": wt[torch.as_tensor(idx)]},
             loss=loss, validate=validate,
-            naive_val=validate(self.net, False),  # the untrained head: FHS or the naive walk (head_base)
+            naive_val=_mean(*validate(self.net, False, (0, 1))),  # the untrained head: FHS or the naive walk
             count=lambda batch: (0, len(batch["y"])), save_checkpoint=save_checkpoint, data_parallel=False,
             fingerprint={"kind": self.kind, "data": to_dict(self.data), "config": self._resume_settings(),
                          "series": series})
-        loop = train.LoopConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                                weight_decay=cfg.weight_decay, patience=cfg.patience, seed=cfg.seed,
-                                eval_every=steps_per_epoch, save_every=cfg.save_every * steps_per_epoch)
         try:
-            info = train.fit(task, loop, progress=progress, save_dir=save_dir, resume=resume, label=self.kind)
+            info = train.fit(task, cfg.train, progress=progress, save_dir=save_dir, resume=resume, label=self.kind)
         finally:
             self.net.cpu().eval()  # predictions run on the CPU, whatever device the loop trained on
         self.fit_info = record(info)
@@ -180,7 +180,7 @@ class MLPForecaster(Forecaster):
 
     def _resume_settings(self) -> dict:
         """The config entries an exact resume must share with the saved state (the rest are per-run limits)."""
-        return {k: v for k, v in to_dict(self.config).items() if k not in ("epochs", "patience", "save_every")}
+        return {k: v for k, v in flat_dict(self.config).items() if k not in LOOP_LIMITS}
 
     def predict_quantiles(self, frame, origins):
         origins = np.asarray(origins, dtype=np.int64)
@@ -231,6 +231,10 @@ class MLPForecaster(Forecaster):
             raise StockLLMError(f"{path} lacks the head_base tensor that a {model.config.head_base} head needs: the "
                                 "checkpoint is incomplete or damaged; train again")
         return model
+
+
+def _mean(total: float, count: float) -> float:
+    return total / count if count else float("nan")
 
 
 def _scaler(tensors: dict, path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:

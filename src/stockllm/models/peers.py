@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ..config import DataConfig, _check, from_dict
+from ..config import ChronosConfig, DataConfig, from_dict
 from ..errors import StockLLMError
 from .base import Forecaster, span
 
@@ -128,24 +128,6 @@ class AutoARIMAPeer(StatsForecastPeer):
 
     def _make(self, sf):
         return sf.AutoARIMA(season_length=1)
-
-
-@dataclasses.dataclass
-class ChronosConfig:
-    """Zero-shot Chronos: which model, how much history it reads per origin and how many origins per batch.
-
-    model_path: Hugging Face id or local folder of a Chronos-Bolt or Chronos-2 model.
-    context_days: days ending at the origin given to the model (fewer when the series is shorter); fixed, so a
-        forecast depends on its origin alone.
-    """
-
-    model_path: str = "amazon/chronos-bolt-small"
-    context_days: int = 512
-    batch_size: int = 64
-    device: str = "auto"
-
-    def __post_init__(self):
-        _check(self, positive=("context_days", "batch_size"))
 
 
 class ChronosPeer(Forecaster):
