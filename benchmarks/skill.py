@@ -58,7 +58,7 @@ def dev_set(us4_dir: Path) -> dict[str, pd.DataFrame]:
 
 def factories(names, epochs: int | None, seed: int):
     data = DataConfig()
-    mlp = MLPConfig(seed=seed, **({"epochs": epochs} if epochs else {}))
+    mlp = MLPConfig.from_flags(seed=seed, **({"epochs": epochs} if epochs else {}))
     out = {}
     for name in names:
         cls = model_class(name)

@@ -145,13 +145,13 @@ def test_yahoo_adjustments():
                         "Close": [50.0, 52, 26, 27], "Adj Close": [49.0, 51, 26, 27], "Volume": [100.0, 100, 200, 200],
                         "Stock Splits": [0.0, 0, 2, 0]}, index=idx)
     # Yahoo's Close is already split-adjusted (52 was 104 before the 2:1 split on day 3).
-    none = sources.adjust_yahoo(raw, "none")
+    none = data_module.adjust_yahoo(raw, "none")
     np.testing.assert_allclose(none["Close"], [100, 104, 26, 27])
     np.testing.assert_allclose(none["Volume"], [50, 50, 200, 200])
-    full = sources.adjust_yahoo(raw, "full")
+    full = data_module.adjust_yahoo(raw, "full")
     np.testing.assert_allclose(full["Close"], [49, 51, 26, 27])
     np.testing.assert_allclose(full["Open"], np.array([50, 52, 26, 27]) * np.array([49 / 50, 51 / 52, 1, 1]))
-    assert sources.adjust_yahoo(raw, "split") is raw
+    assert data_module.adjust_yahoo(raw, "split") is raw
 
 
 def test_yahoo_full_adjustment_through_download(monkeypatch):

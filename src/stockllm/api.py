@@ -7,12 +7,11 @@ one long frame, one row per ticker and horizon.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
-import pandas as pd
-
+from .evaluation import Evaluation  # noqa: F401 - re-exported
 from .models.pipeline import as_frames, forecast_table, min_history, predict_df  # noqa: F401 - re-exported
+
 
 def load(checkpoint, **overrides):
     """Load a checkpoint folder written by ``stockllm train`` (or ``Forecaster.save``) and return its Forecaster.
@@ -23,20 +22,6 @@ def load(checkpoint, **overrides):
     from .models import load_forecaster
 
     return load_forecaster(checkpoint, **overrides)
-
-
-@dataclasses.dataclass
-class Evaluation:
-    """What ``stockllm.evaluate`` returns.
-
-    metrics: one row per series, model and horizon (mae, rmse, mape, mae_vs_naive, dir_acc, dm_pvalue, ...).
-    forecasts: one row per series, model, origin and horizon (actual and predicted closes, price scale).
-    leaderboard: one row per model across series, when the evaluation module provides it; otherwise None.
-    """
-
-    metrics: pd.DataFrame
-    forecasts: pd.DataFrame
-    leaderboard: pd.DataFrame | None = None
 
 
 def evaluate_options() -> dict:

@@ -21,7 +21,11 @@ from pathlib import Path
 from . import __version__
 from .config import DataConfig, EnsembleConfig, LoRAConfig, MLPConfig, TrainConfig, flat_dict, flat_fields
 from .errors import StockLLMError, Terminated, TrainingInterrupted
-from .models import MODEL_NAMES, WINDOW_NETS  # names only: the models package loads its classes on first use
+from .models import MODEL_NAMES, REGISTRY, WINDOW_NETS  # names only: the classes load on first use
+
+# What `train` saves (fitted models of the core install) and what `predict --model` runs without a checkpoint.
+TRAINABLE = tuple(n for n, s in REGISTRY.items() if s.needs_fit and s.extra is None)
+UNFITTED = tuple(n for n, s in REGISTRY.items() if not s.needs_fit and s.extra is None)
 from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
                        _csv_options, _data_config, _data_given, _factory, _given, _levels, _load_frames,
                        _model_config, _refuse, _with_members)
@@ -101,7 +105,7 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", "--lora_weights", dest="checkpoint", metavar="DIR",
                      help="checkpoint folder from train")
-    src.add_argument("--model", choices=["naive", "drift"], help="a baseline that needs no checkpoint")
+    src.add_argument("--model", choices=UNFITTED, help="a baseline that needs no checkpoint")
     p.add_argument("--model_path", metavar="PATH", help="a checkpoint folder, or (LLM) the base model to use "
                    "instead of the one recorded in the checkpoint")
     if tickers:
@@ -244,10 +248,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
                        description="Train a forecaster on one or more CSV files (their windows are pooled) and save "
                                    "the best epoch as a checkpoint folder (safetensors + stockllm.json).")
-    p.add_argument("--model", choices=["mlp", "lstm", "lora", "garch", "fhs", "ensemble"], default="mlp",
-                   help="mlp (default), lstm (an LSTM over the MLP's windows), lora (the LLM), garch (GARCH(1,1) "
-                   "volatility), fhs (filtered historical simulation) or ensemble (a validation-weighted average "
-                   "of --members)")
+    p.add_argument("--model", choices=TRAINABLE, default="mlp",
+                   help="; ".join(f"{n}: {REGISTRY[n].summary}" for n in TRAINABLE) + " (default mlp)")
     _data_flags(p)
     _window_flags(p)
     _features_flag(p)
@@ -324,7 +326,7 @@ def _build_parser() -> argparse.ArgumentParser:
                               "http://127.0.0.1:8000/)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
                    help="a checkpoint folder to serve (repeat for several; NAME=DIR names it, default its kind)")
-    p.add_argument("--model", action="append", default=[], choices=["naive", "drift"],
+    p.add_argument("--model", action="append", default=[], choices=UNFITTED,
                    help="a baseline to serve (repeatable)")
     p.add_argument("--window_size", type=int, help="--model naive|drift only (default 30)")
     p.add_argument("--horizon", type=int, help="--model naive|drift only (default 3)")

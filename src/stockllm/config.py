@@ -255,7 +255,7 @@ class EnsembleConfig:
     refit: bool = True
 
     def __post_init__(self):
-        from .models import MODEL_NAMES
+        from .models.registry import MODEL_NAMES
 
         members = self.members.split(",") if isinstance(self.members, str) else self.members
         self.members = tuple(m.strip() for m in members if m.strip())

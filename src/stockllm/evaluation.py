@@ -6,14 +6,31 @@ evaluate command's destinations (flags), so the two cannot drift apart.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+
+import pandas as pd
 
 from .config import DataConfig
 from .errors import StockLLMError
 from .models import MODEL_NAMES
 from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
                        _data_config, _factory, _levels, _load_frames, _with_members, chronos_flags)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What ``stockllm.evaluate`` returns.
+
+    metrics: one row per series, model and horizon (mae, rmse, mape, mae_vs_naive, dir_acc, dm_pvalue, ...).
+    forecasts: one row per series, model, origin and horizon (actual and predicted closes, price scale).
+    leaderboard: one row per model across series, when the evaluation module provides it; otherwise None.
+    """
+
+    metrics: pd.DataFrame
+    forecasts: pd.DataFrame
+    leaderboard: pd.DataFrame | None = None
 
 
 def _evaluate_plan(args, say):
@@ -73,13 +90,12 @@ def _evaluate_plan(args, say):
 
 def run_evaluate(args, say=lambda *_: None):
     """Run ``stockllm evaluate`` with the options in ``args`` (the evaluate command's destinations) and return an
-    :class:`stockllm.api.Evaluation`. ``say`` prints the progress lines and tables; with ``args.output_dir`` None
+    :class:`Evaluation`. ``say`` prints the progress lines and tables; with ``args.output_dir`` None
     nothing is written, otherwise the output folder is written as one unit (see ``outputs.atomic_folder``).
     ``args.data``: paths (files, folders, globs, long CSVs) or anything ``as_frames`` reads; empty: the NASDAQ
     sample."""
     import pandas as pd
 
-    from .api import Evaluation
     from .data import write_csv_atomic
     from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
     from .models.pipeline import as_frames

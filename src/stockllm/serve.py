@@ -261,7 +261,7 @@ class Service:
     def forecast(self, body, record: bool = True) -> dict:
         """POST /forecast's answer for a decoded JSON body; raises RequestError for anything refused. ``record``:
         append the rows to the ledger (when the server has one)."""
-        from .api import predict_df
+        from .models.pipeline import predict_df
         from .errors import DataError
 
         req = self.parse(body)

@@ -185,32 +185,6 @@ def yahoo(ticker: str, *, adjust: str, period, start, end, interval) -> pd.DataF
         raise
 
 
-def adjust_yahoo(raw: pd.DataFrame, adjust: str) -> pd.DataFrame:
-    """yfinance's ``history(auto_adjust=False)`` frame (split-adjusted Open High Low Close, ``Adj Close`` also for
-    dividends, ``Stock Splits`` ratios) adjusted as asked: ``split`` as it is, ``full`` scaled by Adj Close ÷
-    Close, ``none`` with later splits multiplied back in (Volume divided by them)."""
-    if adjust == "split" or raw is None or len(raw) == 0:
-        return raw
-    out = raw.copy()
-    prices = [c for c in ("Open", "High", "Low", "Close") if c in out.columns]
-    if adjust == "full":
-        if "Adj Close" not in out.columns:
-            raise DataError("Yahoo Finance sent no Adj Close column, so dividends cannot be adjusted for: pass "
-                            "--adjust split, or use --data FILE.csv")
-        factor = (out["Adj Close"] / out["Close"]).where(out["Close"] > 0)
-        out[prices] = out[prices].mul(factor, axis=0)
-        return out
-    splits = out["Stock Splits"].fillna(0).where(lambda s: s > 0, 1.0) if "Stock Splits" in out.columns else None
-    if splits is None or (splits == 1.0).all():
-        return out
-    # The split on day d already divides day d's price; earlier days carry every split after them.
-    later = splits[::-1].cumprod()[::-1].shift(-1, fill_value=1.0)
-    out[prices] = out[prices].mul(later, axis=0)
-    if "Volume" in out.columns:
-        out["Volume"] = out["Volume"] / later
-    return out
-
-
 def fetch_akshare(symbol: str, *, start: str, end: str, adjust: str) -> pd.DataFrame:
     """AKShare's raw daily A-share history (``stock_zh_a_hist``: Chinese column names, Volume in lots of 100).
 
