@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from .config import ChronosConfig, DataConfig, EnsembleConfig, LoRAConfig, MLPConfig, flat_fields, from_flat
+from .config import ChronosConfig, DataConfig, LoRAConfig, MLPConfig, flat_fields, from_flat
 from .errors import StockLLMError
 from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
 
@@ -75,17 +75,18 @@ def _data_config(args) -> DataConfig:
 
 
 def _model_config(name: str, args):
-    if name in WINDOW_NETS:
-        return _pick(args, MLPConfig)
-    if name == "chronos":
+    """Model ``name``'s config (its registry entry names the class) with the settings ``args`` gives; None for
+    models without settings (naive, drift, fhs, garch, the statsforecast peers)."""
+    from .models import spec
+
+    cls = spec(name).config_class()
+    if cls is None:
+        return None
+    if cls is ChronosConfig:  # its flags carry a chronos_ prefix
         return ChronosConfig(**{k: getattr(args, f) for k, f in chronos_flags().items()
                                 if getattr(args, f, None) is not None})
-    if name == "ensemble":
-        return _pick(args, EnsembleConfig)
-    if name != "lora":
-        return None  # garch and the statsforecast peers: no settings
-    cfg = _pick(args, LoRAConfig)
-    if isinstance(cfg.target_modules, str) and cfg.target_modules != "all-linear":
+    cfg = _pick(args, cls)
+    if isinstance(cfg, LoRAConfig) and cfg.target_modules != "all-linear":
         cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
         args.target_modules = cfg.target_modules
     return cfg
