@@ -388,7 +388,7 @@ def qwen3_arch(tokenizer: str | None, quick: bool, say, tiny: bool = False) -> d
     """The default base model's architecture on this machine (random weights: speed and memory do not depend on
     weight values): a default training run's step time and peak memory, without and with gradient
     checkpointing, each in a fresh process; backtest inference targets/s; what an epoch of NASDAQ costs."""
-    from stockllm.hf import ACTIVATION_MEMORY_SHARE, activation_bytes_per_token
+    from stockllm.memory import ACTIVATION_MEMORY_SHARE, activation_bytes_per_token
 
     out: dict = {"base": "Qwen3-0.6B architecture, random weights" + (" (tiny)" if tiny else "")}
     with tempfile.TemporaryDirectory(prefix="stockllm-qwen3-") as tmp:

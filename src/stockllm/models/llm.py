@@ -312,8 +312,8 @@ class LoRAForecaster(Forecaster):
 
     def _auto_checkpointing(self, samples: list[dict], notes: list[str]) -> None:
         """With ``gradient_checkpointing`` None (the default), turn it on when the longest step's saved activations
-        would not fit the memory budget (``hf.needs_checkpointing``); True forces it on in ``_build``."""
-        from ..hf import needs_checkpointing
+        would not fit the memory budget (``memory.needs_checkpointing``); True forces it on in ``_build``."""
+        from ..memory import needs_checkpointing
 
         cfg = self.config
         if cfg.gradient_checkpointing is not None or not samples or self.model is None:
