@@ -13,7 +13,7 @@ from conftest import make_ohlcv
 
 from stockllm import memory
 from stockllm.config import DataConfig, LoRAConfig
-from stockllm.models.llm import LoRAForecaster, _collate
+from stockllm.models.llm import LoRAForecaster
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -42,10 +42,8 @@ def test_dropout_costs_saved_activations_and_the_estimate_orders_them(tiny_model
     measured = {}
     for p in (0.0, 0.05):
         f = forecaster(tiny_model_dir, lora_dropout=p)
-        f._build(trainable=True)
-        f.model.train()
-        samples = f._series_samples(frame, np.arange(150, 180), np.zeros((len(frame), 3)))
-        batch = _collate(samples, 0)
+        f.build(trainable=True).train()
+        batch = f.collate(f.samples(frame, np.arange(150, 180), np.zeros((len(frame), 3))))
         tokens = int(batch["attention_mask"].sum())
         measured[p] = saved_bytes(f.model, batch) / tokens
         estimate = memory.activation_bytes_per_token(f.model.backbone.get_base_model().config, p, torch.float32)
@@ -70,8 +68,7 @@ def test_checkpointing_turns_on_by_itself_only_above_the_budget(tiny_model_dir, 
 
 def test_needs_checkpointing_scales_with_tokens(tiny_model_dir):
     f = forecaster(tiny_model_dir)
-    f._build(trainable=True)
-    base = f.model.backbone.get_base_model()
+    base = f.build(trainable=True).backbone.get_base_model()
     total = memory.memory_bytes(torch.device("cpu"))
     assert total and total > 2**28
     assert not memory.needs_checkpointing(base, 1_000, 0.0, torch.device("cpu"))[0]
