@@ -442,7 +442,7 @@ class LoRAForecaster(Forecaster):
         self.model.train()
         device = next(self.model.head.parameters()).device
         tensors = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
-        loss, _ = batch_loss(model or self.model, tensors, self.quantiles)
+        loss, _ = batch_loss(self.model if model is None else model, tensors, self.quantiles)
         loss.backward()
         self.model.zero_grad(set_to_none=True)
         return loss.item()
