@@ -6,7 +6,6 @@ import os
 
 import torch
 
-
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, here kept fixed
 
