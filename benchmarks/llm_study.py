@@ -10,7 +10,7 @@ with naive beside it: fitted and validated before the cutoff only, then backtest
 
 Rows (``--rows``, in this order by default; each runs alone, in its own process, one at a time):
 
-- ``naive``, ``fhs`` (when stockllm has it), ``mlp``, ``lstm``: library defaults, full history before the cutoff.
+- ``naive``, ``fhs``, ``mlp``, ``lstm``: library defaults, full history before the cutoff.
 - ``smollm2_lora_s{seed}``: SmolLM2-135M pretrained (GGUF), LoRA, compact codec: the reference (``--seeds``).
 - ``smollm2_random_s{seed}``: the same architecture with ``--random_init`` (random weights from the seed).
 - ``smollm2_probe``: the pretrained base frozen, head only (``--freeze_base``, a linear probe).
@@ -107,9 +107,7 @@ def load_frames(tiny: bool = False) -> dict[str, pd.DataFrame]:
 
 def rows_plan(args) -> list[str]:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    from stockllm.models import MODEL_NAMES
-
-    base = ["naive"] + (["fhs"] if "fhs" in MODEL_NAMES else []) + ["mlp", "lstm"]
+    base = ["naive", "fhs", "mlp", "lstm"]
     first, rest = seeds[:1], seeds[1:]
     llm = [f"smollm2_lora_s{s}" for s in first] + [f"smollm2_random_s{s}" for s in first] + ["smollm2_probe",
            "qwen25_lora"] + [f"smollm2_lora_s{s}" for s in rest] + [f"smollm2_random_s{s}" for s in rest] + \

@@ -27,20 +27,33 @@ from stockllm.models.llm import LoRAForecaster, grid_chunks, plan_chunks  # noqa
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "stockllm" / "samples" / "nasdaq.csv"
 
 
-def run(model: LoRAForecaster, frame, origins, planner) -> dict:
-    samples = model._series_samples(frame, origins, None, planner=planner)
-    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    t0 = time.perf_counter()
-    for _ in model._forward_samples(model.model, samples, pad_id):
-        pass
-    seconds = time.perf_counter() - t0
+def plan_figures(model: LoRAForecaster, frame, origins, planner) -> tuple[list[dict], dict]:
+    """The samples ``planner`` cuts for these origins, and what they feed the model: sequences, tokens, and the
+    days of context each origin reads."""
+    samples = model.samples(frame, origins, planner=planner)
     plans = planner(origins, model.chunk_days, model.window_size)
     context = np.concatenate([reads - start + 1 for start, _, reads in plans])
     tokens = sum(len(s["ids"]) for s in samples)
-    return {"sequences": len(samples), "tokens": tokens, "tokens_per_origin": tokens / len(origins),
-            "seconds": seconds, "origins_per_second": len(origins) / seconds,
-            "context_days_min": int(context.min()), "context_days_median": float(np.median(context)),
-            "context_days_max": int(context.max())}
+    return samples, {"sequences": len(samples), "tokens": tokens, "tokens_per_origin": tokens / len(origins),
+                     "context_days_min": int(context.min()), "context_days_median": float(np.median(context)),
+                     "context_days_max": int(context.max())}
+
+
+def timed(model: LoRAForecaster, frame, origins, planner) -> dict:
+    """``plan_figures`` plus the seconds of the forward passes over those samples."""
+    samples, figures = plan_figures(model, frame, origins, planner)
+    t0 = time.perf_counter()
+    for _ in model.forward_batches(samples):
+        pass
+    seconds = time.perf_counter() - t0
+    return {**figures, "seconds": seconds, "origins_per_second": len(origins) / seconds}
+
+
+def line(name: str, r: dict) -> str:
+    seconds = f"  {r['seconds']:6.1f} s  {r['origins_per_second']:.1f} origins/s" if "seconds" in r else ""
+    return (f"{name:28s} {r['sequences']:4d} sequences  {r['tokens']:7d} tokens ({r['tokens_per_origin']:.1f}/origin)"
+            f"{seconds}  context days {r['context_days_min']}–{r['context_days_max']} "
+            f"(median {r['context_days_median']:.0f})")
 
 
 def main() -> None:
@@ -57,33 +70,24 @@ def main() -> None:
     model = LoRAForecaster(DataConfig(), LoRAConfig(model_path=args.model_path, chunk_days=args.chunk_days,
                                                     batch_size=args.batch_size, device="cpu"))
     origins = np.arange(len(frame) - 3 - args.origins, len(frame) - 3)
+    plans = {"end-planned (old)": plan_chunks, "grid (origin-independent)": grid_chunks}
     if args.tokens_only:
         from transformers import AutoTokenizer
 
         from stockllm.hf import resolve_model_path
 
         model.tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.model_path))
-        for name, planner in (("end-planned (old)", plan_chunks), ("grid (origin-independent)", grid_chunks)):
-            samples = model._series_samples(frame, origins, None, planner=planner)
-            plans = planner(origins, model.chunk_days, model.window_size)
-            context = np.concatenate([reads - start + 1 for start, _, reads in plans])
-            tokens = sum(len(s["ids"]) for s in samples)
-            print(f"{name:28s} {len(samples):4d} sequences  {tokens:7d} tokens ({tokens / len(origins):.1f}/origin)"
-                  f"  context days {context.min()}–{context.max()} (median {np.median(context):.0f})")
+        for name, planner in plans.items():
+            print(line(name, plan_figures(model, frame, origins, planner)[1]))
         return
-    model._build(trainable=False)
-    results = {"grid (origin-independent)": [], "end-planned (old)": []}
+    model.build(trainable=False)
+    results = {name: [] for name in plans}
     for _ in range(args.repeats):
-        results["end-planned (old)"].append(run(model, frame, origins, plan_chunks))
-        results["grid (origin-independent)"].append(run(model, frame, origins, grid_chunks))
-    summary = {}
-    for name, runs in results.items():
-        best = min(runs, key=lambda r: r["seconds"])
-        summary[name] = best
-        print(f"{name:28s} {best['sequences']:4d} sequences  {best['tokens']:7d} tokens "
-              f"({best['tokens_per_origin']:.1f}/origin)  {best['seconds']:6.1f} s  "
-              f"{best['origins_per_second']:.1f} origins/s  context days {best['context_days_min']}–"
-              f"{best['context_days_max']} (median {best['context_days_median']:.0f})")
+        for name, planner in plans.items():
+            results[name].append(timed(model, frame, origins, planner))
+    summary = {name: min(runs, key=lambda r: r["seconds"]) for name, runs in results.items()}
+    for name, best in summary.items():
+        print(line(name, best))
     old, new = summary["end-planned (old)"], summary["grid (origin-independent)"]
     print(f"grid ÷ old: tokens {new['tokens'] / old['tokens']:.3f}, time {new['seconds'] / old['seconds']:.3f}")
     if args.json:

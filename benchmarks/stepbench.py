@@ -8,7 +8,7 @@ memory at its end, and how much of it is file-backed (``rss_file_mb``: pages of 
 which the kernel can drop and re-read) vs anonymous (``rss_anon_mb``: Python, torch, activations).
 
 Phases of one training run (``phases``): ``import`` (torch, transformers, peft, stockllm), ``load`` (base model
-from the cached safetensors + LoRA + head: ``LoRAForecaster._build``), ``tokenise`` (from the end of loading to
+from the cached safetensors + LoRA + head: ``LoRAForecaster.build``), ``tokenise`` (from the end of loading to
 the first forward pass: training samples, the accelerate set-up), each training ``step N`` (a step runs from
 one training forward pass to the next, so it holds its backward pass and optimizer update), each
 ``validation`` (consecutive inference forwards) and ``save`` (the checkpoint). Phases are told apart by a
@@ -158,7 +158,7 @@ def child_train(spec: dict) -> dict:
         frame = frame.iloc[-spec["rows"]:]
     forecaster = LoRAForecaster(DataConfig(), LoRAConfig(model_path=spec["model_path"], **spec.get("config", {})))
     torch.manual_seed(0)
-    forecaster._build(trainable=True)
+    forecaster.build()
     rec.mark("tokenise")
     hook_phases(forecaster.model, rec)
     forecaster.fit([frame], progress=False)
@@ -230,20 +230,15 @@ def saved_mb(call, params) -> float:
 
 
 def chunk_batch(f, frame, end: int, chunk_days: int, n_chunks: int = 1) -> dict:
-    """A training batch of ``n_chunks`` chunks of ``chunk_days`` days each, the last ending at row ``end``, cut
-    with that chunk length (not the forecaster's own); "targets" counts the read positions."""
-    from stockllm.models.llm import _collate
-
-    samples, planned, window = [], f.config.chunk_days, f.window_size
-    f.config.chunk_days = chunk_days  # the planner cuts chunks of this length (only the samples are built)
-    try:
-        for k in range(n_chunks):
-            stop = end - k * (chunk_days - window + 1)
-            days = np.arange(stop - (chunk_days - window + 1), stop)
-            samples += f._series_samples(frame, days, np.zeros((len(frame), f.horizon)))
-    finally:
-        f.config.chunk_days = planned
-    return _collate(samples, 0) | {"targets": sum(len(s["read_pos"]) for s in samples)}
+    """A training batch (targets zero) of ``n_chunks`` chunks of ``chunk_days`` days each, the last ending at row
+    ``end``, cut with that chunk length (not the forecaster's own); "targets" counts the read positions."""
+    reads = chunk_days - f.window_size + 1
+    samples = []
+    for k in range(n_chunks):
+        stop = end - k * reads
+        samples += f.samples(frame, np.arange(stop - reads, stop), np.zeros((len(frame), f.horizon)),
+                             chunk_days=chunk_days)
+    return f.collate(samples) | {"targets": sum(len(s["read_pos"]) for s in samples)}
 
 
 def child_levers(spec: dict) -> dict:
@@ -264,8 +259,7 @@ def child_levers(spec: dict) -> dict:
     def build(**over):
         torch.manual_seed(0)
         f = LoRAForecaster(DataConfig(), LoRAConfig(model_path=spec["model_path"], **over))
-        f._build(trainable=True)
-        f.model.train()
+        f.build()
         return f
 
     def batch_for(f, chunk_days: int, n_chunks: int = 1) -> dict:
@@ -277,9 +271,7 @@ def child_levers(spec: dict) -> dict:
             if threads:
                 torch.set_num_threads(threads)
             try:
-                pred = f.model(batch["input_ids"], batch["attention_mask"], batch["read_pos"])
-                pred.float().pow(2).mean().backward()
-                f.model.zero_grad(set_to_none=True)
+                f.forward_backward(batch)
             finally:
                 torch.set_num_threads(old)
         return call
@@ -295,9 +287,12 @@ def child_levers(spec: dict) -> dict:
     cases["batch 2 of 128-day chunks"] = (ref, batch_for(ref, 128, 2), None)
     calls = {name: step_call(f, b, th) for name, (f, b, th) in cases.items()}
 
-    gc_on = lambda on: (ref.model.backbone.get_base_model().gradient_checkpointing_enable(  # noqa: E731
-        gradient_checkpointing_kwargs={"use_reentrant": False}) if on else
-        ref.model.backbone.get_base_model().gradient_checkpointing_disable())
+    def gc_on(on: bool) -> None:
+        base = ref.model.backbone.get_base_model()
+        if on:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_disable()
 
     def with_gc(call):
         def wrapped():
@@ -317,8 +312,7 @@ def child_levers(spec: dict) -> dict:
             if rep:
                 best[name] = min(best[name], time.perf_counter() - t0)
     ref_name = "reference (dropout 0, 128-day chunk, batch 1)"
-    batches = {name: (b if name in cases else b128) for name, (_, b, _) in
-               [*cases.items(), ("gradient checkpointing", (ref, b128, None))]}
+    batches = {name: b for name, (_, b, _) in cases.items()} | {"gradient checkpointing": b128}
     out = {"reps": reps, "cases": {}}
     for name, secs in best.items():
         b = batches[name]
@@ -388,7 +382,7 @@ def qwen3_arch(tokenizer: str | None, quick: bool, say, tiny: bool = False) -> d
     """The default base model's architecture on this machine (random weights: speed and memory do not depend on
     weight values): a default training run's step time and peak memory, without and with gradient
     checkpointing, each in a fresh process; backtest inference targets/s; what an epoch of NASDAQ costs."""
-    from stockllm.hf import ACTIVATION_MEMORY_SHARE, activation_bytes_per_token
+    from stockllm.memory import ACTIVATION_MEMORY_SHARE, activation_bytes_per_token
 
     out: dict = {"base": "Qwen3-0.6B architecture, random weights" + (" (tiny)" if tiny else "")}
     with tempfile.TemporaryDirectory(prefix="stockllm-qwen3-") as tmp:
@@ -493,8 +487,7 @@ def child_gpu(spec: dict) -> dict:
         row: dict = {"batch_size": batch}
         try:
             torch.manual_seed(0)
-            forecaster._build(trainable=True)
-            calls, rec = record_lengths(forecaster.model), PhaseRecorder("load")
+            calls, rec = record_lengths(forecaster.build()), PhaseRecorder("load")
             hook_phases(forecaster.model, rec)
             # enough copies of the series for steps + 1 full batches (about 40 chunks per copy)
             copies = max(1, math.ceil((steps + 1) * batch / (8 if tiny else 38)))

@@ -291,6 +291,27 @@ def test_plan_chunks_refuses_days_without_a_full_window():
         plan_chunks(np.array([5]), chunk_days=128, window=30)
 
 
+def test_build_samples_collate_and_steps_by_public_methods(tiny_model_dir):
+    """What the benchmarks drive: samples cut with another chunk length, one batch, a training step's compute
+    (the loss the inference forwards give too, gradients dropped after) and the batched inference forwards."""
+    frame = periodic(200)
+    model = LoRAForecaster(DATA, config(tiny_model_dir))
+    lm = model.build(trainable=True)
+    days = np.arange(100, 180)
+    samples = model.samples(frame, days, np.zeros((len(frame), DATA.horizon)), chunk_days=30)
+    assert [list(s["days"]) for s in samples] == [list(r) for _, _, r in plan_chunks(days, 30, DATA.window_size)]
+    batch = model.collate(samples)
+    assert batch["y"].shape == (len(samples), max(len(s["days"]) for s in samples), DATA.horizon)
+    loss = model.forward_backward(batch)
+    assert all(p.grad is None for p in lm.parameters())
+    total = count = 0
+    for chunk, part, pred in model.forward_batches(samples):
+        assert pred.shape == (len(chunk), part["read_pos"].shape[1], DATA.horizon, len(model.quantiles))
+        value, n = quantile_loss(pred, part, model.quantiles)
+        total, count = total + value.item() * n, count + n
+    assert count == len(days) and loss == pytest.approx(total / count, rel=1e-5)
+
+
 def _base_weights(model: LoRAForecaster) -> dict[str, torch.Tensor]:
     """The backbone's base weights (LoRA's own matrices left out), by the base model's parameter names."""
     return {n.replace("base_model.model.", "").replace(".base_layer", ""): p.detach().clone()

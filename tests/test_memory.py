@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import make_ohlcv
 
-from stockllm import hf
+from stockllm import memory
 from stockllm.config import DataConfig, LoRAConfig
-from stockllm.models.llm import LoRAForecaster, _collate
+from stockllm.models.llm import LoRAForecaster
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -42,13 +42,11 @@ def test_dropout_costs_saved_activations_and_the_estimate_orders_them(tiny_model
     measured = {}
     for p in (0.0, 0.05):
         f = forecaster(tiny_model_dir, lora_dropout=p)
-        f._build(trainable=True)
-        f.model.train()
-        samples = f._series_samples(frame, np.arange(150, 180), np.zeros((len(frame), 3)))
-        batch = _collate(samples, 0)
+        f.build(trainable=True).train()
+        batch = f.collate(f.samples(frame, np.arange(150, 180), np.zeros((len(frame), 3))))
         tokens = int(batch["attention_mask"].sum())
         measured[p] = saved_bytes(f.model, batch) / tokens
-        estimate = hf.activation_bytes_per_token(f.model.backbone.get_base_model().config, p, torch.float32)
+        estimate = memory.activation_bytes_per_token(f.model.backbone.get_base_model().config, p, torch.float32)
         assert 0.5 < estimate / measured[p] < 2.0, (p, estimate, measured[p])
     assert measured[0.05] > 1.3 * measured[0.0]  # each adapter keeps its own dropped input
 
@@ -59,7 +57,7 @@ def test_checkpointing_turns_on_by_itself_only_above_the_budget(tiny_model_dir, 
     assert not f.model.backbone.get_base_model().is_gradient_checkpointing
     assert not any("checkpointing" in n for n in f.fit_info["notes"])
 
-    monkeypatch.setattr(hf, "ACTIVATION_MEMORY_SHARE", 0.0)  # no room for activations at all
+    monkeypatch.setattr(memory, "ACTIVATION_MEMORY_SHARE", 0.0)  # no room for activations at all
     f = forecaster(tiny_model_dir).fit([frame], progress=False)
     assert f.model.backbone.get_base_model().is_gradient_checkpointing
     assert any("gradient checkpointing turned on" in n for n in f.fit_info["notes"])
@@ -70,12 +68,11 @@ def test_checkpointing_turns_on_by_itself_only_above_the_budget(tiny_model_dir, 
 
 def test_needs_checkpointing_scales_with_tokens(tiny_model_dir):
     f = forecaster(tiny_model_dir)
-    f._build(trainable=True)
-    base = f.model.backbone.get_base_model()
-    total = hf.memory_bytes(torch.device("cpu"))
+    base = f.build(trainable=True).backbone.get_base_model()
+    total = memory.memory_bytes(torch.device("cpu"))
     assert total and total > 2**28
-    assert not hf.needs_checkpointing(base, 1_000, 0.0, torch.device("cpu"))[0]
-    assert hf.needs_checkpointing(base, 10**12, 0.0, torch.device("cpu"))[0]
+    assert not memory.needs_checkpointing(base, 1_000, 0.0, torch.device("cpu"))[0]
+    assert memory.needs_checkpointing(base, 10**12, 0.0, torch.device("cpu"))[0]
 
 
 @pytest.fixture()
@@ -111,5 +108,5 @@ def test_keep_heap_small_applies_on_linux_glibc():
     import platform
     import sys
 
-    applied = hf.keep_heap_small()
+    applied = memory.keep_heap_small()
     assert applied or not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")

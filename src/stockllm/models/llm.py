@@ -226,6 +226,13 @@ class LoRAForecaster(Forecaster):
             self.model.head.set_base(self._head_base)
         self.model.head.requires_grad_(trainable)
 
+    def build(self, trainable: bool = True) -> RegressionLM:
+        """Load the base model, attach LoRA and the head (``fit`` and ``predict_quantiles`` do it when needed) and
+        return the model. ``trainable``: LoRA and head require grad (for training); False loads for inference.
+        Build before ``fit`` to hook the model first (the benchmarks time phases from forward pre-hooks)."""
+        self._build(trainable)
+        return self.model
+
     def _load_base(self, device, dtype):
         from ..hf import load_base
 
@@ -268,10 +275,18 @@ class LoRAForecaster(Forecaster):
         return f" (LoRA {self.num_trainable_parameters() - head:,} + head {head:,}; {base} base)"
 
     # --- data ----------------------------------------------------------------------------------------------
-    def _series_samples(self, frame: pd.DataFrame, days: np.ndarray, y: np.ndarray | None,
-                        planner=plan_chunks) -> list[dict]:
+    def samples(self, frame: pd.DataFrame, days: np.ndarray, y: np.ndarray | None = None, planner=plan_chunks,
+                chunk_days: int | None = None) -> list[dict]:
+        """The model's inputs for reading ``days`` (row indices of ``frame``): one sample per chunk of ``planner``
+        (``plan_chunks`` for training, ``grid_chunks`` for forecasts) of at most ``chunk_days`` rows (default:
+        the forecaster's own). Needs ``tokenizer`` (set by ``build``).
+
+        Each sample: ``ids`` int64 [T] token ids of the chunk's text; ``read_pos`` int64 [P] the index of each
+        read day's last token; ``days`` int64 [P] those rows; ``y`` [P, H] the rows of ``y`` (frame rows × H,
+        the standardised targets) at those days, or None without ``y``.
+        """
         tokens = SeriesTokens(self.codec, self.tokenizer, frame)
-        return _samples(tokens, planner(days, self.chunk_days, self.window_size), y)
+        return _samples(tokens, planner(days, chunk_days or self.chunk_days, self.window_size), y)
 
     def tokens_per_window(self, frame: pd.DataFrame) -> float:
         """Mean tokens of a ``window_size``-day window of this frame in the configured codec."""
@@ -304,16 +319,16 @@ class LoRAForecaster(Forecaster):
         train_samples, val_samples = [], []
         for frame, train, val, y in parts:
             ys = np.nan_to_num(y / self._scale(frame, np.arange(len(frame))))  # NaN only where never read
-            train_samples += self._series_samples(frame, train, ys)
+            train_samples += self.samples(frame, train, ys)
             if len(val):
-                val_samples += self._series_samples(frame, val, ys)
+                val_samples += self.samples(frame, val, ys)
         self._auto_checkpointing(train_samples, notes)
         return train_samples, val_samples, notes
 
     def _auto_checkpointing(self, samples: list[dict], notes: list[str]) -> None:
         """With ``gradient_checkpointing`` None (the default), turn it on when the longest step's saved activations
-        would not fit the memory budget (``hf.needs_checkpointing``); True forces it on in ``_build``."""
-        from ..hf import needs_checkpointing
+        would not fit the memory budget (``memory.needs_checkpointing``); True forces it on in ``_build``."""
+        from ..memory import needs_checkpointing
 
         cfg = self.config
         if cfg.gradient_checkpointing is not None or not samples or self.model is None:
@@ -407,8 +422,33 @@ class LoRAForecaster(Forecaster):
     def _pad_id(self) -> int:
         return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
+    def collate(self, samples: list[dict]) -> dict:
+        """One batch of ``samples``, right-padded with the tokenizer's pad id to the longest: ``input_ids`` and
+        ``attention_mask`` [B, T], ``read_pos`` [B, P] (−1 = padding), and ``y`` [B, P, H] float32 if the
+        samples carry targets. Tensors on the CPU."""
+        return _collate(samples, self._pad_id())
+
+    def forward_batches(self, samples: list[dict], desc: str | None = None):
+        """Yield (samples of the batch, collated batch, predictions [B, P, H, Q] float32 on the CPU, in units of
+        the standardised return) for ``samples`` in batches of ``batch_size``, under inference_mode, on the
+        built model. ``desc``: a progress bar with this label when there is more than one batch."""
+        yield from self._forward_samples(self.model, samples, self._pad_id(), desc=desc)
+
+    def forward_backward(self, batch: dict, model: nn.Module | None = None) -> float:
+        """The compute of one training step without the optimizer update: in training mode, forward a collated
+        batch (``collate``, with targets), the training loss (``quantile_loss``: mean pinball over read targets,
+        horizons and levels, standardised-return units), backward; the gradients are then dropped. ``model``: the
+        built model (default) or a wrapper of it, e.g. ``torch.compile(forecaster.model)``. Returns the loss."""
+        self.model.train()
+        device = next(self.model.head.parameters()).device
+        tensors = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+        loss, _ = batch_loss(self.model if model is None else model, tensors, self.quantiles)
+        loss.backward()
+        self.model.zero_grad(set_to_none=True)
+        return loss.item()
+
     def _forward_samples(self, model: RegressionLM, samples: list[dict], pad_id: int, desc: str | None = None):
-        """Yield (samples of the batch, collated batch, predictions [B, P, H] float32 on CPU) under inference_mode.
+        """Yield (samples of the batch, collated batch, predictions [B, P, H, Q] float32 on CPU) under inference_mode.
 
         ``desc``: show a progress bar (or log lines) with this label when there is more than one batch.
         """
@@ -462,11 +502,9 @@ class LoRAForecaster(Forecaster):
         if self.model is None:
             self._build(trainable=False)
         origins = np.asarray(origins, dtype=np.int64)
-        samples = self._series_samples(frame, origins, None, planner=grid_chunks)
-        pad_id = self._pad_id()
+        samples = self.samples(frame, origins, None, planner=grid_chunks)
         by_day = {}
-        for chunk, _, pred in self._forward_samples(self.model, samples, pad_id,
-                                                    desc=f"lora: {len(np.unique(origins))} forecasts"):
+        for chunk, _, pred in self.forward_batches(samples, desc=f"lora: {len(np.unique(origins))} forecasts"):
             for b, s in enumerate(chunk):
                 for p, d in enumerate(s["days"]):
                     by_day[int(d)] = pred[b, p]
