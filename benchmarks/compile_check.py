@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     bench.quiet_libraries()
     frame = load_ohlcv(bench.DEFAULT_DATA)
-    f = LoRAForecaster(DataConfig(), LoRAConfig(model_path=str(args.gguf), device="cpu"))
+    f = LoRAForecaster(DataConfig(), LoRAConfig.from_flags(model_path=str(args.gguf), device="cpu"))
     torch.manual_seed(0)
     f.build()
     end = int(len(frame) * 0.8)  # where the default run's training part ends

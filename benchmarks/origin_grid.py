@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     frame = load_ohlcv(SAMPLE)
-    model = LoRAForecaster(DataConfig(), LoRAConfig(model_path=args.model_path, chunk_days=args.chunk_days,
+    model = LoRAForecaster(DataConfig(), LoRAConfig.from_flags(model_path=args.model_path, chunk_days=args.chunk_days,
                                                     batch_size=args.batch_size, device="cpu"))
     origins = np.arange(len(frame) - 3 - args.origins, len(frame) - 3)
     plans = {"end-planned (old)": plan_chunks, "grid (origin-independent)": grid_chunks}

@@ -294,7 +294,7 @@ def train_mode(folder: Path, frame, mode: str, steps: int, n_train: int, device:
     from stockllm.config import DataConfig, LoRAConfig
     from stockllm.models.llm import LoRAForecaster
 
-    cfg = LoRAConfig(model_path=str(folder), prompt_format="compact", train_mode=mode, max_steps=steps, epochs=1,
+    cfg = LoRAConfig.from_flags(model_path=str(folder), prompt_format="compact", train_mode=mode, max_steps=steps, epochs=1,
                      max_train_windows=n_train, val_size=val_size, max_val_windows=4, device=device)
     forecaster = LoRAForecaster(DataConfig(), cfg)
     t0 = time.perf_counter()
@@ -304,7 +304,7 @@ def train_mode(folder: Path, frame, mode: str, steps: int, n_train: int, device:
     info = forecaster.fit_info
     secs, tokens, targets_ = info["train_seconds"], info["train_tokens_seen"], info["train_targets_seen"]
     return forecaster, {
-        "steps": info["steps"], "batch_size": cfg.batch_size, "chunk_days": forecaster.chunk_days,
+        "steps": info["steps"], "batch_size": cfg.train.batch_size, "chunk_days": forecaster.chunk_days,
         "train_seconds": secs, "fit_seconds": fit_seconds, "tokens_seen": tokens, "targets_seen": targets_,
         "targets_per_s": targets_ / secs, "tokens_per_s": tokens / secs,
         "tokens_per_target": tokens / targets_, "tokens_per_step": tokens / max(info["steps"], 1),

@@ -156,7 +156,8 @@ def child_train(spec: dict) -> dict:
     frame = load_ohlcv(spec.get("data") or str(NASDAQ))
     if spec.get("rows"):
         frame = frame.iloc[-spec["rows"]:]
-    forecaster = LoRAForecaster(DataConfig(), LoRAConfig(model_path=spec["model_path"], **spec.get("config", {})))
+    config = LoRAConfig.from_flags(model_path=spec["model_path"], **spec.get("config", {}))
+    forecaster = LoRAForecaster(DataConfig(), config)
     torch.manual_seed(0)
     forecaster.build()
     rec.mark("tokenise")
@@ -258,7 +259,7 @@ def child_levers(spec: dict) -> dict:
 
     def build(**over):
         torch.manual_seed(0)
-        f = LoRAForecaster(DataConfig(), LoRAConfig(model_path=spec["model_path"], **over))
+        f = LoRAForecaster(DataConfig(), LoRAConfig.from_flags(model_path=spec["model_path"], **over))
         f.build()
         return f
 
@@ -481,7 +482,7 @@ def child_gpu(spec: dict) -> dict:
     steps, sweep = spec.get("steps", 3), []
     batch = 1
     while batch <= spec.get("max_batch", 256) and time.perf_counter() - t_start < budget:
-        cfg = LoRAConfig(model_path=folder, batch_size=batch, max_steps=steps + 1, epochs=1, max_val_windows=8,
+        cfg = LoRAConfig.from_flags(model_path=folder, batch_size=batch, max_steps=steps + 1, epochs=1, max_val_windows=8,
                          gradient_checkpointing=False, device=str(device))
         forecaster = LoRAForecaster(DataConfig(), cfg)
         row: dict = {"batch_size": batch}

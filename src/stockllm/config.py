@@ -364,8 +364,8 @@ def from_flat(cls, values: dict, base=None):
     for f in dataclasses.fields(cls):
         current = getattr(base, f.name)
         if dataclasses.is_dataclass(current):
-            kept[f.name] = from_flat(type(current), {k: v for k, v in values.items() if k in flat_fields(type(current))},
-                                     current)
+            inner = flat_fields(type(current))
+            kept[f.name] = from_flat(type(current), {k: v for k, v in values.items() if k in inner}, current)
         else:
             kept[f.name] = values.get(f.name, current)
     return cls(**kept)

@@ -150,7 +150,8 @@ def fit(task: Task, cfg: TrainConfig, *, device: str = "auto", progress: bool = 
     set_seed(cfg.seed)
     device, _ = resolve_device(device)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, cpu=device.type == "cpu",
-                              mixed_precision=mixed_precision(device), dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed))
+                              mixed_precision=mixed_precision(device),
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed))
     bind_device(device, accelerator.num_processes)
     main = accelerator.is_main_process
     say = tqdm.write if (progress and accelerator.is_local_main_process) else (lambda *_: None)

@@ -465,11 +465,6 @@ class LoRAForecaster(Forecaster):
                              batch["read_pos"].to(device))
                 yield chunk, batch, pred.cpu()
 
-    def _val_loss(self, model: RegressionLM, samples: list[dict], pad_id: int, progress: bool = False) -> float:
-        """Mean validation loss over all read targets (NaN without a validation part); a bar when ``progress``."""
-        total, count = self._val_sums(model, samples, pad_id, progress)
-        return total / count if count else float("nan")
-
     def _val_sums(self, model: RegressionLM, samples: list[dict], pad_id: int,
                   progress: bool = False) -> tuple[float, int]:
         """(Summed pinball loss, number of read targets) over ``samples``; (0.0, 0) for none. A bar when
