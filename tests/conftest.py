@@ -60,6 +60,17 @@ def ohlcv():
     return make_ohlcv
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt during the test, as in a terminal, even when the test run was started with
+    SIGINT ignored (a background job of a non-interactive shell inherits SIG_IGN, and Python then keeps it)."""
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A folder holding a tiny random Qwen3 (hidden 64, 2 layers) and a character-level tokenizer.

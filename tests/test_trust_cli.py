@@ -80,7 +80,7 @@ def test_a_tampered_optimizer_state_is_refused_in_one_line(data, capsys, tmp_pat
 
 
 def test_ctrl_c_while_evaluate_fits_a_model_does_not_talk_about_training_states(data, capsys, tmp_path,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch, sigint_raises):
     import os
 
     from stockllm import train

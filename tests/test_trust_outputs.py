@@ -195,7 +195,7 @@ def test_evaluate_refuses_a_second_writer_while_one_holds_the_lock(ws, capsys, t
 
 @pytest.mark.parametrize("failure", ["ENOSPC", "SIGTERM", "SIGINT"])
 def test_a_failure_while_writing_leaves_the_old_set_whole_and_no_temporaries(ws, capsys, tmp_path, monkeypatch,
-                                                                             failure):
+                                                                             failure, sigint_raises):
     out = tmp_path / "ev"
     assert run(capsys, evaluate_args(ws, out))[0] == 0
     before = snapshot(out)
