@@ -14,8 +14,9 @@ from .errors import StockLLMError
 def resolve_device(preference: str = "auto") -> tuple[torch.device, torch.dtype]:
     """Pick the compute device (``cuda:N`` keeps its index) and the dtype for the frozen base model.
 
-    bf16 only on CUDA cards that compute it natively (``cuda_precision``); on these CPUs bf16 matmul runs at
-    ~0.3 GFLOP/s against ~99 for fp32 (DESIGN.md), so CPU and MPS use fp32.
+    bf16 only on CUDA cards that compute it natively (``cuda_precision``). CPU and MPS use fp32: on CPUs without
+    AVX-512 BF16 a bf16 matmul is orders of magnitude slower, and on one with it a bf16 base made a LoRA step only
+    1.2× faster, its accuracy after training unmeasured (benchmarks/RESULTS.md §1).
     """
     if preference == "auto":
         preference = "cuda" if torch.cuda.is_available() else "cpu"
