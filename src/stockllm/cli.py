@@ -180,7 +180,7 @@ def _config_flags(group, configs, names, owner=None) -> None:
     import types
     import typing
 
-    from .config import field_docs
+    from .config import field_docs, flag_names
 
     owners = [owner] if owner else [TrainConfig, *(cls for _, cls in configs)]
     for name in names:
@@ -194,7 +194,7 @@ def _config_flags(group, configs, names, owner=None) -> None:
             shown = f"default {_show_default(defaults[0][1])}"
         else:
             shown = "default: " + "; ".join(f"{label} {_show_default(v)}" for label, v in defaults)
-        flag = fld.metadata.get("flag", name)
+        flag = flag_names(holder)[name]
         help_text = f"{field_docs(holder)[name].rstrip('.')} ({shown})"
         if kinds[0] is bool:
             group.add_argument(f"--{flag}", dest=flag, action="store_true", default=None, help=help_text)
@@ -207,10 +207,9 @@ def _config_flags(group, configs, names, owner=None) -> None:
 
 def _training_flags(parser: argparse.ArgumentParser, *, state: bool = False) -> None:
     """The training flags of train (``state``: with --save_every) and evaluate, generated from the configs."""
-    mlp, lora = flat_fields(MLPConfig), flat_fields(LoRAConfig)
-    loop = flat_fields(TrainConfig)
-    shared = sorted((n for n in mlp if n in lora and (state or n != "save_every")),
-                    key=lambda n: (n not in loop, mlp.index(n) if n not in loop else loop.index(n)))
+    mlp, lora, loop = flat_fields(MLPConfig), flat_fields(LoRAConfig), flat_fields(TrainConfig)
+    # The loop's settings first, then the others both model families have (val_size, head_base).
+    shared = [n for n in loop if state or n != "save_every"] + [n for n in mlp if n in lora and n not in loop]
     g = parser.add_argument_group("training (mlp, lstm, lora; defaults differ where shown)")
     _config_flags(g, _DEFAULTS_FOR, shared)
     g = parser.add_argument_group("MLP and LSTM (--model mlp, lstm)")
@@ -289,11 +288,10 @@ def _build_parser() -> argparse.ArgumentParser:
                    "after it, fitting and validation before it (instead of --test_size)")
     p.add_argument("--checkpoint", metavar="DIR", help="also score this trained checkpoint folder without fitting "
                    "it; the test part is then every origin after its training data (or from --test_start)")
-    from .config import ChronosConfig
-    from .settings import chronos_flags
+    from .config import ChronosConfig, flag_names
 
     _config_flags(p.add_argument_group("peers (--models chronos)"), (("chronos", ChronosConfig),),
-                  list(chronos_flags()), owner=ChronosConfig)
+                  list(flag_names(ChronosConfig)), owner=ChronosConfig)
     p.add_argument("--refit_every", type=int, metavar="N", help="fit the models again every N test days on all data "
                    "before that day (expanding window); cheap models only (default: one fit before the cutoff)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",

@@ -148,6 +148,11 @@ class _FlatSettings:
     def from_flags(cls, **settings):
         return from_flat(cls, settings)
 
+    @classmethod
+    def _old_loop(cls, loop: dict) -> dict:
+        """The loop settings of a config saved flat (before ``train`` was nested), as they read now."""
+        return loop
+
 
 @dataclass
 class MLPConfig(_FlatSettings):
@@ -238,6 +243,14 @@ class LoRAConfig(_FlatSettings):
         _check(self, positive=("chunk_days", "lora_rank", "lora_alpha", "max_train_windows", "max_val_windows"),
                non_negative=("lora_dropout",), fraction=("val_size",))
         _check_head_base(self.head_base)
+
+    @classmethod
+    def _old_loop(cls, loop: dict) -> dict:
+        # save_every counted optimizer steps then and counts validations now, so it is not carried over (it
+        # paces a run and never shaped the weights); eval_every None meant "every epoch or 50 steps, whichever is
+        # sooner", which is eval_every 50 now.
+        loop = {k: v for k, v in loop.items() if k != "save_every"}
+        return {**loop, "eval_every": 50} if loop.get("eval_every", 50) is None else loop
 
 
 @dataclass
@@ -352,6 +365,19 @@ def flat_dict(config) -> dict:
     return out
 
 
+def flag_names(cls) -> dict[str, str]:
+    """{flat setting name (``flat_fields``): its flag's destination}. A field's ``flag`` metadata renames it
+    (``ChronosConfig.model_path`` is ``--chronos_model``); ``flag`` None: set per run, never a flag."""
+    inner = _nested(cls)
+    names = {}
+    for f in dataclasses.fields(cls):
+        if f.name in inner:
+            names.update(flag_names(inner[f.name]))
+        elif f.metadata.get("flag", f.name) is not None:
+            names[f.name] = f.metadata.get("flag", f.name)
+    return names
+
+
 def from_flat(cls, values: dict, base=None):
     """``cls`` from settings named flat (as ``flat_fields``), each put into the config that holds it; the rest
     keep ``base``'s values (default: ``cls``'s defaults, so an MLP keeps the MLP's loop defaults). Unknown names
@@ -373,21 +399,12 @@ def from_flat(cls, values: dict, base=None):
 
 def _upgrade(cls, values: dict) -> dict:
     """A saved config from before its loop settings moved into ``train`` (flat ``epochs``, ``patience``, ...), nested
-    as they are now.
-
-    The LLM's ``save_every`` counted optimizer steps then, and now counts validations, so it is not carried over
-    (it paces a run and never shaped the weights); its ``eval_every`` None meant "every epoch or 50 steps,
-    whichever is sooner", which is ``eval_every`` 50 now.
-    """
+    as they are now; what changed meaning since is the class's ``_old_loop``."""
     inner = _nested(cls).get("train")
     if inner is None or "train" in values:
         return values
     loop_names = set(flat_fields(inner))
-    loop = {k: v for k, v in values.items() if k in loop_names}
-    if cls is LoRAConfig:
-        loop.pop("save_every", None)
-        if loop.get("eval_every", 50) is None:
-            loop["eval_every"] = 50
+    loop = cls._old_loop({k: v for k, v in values.items() if k in loop_names})
     return {**{k: v for k, v in values.items() if k not in loop_names}, "train": {**to_dict(cls().train), **loop}}
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import DataConfig
+from .config import ChronosConfig, DataConfig, flag_names
 from .errors import StockLLMError
 from .models import MODEL_NAMES
 from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
-                       _data_config, _factory, _levels, _load_frames, _with_members, chronos_flags)
+                       _data_config, _factory, _levels, _load_frames, _with_members)
 
 
 @dataclasses.dataclass
@@ -50,7 +50,7 @@ def _evaluate_plan(args, say):
             raise StockLLMError(f"unknown model {m!r} in --models: choose from {','.join(MODEL_NAMES)}")
     if "naive" not in names:
         names.insert(0, "naive")
-    stray = [f for f in chronos_flags().values() if getattr(args, f) is not None]
+    stray = [f for f in flag_names(ChronosConfig).values() if getattr(args, f) is not None]
     if stray and "chronos" not in names:
         raise StockLLMError(f"--{stray[0]} is for the chronos model, which --models does not list: add chronos to "
                             "--models or drop the flag")

@@ -9,9 +9,8 @@ never silently ignored.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
-from .config import ChronosConfig, DataConfig, LoRAConfig, MLPConfig, flat_fields, from_flat
+from .config import DataConfig, LoRAConfig, MLPConfig, flag_names, flat_fields, from_flat
 from .errors import StockLLMError
 from .models import WINDOW_NETS  # names only: the models package loads its classes on first use
 
@@ -32,19 +31,15 @@ def _calibration(args) -> tuple[str | None, float | None]:
 
 
 def _given(args: argparse.Namespace, cls) -> dict:
-    """The settings of config ``cls`` (nested loop settings included, by their flat names) that the user set."""
-    return {name: getattr(args, name) for name in flat_fields(cls) if getattr(args, name, None) is not None}
+    """The settings of config ``cls`` (nested loop settings included, by their flat names) that the user set, each
+    read from its flag (``config.flag_names``)."""
+    return {name: getattr(args, flag) for name, flag in flag_names(cls).items()
+            if getattr(args, flag, None) is not None}
 
 
 def _pick(args: argparse.Namespace, cls):
     """Config ``cls`` with every setting the user set on the command line; the rest keep its defaults."""
     return from_flat(cls, _given(args, cls))
-
-
-def chronos_flags() -> dict[str, str]:
-    """{ChronosConfig field: its flag destination} (``model_path`` is ``--chronos_model``); fields set per run
-    only (device) have no flag of their own."""
-    return {f.name: f.metadata["flag"] for f in dataclasses.fields(ChronosConfig) if f.metadata.get("flag")}
 
 
 def _levels(args) -> tuple[float, ...] | None:
@@ -82,9 +77,6 @@ def _model_config(name: str, args):
     cls = spec(name).config_class()
     if cls is None:
         return None
-    if cls is ChronosConfig:  # its flags carry a chronos_ prefix
-        return ChronosConfig(**{k: getattr(args, f) for k, f in chronos_flags().items()
-                                if getattr(args, f, None) is not None})
     cfg = _pick(args, cls)
     if isinstance(cfg, LoRAConfig) and cfg.target_modules != "all-linear":
         cfg.target_modules = ",".join(m.strip() for m in cfg.target_modules.split(",") if m.strip())
