@@ -275,7 +275,8 @@ def fit(task: Task, cfg: TrainConfig, *, device: str = "auto", progress: bool = 
                 "best_val_loss": loop["best_val_loss"], "naive_val_loss": task.naive_val,
                 "train_seconds": loop["train_seconds"], "train_tokens_seen": loop["tokens"],
                 "train_targets_seen": loop["targets"], "history": loop["history"], "notes": sorted(set(loop["notes"])),
-                "eval_every": cfg.eval_every, "lr_scheduler": cfg.lr_scheduler,
+                "eval_every": cfg.eval_every, "lr_scheduler": cfg.lr_scheduler, "min_delta": cfg.min_delta,
+                "epochs_run": round(loop["epoch"] + loop["batch"] / max(len(loader), 1), 3),
                 "stop_reason": loop.get("stop_reason"), "stopped_because": stop_words(loop.get("stop_reason"))}
         if resume:
             info["resumed_state"] = True
@@ -333,14 +334,16 @@ def fit(task: Task, cfg: TrainConfig, *, device: str = "auto", progress: bool = 
                                 "val_loss": val, "lr": scheduler.get_last_lr()[0]})
         say(f"step {loop['step']} (epoch {epoch}): train_loss {train_loss:.4f}  val_loss {val:.4f} "
             f"(untrained {task.naive_val:.4f})")
-        if not has_val or val < loop["best_val_loss"]:
+        # A gain below min_delta (relative) is noise: it neither moves the kept weights nor resets the count.
+        if not has_val or val < loop["best_val_loss"] * (1 - cfg.min_delta):
             loop["best_val_loss"], loop["best_step"], loop["bad"] = val, loop["step"], 0
             best = trainable()
             return False
         loop["bad"] += 1
         if loop["bad"] >= cfg.patience:
-            say(f"early stop: no validation gain for {cfg.patience} evaluations")
-            loop["notes"].append(f"early stop at step {loop['step']}: no validation gain for {cfg.patience} "
+            gain = f"gain of {cfg.min_delta:.2%} or more" if cfg.min_delta else "gain"
+            say(f"early stop: no validation {gain} for {cfg.patience} evaluations")
+            loop["notes"].append(f"early stop at step {loop['step']}: no validation {gain} for {cfg.patience} "
                                  "evaluations")
             return True
         return False
@@ -435,7 +438,7 @@ def fit(task: Task, cfg: TrainConfig, *, device: str = "auto", progress: bool = 
 
 
 STOP_REASONS = {
-    "patience": "early stopping: no validation gain for --patience evaluations in a row",
+    "patience": "early stopping: no validation gain (of at least --min_delta) for --patience evaluations in a row",
     "max_steps": "the --max_steps budget was reached",
     "max_train_seconds": "the --max_train_seconds budget was reached",
     "epochs": "every --epochs pass was done",
