@@ -98,8 +98,8 @@ class TrainConfig:
     learning_rate: AdamW learning rate.
     weight_decay: AdamW weight decay.
     patience: early stopping: validations in a row without a validation gain.
-    min_delta: the relative validation gain that counts as one (0.005 = the loss must fall 0.5% below the best so
-        far); a smaller gain neither moves the kept weights nor resets the patience count.
+    min_delta: the relative validation gain that counts as one (0.005: the loss must fall to 0.995 × the best so
+        far or lower); a smaller gain neither moves the kept weights nor resets the patience count.
     seed: random seed of the initial weights, the batch order and dropout.
     grad_accum: batches whose gradients are summed into one optimizer step.
     max_steps: stop after this many optimizer steps (bounds CPU runs); none = the epochs decide.
