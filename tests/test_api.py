@@ -59,7 +59,7 @@ def test_public_names_have_docstrings():
 
 
 def test_evaluate_submodule_does_not_shadow_the_function():
-    from stockllm.evaluate import backtest  # imports the submodule
+    from stockllm.backtest import backtest  # imports the submodule
 
     assert callable(backtest)
     assert stockllm.evaluate is stockllm.api.evaluate

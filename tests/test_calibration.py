@@ -11,7 +11,7 @@ from stockllm.calibration import Calibrated, track_offsets
 from stockllm.cli import main
 from stockllm.config import CalibrationConfig
 from stockllm.errors import StockLLMError
-from stockllm.evaluate import backtest
+from stockllm.backtest import backtest
 from stockllm.models.baselines import NaiveForecaster
 
 
@@ -100,7 +100,7 @@ def test_evaluate_adds_calibrated_rows_and_tercile_coverage(tmp_path):
 
 def test_tercile_coverage_splits_origins_by_volatility():
     """A model that covers every calm origin and no stormy one shows it per tercile, not in the marginal."""
-    from stockllm.evaluate import metrics
+    from stockllm.backtest import metrics
 
     n = 90
     sigma = np.arange(n, dtype=float)

@@ -395,7 +395,7 @@ def test_fit_says_why_training_stopped(tiny_model_dir, capsys, tmp_path, monkeyp
     # whatever the machine's speed.
     import types
 
-    from stockllm import train as train_module
+    from stockllm import loop as train_module
 
     ticks = iter(range(0, 10**6, 10))
     with monkeypatch.context() as m:

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from stockllm.cli import _resume_command, main
 from stockllm.device import torch_threads
 from stockllm.errors import StockLLMError
-from stockllm.train import state_dirs
+from stockllm.loop import state_dirs
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 

@@ -83,7 +83,7 @@ def test_ctrl_c_while_evaluate_fits_a_model_does_not_talk_about_training_states(
                                                                                   monkeypatch, sigint_raises):
     import os
 
-    from stockllm import train
+    from stockllm import loop as train
 
     real = train.fit
 

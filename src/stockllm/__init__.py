@@ -12,8 +12,6 @@ transformers and pandas load only when a model or a frame is needed.
 """
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
@@ -44,19 +42,3 @@ def __getattr__(name: str):
 def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
-
-class _Package(types.ModuleType):
-    """``stockllm.evaluate`` is the function; importing the submodule of the same name must not replace it.
-
-    Python binds every imported submodule as an attribute of its package; this skips that one binding. The
-    submodule stays importable as ``from stockllm.evaluate import backtest`` (``import stockllm.evaluate as m``
-    would give the function).
-    """
-
-    def __setattr__(self, name, value):
-        if name == "evaluate" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

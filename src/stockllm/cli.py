@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import DataConfig, EnsembleConfig, LoRAConfig, MLPConfig, TrainConfig, flat_dict, flat_fields
-from .errors import StockLLMError, Terminated, TrainingInterrupted
+from .errors import StockLLMError, Terminated, TrainingInterrupted, as_flags
 from .models import MODEL_NAMES, REGISTRY, WINDOW_NETS  # names only: the classes load on first use
 
 # What `train` saves (fitted models of the core install) and what `predict --model` runs without a checkpoint.
@@ -866,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
     except StockLLMError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"stockllm: error: {exc}", file=sys.stderr)
+        print(f"stockllm: error: {as_flags(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except TrainingInterrupted as exc:
         if args.command != "train":  # a model fitted inside evaluate: no training state is kept for it

@@ -97,7 +97,7 @@ def run_evaluate(args, say=lambda *_: None):
     import pandas as pd
 
     from .data import write_csv_atomic
-    from .evaluate import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
+    from .backtest import evaluate, format_leaderboard, format_table, leaderboard, plot_forecasts, trained_until
     from .models.pipeline import as_frames
     from .report import write_report
 
