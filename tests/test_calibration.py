@@ -72,7 +72,7 @@ def test_offset_at_i_uses_only_outcomes_known_at_i():
 
 
 def test_calibration_flags_are_checked(tmp_path, capsys):
-    with pytest.raises(StockLLMError, match="--calibrate"):
+    with pytest.raises(StockLLMError, match="calibrate"):
         CalibrationConfig(method="bogus")
     csv = write_csv(make_ohlcv(200, seed=4), tmp_path / "s.csv")
     assert main(["predict", "--model", "naive", "--calibration_step", "0.01", "--data", str(csv), "--quiet",

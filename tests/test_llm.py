@@ -202,7 +202,7 @@ def test_offline_hub_gives_a_clear_error(monkeypatch):
         raise OSError("Name or service not known")
 
     monkeypatch.setattr(hf, "hub_download", offline)
-    with pytest.raises(StockLLMError, match="--model_path"):
+    with pytest.raises(StockLLMError, match="model_path"):
         hf.resolve_model_path("Qwen/Qwen3-0.6B")
     with pytest.raises(StockLLMError, match="not found"):
         hf.resolve_model_path("./no/such/folder")

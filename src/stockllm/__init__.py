@@ -3,6 +3,8 @@
 Python API (README "Python")::
 
     import stockllm
+    model = stockllm.train("nasdaq", model="mlp", save_dir="checkpoints/mlp", epochs=3)
+    table = stockllm.predict("nasdaq", checkpoint="checkpoints/mlp")
     model = stockllm.load("checkpoints/mlp")              # or stockllm.NaiveForecaster()
     table = model.predict_df(stockllm.load_ohlcv("nasdaq"), quantiles=(0.1, 0.5, 0.9))
     result = stockllm.evaluate(models="naive,drift,fhs,mlp")  # .metrics, .forecasts, .leaderboard
@@ -17,7 +19,8 @@ __version__ = "0.1.0"
 
 # public name → module that defines it
 _EXPORTS = {
-    "load": "api", "evaluate": "api", "Evaluation": "api",
+    "load": "api", "evaluate": "api", "train": "api", "predict": "api", "Evaluation": "api",
+    "EvaluateOptions": "options", "TrainOptions": "options", "PredictOptions": "options",
     "load_ohlcv": "data", "download_ohlcv": "data", "ohlcv_from_frame": "data", "sample_path": "data",
     "Forecaster": "models", "NaiveForecaster": "models", "DriftForecaster": "models", "MLPForecaster": "models",
     "GARCHForecaster": "models", "LoRAForecaster": "models", "load_forecaster": "models",
