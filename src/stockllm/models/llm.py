@@ -462,11 +462,13 @@ class LoRAForecaster(Forecaster):
         return self
 
     # --- the cached top-K path (``topk``) ----------------------------------------------------------------------
-    def attach_hidden(self, samples: list[dict], desc: str = "cache hidden states") -> tuple[int, bool]:
+    def attach_hidden(self, samples: list[dict], desc: str = "cache hidden states",
+                      root: Path | None = None) -> tuple[int, bool]:
         """Give each sample (from ``samples``) the frozen lower blocks' output as ``sample["hidden"]``: the states
         entering block L − K, [T, d] in the model's dtype, or for the probe (K = 0) the final states at its read
         positions, [P, d]. Computed once with no gradient and kept under ``<cache>/hidden/`` (memory-mapped),
-        where a later run with the same base, chunks and K finds them. Returns (bytes, reused)."""
+        where a later run with the same base, chunks and K finds them (``root``: another folder). Returns (bytes,
+        reused)."""
         from ..hf import cache_root
         from .topk import CACHE_DIR
 
@@ -478,7 +480,7 @@ class LoRAForecaster(Forecaster):
         if self._adapter_dir is not None:  # a warm start's adapter may change the lower blocks too
             identity["adapter"] = base_identity(self._adapter_dir, random_init=False, seed=0, dtype=self._dtype,
                                                 split=None)["files"]
-        return cached_states(bottom, samples, identity, cache_root() / CACHE_DIR, probe=k == 0, desc=desc)
+        return cached_states(bottom, samples, identity, root or cache_root() / CACHE_DIR, probe=k == 0, desc=desc)
 
     def top_head(self) -> TopHead:
         """The module a cached step trains: the base's top K blocks (sharing LoRA with the full model) and the
