@@ -29,7 +29,7 @@ def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
     """Show N / X / TEXT in --help instead of argparse's upper-cased flag names."""
     for action in parser._actions:
         if action.option_strings and action.nargs != 0 and action.metavar is None and action.choices is None:
-            action.metavar = {int: "N", float: "X"}.get(action.type, "TEXT")
+            action.metavar = {int: "N", float: "X"}.get(action.type, "K" if action.dest == "lora_layers" else "TEXT")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

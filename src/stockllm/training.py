@@ -89,7 +89,8 @@ def _say_fit(model, say) -> None:
         say(f"best {where}: val_loss {info['best_val_loss']:.4f} ({start} {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
     if info.get("stop_reason"):
-        say(f"training stopped at step {info['steps']}: {info['stopped_because']} [{info['stop_reason']}]")
+        say(f"training stopped at step {info['steps']} ({info.get('epochs_run', 0):g} epochs): "
+            f"{info['stopped_because']} [{info['stop_reason']}]")
     if "weights" in info:
         say(f"ensemble weights (fitted on the validation dates from {info['validation_start']}): "
             f"{model.describe() or 'none'}")
