@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 # public name → module that defines it
 _EXPORTS = {
     "load": "api", "evaluate": "api", "train": "api", "predict": "api", "Evaluation": "api",
+    "evaluate_options": "api",
     "EvaluateOptions": "options", "TrainOptions": "options", "PredictOptions": "options",
     "load_ohlcv": "data", "download_ohlcv": "data", "ohlcv_from_frame": "data", "sample_path": "data",
     "Forecaster": "models", "NaiveForecaster": "models", "DriftForecaster": "models", "MLPForecaster": "models",

@@ -147,99 +147,142 @@ def evaluate(
     ``calibrate`` "aci" adds, beside every model with quantiles, its online-recalibrated variant ``<name>+aci``
     (``stockllm.calibration``; the same fitted model, no extra fit); ``calibration_step`` is its γ.
     """
-    from .calibration import calibrated
-
     fitted = dict(fitted or {})
     calibrate = None if calibrate in (None, "none") else calibrate
     if refit_every is not None and refit_every < 1:
         raise StockLLMError(f"--refit_every {refit_every} must be 1 or more (test days between refits)")
-    cutoff = resolve_cutoff(frames, test_size, test_start)
-    for name, model in fitted.items():
-        until = trained_until(model)
-        if until is not None and cutoff <= until:
-            raise StockLLMError(
-                f"--test_start {cutoff:%Y-%m-%d} lies inside the training range of checkpoint model {name} (trained "
-                f"on data up to {until:%Y-%m-%d}): pass --test_start after {until:%Y-%m-%d}, or leave it out to "
-                "test on every origin after the training range")
-    log(f"test cutoff {cutoff:%Y-%m-%d}: models are fitted and validated on earlier dates only; "
-        "every test origin is on or after it")
-    test_dates = union_dates(frames.values())
-    test_dates = test_dates[test_dates >= cutoff]
-    if refit_every:
-        refits = list(test_dates[::refit_every])
-        log(f"refitting every {refit_every} test days: {len(refits)} fits per model")
-    else:
-        refits = [cutoff]
-    first = {**{m: make() for m, make in models.items() if m not in fitted}, **fitted}
-    for model_name, model in first.items():
-        if refit_every and model.needs_fit and model_name not in fitted and not model.refit_ok:
-            raise StockLLMError(
-                f"--refit_every is for the cheap models; {model_name} takes too long to fit again every "
-                f"{refit_every} days: drop --refit_every (one fit), or leave {model_name} out of --models")
-    rank, world = process_rank()
-    if world > 1:
-        log(f"{world} processes: each forecasts 1/{world} of every series' origins")
-    pieces, protocols = [], {}  # pieces: (order, rank, forecasts) so gathered shards sort back into one order
-    for model_name, model in first.items():
-        if model_name in fitted or not (refit_every and model.needs_fit):
-            blocks = [(cutoff, None)]
+    run = _Backtest(frames, models, fitted, refit_every, calibrate, calibration_step, progress, log)
+    run.plan(test_size, test_start)
+    for model_name, model in run.first_models().items():
+        run.score(model_name, model)
+    return run.gather()
+
+
+class _Backtest:
+    """One call of :func:`evaluate`: the plan (cutoff, refit dates, process shard), each model's fits and backtests,
+    and the gathered result. Its fields are set once, in ``plan``; ``pieces`` and ``protocols`` grow as models are
+    scored."""
+
+    def __init__(self, frames, models, fitted, refit_every, calibrate, calibration_step, progress, log):
+        self.frames, self.models, self.fitted = frames, models, fitted
+        self.refit_every, self.calibrate, self.calibration_step = refit_every, calibrate, calibration_step
+        self.progress, self.log = progress, log
+        self.pieces: list = []  # (order, rank, forecasts) so gathered shards sort back into one order
+        self.protocols: dict[str, str] = {}
+
+    def plan(self, test_size: float, test_start) -> None:
+        """The cutoff (checked against every checkpoint's training range), the refit dates and this process's
+        rank."""
+        cutoff = resolve_cutoff(self.frames, test_size, test_start)
+        for name, model in self.fitted.items():
+            until = trained_until(model)
+            if until is not None and cutoff <= until:
+                raise StockLLMError(
+                    f"--test_start {cutoff:%Y-%m-%d} lies inside the training range of checkpoint model {name} "
+                    f"(trained on data up to {until:%Y-%m-%d}): pass --test_start after {until:%Y-%m-%d}, or leave "
+                    "it out to test on every origin after the training range")
+        self.log(f"test cutoff {cutoff:%Y-%m-%d}: models are fitted and validated on earlier dates only; "
+                 "every test origin is on or after it")
+        test_dates = union_dates(self.frames.values())
+        test_dates = test_dates[test_dates >= cutoff]
+        if self.refit_every:
+            self.refits = list(test_dates[::self.refit_every])
+            self.log(f"refitting every {self.refit_every} test days: {len(self.refits)} fits per model")
         else:
-            blocks = list(zip(refits, refits[1:] + [None]))
-        protocols[model_name] = protocol_name(model, refit_every if model.needs_fit else None,
-                                              model_name in fitted, cutoff)
+            self.refits = [cutoff]
+        self.cutoff = cutoff
+        self.rank, self.world = process_rank()
+        if self.world > 1:
+            self.log(f"{self.world} processes: each forecasts 1/{self.world} of every series' origins")
+
+    def first_models(self) -> dict:
+        """Each model as it is scored first: a new one from its factory, or the checkpoint; refused when
+        ``refit_every`` asks for a model too slow to fit again and again."""
+        first = {**{m: make() for m, make in self.models.items() if m not in self.fitted}, **self.fitted}
+        for model_name, model in first.items():
+            if self.refit_every and model.needs_fit and model_name not in self.fitted and not model.refit_ok:
+                raise StockLLMError(
+                    f"--refit_every is for the cheap models; {model_name} takes too long to fit again every "
+                    f"{self.refit_every} days: drop --refit_every (one fit), or leave {model_name} out of --models")
+        return first
+
+    def score(self, model_name: str, model: Forecaster) -> None:
+        """Fit (once, or once per refit block) and backtest one model on every series; its calibrated variant too."""
+        from .calibration import calibrated
+
+        refitted = model_name not in self.fitted and self.refit_every and model.needs_fit
+        blocks = list(zip(self.refits, self.refits[1:] + [None])) if refitted else [(self.cutoff, None)]
+        self.protocols[model_name] = protocol_name(model, self.refit_every if model.needs_fit else None,
+                                                   model_name in self.fitted, self.cutoff)
+        variant = None
         for k, (start, stop) in enumerate(blocks):
             if k > 0:
-                model = models[model_name]()
-            if model.needs_fit and model_name not in fitted:
-                if k == 0:
-                    log(f"fitting {model_name} on the data before {start:%Y-%m-%d} ({len(frames)} series)")
-                parts = [part for part in (before(frame, start) for frame in frames.values())
-                         if len(part) >= model.data.min_rows]
-                if not parts:
-                    raise StockLLMError(f"no series has {model.data.min_rows} rows before {start:%Y-%m-%d} to fit "
-                                        f"{model_name} on: use a smaller --test_size or a later --test_start")
-                model.fit(parts, progress=progress and k == 0 and rank == 0)
-                if k == 0:
-                    info = model.fit_info
-                    if info.get("stop_reason"):
-                        log(f"{model_name}: training stopped at step {info.get('steps')} "
-                            f"({info.get('epochs_run', 0):g} epochs): "
-                            f"{info.get('stopped_because')} [{info['stop_reason']}]")
-                    for note in info.get("notes", []):
-                        log(f"note: {model_name}: {note}")
-                    if hasattr(model, "describe"):  # the ensemble: its row names its weights
-                        protocols[model_name] += f"; weights {model.describe()}"
-            variant = calibrated(model, calibrate, calibration_step) if calibrate and model.has_quantiles else None
-            for i, (series, frame) in enumerate(frames.items()):
-                origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
-                if len(origins) == 0:
-                    continue
-                if model.needs_fit and len(blocks) == 1:  # trained models can take a while (the LLM: about a
-                    log(f"backtesting {model_name} on {series}: {len(origins)} origins")  # minute per 1,000 on CPU)
-                order = len(protocols), 0, k, i
-                shard = np.array_split(origins, world)[rank]
-                if len(shard):
-                    pieces.append((order, rank, backtest(model, model_name, series, frame, shard)))
-                    if variant is not None:
-                        pieces.append(((order[0], 1, k, i), rank, backtest(variant, f"{model_name}+{calibrate}", series,
-                                                                  frame, shard)))
+                model = self.models[model_name]()
+            if model.needs_fit and model_name not in self.fitted:
+                self.fit(model_name, model, start, first=k == 0)
+            variant = (calibrated(model, self.calibrate, self.calibration_step)
+                       if self.calibrate and model.has_quantiles else None)
+            self.backtest_block(model_name, model, variant, k, start, stop, single=len(blocks) == 1)
         if variant is not None:
-            protocols[f"{model_name}+{calibrate}"] = (f"{protocols[model_name]}; online recalibration "
-                                                      f"({calibrate}, γ = {variant.config.gamma:g})")
-    if world > 1:
-        from accelerate.utils import gather_object
+            self.protocols[f"{model_name}+{self.calibrate}"] = (
+                f"{self.protocols[model_name]}; online recalibration ({self.calibrate}, γ = {variant.config.gamma:g})")
 
-        pieces = gather_object(pieces)
-    pieces = [table for *_, table in sorted(pieces, key=lambda p: p[:2])]
-    if not pieces:
-        raise StockLLMError(f"no series has a test origin on or after the cutoff {cutoff:%Y-%m-%d} with all its "
-                            "targets inside the data: use a larger --test_size, an earlier --test_start or longer "
-                            "files")
-    forecasts = pd.concat(pieces, ignore_index=True)
-    for series in frames:
-        if series not in set(forecasts["series"]):
-            log(f"note: {series} has no test origin on or after {cutoff:%Y-%m-%d} with its targets inside the data "
-                "(its dates end too early): it is not scored")
-    table = metrics(forecasts)
-    table.insert(2, "protocol", table["model"].map(protocols))
-    return table, forecasts
+    def fit(self, model_name: str, model: Forecaster, start: pd.Timestamp, first: bool) -> None:
+        """Fit on every series' rows before ``start`` (pooled); the first fit reports how training went."""
+        if first:
+            self.log(f"fitting {model_name} on the data before {start:%Y-%m-%d} ({len(self.frames)} series)")
+        parts = [part for part in (before(frame, start) for frame in self.frames.values())
+                 if len(part) >= model.data.min_rows]
+        if not parts:
+            raise StockLLMError(f"no series has {model.data.min_rows} rows before {start:%Y-%m-%d} to fit "
+                                f"{model_name} on: use a smaller --test_size or a later --test_start")
+        model.fit(parts, progress=self.progress and first and self.rank == 0)
+        if not first:
+            return
+        info = model.fit_info
+        if info.get("stop_reason"):
+            self.log(f"{model_name}: training stopped at step {info.get('steps')} "
+                     f"({info.get('epochs_run', 0):g} epochs): "
+                     f"{info.get('stopped_because')} [{info['stop_reason']}]")
+        for note in info.get("notes", []):
+            self.log(f"note: {model_name}: {note}")
+        if hasattr(model, "describe"):  # the ensemble: its row names its weights
+            self.protocols[model_name] += f"; weights {model.describe()}"
+
+    def backtest_block(self, model_name, model, variant, k: int, start, stop, single: bool) -> None:
+        """This process's shard of every series' origins in [start, stop), forecast by the model (and its
+        calibrated variant)."""
+        for i, (series, frame) in enumerate(self.frames.items()):
+            origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
+            if len(origins) == 0:
+                continue
+            if model.needs_fit and single:  # trained models can take a while (the LLM: about a minute per 1,000
+                self.log(f"backtesting {model_name} on {series}: {len(origins)} origins")  # origins on CPU)
+            order = len(self.protocols), 0, k, i
+            shard = np.array_split(origins, self.world)[self.rank]
+            if len(shard):
+                self.pieces.append((order, self.rank, backtest(model, model_name, series, frame, shard)))
+                if variant is not None:
+                    self.pieces.append(((order[0], 1, k, i), self.rank, backtest(
+                        variant, f"{model_name}+{self.calibrate}", series, frame, shard)))
+
+    def gather(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Every process's pieces in the single-process order, scored: (metrics, forecasts)."""
+        pieces = self.pieces
+        if self.world > 1:
+            from accelerate.utils import gather_object
+
+            pieces = gather_object(pieces)
+        pieces = [table for *_, table in sorted(pieces, key=lambda p: p[:2])]
+        if not pieces:
+            raise StockLLMError(f"no series has a test origin on or after the cutoff {self.cutoff:%Y-%m-%d} with all "
+                                "its targets inside the data: use a larger --test_size, an earlier --test_start or "
+                                "longer files")
+        forecasts = pd.concat(pieces, ignore_index=True)
+        for series in self.frames:
+            if series not in set(forecasts["series"]):
+                self.log(f"note: {series} has no test origin on or after {self.cutoff:%Y-%m-%d} with its targets "
+                         "inside the data (its dates end too early): it is not scored")
+        table = metrics(forecasts)
+        table.insert(2, "protocol", table["model"].map(self.protocols))
+        return table, forecasts

@@ -37,14 +37,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False, required: bool = True) -> None:
+def _data_flags(parser: argparse.ArgumentParser, several: str, *, alias_test_csv: bool = False,
+                required: bool = True) -> None:
+    """--data (and --columns, --decimal); ``several`` says what the command does with several series."""
     names = ["--data", "--test_csv"] if alias_test_csv else ["--data"]
     default = " (default: the bundled NASDAQ sample)" if not required else ""
     parser.add_argument(*names, dest="data", nargs="+", required=required, metavar="FILE",
                         help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo, Nasdaq.com and "
                              "Investing.com exports work as they are), folders of them, globs ('prices/*.csv'), or "
                              "long files with a ticker (or unique_id) column, one series per ticker; several series "
-                             f"train one pooled model; 'nasdaq' names the bundled NASDAQ Composite sample{default}")
+                             f"{several}; 'nasdaq' names the bundled NASDAQ Composite sample{default}")
     _csv_flags(parser)
 
 
@@ -80,11 +82,11 @@ def _calendar_flag(parser: argparse.ArgumentParser) -> None:
                              "name suffix: .SS/.SZ -> XSHG, .HK -> XHKG, .T -> XTKS, none -> XNYS)")
 
 
-def _source_flags(parser: argparse.ArgumentParser) -> None:
+def _source_flags(parser: argparse.ArgumentParser, what: str = "--ticker history") -> None:
     from .sources import ADJUSTS, SOURCES
 
     parser.add_argument("--source", choices=SOURCES,
-                        help="where --ticker history comes from: yahoo (default), akshare or baostock (mainland "
+                        help=f"where {what} comes from: yahoo (default), akshare or baostock (mainland "
                              "A-shares without Yahoo; pip install 'stockllm[cn]'; tickers 600519, 600519.SS or "
                              "sh.600519; dated by the Shanghai calendar)")
     parser.add_argument("--adjust", choices=ADJUSTS, default=None,
@@ -114,7 +116,7 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
                        "and its checkpoint id, the data's last date, the run time) to this CSV ledger; score it "
                        "later with `stockllm score --ledger FILE`")
     else:
-        _data_flags(p, alias_test_csv=True)
+        _data_flags(p, "are each forecast by the same model", alias_test_csv=True)
     p.add_argument("--window_size", type=int, help="--model naive|drift only (default 30); a checkpoint keeps its own")
     p.add_argument("--horizon", type=int, help="--model naive|drift only (default 3); a checkpoint keeps its own")
     _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
@@ -212,16 +214,7 @@ def _training_flags(parser: argparse.ArgumentParser, *, state: bool = False) -> 
     _config_flags(g, _DEFAULTS_FOR[1:2], [n for n in lora if n not in mlp])
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stockllm",
-        description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
-                    "the random walk (naive) and drift on data the model never saw.",
-        epilog="Example: stockllm evaluate --models naive,fhs,mlp,ensemble  (runs on the bundled NASDAQ sample)",
-    )
-    parser.add_argument("--version", action="version", version=f"stockllm {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _download_command(sub) -> None:
     p = sub.add_parser("download", help="download daily OHLCV history from Yahoo Finance to CSV",
                        description="Download OHLCV history through yfinance and write Date,Open,High,Low,Close,"
                                    "Volume CSV files.")
@@ -233,15 +226,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", default="1d", help="bar size (default %(default)s)")
     p.add_argument("--output", metavar="PATH",
                    help="CSV path for one ticker (default TICKER.csv), or a folder for several")
-    _source_flags(p)
+    _source_flags(p, "the history")
     _common(p)
 
+
+def _train_command(sub) -> None:
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
                        description="Train a forecaster on one or more CSV files (their windows are pooled) and save "
                                    "the best epoch as a checkpoint folder (safetensors + stockllm.json).")
     p.add_argument("--model", choices=TRAINABLE, default="mlp",
-                   help="; ".join(f"{n}: {REGISTRY[n].summary}" for n in TRAINABLE) + " (default mlp)")
-    _data_flags(p)
+                   help="the model to train (default mlp): " + "; ".join(f"{n}: {REGISTRY[n].summary}"
+                                                                        for n in TRAINABLE))
+    _data_flags(p, "train one pooled model")
     _window_flags(p)
     _features_flag(p)
     p.add_argument("--save_dir", default="./checkpoints", metavar="DIR",
@@ -253,11 +249,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _training_flags(p, state=True)
     _common(p)
 
+
+def _predict_command(sub) -> None:
     p = sub.add_parser("predict", help="forecast the next closes after the last row of a CSV",
                        description="Forecast the next H trading sessions after the last row of each file and write "
                                    "predictions.csv (date,horizon,predicted_close,last_close,model,series,last_date,"
                                    "q0.1,...).")
     _predict_flags(p, tickers=False)
+
+
+def _forecast_command(sub) -> None:
     p = sub.add_parser("forecast", help="download the latest history of tickers and forecast their next sessions",
                        description="Download each ticker's latest daily history from Yahoo Finance (or read --data), "
                                    "forecast the next H sessions of its exchange, print them with their intervals "
@@ -265,11 +266,14 @@ def _build_parser() -> argparse.ArgumentParser:
                        epilog="Example: stockllm forecast --ticker AAPL,600519.SS --model naive")
     _predict_flags(p, tickers=True)
 
+
+def _evaluate_command(sub) -> None:
     p = sub.add_parser("evaluate", help="backtest of several models beside naive, after one cutoff date",
                        description="Pick one cutoff date for all series, fit the models on the dates before it "
                                    "only, forecast from every origin on or after it and score against the random "
                                    "walk.")
-    _data_flags(p, required=False)
+    _data_flags(p, "share one cutoff date and fit one pooled model per model kind; each series is scored",
+                required=False)
     _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
     p.add_argument("--models", metavar="LIST", help=f"comma-separated, from {','.join(MODEL_NAMES)} (default {DEFAULT_MODELS}; "
@@ -292,6 +296,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _training_flags(p)
     _common(p)
 
+
+def _score_command(sub) -> None:
     p = sub.add_parser("score", help="score a forecast ledger against the closes that have come since",
                        description="Read the ledger that forecast --ledger wrote, take the actual closes (from "
                                    "--data files or downloaded through --source), and score every forecast whose "
@@ -308,6 +314,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="also write the metrics as CSV")
     _common(p)
 
+
+def _serve_command(sub) -> None:
     p = sub.add_parser("serve", help="serve forecasts over HTTP (FastAPI + uvicorn; pip install 'stockllm[serve]')",
                        description="Load models once and answer GET /health, GET /models, POST /forecast (tickers "
                                    "fetched through --source and cached for the day, or OHLCV rows in the body) "
@@ -321,7 +329,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window_size", type=int, help="--model naive|drift only (default 30)")
     p.add_argument("--horizon", type=int, help="--model naive|drift only (default 3)")
     _quantiles_flag(p, "; for --model naive|drift (a request may ask for other levels)")
-    _source_flags(p)
+    _source_flags(p, "the history of requested and watched tickers")
     p.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) served by name (AAPL.csv answers "
                    "ticker AAPL) without any download")
     p.add_argument("--watch", metavar="TICKERS", help="tickers of the watchlist page GET / (default: the --data "
@@ -338,6 +346,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda or mps (LLM checkpoints)")
     _common(p)
 
+
+def _download_model_command(sub) -> None:
     p = sub.add_parser("download-model", help="download a base model from the Hugging Face Hub to a folder",
                        description="Download a base model (config, tokenizer, safetensors weights) for --model_path.")
     p.add_argument("--model", default=LoRAConfig.model_path, help="Hugging Face id (default %(default)s)")
@@ -345,6 +355,25 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="folder to write (default: the id's last part, e.g. ./Qwen3-0.6B)")
     p.add_argument("--revision", help="branch, tag or commit (default: main)")
     _common(p)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stockllm",
+        description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
+                    "the random walk (naive) and drift on data the model never saw.",
+        epilog="Example: stockllm evaluate --models naive,fhs,mlp,ensemble  (runs on the bundled NASDAQ sample)",
+    )
+    parser.add_argument("--version", action="version", version=f"stockllm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _download_command(sub)
+    _train_command(sub)
+    _predict_command(sub)
+    _forecast_command(sub)
+    _evaluate_command(sub)
+    _score_command(sub)
+    _serve_command(sub)
+    _download_model_command(sub)
     for command in sub.choices.values():
         _tidy_metavars(command)
     return parser
