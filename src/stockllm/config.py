@@ -165,7 +165,7 @@ class _FlatSettings:
 
 @dataclass
 class MLPConfig(_FlatSettings):
-    """The seed's ``SimpleStockPredictor`` (window×5 → hidden → H), and the LSTM over the same windows.
+    """The MLP over scale-free windows (window × inputs → hidden → H × Q), and the LSTM over the same windows.
 
     hidden_size: MLP hidden units, or the LSTM's hidden state size.
     val_size: share of the training history kept for validation, at its end.

@@ -43,8 +43,8 @@ class SimpleStockPredictor(nn.Module):
 
 
 class MLPForecaster(Forecaster):
-    """The seed's SimpleStockPredictor on scale-free windows, with a pinball-loss quantile head, early stopping
-    and weight decay."""
+    """A two-layer MLP over scale-free windows (window × inputs → hidden → H × Q), with a pinball-loss quantile
+    head that starts at FHS (or the naive walk), early stopping and weight decay."""
 
     kind = "mlp"
 
