@@ -19,8 +19,8 @@ from .models.registry import TRAINED, spec
 from .options import TrainOptions, check_close_only
 
 # Settings a warm start (resume=DIR) keeps from the checkpoint: they shape the weights it loads.
-WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "head_base",
-               "random_init")
+WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "lora_layers",
+               "head_base", "random_init")
 
 
 def run_train(opts: TrainOptions, say=lambda *_: None):
