@@ -63,7 +63,8 @@ def test_checkpointing_turns_on_by_itself_only_above_the_budget(tiny_model_dir, 
     assert f.model.backbone.get_base_model().is_gradient_checkpointing
     assert any("gradient checkpointing turned on" in n for n in f.fit_info["notes"])
 
-    f = forecaster(tiny_model_dir, gradient_checkpointing=False, lora_layers="all").fit([frame], progress=False)  # explicit
+    explicit_no = forecaster(tiny_model_dir, gradient_checkpointing=False, lora_layers="all")
+    f = explicit_no.fit([frame], progress=False)
     assert not f.model.backbone.get_base_model().is_gradient_checkpointing
 
 
