@@ -54,6 +54,7 @@ def evaluate(data=None, models: str | Sequence[str] | None = None, *, progress: 
     import argparse
 
     from .evaluation import run_evaluate
+    from .outputs import following_symlinks
 
     known = evaluate_options()
     stray = sorted(set(options) - set(known))
@@ -65,7 +66,8 @@ def evaluate(data=None, models: str | Sequence[str] | None = None, *, progress: 
             value = ",".join(str(v) for v in value)
         setattr(args, key, value)
     args.data = data
-    return run_evaluate(args, print if progress else (lambda *_: None))
+    with following_symlinks(args.follow_symlinks):
+        return run_evaluate(args, print if progress else (lambda *_: None))
 
 
 # Flags that take one comma-separated string on the command line.

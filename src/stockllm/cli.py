@@ -16,6 +16,7 @@ import signal
 import sys
 import traceback
 import warnings
+from functools import partial
 from pathlib import Path
 
 from . import __version__
@@ -43,6 +44,9 @@ def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show a full traceback on errors")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    parser.add_argument("--follow_symlinks", action="store_true", help="write outputs through symlinks (the file "
+                        "or folder a link names is replaced); without it an output path that is a symlink is "
+                        "refused")
 
 
 def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False, required: bool = True) -> None:
@@ -397,6 +401,22 @@ def _check_png(path: str) -> None:
                             "name a .png file in an existing folder")
 
 
+def _check_not_inputs(args, files=(), folders=()) -> None:
+    """Refuse the outputs named by ``files`` and ``folders`` (flag destinations) when one is an input of this run:
+    a --data file, the --ledger, a --checkpoint, --model_path or --resume folder (see outputs.check_not_inputs)."""
+    from .outputs import check_not_inputs
+    from .series import data_files
+
+    inputs = data_files(getattr(args, "data", None) or [])
+    for flag in ("checkpoint", "model_path", "resume", "ledger"):
+        values = getattr(args, flag, None)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str):  # --resume alone is True; serve's --checkpoint may be NAME=DIR
+                inputs.append((f"--{flag}", value.rpartition("=")[2] if flag == "checkpoint" else value))
+    check_not_inputs(inputs, files=[(f"--{f}", getattr(args, f, None)) for f in files],
+                     folders=[(f"--{f}", getattr(args, f, None)) for f in folders])
+
+
 def cmd_download(args, say) -> None:
     from .data import save_ohlcv_csv
     from .sources import check_adjust, download, series_name
@@ -437,6 +457,7 @@ def cmd_train(args, say) -> None:
     _check_training_flags(args, _with_members([args.model], args), f"--model {args.model}")
     config = _model_config(args.model, args)  # --save_every included (and range-checked)
     check_target(args.save_dir)  # before training: a bad path must not cost a training run
+    _check_not_inputs(args, folders=("save_dir",))
     if args.resume is True:
         data, config = _resumed_settings(args)
     frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1",
@@ -558,6 +579,7 @@ def cmd_predict(args, say) -> None:
     file_target(args.output, "--output")  # before the forecast: a bad path must not cost a model load
     if args.plot:
         _check_png(args.plot)
+    _check_not_inputs(args, files=("output", "plot", "ledger"))
     if args.model_path:
         if checkpoint is None and not args.model:
             if not (Path(args.model_path) / META_FILE).is_file():
@@ -682,6 +704,11 @@ def cmd_score(args, say) -> None:
 
     if args.data:
         _refuse(args, ("source", "adjust"), "applies to downloaded closes; --data files are used as they are: drop it")
+    if args.output:
+        from .outputs import file_target
+
+        file_target(args.output, "--output")
+    _check_not_inputs(args, files=("output",))
     ledger, notes = read_ledger(args.ledger)
     for note in notes:
         say(f"note: {note}")
@@ -750,6 +777,7 @@ def cmd_serve(args, say) -> None:
         from .ledger import check_ledger
 
         check_ledger(args.ledger)
+        _check_not_inputs(args, files=("ledger",))
     watch = _tickers(args.watch) if args.watch else []
     import socket
 
@@ -851,6 +879,10 @@ def main(argv: list[str] | None = None) -> int:
         _stray_launcher_variables()
     # Under `accelerate launch` / torchrun every rank runs main(); only rank 0 talks.
     say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
+    from .outputs import following_symlinks, is_stdout
+
+    if is_stdout(getattr(args, "output", None)):  # the CSV streams to stdout: the messages go to stderr
+        say = partial(print, file=sys.stderr) if say is print else say
     old_showwarning = warnings.showwarning
     warnings.showwarning = _print_warning
     from . import progress
@@ -861,7 +893,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("train", "predict", "forecast", "evaluate", "serve"):
             _csv_options(args)  # a bad --columns or --decimal answers before anything loads
             _quiet_libraries()
-        COMMANDS[args.command](args, say)
+        with following_symlinks(args.follow_symlinks):
+            COMMANDS[args.command](args, say)
         return 0
     except StockLLMError as exc:
         if args.debug:

@@ -122,11 +122,13 @@ def run_evaluate(args, say=lambda *_: None):
         fitted[checkpoint.kind] = checkpoint
         say(f"checkpoint {args.checkpoint}: a {checkpoint.kind} model trained on data up to "
             f"{until:%Y-%m-%d}" if until is not None else f"checkpoint {args.checkpoint}: a {checkpoint.kind} model")
-    from .outputs import atomic_folder, check_finite, folder_target
+    from .outputs import atomic_folder, check_finite, check_not_inputs, folder_target
+    from .series import data_files
 
     out = Path(args.output_dir) if args.output_dir is not None else None
     if out is not None:
-        folder_target(out, "--output_dir", EVALUATE_FILES)  # before the long part, so a bad folder fails fast
+        folder_target(out, "--output_dir")  # before the long part, so a bad folder fails fast
+        check_not_inputs([*data_files(args.data), ("--checkpoint", args.checkpoint)], folders=[("--output_dir", out)])
     min_rows = data.min_rows * 3 if checkpoint is None else data.min_rows
     why = f"window {data.window_size} + horizon {data.horizon}, for both the training and test part"
     paths = isinstance(args.data, (str, Path)) or (isinstance(args.data, (list, tuple)) and all(
@@ -154,7 +156,7 @@ def run_evaluate(args, say=lambda *_: None):
     replaced = out.exists() and any(out.iterdir())
     # One unit: the whole set is written into a fresh folder and swapped in, so a reader never sees two runs'
     # files mixed, and a failure or a signal leaves the previous set whole.
-    with atomic_folder(out, flag="--output_dir", legacy=EVALUATE_FILES, lock=True) as tmp:
+    with atomic_folder(out, flag="--output_dir", lock=True) as tmp:
         plot_forecasts(forecasts, tmp / "plot.png")
         write_report(tmp / "report.html", table, forecasts, leaderboard=board,
                      notes=_report_notes(data, frames, table))
@@ -182,10 +184,6 @@ def _check_newer_rows(frames: dict, until, horizon: int, checkpoint: str) -> Non
                         f"{checkpoint}'s training data ({until:%Y-%m-%d}); scoring it needs at least {horizon + 1} "
                         "newer rows (an origin and its targets): pass a file that goes on after "
                         f"{until:%Y-%m-%d}")
-
-
-# What evaluate wrote into --output_dir before output folders had a manifest (outputs.MANIFEST).
-EVALUATE_FILES = ("metrics.csv", "forecasts.csv", "leaderboard.csv", "plot.png", "report.html")
 
 
 def _report_notes(data: DataConfig, frames: dict, table) -> list[str]:

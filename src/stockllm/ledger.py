@@ -39,7 +39,10 @@ LOCK_TIMEOUT = 60.0  # seconds an append waits for another run's append
 
 def check_ledger(path) -> Path:
     """Refuse a ledger path that is a folder, a device or a FIFO, or whose folder cannot be written; before any
-    data or model loads. A symlink is followed."""
+    data or model loads. A symlink is refused unless ``--follow_symlinks`` (outputs.following_symlinks)."""
+    from .outputs import refuse_symlink
+
+    refuse_symlink(path, "--ledger")
     path = Path(path)
     if path.exists() and not stat.S_ISREG(path.stat().st_mode):
         raise StockLLMError(f"--ledger {path} is not a regular file: name a .csv file")

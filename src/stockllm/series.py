@@ -44,6 +44,21 @@ def expand_paths(items) -> list[str]:
     return out
 
 
+def data_files(items) -> list[tuple[str, Path]]:
+    """``("--data", path)`` for each file that ``--data`` values name, for checks that run before any file is
+    read (an output must not be one of them); values that are not paths, or name nothing, are left out (reading
+    them gives the error)."""
+    if isinstance(items, (str, Path)):
+        items = [items]
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, Path)) for i in items):
+        return []  # frames given to the Python API
+    try:
+        paths = expand_paths(items)
+    except DataError:
+        return []
+    return [("--data", resolve_data_path(p)) for p in paths]
+
+
 def id_column(header: list[str]) -> int | None:
     """The position of the series-id column in a header (ticker, unique_id, item_id, series, symbol; any case)."""
     names = [cell.strip().lower() for cell in header]

@@ -1,0 +1,142 @@
+"""Nothing lost, round 3 (issue 25): an output is never one of the run's inputs, a symlinked output is refused
+unless followed, standard output is a stream, and each case of the second adversarial trial answers in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import cli_error_line, make_ohlcv, run_cli, write_csv
+from stockllm import outputs
+from stockllm.errors import StockLLMError
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture
+def prices(tmp_path) -> Path:
+    return write_csv(make_ohlcv(80, seed=3), tmp_path / "A.csv")
+
+
+def forecast(prices, tmp_path, *extra):
+    return ["forecast", "--model", "naive", "--data", prices, "--quiet", *extra]
+
+
+# --- an output is never an input ---------------------------------------------------------------------------
+
+def test_predict_onto_its_own_data_file_is_refused_and_the_file_kept(capsys, prices):
+    before = prices.read_bytes()
+    line = cli_error_line(capsys, ["predict", "--model", "naive", "--data", prices, "--output", prices])
+    assert f"--output {prices} is the same file as --data {prices}" in line and "choose another" in line
+    assert prices.read_bytes() == before
+
+
+def test_a_hard_link_or_a_followed_symlink_to_the_data_is_the_same_file(capsys, prices, tmp_path):
+    hard = tmp_path / "hard.csv"
+    os.link(prices, hard)
+    soft = tmp_path / "soft.csv"
+    soft.symlink_to(prices)
+    before = prices.read_bytes()
+    for out, extra in ((hard, []), (soft, ["--follow_symlinks"])):
+        line = cli_error_line(capsys, ["predict", "--model", "naive", "--data", prices, "--output", out, *extra])
+        assert "is the same file as --data" in line
+    assert prices.read_bytes() == before
+
+
+def test_a_data_file_found_through_its_folder_is_an_input_too(capsys, prices, tmp_path):
+    line = cli_error_line(capsys, ["predict", "--model", "naive", "--data", tmp_path, "--output", prices])
+    assert "is the same file as --data" in line
+
+
+def test_forecast_output_onto_the_ledger_is_refused_before_any_work(capsys, prices, tmp_path):
+    ledger = tmp_path / "L.csv"
+    assert run_cli(capsys, forecast(prices, tmp_path, "--ledger", ledger, "--output", tmp_path / "p.csv"))[0] == 0
+    before = ledger.read_bytes()
+    line = cli_error_line(capsys, forecast(prices, tmp_path, "--ledger", ledger, "--output", ledger))
+    assert f"--output {ledger} is the same file as --ledger {ledger}" in line
+    assert ledger.read_bytes() == before
+    line = cli_error_line(capsys, forecast(prices, tmp_path, "--ledger", prices, "--output", tmp_path / "q.csv"))
+    assert "--ledger" in line and "--data" in line and prices.read_bytes().startswith(b"Date")
+
+
+@pytest.mark.parametrize("onto", ["ledger", "data"])
+def test_score_output_onto_the_ledger_or_the_actuals_is_refused(capsys, prices, tmp_path, onto):
+    ledger = tmp_path / "L.csv"
+    assert run_cli(capsys, forecast(prices, tmp_path, "--ledger", ledger, "--output", tmp_path / "p.csv"))[0] == 0
+    target = ledger if onto == "ledger" else prices
+    before = target.read_bytes()
+    line = cli_error_line(capsys, ["score", "--ledger", ledger, "--data", prices, "--output", target])
+    assert f"--output {target} is the same file as --{onto}" in line
+    assert target.read_bytes() == before
+
+
+def test_evaluate_output_dir_holding_the_data_is_refused(capsys, tmp_path):
+    out = tmp_path / "ev"
+    out.mkdir()
+    data = write_csv(make_ohlcv(200, seed=3), out / "A.csv")
+    outputs._write_manifest(out, {})  # as if stockllm had written the folder: only the input check is left
+    line = cli_error_line(capsys, ["evaluate", "--data", data, "--models", "naive", "--quiet", "--output_dir", out])
+    assert f"--output_dir {out} holds --data {data}" in line and data.is_file()
+
+
+def test_check_not_inputs_refuses_a_save_dir_that_is_the_checkpoint_read_and_a_file_inside_it(tmp_path):
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "stockllm.json").write_text("{}")
+    with pytest.raises(StockLLMError, match="--save_dir .* holds --resume"):
+        outputs.check_not_inputs([("--resume", ck)], folders=[("--save_dir", ck)])
+    with pytest.raises(StockLLMError, match="lies inside --checkpoint"):
+        outputs.check_not_inputs([("--checkpoint", ck)], files=[("--output", ck / "stockllm.json")])
+    outputs.check_not_inputs([("--checkpoint", ck)], files=[("--output", tmp_path / "p.csv")],
+                             folders=[("--save_dir", tmp_path / "other")])
+
+
+# --- symlinks ----------------------------------------------------------------------------------------------
+
+def test_an_output_symlinked_to_a_system_file_is_refused_and_the_file_untouched(capsys, prices, tmp_path):
+    victim = tmp_path / "passwd"
+    victim.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "out").mkdir()
+    link = tmp_path / "out" / "x.csv"
+    link.symlink_to(victim)
+    line = cli_error_line(capsys, ["predict", "--model", "naive", "--data", prices, "--output", link])
+    assert f"--output {link} is a symlink to {victim}" in line and "--follow_symlinks" in line
+    assert victim.read_text().startswith("root:") and link.is_symlink()
+    rc, _, err = run_cli(capsys, ["predict", "--model", "naive", "--data", prices, "--output", link, "--quiet",
+                                  "--follow_symlinks"])
+    assert rc == 0, err
+    assert victim.read_text().startswith("date,horizon") and link.is_symlink()
+
+
+def test_a_symlinked_ledger_and_output_dir_are_refused(capsys, prices, tmp_path):
+    real = tmp_path / "real.csv"
+    link = tmp_path / "L.csv"
+    link.symlink_to(real)
+    line = cli_error_line(capsys, forecast(prices, tmp_path, "--ledger", link, "--output", tmp_path / "p.csv"))
+    assert f"--ledger {link} is a symlink" in line and not real.exists()
+    (tmp_path / "ev").mkdir()
+    (tmp_path / "ev_link").symlink_to(tmp_path / "ev")
+    line = cli_error_line(capsys, ["evaluate", "--data", write_csv(make_ohlcv(200), tmp_path / "B.csv"),
+                                   "--models", "naive", "--quiet", "--output_dir", tmp_path / "ev_link"])
+    assert "is a symlink" in line
+
+
+# --- standard output ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["-", "/dev/stdout"])
+def test_standard_output_is_a_stream_that_appends_to_a_redirected_log(prices, tmp_path, name):
+    log = tmp_path / "log.txt"
+    log.write_text("kept line\n")
+    env = {**os.environ, "PYTHONPATH": SRC}
+    with open(log, "a") as handle:
+        done = subprocess.run([sys.executable, "-m", "stockllm.cli", "predict", "--model", "naive", "--data",
+                               str(prices), "--output", name, "--quiet"], stdout=handle, stderr=subprocess.PIPE,
+                              env=env, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "kept line" and lines[1].startswith("date,horizon") and len(lines) == 5
+    assert "last close" in done.stderr  # the messages went to stderr, the CSV alone to stdout
