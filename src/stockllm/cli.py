@@ -787,7 +787,7 @@ def cmd_serve(args, say) -> None:
     except OSError as exc:
         raise StockLLMError(f"cannot listen on {args.host}:{args.port} ({(exc.strerror or str(exc)).lower()}): pass "
                             "another --port or --host") from None
-    from .serve import Service, create_app, load_models
+    from .serve import Service, create_app, load_models, run_server
     from .sources import download
 
     data = _data_config(args) if args.model else None
@@ -801,14 +801,11 @@ def cmd_serve(args, say) -> None:
     service = Service(models, fetch, files=files, watch=watch, ledger=args.ledger, source=source, calendar=calendar,
                       max_tickers=args.max_tickers)
     app = create_app(service, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
-    import uvicorn
-
     say(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (data: {source}"
         + (f" and {len(files)} file{'s' if len(files) != 1 else ''}" if files else "") + "); Ctrl-C stops")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         say(f"note: --host {args.host} lets other machines in, and the server has no authentication")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
-                access_log=not args.quiet)
+    run_server(app, args.host, args.port, args.quiet)
 
 
 COMMANDS = {"download": cmd_download, "train": cmd_train, "predict": cmd_predict, "forecast": cmd_predict,

@@ -40,6 +40,8 @@ _HEADER_ALIASES = {"close/last": "Close", "price": "Close", "last": "Close", "vo
                    "ds": "Date", "timestamp": "Date", "y": "Close", "target": "Close"}  # Nixtla's, Chronos's
 # Beyond these a log-return or a float32 scaler overflows (and no traded price or daily volume comes near).
 MAX_PRICE = 1e15
+MIN_PRICE = 1e-12  # below it, log-returns and their quantiles lose every digit (5e-324 gives a quantile of 0.0)
+LAST_DATE = pd.Timestamp("2200-12-31")  # the forecast dates after a bar must stay inside pandas' range (2262)
 MAX_VOLUME = 1e18
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: decades of daily bars are a few MB
 _NULLS = ("", "null", "-")  # empty cells as exports write them (Yahoo's "null", Investing.com's "-")
@@ -265,6 +267,10 @@ def fetch_yahoo(ticker, *, period, start, end, interval) -> pd.DataFrame:
     """
     import yfinance as yf
 
+    from .hf import cache_root
+
+    # yfinance's own caches (time zones, cookies) go under stockllm's cache folder, not ~/.cache/py-yfinance.
+    yf.set_tz_cache_location(str(cache_root() / "yfinance"))
     # yfinance logs each network failure on its own; download_ohlcv reports it once, as one line.
     logger = logging.getLogger("yfinance")
     level = logger.level
@@ -550,7 +556,7 @@ def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".") ->
     if _is_blank(raw["Volume"]).all():
         raise DataError(f"empty Volume column in {source} column Volume: fill in the daily volumes (0 where unknown)")
 
-    problems = [_date_problem(raw["Date"], dates, source, rows)]
+    problems = [_date_problem(raw["Date"], dates, source, rows), _late_date_problem(raw["Date"], dates, source, rows)]
     problems += [_number_problem(raw[name], values[name], name, source, rows, decimal) for name in OHLCV_COLUMNS]
     problems.append(_high_low_problem(raw, values, source, rows))
     problems = [problem for problem in problems if problem is not None]
@@ -697,6 +703,17 @@ def _date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows:
     return i, f"unparseable date {text!r} in {where}: {_DATE_HINT}"
 
 
+def _late_date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows: np.ndarray):
+    """(position, message) of the first date after LAST_DATE, or None: the sessions forecast after it would fall
+    outside the dates pandas can hold."""
+    late = np.flatnonzero(np.asarray(dates > LAST_DATE, dtype=bool))
+    if len(late) == 0:
+        return None
+    i = late[0]
+    return i, (f"date {str(column.iloc[i]).strip()!r} in {source} row {rows[i]} column Date is after "
+               f"{LAST_DATE:%Y-%m-%d}, the last date stockllm forecasts from: fix the year")
+
+
 def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: str, rows: np.ndarray,
                     decimal: str = "."):
     """(position, message) of the first bad price or volume, or None. Empty volumes are filled later."""
@@ -706,7 +723,7 @@ def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: st
         if name == "Volume":
             bad = ~blank & ~(np.isfinite(values) & (values >= 0) & (values <= limit))
         else:
-            bad = blank | ~(np.isfinite(values) & (values > 0) & (values <= limit))
+            bad = blank | ~(np.isfinite(values) & (values >= MIN_PRICE) & (values <= limit))
     positions = np.flatnonzero(bad)
     if len(positions) == 0:
         return None
@@ -727,6 +744,9 @@ def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: st
                    "the row")
     if name == "Volume":
         return i, f"negative Volume {text} in {where}: volumes must be 0 or more"
+    if values[i] > 0:
+        return i, (f"{name} {text} in {where} is below {MIN_PRICE:g}, too small to forecast in floating point: "
+                   "rescale the prices (e.g. per million units) or fix the value")
     sign = "zero" if values[i] == 0 else "negative"
     return i, f"{sign} {name} {text} in {where}: prices must be above 0; fix the value or delete the row"
 

@@ -136,6 +136,10 @@ def append_forecasts(path, table: pd.DataFrame, *, checkpoint: str = "", source:
         raise StockLLMError(f"--ledger {path} stayed locked by another run for {LOCK_TIMEOUT:.0f} s: wait for it, "
                             f"or delete {path}.lock if no stockllm is running") from None
     except OSError as exc:
+        if exc.filename is not None and str(exc.filename).endswith(".lock"):
+            raise StockLLMError(f"cannot use the ledger's lock file {exc.filename} "
+                                f"({(exc.strerror or str(exc)).lower()}): remove or rename it (no stockllm run "
+                                "holds a lock that is not a regular file)") from None
         raise StockLLMError(f"cannot append to --ledger {path} ({(exc.strerror or str(exc)).lower()}): check the "
                             "folder's permissions and free space") from None
     return len(table)
