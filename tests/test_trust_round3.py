@@ -140,3 +140,48 @@ def test_standard_output_is_a_stream_that_appends_to_a_redirected_log(prices, tm
     lines = log.read_text().splitlines()
     assert lines[0] == "kept line" and lines[1].startswith("date,horizon") and len(lines) == 5
     assert "last close" in done.stderr  # the messages went to stderr, the CSV alone to stdout
+
+
+# --- zero volume -------------------------------------------------------------------------------------------
+
+def zero_volume(pattern: str, n: int = 360):
+    """Synthetic bars whose volume is zero every day (an index export), or until 70% of the way (then trading)."""
+    frame = make_ohlcv(n, seed=11)
+    stop = n if pattern == "always" else int(n * 0.7)
+    frame.iloc[:stop, frame.columns.get_loc("Volume")] = 0.0
+    return frame
+
+
+@pytest.mark.parametrize("model", ["naive", "drift", "fhs", "garch", "mlp", "lstm", "ensemble"])
+@pytest.mark.parametrize("pattern", ["always", "until_test"])
+def test_zero_volume_gives_finite_forecasts_for_every_model_with_refits(model, pattern):
+    import numpy as np
+
+    import stockllm
+
+    if model == "garch":
+        pytest.importorskip("arch")
+    trained = {"epochs": 2} if model in ("mlp", "lstm", "ensemble") else {}
+    result = stockllm.evaluate({"HSI": zero_volume(pattern)}, [model], refit_every=40, test_size=0.3, **trained,
+                               **({"members": "fhs,mlp"} if model == "ensemble" else {}))
+    rows = result.forecasts[result.forecasts["model"] == model]
+    numbers = rows.select_dtypes("number").drop(columns=["origin", "horizon"], errors="ignore").to_numpy(float)
+    assert len(rows) and np.isfinite(numbers).all()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_an_input_that_never_moved_in_training_keeps_the_scale_1(kind):
+    """Volume zero through training, then trading: the first real volume must not become a 10^8 input."""
+    import numpy as np
+
+    from stockllm.config import DataConfig, MLPConfig
+    from stockllm.features import window_inputs
+    from stockllm.models import model_class
+
+    frame = zero_volume("until_test", 300)
+    train = frame.iloc[:200]
+    model = model_class(kind)(DataConfig(window_size=10), MLPConfig.from_flags(epochs=1))
+    model.fit([train], progress=False)
+    assert float(model.x_std[4]) == 1.0  # the volume column
+    x = model._inputs(window_inputs(frame, 10, np.arange(250, 290)))
+    assert np.isfinite(x.numpy()).all() and float(x.abs().max()) < 1e3
