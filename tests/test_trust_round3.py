@@ -185,3 +185,130 @@ def test_an_input_that_never_moved_in_training_keeps_the_scale_1(kind):
     assert float(model.x_std[4]) == 1.0  # the volume column
     x = model._inputs(window_inputs(frame, 10, np.arange(250, 290)))
     assert np.isfinite(x.numpy()).all() and float(x.abs().max()) < 1e3
+
+
+# --- ledgers read strictly ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def ledger(capsys, prices, tmp_path) -> Path:
+    path = tmp_path / "L.csv"
+    for _ in range(2):
+        assert run_cli(capsys, forecast(prices, tmp_path, "--ledger", path, "--output", tmp_path / "p.csv"))[0] == 0
+    return path
+
+
+def edit_line(path: Path, number: int, change) -> None:
+    lines = path.read_text().split("\n")
+    cells = lines[number - 1].split(",")
+    lines[number - 1] = ",".join(change(cells, lines[0].split(",")))
+    path.write_text("\n".join(lines))
+
+
+def set_cell(name, value):
+    def change(cells, header):
+        cells[header.index(name)] = value
+        return cells
+    return change
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("predicted_close", "inf", "not finite and positive"),
+    ("q0.1", "nan", "not finite and positive"),
+    ("last_close", "-5", "not finite and positive"),
+    ("q0.9", "1e308", "more than 1000 times off the last close"),
+    ("q0.2", "1", "quantiles cross"),
+])
+def test_score_leaves_out_a_hand_broken_row_naming_its_line(ledger, name, value, words):
+    from stockllm.ledger import read_ledger
+
+    edit_line(ledger, 3, set_cell(name, value))
+    rows, notes = read_ledger(ledger)
+    assert len(rows) == 5
+    assert any(words in n and "line 3" in n for n in notes), notes
+    numbers = rows.select_dtypes("number").to_numpy(float)
+    assert (numbers[~pytest.importorskip("numpy").isnan(numbers)] > 0).all()
+
+
+def test_a_bom_crlf_and_a_stray_carriage_return_are_read(ledger):
+    from stockllm.ledger import read_ledger
+
+    text = ledger.read_text()
+    ledger.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    rows, notes = read_ledger(ledger)
+    assert len(rows) == 6 and notes == []
+    lines = text.split("\n")
+    lines[2] = lines[2].replace(",", ",\r", 1)
+    ledger.write_text("\n".join(lines))
+    rows, notes = read_ledger(ledger)
+    assert any("unreadable" in n and "line 3" in n for n in notes)
+    assert len(rows) == 3  # the damaged run is left out whole, the other scored
+
+
+def test_repeated_rows_are_named_as_repeats_not_as_a_crash(ledger):
+    from stockllm.ledger import read_ledger
+
+    lines = ledger.read_text().rstrip("\n").split("\n")
+    ledger.write_text("\n".join([*lines, *lines[1:4]]) + "\n")
+    rows, notes = read_ledger(ledger)
+    assert len(rows) == 6
+    assert notes == [f"left out 3 repeated lines of {ledger} (lines 8, 9, 10): each forecast is counted once"]
+
+
+@pytest.mark.parametrize("header_edit, words", [
+    (lambda h: h + ",comment", "column 'comment' that stockllm's ledgers do not have"),
+    (lambda h: h.replace("q0.5", "q0.50"), "which stockllm names q0.5"),
+])
+def test_a_header_stockllm_did_not_write_is_refused(capsys, ledger, header_edit, words):
+    lines = ledger.read_text().split("\n")
+    lines[0] = header_edit(lines[0])
+    if "comment" in words:
+        lines = [lines[0], *(line + ",x" if line else line for line in lines[1:])]
+    ledger.write_text("\n".join(lines))
+    line = cli_error_line(capsys, ["score", "--ledger", ledger, "--data", ledger.with_name("A.csv")])
+    assert words in line
+
+
+def test_a_series_name_with_a_newline_never_reaches_the_ledger(tmp_path):
+    import pandas as pd
+
+    from stockllm.ledger import append_forecasts
+
+    table = pd.DataFrame({"ticker": ["A\n"], "date": [pd.Timestamp("2024-01-02")], "horizon": [1],
+                          "predicted_close": [1.0], "last_close": [1.0], "last_date": [pd.Timestamp("2024-01-01")],
+                          "model": ["naive"]})
+    with pytest.raises(StockLLMError, match="control character"):
+        append_forecasts(tmp_path / "L.csv", table)
+    assert not (tmp_path / "L.csv").exists()
+
+
+# --- data quirks -------------------------------------------------------------------------------------------
+
+def test_day_month_dates_that_read_both_ways_are_refused(capsys, tmp_path):
+    rows = ["Date,Open,High,Low,Close,Volume"] + [f"{d}/{m}/2024,10,11,9,10.5,100" for m in (1, 2, 3)
+                                                   for d in (1, 2, 3, 4)]
+    path = tmp_path / "dm.csv"
+    path.write_text("\n".join(rows) + "\n")
+    line = cli_error_line(capsys, ["predict", "--model", "naive", "--window_size", "3", "--data", path,
+                                   "--output", tmp_path / "p.csv"])
+    assert "ambiguous dates in" in line and "column Date" in line and "YYYY-MM-DD" in line
+
+
+def test_one_month_of_m_d_dates_and_the_nasdaq_sample_still_read(tmp_path):
+    from stockllm.data import load_ohlcv, sample_path
+
+    rows = ["Date,Open,High,Low,Close,Volume"] + [f"3/{d}/2024,10,11,9,10.5,100" for d in range(1, 10)]
+    path = tmp_path / "md.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert list(load_ohlcv(path).index.day) == list(range(1, 10))
+    assert len(load_ohlcv(sample_path())) == 5031
+
+
+def test_upper_case_csv_files_in_a_folder_are_read(tmp_path):
+    from stockllm.series import load_series
+
+    folder = tmp_path / "prices"
+    folder.mkdir()
+    write_csv(make_ohlcv(40, seed=1), folder / "AAA.csv")
+    write_csv(make_ohlcv(40, seed=2), folder / "BBB.CSV")
+    (folder / ".hidden.csv").write_text("not data")
+    assert list(load_series([folder])) == ["AAA", "BBB"]

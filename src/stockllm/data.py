@@ -552,6 +552,9 @@ def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".") ->
                      f"{_rows_text(rows[void])}")
         raw, rows = raw[~void].reset_index(drop=True), rows[~void]
     dates = _parse_dates(raw["Date"])
+    ambiguous = _ambiguous_day_month(raw["Date"], source)
+    if ambiguous:
+        raise DataError(ambiguous)
     values = {name: _to_float(raw[name], decimal, volume=name == "Volume") for name in OHLCV_COLUMNS}
     if _is_blank(raw["Volume"]).all():
         raise DataError(f"empty Volume column in {source} column Volume: fill in the daily volumes (0 where unknown)")
@@ -616,6 +619,23 @@ def _parse_dates(column: pd.Series) -> pd.DatetimeIndex:
             return pd.DatetimeIndex(dates)
     parts = _date_parts(column)
     return pd.DatetimeIndex(pd.to_datetime(parts[["year", "month", "day"]], errors="coerce"))
+
+
+def _ambiguous_day_month(column: pd.Series, source: str) -> str | None:
+    """The refusal for A/B/YYYY dates that read as month/day and as day/month alike, or None.
+
+    Ambiguous: every A and every B is 12 or less, and both vary (with A fixed, the file is one month of daily
+    bars, M/D/YYYY). Read as month/day, a D/M/YYYY file of such dates would be silently wrong.
+    """
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return None
+    found = column.astype(str).str.strip().str.extract(r"^(\d{1,2})/(\d{1,2})/\d{4}").astype(float).dropna()
+    if len(found) < 2 or (found > 12).any().any() or found[0].nunique() < 2 or found[1].nunique() < 2:
+        return None
+    example = column.astype(str).str.strip()[found.index[found[0] != found[1]]]
+    example = example.iloc[0] if len(example) else column.iloc[found.index[0]]
+    return (f"ambiguous dates in {source} column Date: dates such as {example!r} read as month/day and as "
+            "day/month alike (no number before the year is above 12); write the dates as YYYY-MM-DD")
 
 
 def _date_parts(column: pd.Series) -> pd.DataFrame:

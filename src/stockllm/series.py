@@ -23,14 +23,16 @@ ID_COLUMNS = ("ticker", "unique_id", "item_id", "series", "symbol")  # ours, Nix
 
 
 def expand_paths(items) -> list[str]:
-    """``--data`` values → CSV paths: a folder stands for its ``*.csv`` files, a pattern with * ? [ for its
-    matches (both sorted by name); anything else is kept as given (a file, or a bundled sample's name)."""
+    """``--data`` values → CSV paths: a folder stands for its ``*.csv`` files (any case: ``BBB.CSV`` too), a
+    pattern with * ? [ for its matches (both sorted by name); anything else is kept as given (a file, or a bundled
+    sample's name)."""
     out = []
     for item in [items] if isinstance(items, (str, Path)) else items:
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            found = sorted(str(p) for p in path.glob("*.csv") if p.is_file())
+            found = sorted(str(p) for p in path.iterdir()
+                           if p.suffix.lower() == ".csv" and not p.name.startswith(".") and p.is_file())
             if not found:
                 raise DataError(f"no .csv files in folder {text}: put one CSV per series there, or pass files")
             out += found
