@@ -312,3 +312,86 @@ def test_upper_case_csv_files_in_a_folder_are_read(tmp_path):
     write_csv(make_ohlcv(40, seed=2), folder / "BBB.CSV")
     (folder / ".hidden.csv").write_text("not data")
     assert list(load_series([folder])) == ["AAA", "BBB"]
+
+
+# --- checkpoints checked when loaded ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict:
+    from stockllm.cli import main
+
+    root = tmp_path_factory.mktemp("r3-ck")
+    data = write_csv(make_ohlcv(260, seed=8), root / "train.csv")
+    out = {"data": data}
+    for kind, extra in (("fhs", []), ("garch", []), ("ensemble", ["--members", "fhs,naive"])):
+        if kind == "garch":
+            pytest.importorskip("arch")
+        assert main(["train", "--model", kind, "--data", str(data), "--quiet", "--save_dir", str(root / kind),
+                     *extra]) == 0
+        out[kind] = root / kind
+    return out
+
+
+def copied(checkpoints, kind, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(checkpoints[kind], tmp_path / kind, symlinks=True))
+
+
+def edit_meta(folder: Path, change) -> None:
+    import json
+
+    meta = json.loads((folder / "stockllm.json").read_text())
+    change(meta)
+    (folder / "stockllm.json").write_text(json.dumps(meta))
+
+
+def predict_line(capsys, ck, checkpoints, tmp_path) -> str:
+    line = cli_error_line(capsys, ["predict", "--checkpoint", ck, "--data", checkpoints["data"], "--output",
+                                   tmp_path / "p.csv"])
+    assert not (tmp_path / "p.csv").exists()
+    return line
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda g: g.update(alpha=0.3, beta=0.75), "alpha + beta = 1.05"),
+    (lambda g: g.update(omega=0.0), "omega 0"),
+    (lambda g: g.update(beta=-0.1), "neither may be negative"),
+    (lambda g: g.update(nu=2.0), "nu 2"),
+])
+def test_garch_parameters_are_checked_when_loaded(capsys, checkpoints, tmp_path, change, words):
+    ck = copied(checkpoints, "garch", tmp_path)
+    edit_meta(ck, lambda m: change(m["garch"]))
+    line = predict_line(capsys, ck, checkpoints, tmp_path)
+    assert words in line and "GARCH parameters" in line
+
+
+def test_fhs_quantiles_with_a_tie_are_refused_when_loaded(capsys, checkpoints, tmp_path):
+    ck = copied(checkpoints, "fhs", tmp_path)
+
+    def tie(meta):
+        meta["fhs"]["z"][0][1] = meta["fhs"]["z"][0][0]
+
+    edit_meta(ck, tie)
+    assert "strictly increasing" in predict_line(capsys, ck, checkpoints, tmp_path)
+
+
+def test_an_ensemble_member_of_another_kind_is_refused(capsys, checkpoints, tmp_path):
+    import shutil
+
+    ck = copied(checkpoints, "ensemble", tmp_path)
+    shutil.rmtree(ck / "members" / "fhs")
+    shutil.copytree(checkpoints["garch"], ck / "members" / "fhs")
+    line = predict_line(capsys, ck, checkpoints, tmp_path)
+    assert "members/fhs of the ensemble ensemble holds a garch model, not a fhs one" in line
+
+
+def test_an_ensemble_member_that_links_back_to_the_ensemble_is_refused_in_a_short_line(capsys, checkpoints,
+                                                                                       tmp_path):
+    import shutil
+
+    ck = copied(checkpoints, "ensemble", tmp_path)
+    shutil.rmtree(ck / "members" / "fhs")
+    (ck / "members" / "fhs").symlink_to(ck)
+    line = predict_line(capsys, ck, checkpoints, tmp_path)
+    assert "is a link, not a folder inside the checkpoint" in line and len(line) < 300

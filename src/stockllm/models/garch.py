@@ -99,9 +99,28 @@ class GARCHForecaster(Forecaster):
         params = meta.get("garch") or {}
         needed = {"omega", "alpha", "beta", "var0"}  # and nu (Student-t), absent from Gaussian-era checkpoints
         if not isinstance(params, dict) or not needed <= set(params) <= needed | {"nu"} or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()) or not (
-                params.get("nu", 3.0) > 2):
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()):
             raise StockLLMError(f"{directory}/stockllm.json lacks valid GARCH parameters (omega, alpha, beta, var0 "
                                 "and nu > 2 as numbers): the checkpoint is damaged; train again")
         model.params = {k: float(v) for k, v in params.items()}
+        problem = _parameter_problem(model.params)
+        if problem:
+            raise StockLLMError(f"{directory}/stockllm.json holds GARCH parameters with {problem}: a fitted GARCH(1,1) "
+                                "never has them; the checkpoint is damaged or was edited; train again")
         return model
+
+
+def _parameter_problem(p: dict) -> str | None:
+    """What is wrong with fitted GARCH(1,1) parameters, in words, or None: ω > 0, α ≥ 0, β ≥ 0, α + β < 1
+    (a stationary variance), var0 > 0 and ν > 2 (Student-t with a variance), all finite."""
+    if not all(np.isfinite(v) for v in p.values()):
+        return "a value that is not finite"
+    if not p["omega"] > 0 or not p["var0"] > 0:
+        return f"omega {p['omega']:g} and var0 {p['var0']:g} (both must be above 0)"
+    if p["alpha"] < 0 or p["beta"] < 0:
+        return f"alpha {p['alpha']:g} and beta {p['beta']:g} (neither may be negative)"
+    if not p["alpha"] + p["beta"] < 1:
+        return f"alpha + beta = {p['alpha'] + p['beta']:g} (it must stay below 1, or the variance grows without end)"
+    if not p.get("nu", 3.0) > 2:
+        return f"nu {p['nu']:g} (the Student-t needs more than 2 degrees of freedom)"
+    return None
