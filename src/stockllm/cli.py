@@ -692,7 +692,10 @@ def cmd_evaluate(args, say) -> None:
 def cmd_download_model(args, say) -> None:
     from .hf import download_model
 
+    from .outputs import refuse_symlink
+
     target = args.save_dir or args.model.rstrip("/").split("/")[-1]
+    refuse_symlink(target, "--save_dir")
     path = download_model(args.model, target, revision=args.revision)
     say(f"downloaded {args.model} to {path}; use it with --model_path {path}")
 

@@ -15,6 +15,9 @@ PCT = 100.0  # arch fits returns in percent: its optimiser is tuned for values o
 MIN_RETURNS = 100
 
 
+MAX_PERSISTENCE = 1 - 1e-6  # α + β of a fitted model: below 1, so that the variance is stationary
+
+
 def _pct_returns(frame: pd.DataFrame) -> np.ndarray:
     return PCT * np.diff(np.log(frame["Close"].to_numpy(dtype=np.float64)))
 
@@ -51,6 +54,10 @@ class GARCHForecaster(Forecaster):
         result = arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, dist="t", rescale=False).fit(
             disp="off", show_warning=False)
         omega, alpha, beta = (float(result.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
+        # arch allows α + β = 1 (integrated GARCH) at the edge of its constraint; keep the fit just inside it, so
+        # the variance stays stationary and the load check (α + β < 1) holds for every fitted model.
+        alpha = min(alpha, MAX_PERSISTENCE)
+        beta = min(beta, MAX_PERSISTENCE - alpha)
         self.params = {"omega": omega, "alpha": alpha, "beta": beta, "var0": float(np.mean(returns**2)),
                        "nu": float(result.params["nu"])}
         self.fit_info = {"series": [span(f) for f in frames], "returns": len(returns), "params": self.params,
