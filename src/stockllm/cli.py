@@ -692,7 +692,6 @@ def cmd_evaluate(args, say) -> None:
 
 def cmd_download_model(args, say) -> None:
     from .hf import download_model
-
     from .outputs import refuse_symlink
 
     target = args.save_dir or args.model.rstrip("/").split("/")[-1]
