@@ -35,7 +35,6 @@ class GARCHForecaster(Forecaster):
     """
 
     kind = "garch"
-    needs_fit = True
 
     def __init__(self, data: DataConfig | None = None, config=None):
         super().__init__(data)
