@@ -71,7 +71,7 @@ def test_write_atomic_refuses_a_symlink_unless_asked_to_follow_it(tmp_path):
     real.write_text("old")
     link = tmp_path / "link.csv"
     link.symlink_to(real)
-    with pytest.raises(StockLLMError, match=f"symlink to {real}.*--follow_symlinks"):
+    with pytest.raises(StockLLMError, match=f"symlink to {real}.*follow_symlinks"):
         outputs.write_atomic(link, lambda h: h.write("new"), flag="--output")
     assert real.read_text() == "old"
     with outputs.following_symlinks():

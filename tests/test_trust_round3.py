@@ -87,9 +87,9 @@ def test_check_not_inputs_refuses_a_save_dir_that_is_the_checkpoint_read_and_a_f
     ck = tmp_path / "ck"
     ck.mkdir()
     (ck / "stockllm.json").write_text("{}")
-    with pytest.raises(StockLLMError, match="--save_dir .* holds --resume"):
+    with pytest.raises(StockLLMError, match="save_dir .* holds resume"):
         outputs.check_not_inputs([("--resume", ck)], folders=[("--save_dir", ck)])
-    with pytest.raises(StockLLMError, match="lies inside --checkpoint"):
+    with pytest.raises(StockLLMError, match="lies inside checkpoint"):
         outputs.check_not_inputs([("--checkpoint", ck)], files=[("--output", ck / "stockllm.json")])
     outputs.check_not_inputs([("--checkpoint", ck)], files=[("--output", tmp_path / "p.csv")],
                              folders=[("--save_dir", tmp_path / "other")])
