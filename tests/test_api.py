@@ -176,7 +176,8 @@ def test_every_evaluate_flag_is_a_keyword_of_stockllm_evaluate():
     from stockllm.cli import _build_parser
 
     sub = next(a for a in _build_parser()._actions if a.dest == "command")
-    dests = {a.dest for a in sub.choices["evaluate"]._actions} - {"help", "debug", "quiet"}
+    # --follow_symlinks is a switch of the whole process, as --debug: the library has outputs.following_symlinks()
+    dests = {a.dest for a in sub.choices["evaluate"]._actions} - {"help", "debug", "quiet", "follow_symlinks"}
     assert dests == set(evaluate_options()) - {"progress"}  # the library's progress is the CLI's --quiet
     for must in ("test_start", "refit_every", "quantiles", "checkpoint", "calibrate", "output_dir", "members",
                  "head_base", "test_size"):

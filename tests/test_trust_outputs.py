@@ -66,12 +66,16 @@ def test_write_atomic_refuses_a_fifo_a_folder_and_a_device(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_write_atomic_writes_through_a_symlink(tmp_path):
+def test_write_atomic_refuses_a_symlink_unless_asked_to_follow_it(tmp_path):
     real = tmp_path / "real.csv"
     real.write_text("old")
     link = tmp_path / "link.csv"
     link.symlink_to(real)
-    outputs.write_atomic(link, lambda h: h.write("new"))
+    with pytest.raises(StockLLMError, match=f"symlink to {real}.*follow_symlinks"):
+        outputs.write_atomic(link, lambda h: h.write("new"), flag="--output")
+    assert real.read_text() == "old"
+    with outputs.following_symlinks():
+        outputs.write_atomic(link, lambda h: h.write("new"))
     assert link.is_symlink() and real.read_text() == "new"
     assert leftovers(tmp_path) == []
 
@@ -121,18 +125,33 @@ def test_a_checkpoint_written_by_stockllm_is_replaced_and_lists_its_files(ws, ca
     assert leftovers(tmp_path) == []
 
 
-def test_a_checkpoint_from_before_manifests_is_still_replaced(ws, capsys, tmp_path):
+def test_a_folder_without_a_manifest_is_not_replaced_even_if_it_looks_like_a_checkpoint(ws, capsys, tmp_path):
     ck = copy_checkpoint(ws, tmp_path)
     (ck / outputs.MANIFEST).unlink()
-    rc, _, err = run(capsys, ["train", "--data", ws["data"], "--epochs", "1", "--quiet", "--save_dir", ck])
-    assert rc == 0, err
+    (ck / "members").mkdir()
+    (ck / "members" / "important.txt").write_text("mine")
+    line = error_line(capsys, ["train", "--data", ws["data"], "--epochs", "1", "--quiet", "--save_dir", ck])
+    assert "has no manifest" in line and " members" in line and "did not write" in line
+    assert (ck / "members" / "important.txt").read_text() == "mine" and (ck / "stockllm.json").is_file()
 
 
-def test_a_symlinked_save_dir_is_written_through(ws, capsys, tmp_path):
+def test_a_file_the_manifest_does_not_list_is_found_at_any_depth(ws, capsys, tmp_path):
+    ck = copy_checkpoint(ws, tmp_path)
+    (ck / "adapter").mkdir()
+    (ck / "adapter" / "notes.txt").write_text("mine")
+    line = error_line(capsys, ["train", "--data", ws["data"], "--epochs", "1", "--quiet", "--save_dir", ck])
+    assert "adapter" in line and "did not write" in line
+    assert (ck / "adapter" / "notes.txt").read_text() == "mine"
+
+
+def test_a_symlinked_save_dir_is_refused_unless_followed(ws, capsys, tmp_path):
     real = copy_checkpoint(ws, tmp_path, "real")
     link = tmp_path / "ck_link"
     link.symlink_to(real)
-    rc, _, err = run(capsys, ["train", "--data", ws["data"], "--epochs", "3", "--quiet", "--save_dir", link])
+    args = ["train", "--data", ws["data"], "--epochs", "3", "--quiet", "--save_dir", link]
+    line = error_line(capsys, args)
+    assert f"--save_dir {link} is a symlink to {real}" in line and "--follow_symlinks" in line
+    rc, _, err = run(capsys, [*args, "--follow_symlinks"])
     assert rc == 0, err
     assert link.is_symlink() and (real / "stockllm.json").is_file() and (real / "state").is_dir()
     assert leftovers(tmp_path) == []

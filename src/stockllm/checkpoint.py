@@ -15,18 +15,17 @@ META_FILE = "stockllm.json"
 # Sub-folders a new checkpoint carries over from the one it replaces (training state), with the pattern of the
 # entries a training run writes in them.
 KEPT = {"state": r"\.?(?:tmp-)?step-\d+"}
-# What checkpoints written before manifests held (outputs.MANIFEST lists what a newer one holds).
-LEGACY_FILES = (META_FILE, "model.safetensors", "head.safetensors", "adapter", "members")
 
 
 def check_target(target: str | os.PathLike) -> Path:
     """Refuse a checkpoint destination that would lose data or cannot be written, before any training.
 
-    An existing folder is only replaced when it holds nothing but what stockllm wrote there (its training
+    An existing folder is only replaced when its manifest lists everything in it, at every depth (its training
     state, ``state/``, is carried over into the new one); otherwise the error names the first foreign file. A
-    symlink to a folder is followed: the folder it names is replaced and the link stays. Returns the real path.
+    symlink is refused unless ``--follow_symlinks`` (then the folder it names is replaced and the link stays).
+    Returns the real path.
     """
-    return folder_target(target, "--save_dir", LEGACY_FILES, KEPT)
+    return folder_target(target, "--save_dir", KEPT)
 
 
 @contextmanager
@@ -36,7 +35,7 @@ def atomic_dir(target: str | os.PathLike):
     A crash mid-save therefore never leaves a half-written checkpoint, and an old checkpoint survives until the
     new one is complete. See :func:`stockllm.outputs.atomic_folder`.
     """
-    with atomic_folder(target, flag="--save_dir", legacy=LEGACY_FILES, keep=KEPT) as tmp:
+    with atomic_folder(target, flag="--save_dir", keep=KEPT) as tmp:
         yield tmp
 
 

@@ -14,6 +14,7 @@ import signal
 import sys
 import traceback
 import warnings
+from functools import partial
 from pathlib import Path
 
 from . import __version__
@@ -35,6 +36,9 @@ def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show a full traceback on errors")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    parser.add_argument("--follow_symlinks", action="store_true", help="write outputs through symlinks (the file "
+                        "or folder a link names is replaced); without it an output path that is a symlink is "
+                        "refused")
 
 
 def _data_flags(parser: argparse.ArgumentParser, several: str, *, alias_test_csv: bool = False,
@@ -412,7 +416,7 @@ def cmd_download(args, say) -> None:
 
 def _options(cls, args: argparse.Namespace):
     """The typed options of a run (``stockllm.options``) from the parsed flags: the same keywords as Python's."""
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "quiet")}
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "quiet", "follow_symlinks")}
     return from_keywords(cls, **values, progress=not args.quiet)
 
 
@@ -437,10 +441,28 @@ def cmd_evaluate(args, say) -> None:
 
 def cmd_download_model(args, say) -> None:
     from .hf import download_model
+    from .outputs import refuse_symlink
 
     target = args.save_dir or args.model.rstrip("/").split("/")[-1]
+    refuse_symlink(target, "--save_dir")
     path = download_model(args.model, target, revision=args.revision)
     say(f"downloaded {args.model} to {path}; use it with --model_path {path}")
+
+
+def _check_not_inputs(args, files=(), folders=()) -> None:
+    """Refuse the outputs named by ``files`` and ``folders`` (flag destinations) when one is an input of this run:
+    a --data file, the --ledger, or a --checkpoint folder (see outputs.check_not_inputs)."""
+    from .outputs import check_not_inputs
+    from .series import data_files
+
+    inputs = data_files(getattr(args, "data", None) or [])
+    for flag in ("checkpoint", "ledger"):
+        values = getattr(args, flag, None)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str):  # serve's --checkpoint may be NAME=DIR
+                inputs.append((f"--{flag}", value.rpartition("=")[2] if flag == "checkpoint" else value))
+    check_not_inputs(inputs, files=[(f"--{f}", getattr(args, f, None)) for f in files],
+                     folders=[(f"--{f}", getattr(args, f, None)) for f in folders])
 
 
 def cmd_score(args, say) -> None:
@@ -450,6 +472,11 @@ def cmd_score(args, say) -> None:
 
     if args.data:
         refuse(vars(args), ("source", "adjust"), "applies to downloaded closes; --data files are used as they are: drop it")
+    if args.output:
+        from .outputs import file_target
+
+        file_target(args.output, "--output")
+    _check_not_inputs(args, files=("output",))
     ledger, notes = read_ledger(args.ledger)
     for note in notes:
         say(f"note: {note}")
@@ -518,6 +545,7 @@ def cmd_serve(args, say) -> None:
         from .ledger import check_ledger
 
         check_ledger(args.ledger)
+        _check_not_inputs(args, files=("ledger",))
     watch = _tickers(args.watch) if args.watch else []
     import socket
 
@@ -527,7 +555,7 @@ def cmd_serve(args, say) -> None:
     except OSError as exc:
         raise StockLLMError(f"cannot listen on {args.host}:{args.port} ({(exc.strerror or str(exc)).lower()}): pass "
                             "another --port or --host") from None
-    from .serve import Service, create_app, load_models
+    from .serve import Service, create_app, load_models, run_server
     from .sources import download
 
     data = DataOptions(window_size=args.window_size, horizon=args.horizon,
@@ -542,14 +570,11 @@ def cmd_serve(args, say) -> None:
     service = Service(models, fetch, files=files, watch=watch, ledger=args.ledger, source=source, calendar=calendar,
                       max_tickers=args.max_tickers)
     app = create_app(service, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
-    import uvicorn
-
     say(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (data: {source}"
         + (f" and {len(files)} file{'s' if len(files) != 1 else ''}" if files else "") + "); Ctrl-C stops")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         say(f"note: --host {args.host} lets other machines in, and the server has no authentication")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info",
-                access_log=not args.quiet)
+    run_server(app, args.host, args.port, args.quiet)
 
 
 COMMANDS = {"download": cmd_download, "train": cmd_train, "predict": cmd_predict, "forecast": cmd_predict,
@@ -620,6 +645,10 @@ def main(argv: list[str] | None = None) -> int:
         _stray_launcher_variables()
     # Under `accelerate launch` / torchrun every rank runs main(); only rank 0 talks.
     say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)
+    from .outputs import following_symlinks, is_stdout
+
+    if is_stdout(getattr(args, "output", None)):  # the CSV streams to stdout: the messages go to stderr
+        say = partial(print, file=sys.stderr) if say is print else say
     old_showwarning = warnings.showwarning
     warnings.showwarning = _print_warning
     from . import progress
@@ -629,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("train", "predict", "forecast", "evaluate", "serve"):
             _quiet_libraries()
-        COMMANDS[args.command](args, say)
+        with following_symlinks(args.follow_symlinks):
+            COMMANDS[args.command](args, say)
         return 0
     except StockLLMError as exc:
         if args.debug:

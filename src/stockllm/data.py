@@ -40,6 +40,8 @@ _HEADER_ALIASES = {"close/last": "Close", "price": "Close", "last": "Close", "vo
                    "ds": "Date", "timestamp": "Date", "y": "Close", "target": "Close"}  # Nixtla's, Chronos's
 # Beyond these a log-return or a float32 scaler overflows (and no traded price or daily volume comes near).
 MAX_PRICE = 1e15
+MIN_PRICE = 1e-12  # below it, log-returns and their quantiles lose every digit (5e-324 gives a quantile of 0.0)
+LAST_DATE = pd.Timestamp("2200-12-31")  # the forecast dates after a bar must stay inside pandas' range (2262)
 MAX_VOLUME = 1e18
 MAX_FILE_BYTES = 1 << 30  # 1 GiB: decades of daily bars are a few MB
 _NULLS = ("", "null", "-")  # empty cells as exports write them (Yahoo's "null", Investing.com's "-")
@@ -265,6 +267,10 @@ def fetch_yahoo(ticker, *, period, start, end, interval) -> pd.DataFrame:
     """
     import yfinance as yf
 
+    from .hf import cache_root
+
+    # yfinance's own caches (time zones, cookies) go under stockllm's cache folder, not ~/.cache/py-yfinance.
+    yf.set_tz_cache_location(str(cache_root() / "yfinance"))
     # yfinance logs each network failure on its own; download_ohlcv reports it once, as one line.
     logger = logging.getLogger("yfinance")
     level = logger.level
@@ -547,11 +553,14 @@ def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".") ->
                      f"{_rows_text(rows[void])}")
         raw, rows = raw[~void].reset_index(drop=True), rows[~void]
     dates = _parse_dates(raw["Date"])
+    ambiguous = _ambiguous_day_month(raw["Date"], source)
+    if ambiguous:
+        raise DataError(ambiguous)
     values = {name: _to_float(raw[name], decimal, volume=name == "Volume") for name in OHLCV_COLUMNS}
     if _is_blank(raw["Volume"]).all():
         raise DataError(f"empty Volume column in {source} column Volume: fill in the daily volumes (0 where unknown)")
 
-    problems = [_date_problem(raw["Date"], dates, source, rows)]
+    problems = [_date_problem(raw["Date"], dates, source, rows), _late_date_problem(raw["Date"], dates, source, rows)]
     problems += [_number_problem(raw[name], values[name], name, source, rows, decimal) for name in OHLCV_COLUMNS]
     problems.append(_high_low_problem(raw, values, source, rows))
     problems = [problem for problem in problems if problem is not None]
@@ -611,6 +620,23 @@ def _parse_dates(column: pd.Series) -> pd.DatetimeIndex:
             return pd.DatetimeIndex(dates)
     parts = _date_parts(column)
     return pd.DatetimeIndex(pd.to_datetime(parts[["year", "month", "day"]], errors="coerce"))
+
+
+def _ambiguous_day_month(column: pd.Series, source: str) -> str | None:
+    """The refusal for A/B/YYYY dates that read as month/day and as day/month alike, or None.
+
+    Ambiguous: every A and every B is 12 or less, and both vary (with A fixed, the file is one month of daily
+    bars, M/D/YYYY). Read as month/day, a D/M/YYYY file of such dates would be silently wrong.
+    """
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return None
+    found = column.astype(str).str.strip().str.extract(r"^(\d{1,2})/(\d{1,2})/\d{4}").astype(float).dropna()
+    if len(found) < 2 or (found > 12).any().any() or found[0].nunique() < 2 or found[1].nunique() < 2:
+        return None
+    example = column.astype(str).str.strip()[found.index[found[0] != found[1]]]
+    example = example.iloc[0] if len(example) else column.iloc[found.index[0]]
+    return (f"ambiguous dates in {source} column Date: dates such as {example!r} read as month/day and as "
+            "day/month alike (no number before the year is above 12); write the dates as YYYY-MM-DD")
 
 
 def _date_parts(column: pd.Series) -> pd.DataFrame:
@@ -698,6 +724,17 @@ def _date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows:
     return i, f"unparseable date {text!r} in {where}: {_DATE_HINT}"
 
 
+def _late_date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows: np.ndarray):
+    """(position, message) of the first date after LAST_DATE, or None: the sessions forecast after it would fall
+    outside the dates pandas can hold."""
+    late = np.flatnonzero(np.asarray(dates > LAST_DATE, dtype=bool))
+    if len(late) == 0:
+        return None
+    i = late[0]
+    return i, (f"date {str(column.iloc[i]).strip()!r} in {source} row {rows[i]} column Date is after "
+               f"{LAST_DATE:%Y-%m-%d}, the last date stockllm forecasts from: fix the year")
+
+
 def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: str, rows: np.ndarray,
                     decimal: str = "."):
     """(position, message) of the first bad price or volume, or None. Empty volumes are filled later."""
@@ -707,7 +744,7 @@ def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: st
         if name == "Volume":
             bad = ~blank & ~(np.isfinite(values) & (values >= 0) & (values <= limit))
         else:
-            bad = blank | ~(np.isfinite(values) & (values > 0) & (values <= limit))
+            bad = blank | ~(np.isfinite(values) & (values >= MIN_PRICE) & (values <= limit))
     positions = np.flatnonzero(bad)
     if len(positions) == 0:
         return None
@@ -728,6 +765,9 @@ def _number_problem(column: pd.Series, values: np.ndarray, name: str, source: st
                    "the row")
     if name == "Volume":
         return i, f"negative Volume {text} in {where}: volumes must be 0 or more"
+    if values[i] > 0:
+        return i, (f"{name} {text} in {where} is below {MIN_PRICE:g}, too small to forecast in floating point: "
+                   "rescale the prices (e.g. per million units) or fix the value")
     sign = "zero" if values[i] == 0 else "negative"
     return i, f"{sign} {name} {text} in {where}: prices must be above 0; fix the value or delete the row"
 

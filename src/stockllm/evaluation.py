@@ -136,7 +136,8 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None) -> Evaluation:
     and tables; with ``opts.output_dir`` None nothing is written, otherwise the output folder is written as one
     unit (see ``outputs.atomic_folder``)."""
     from .backtest import evaluate, leaderboard, trained_until
-    from .outputs import folder_target
+    from .outputs import check_not_inputs, folder_target
+    from .series import data_files
 
     plan = _plan(opts)
     test_start, fitted = opts.test_start, {}
@@ -145,7 +146,9 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None) -> Evaluation:
         fitted[plan.checkpoint.kind] = plan.checkpoint
     out = Path(opts.output_dir) if opts.output_dir is not None else None
     if out is not None:
-        folder_target(out, "--output_dir", EVALUATE_FILES)  # before the long part, so a bad folder fails fast
+        folder_target(out, "--output_dir")  # before the long part, so a bad folder fails fast
+        check_not_inputs([*data_files(opts.data.data or ["nasdaq"]), ("--checkpoint", opts.checkpoint)],
+                         folders=[("--output_dir", out)])
     data = plan.data
     min_rows = data.min_rows * 3 if plan.checkpoint is None else data.min_rows
     frames = opts.data.load(min_rows, f"window {data.window_size} + horizon {data.horizon}, for both the training "
@@ -175,7 +178,7 @@ def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say) -
     table, forecasts, board = result.metrics, result.forecasts, result.leaderboard
     check_finite(forecasts, str(out))
     replaced = out.exists() and any(out.iterdir())
-    with atomic_folder(out, flag="--output_dir", legacy=EVALUATE_FILES, lock=True) as tmp:
+    with atomic_folder(out, flag="--output_dir", lock=True) as tmp:
         plot_forecasts(forecasts, tmp / "plot.png")
         write_report(tmp / "report.html", table, forecasts, leaderboard=board,
                      notes=_report_notes(data, frames, table))
@@ -203,9 +206,6 @@ def _check_newer_rows(frames: dict, until, horizon: int, checkpoint: str) -> Non
                         "newer rows (an origin and its targets): pass a file that goes on after "
                         f"{until:%Y-%m-%d}")
 
-
-# What evaluate wrote into --output_dir before output folders had a manifest (outputs.MANIFEST).
-EVALUATE_FILES = ("metrics.csv", "forecasts.csv", "leaderboard.csv", "plot.png", "report.html")
 
 
 def _report_notes(data: DataConfig, frames: dict, table) -> list[str]:

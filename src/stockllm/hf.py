@@ -55,7 +55,7 @@ def download_model(repo_id: str, save_dir: str, revision: str | None = None) -> 
 
 
 def cache_root() -> Path:
-    """Where converted GGUF models are cached: $STOCKLLM_CACHE or ~/.cache/stockllm."""
+    """stockllm's cache folder (converted GGUF models, yfinance's caches): $STOCKLLM_CACHE or ~/.cache/stockllm."""
     return Path(os.environ.get("STOCKLLM_CACHE", Path.home() / ".cache" / "stockllm"))
 
 

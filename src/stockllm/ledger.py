@@ -34,12 +34,17 @@ from .quantiles import column, level_of
 
 BASE_COLUMNS = ("run_id", "run_time", "run_rows", "ticker", "model", "checkpoint", "source", "last_date",
                 "last_close", "date", "horizon", "predicted_close")
+EXTRA_COLUMNS: tuple[str, ...] = ()  # columns a ledger may hold after the quantiles (none yet)
 LOCK_TIMEOUT = 60.0  # seconds an append waits for another run's append
+MAX_RATIO = 1000.0  # a forecast this many times off its last close, either way, is a broken row, not a forecast
 
 
 def check_ledger(path) -> Path:
     """Refuse a ledger path that is a folder, a device or a FIFO, or whose folder cannot be written; before any
-    data or model loads. A symlink is followed."""
+    data or model loads. A symlink is refused unless ``--follow_symlinks`` (outputs.following_symlinks)."""
+    from .outputs import refuse_symlink
+
+    refuse_symlink(path, "--ledger")
     path = Path(path)
     if path.exists() and not stat.S_ISREG(path.stat().st_mode):
         raise StockLLMError(f"--ledger {path} is not a regular file: name a .csv file")
@@ -105,6 +110,7 @@ def append_forecasts(path, table: pd.DataFrame, *, checkpoint: str = "", source:
     from filelock import FileLock, Timeout
 
     path = check_ledger(path)
+    _check_names(table)
     ours = _levels(table.columns)
     try:
         with FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT):
@@ -133,9 +139,22 @@ def append_forecasts(path, table: pd.DataFrame, *, checkpoint: str = "", source:
         raise StockLLMError(f"--ledger {path} stayed locked by another run for {LOCK_TIMEOUT:.0f} s: wait for it, "
                             f"or delete {path}.lock if no stockllm is running") from None
     except OSError as exc:
+        if exc.filename is not None and str(exc.filename).endswith(".lock"):
+            raise StockLLMError(f"cannot use the ledger's lock file {exc.filename} "
+                                f"({(exc.strerror or str(exc)).lower()}): remove or rename it (no stockllm run "
+                                "holds a lock that is not a regular file)") from None
         raise StockLLMError(f"cannot append to --ledger {path} ({(exc.strerror or str(exc)).lower()}): check the "
                             "folder's permissions and free space") from None
     return len(table)
+
+
+def _check_names(table: pd.DataFrame) -> None:
+    """Refuse a series or model name with a control character: a newline in a cell would tear the ledger's lines."""
+    for name in ("ticker", "model"):
+        for value in dict.fromkeys(table[name].astype(str)) if name in table.columns else ():
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                raise StockLLMError(f"the {'series' if name == 'ticker' else 'model'} name {value!r} holds a control "
+                                    "character, which would tear the ledger's lines: rename the file or ticker")
 
 
 def ledger_levels(path) -> list[float] | None:
@@ -176,45 +195,136 @@ def _render(table: pd.DataFrame, header: list[str], checkpoint: str, source: str
 
 
 def read_ledger(path) -> tuple[pd.DataFrame, list[str]]:
-    """The ledger's complete rows as a frame (last_date and date as Timestamps, numbers as floats) and notes on
-    what was left out: a torn last line, and runs with fewer rows than they announced (a crash mid-append)."""
+    """The ledger's complete, sound rows as a frame (last_date and date as Timestamps, numbers as floats) and notes
+    on what was left out, each naming the lines: a torn or unreadable line, repeated lines, runs with fewer rows
+    than they announced (a crash mid-append), and rows a hand edit broke (numbers not finite and positive, or
+    absurdly far from the last close; quantiles that cross). A UTF-8 BOM and CRLF line ends are read. A header
+    with a column stockllm does not write, or two columns for one level, is refused (DataError)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no ledger {path}: run `stockllm forecast --ledger {path}` first")
-    text = path.read_bytes().decode("utf-8", "replace")
-    lines = text.split("\n")
-    torn = lines.pop() != ""  # text after the last newline: a line a crash cut short
-    if not lines:
-        raise DataError(f"empty ledger {path}: run `stockllm forecast --ledger {path}` first")
-    header = next(csv.reader([lines[0]]))
-    if header[: len(BASE_COLUMNS)] != list(BASE_COLUMNS):
-        raise DataError(f"{path} is not a stockllm forecast ledger (its header is {lines[0][:80]!r})")
-    good, bad = [], int(torn)
-    for line in lines[1:]:
-        if not line.strip():
-            continue
-        cells = next(csv.reader([line]), [])
-        if len(cells) == len(header):
-            good.append(cells)
-        else:
-            bad += 1
-    frame = pd.DataFrame(good, columns=header)
-    notes = [f"left out {bad} torn line{'s' if bad != 1 else ''} of {path} (a run cut short)"] if bad else []
+    header, lines, notes = _ledger_lines(path)
+    frame = pd.DataFrame([cells for _, cells in lines], columns=header)
+    frame["line"] = [n for n, _ in lines]
+    garbled = np.zeros(len(frame), dtype=bool)  # a number cell holding text such as "nan" (empty is allowed)
     for name in ("last_close", "predicted_close", *(c for c in header if level_of(c) is not None)):
+        text = frame[name].str.strip()
         frame[name] = pd.to_numeric(frame[name], errors="coerce")
+        garbled |= ((text != "") & frame[name].isna()).to_numpy()
+    frame["garbled"] = garbled
     frame["horizon"] = pd.to_numeric(frame["horizon"], errors="coerce")
     frame["run_rows"] = pd.to_numeric(frame["run_rows"], errors="coerce")
     for name in ("last_date", "date"):
         frame[name] = pd.to_datetime(frame[name], errors="coerce", format="%Y-%m-%d")
     counts = frame.groupby("run_id")["run_id"].transform("size")
-    whole = (counts == frame["run_rows"]) & frame[["horizon", "last_close", "last_date", "date"]].notna().all(axis=1)
+    whole = (counts == frame["run_rows"]) & frame[["horizon", "last_date", "date"]].notna().all(axis=1)
     if not whole.all():
         runs = frame.loc[~whole, "run_id"].nunique()
-        notes.append(f"left out {int((~whole).sum())} rows of {runs} incomplete run{'s' if runs != 1 else ''} in "
+        notes.append(f"left out {_count_rows(frame, ~whole)} of {runs} incomplete run{'s' if runs != 1 else ''} in "
                      f"{path} (cut short by a crash)")
-    frame = frame[whole].reset_index(drop=True)
+    frame = frame[whole]
+    broken, why = _broken_rows(frame, header)
+    for reason in dict.fromkeys(why[broken]):
+        notes.append(f"left out {_count_rows(frame, broken & (why == reason))} of {path} whose {reason} (edited "
+                     "by hand?): fix or delete those lines")
+    frame = frame[~broken].drop(columns=["line", "garbled"]).reset_index(drop=True)
     frame["horizon"] = frame["horizon"].astype(int)
     return frame, notes
+
+
+def _ledger_lines(path: Path) -> tuple[list[str], list[tuple[int, list[str]]], list[str]]:
+    """(header, [(line number, cells)] of the rows that read as whole CSV lines of the header's width, notes).
+    Refuses (DataError) a file that is not a ledger or whose header stockllm did not write."""
+    text = path.read_bytes().decode("utf-8", "replace").removeprefix("\ufeff")
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    torn = lines.pop() != ""  # text after the last newline: a line a crash cut short
+    if not lines:
+        raise DataError(f"empty ledger {path}: run `stockllm forecast --ledger {path}` first")
+    header = _cells(lines[0]) or []
+    if header[: len(BASE_COLUMNS)] != list(BASE_COLUMNS):
+        raise DataError(f"{path} is not a stockllm forecast ledger (its header is {lines[0][:80]!r})")
+    _check_header(header, path)
+    good, bad, seen, repeated = [], [len(lines) + 1] if torn else [], set(), []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = _cells(line)
+        if cells is None or len(cells) != len(header):
+            bad.append(number)
+        elif line in seen:
+            repeated.append(number)
+        else:
+            seen.add(line)
+            good.append((number, cells))
+    notes = []
+    if bad:
+        notes.append(f"left out {len(bad)} torn or unreadable line{'s' if len(bad) != 1 else ''} of {path} "
+                     f"({_lines_text(bad)}; a run cut short, or a hand edit)")
+    if repeated:
+        notes.append(f"left out {len(repeated)} repeated line{'s' if len(repeated) != 1 else ''} of {path} "
+                     f"({_lines_text(repeated)}): each forecast is counted once")
+    return header, good, notes
+
+
+def _cells(line: str) -> list[str] | None:
+    """The CSV cells of one line, or None when it does not read as one (a stray carriage return, say)."""
+    try:
+        return next(csv.reader([line], strict=True), [])
+    except csv.Error:
+        return None
+
+
+def _check_header(header: list[str], path: Path) -> None:
+    """Refuse a ledger header with a column stockllm does not write, or two quantile columns for one level."""
+    levels = [level_of(c) for c in header[len(BASE_COLUMNS):]]
+    names = header[len(BASE_COLUMNS):]
+    unknown = next((c for c, lv in zip(names, levels) if lv is None and c not in EXTRA_COLUMNS), None)
+    if unknown is not None:
+        raise DataError(f"{path} has a column {unknown[:40]!r} that stockllm's ledgers do not have: remove it, or "
+                        "score the ledger a stockllm version wrote")
+    for name, level in zip(names, levels):
+        if level is not None and name != column(level):
+            raise DataError(f"{path} has a quantile column {name!r}, which stockllm names {column(level)}: a "
+                            "hand-edited header; rename it, or keep one column per level")
+    if len(set(names)) != len(names):
+        twice = next(c for c in names if names.count(c) > 1)
+        raise DataError(f"{path} has the column {twice} twice: keep one column per name")
+
+
+def _broken_rows(frame: pd.DataFrame, header: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, reason per row) of rows a hand edit broke: prices that are not finite and positive, or more than
+    MAX_RATIO times off the last close either way (scores would overflow), and quantiles that cross."""
+    qcols = [c for c in header if level_of(c) is not None]
+    last = frame["last_close"].to_numpy(dtype=float)
+    prices = frame[["predicted_close", *qcols]].to_numpy(dtype=float)
+    given = ~np.isnan(prices)
+    given[:, 0] = True  # the point forecast is never optional
+    why = np.full(len(frame), "", dtype=object)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        ratio = prices / last[:, None]
+        far = (given & ~((ratio >= 1 / MAX_RATIO) & (ratio <= MAX_RATIO))).any(axis=1)
+        bad = ~(np.isfinite(last) & (last > 0)) | (given & ~(np.isfinite(prices) & (prices > 0))).any(axis=1)
+        q = frame[qcols].to_numpy(dtype=float).reshape(len(frame), len(qcols))
+        highest = np.fmax.accumulate(q, axis=1)  # the highest given quantile so far (empty cells skipped)
+        cross = (q[:, 1:] < highest[:, :-1]).any(axis=1)  # ties are allowed; empty cells compare False
+    horizon = frame["horizon"].to_numpy(dtype=float)
+    bad |= ~((horizon >= 1) & (horizon == np.round(horizon))) | frame["garbled"].to_numpy(dtype=bool)
+    why[cross] = "quantiles cross (a lower level above a higher one)"
+    why[far] = f"forecasts lie more than {MAX_RATIO:g} times off the last close"
+    why[bad] = "prices (or horizon) are not finite and positive"
+    return bad | far | cross, why
+
+
+def _count_rows(frame: pd.DataFrame, mask) -> str:
+    """"3 rows (lines 4, 9, 12)" for the rows of ``frame`` that ``mask`` selects."""
+    lines = frame.loc[np.asarray(mask, dtype=bool), "line"].tolist()
+    return f"{len(lines)} row{'s' if len(lines) != 1 else ''} ({_lines_text(lines)})"
+
+
+def _lines_text(numbers, limit: int = 6) -> str:
+    shown = ", ".join(str(n) for n in numbers[:limit])
+    return f"line{'s' if len(numbers) != 1 else ''} {shown}" + (f" and {len(numbers) - limit} more"
+                                                                if len(numbers) > limit else "")
 
 
 def model_label(kind: str, checkpoint: str) -> str:

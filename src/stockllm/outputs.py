@@ -1,11 +1,14 @@
 """Writing outputs that cannot hurt: files and folders are written whole under a temporary name, then renamed.
 
 - :func:`write_atomic` writes one regular file (CSV, HTML, PNG). A target that exists and is not a regular file
-  (a device, FIFO, socket or folder) is refused; a symlink is followed on purpose, so the file it names is
-  replaced and the link stays.
+  (a device, FIFO, socket or folder) is refused. ``-`` and ``/dev/stdout`` are standard output, written as a
+  stream (nothing renamed, so ``>> log.txt`` appends).
 - :func:`atomic_folder` writes a whole folder (a checkpoint, an evaluation's output set) into a fresh temporary
-  folder beside it and swaps it in. A folder that already exists is replaced only when it holds nothing but what
-  stockllm wrote there: the files listed in its manifest (:data:`MANIFEST`), written by the previous swap.
+  folder beside it and swaps it in. A folder that already exists is replaced only when its manifest
+  (:data:`MANIFEST`, written by the previous swap) lists everything in it, at every depth.
+- An output path that is a symlink is refused unless :func:`following_symlinks` is on (``--follow_symlinks``):
+  as root, a link to ``/etc/passwd`` would otherwise replace it. :func:`check_not_inputs` refuses an output that
+  is one of the run's inputs (a data file, the ledger, a checkpoint being read) before any work.
 - Temporary names carry the writer's process id (``.NAME.tmp-PID-…``, ``.NAME.old-PID``), so leftovers of a
   killed run are removed by the next writer once that process is gone (:func:`clean_stale`).
 """
@@ -26,6 +29,32 @@ from pathlib import Path
 from .errors import StockLLMError
 
 MANIFEST = ".stockllm-files.json"  # inside a folder stockllm wrote: the relative paths of what it wrote there
+STDOUT = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")  # output names that mean standard output
+_follow = {"on": False}  # following_symlinks(): write through a symlinked output instead of refusing it
+
+
+@contextmanager
+def following_symlinks(on: bool = True):
+    """Within the block, an output path that is a symlink is written through (the file or folder it names is
+    replaced and the link stays) instead of refused; ``--follow_symlinks`` turns this on for a command."""
+    before, _follow["on"] = _follow["on"], bool(on)
+    try:
+        yield
+    finally:
+        _follow["on"] = before
+
+
+def is_stdout(path) -> bool:
+    """Whether an output path names standard output (``-``, ``/dev/stdout``), which is written as a stream."""
+    return path is not None and str(path).strip() in STDOUT
+
+
+def refuse_symlink(path, flag: str) -> None:
+    """Refuse an output path that is a symlink, naming the link and its target, unless following_symlinks is on."""
+    if _follow["on"] or not os.path.islink(path):
+        return
+    raise StockLLMError(f"{flag} {path} is a symlink to {os.path.realpath(path)}: writing it would replace that "
+                        "file; name a regular path, or pass --follow_symlinks to write through the link")
 
 
 def _reason(exc: OSError) -> str:
@@ -62,11 +91,15 @@ def _kind(mode: int) -> str | None:
 def file_target(path, flag: str = "output") -> Path:
     """The regular file that writing ``path`` will replace or create: symlinks resolved, special files refused.
 
-    Raises StockLLMError when the name is empty, or when the target (after following symlinks) exists and is a
-    folder, FIFO, device or socket. Checks only; creates nothing.
+    Raises StockLLMError when the name is empty, when it is a symlink (see :func:`refuse_symlink`), or when the
+    target exists and is a folder, FIFO, device or socket. Standard output (:func:`is_stdout`) is returned as
+    given. Checks only; creates nothing.
     """
     if str(path).strip() == "":
         raise StockLLMError(f"{flag} is empty: name a file, e.g. {flag} predictions.csv")
+    if is_stdout(path):
+        return Path(str(path).strip())
+    refuse_symlink(path, flag)
     path = Path(path)
     try:
         mode = os.stat(path).st_mode  # follows symlinks: the file a link names is the one replaced
@@ -81,15 +114,54 @@ def file_target(path, flag: str = "output") -> Path:
     return Path(os.path.realpath(path))
 
 
+def check_not_inputs(inputs, files=(), folders=()) -> None:
+    """Refuse, before any work, an output that is one of the run's inputs, so that nothing read is lost.
+
+    ``inputs``, ``files`` (outputs written as one file) and ``folders`` (outputs replaced whole) are
+    ``(flag, path)`` pairs; None paths, standard output and inputs that do not exist are skipped, and a flag is
+    never compared with itself (the ledger is read and appended). A file output may not be the same file as an
+    input (``os.path.samefile``: symlinks and hard links too) nor lie inside an input folder (a checkpoint being
+    read); a folder output may not be, or hold, an input.
+    """
+    inputs = [(flag, Path(p)) for flag, p in inputs if p is not None and os.path.exists(p)]
+    for out_flag, out in files:
+        if out is None or is_stdout(out):
+            continue
+        real = Path(os.path.realpath(out))
+        for in_flag, path in inputs:
+            if in_flag == out_flag:
+                continue
+            if path.is_dir() and real.is_relative_to(os.path.realpath(path)):
+                raise StockLLMError(f"{out_flag} {out} lies inside {in_flag} {path}, which this run reads: choose "
+                                    f"a {out_flag} path outside it")
+            if real.exists() and os.path.samefile(real, path):
+                raise StockLLMError(f"{out_flag} {out} is the same file as {in_flag} {path}: writing it would "
+                                    f"replace that input; choose another {out_flag} path")
+    for out_flag, out in folders:
+        if out is None:
+            continue
+        real = Path(os.path.realpath(out))
+        for in_flag, path in inputs:
+            if in_flag != out_flag and Path(os.path.realpath(path)).is_relative_to(real):
+                raise StockLLMError(f"{out_flag} {out} holds {in_flag} {path}, which this run reads, and the folder "
+                                    f"would be replaced: choose another {out_flag} folder")
+
+
 def write_atomic(path, write, *, binary: bool = False, flag: str = "output") -> Path:
     """Call ``write(handle)`` on a new file beside ``path`` (UTF-8 text, or bytes with ``binary``), then rename it
     over ``path``; returns the path written.
 
     A failure (an exception, a full disk, a signal turned into an exception) leaves neither a half-written file
     nor a changed old one. Creates parent folders. Raises StockLLMError for a target that is not a regular file
-    (see :func:`file_target`) or a folder or file that cannot be written.
+    (see :func:`file_target`) or a folder or file that cannot be written. Standard output is written as a stream.
     """
     target = file_target(path, flag)
+    if is_stdout(target):
+        import sys
+
+        write(sys.stdout.buffer if binary else sys.stdout)
+        sys.stdout.flush()
+        return target
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -196,17 +268,18 @@ def _write_manifest(folder: Path, keep: dict) -> None:
                                    encoding="utf-8")
 
 
-def foreign_entries(folder: Path, legacy=(), keep: dict | None = None) -> list[str]:
+def foreign_entries(folder: Path, keep: dict | None = None) -> list[str]:
     """Relative paths in ``folder`` that stockllm did not write there, in sorted order.
 
-    Ours: the files in the folder's manifest; in a folder from before manifests, the top-level names in
-    ``legacy``; and, for each ``keep`` entry ``{name: regex}``, the sub-folder ``name`` whose top-level entries
-    match ``regex`` (training states that a run writes there by itself). Only folders that are ours are looked
-    into, so a wrong ``--output_dir ~`` answers at once instead of walking the whole home folder.
+    Ours: the files in the folder's manifest (and the folders that hold them), at every depth; and, for each
+    ``keep`` entry ``{name: regex}``, the sub-folder ``name`` whose top-level entries match ``regex`` (training
+    states that a run writes there by itself). A folder without a manifest holds nothing else of ours. Only
+    folders that are ours are looked into, so a wrong ``--output_dir ~`` answers at once instead of walking the
+    whole home folder.
     """
     keep = keep or {}
-    manifest = read_manifest(folder)
-    parents = {"/".join(Path(f).parts[:i]) for f in manifest or () for i in range(1, len(Path(f).parts))}
+    manifest = read_manifest(folder) or set()
+    parents = {"/".join(Path(f).parts[:i]) for f in manifest for i in range(1, len(Path(f).parts))}
     foreign, pending = [], [folder]
     while pending:
         for path in sorted(pending.pop().iterdir()):
@@ -216,8 +289,6 @@ def foreign_entries(folder: Path, legacy=(), keep: dict | None = None) -> list[s
             if parts[0] in keep:
                 ours = is_dir if len(parts) == 1 else bool(re.fullmatch(keep[parts[0]], parts[1]))
                 descend = False  # a training state's own files are the training loop's business
-            elif manifest is None:
-                ours, descend = parts[0] in legacy, False
             elif is_dir:
                 ours = descend = rel in parents
             else:
@@ -229,22 +300,25 @@ def foreign_entries(folder: Path, legacy=(), keep: dict | None = None) -> list[s
     return sorted(foreign)
 
 
-def folder_target(target, flag: str, legacy=(), keep: dict | None = None) -> Path:
+def folder_target(target, flag: str, keep: dict | None = None) -> Path:
     """The real folder that :func:`atomic_folder` would replace or create (symlinks resolved), after refusing a
     target that is not a folder, holds files stockllm did not write, or whose parent cannot be written.
     Creates nothing."""
     if str(target).strip() == "":
         raise StockLLMError(f"{flag} is empty: name a folder")
+    refuse_symlink(target, flag)
     path = Path(target)
     real = Path(os.path.realpath(path))
     if real.exists():
         kind = _kind(os.stat(real).st_mode)
         if kind != "folder":
             raise StockLLMError(f"{flag} {path} is a {kind or 'file'}: pass a folder name")
-        foreign = foreign_entries(real, legacy, keep)
+        foreign = foreign_entries(real, keep)
         if foreign:
             more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
-            raise StockLLMError(f"{flag} {path} holds {foreign[0]}{more}, which stockllm did not write, and the "
+            unlisted = (f"has no manifest ({MANIFEST}) listing what stockllm wrote there, and holds" if
+                        read_manifest(real) is None else "holds")
+            raise StockLLMError(f"{flag} {path} {unlisted} {foreign[0]}{more}, which stockllm did not write, and the "
                                 "folder would be replaced: choose a new or empty folder, or move that file out")
     parent = real.parent
     while not parent.exists():
@@ -287,7 +361,7 @@ def _lock(real: Path, flag: str, shown):
 
 
 @contextmanager
-def atomic_folder(target, *, flag: str, legacy=(), keep: dict | None = None, lock: bool = False):
+def atomic_folder(target, *, flag: str, keep: dict | None = None, lock: bool = False):
     """Yield a fresh temporary folder beside ``target``; on success it replaces ``target`` whole.
 
     The new folder gets a manifest of what was written into it. ``keep`` sub-folders of the old folder (a
@@ -297,14 +371,14 @@ def atomic_folder(target, *, flag: str, legacy=(), keep: dict | None = None, loc
     the same folder while this one writes.
     """
     keep = keep or {}
-    real = folder_target(target, flag, legacy, keep)
+    real = folder_target(target, flag, keep)
     try:
         real.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StockLLMError(f"cannot create {flag} {target} ({_reason(exc)}): choose a folder you can write "
                             "to") from None
     with _lock(real, flag, target) if lock else _nothing():
-        real = folder_target(target, flag, legacy, keep)  # again: the folder may have changed while we waited
+        real = folder_target(target, flag, keep)  # again: the folder may have changed while we waited
         clean_stale(real)
         tmp = real.with_name(f".{real.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:

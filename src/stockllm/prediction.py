@@ -116,7 +116,8 @@ def run_predict(opts: PredictOptions, say=lambda *_: None) -> pd.DataFrame:
     return the table (one row per series and horizon: date, horizon, predicted_close, last_close, model, series,
     last_date and one column per level); ``opts.output``, ``plot`` and ``ledger`` write it too."""
     from .models.pipeline import min_history
-    from .outputs import file_target
+    from .outputs import check_not_inputs, file_target
+    from .series import data_files
 
     opts.data.csv_options(downloads=bool(opts.ticker))  # a bad columns or decimal answers before anything loads
     cal = calibration(opts.calibrate, opts.calibration_step)
@@ -124,6 +125,9 @@ def run_predict(opts: PredictOptions, say=lambda *_: None) -> pd.DataFrame:
         file_target(opts.output, "--output")  # before the forecast: a bad path must not cost a model load
     if opts.plot:
         _check_png(opts.plot)
+    check_not_inputs([*data_files(opts.data.data), ("--checkpoint", opts.checkpoint),
+                      ("--model_path", opts.model_path), ("--ledger", opts.ledger)],
+                     files=[("--output", opts.output), ("--plot", opts.plot), ("--ledger", opts.ledger)])
     checkpoint, base = _checkpoint_and_base(opts)
     _check_model_options(opts, checkpoint, base)
     source, adjust, calendar = _where_from(opts)

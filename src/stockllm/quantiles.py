@@ -15,20 +15,32 @@ from .errors import StockLLMError
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 EWMA_LAMBDA = 0.94  # RiskMetrics' daily decay
 SCALE_FLOOR = 1e-8  # σ·√h below this (a series that never moved) is taken as this, to divide safely
+MAX_LEVELS = 99  # quantile levels per forecast: more is no distribution anyone reads, and costs every request
 
 
 def check_quantiles(levels: Sequence[float], flag: str = "--quantiles") -> tuple[float, ...]:
-    """Validate quantile levels: strictly inside (0, 1), strictly increasing, and 0.5 present or straddled
-    (the point forecast is the median). Returns them as a tuple of floats."""
-    try:
-        levels = tuple(float(q) for q in levels)
-    except (TypeError, ValueError):
-        raise StockLLMError(f"{flag} {levels!r} must be numbers such as 0.1,0.5,0.9") from None
+    """Validate quantile levels: at most MAX_LEVELS, strictly inside (0, 1), each written exactly by its column
+    name (``column``: at most 6 significant digits, so two levels never share a name and a name never holds
+    another level's value), strictly increasing, and 0.5 present or straddled (the point forecast is the
+    median). Returns them as a tuple of floats, each exactly the value its name reads as (0.1 for 1 - 0.9)."""
+    if hasattr(levels, "__len__") and len(levels) > MAX_LEVELS:
+        raise StockLLMError(f"{flag} lists {len(levels)} levels, over the {MAX_LEVELS} a forecast may have: pass "
+                            "fewer, such as 0.05,0.1,...,0.95")
+    levels = tuple(_level_number(q, flag) for q in levels)
     if not levels:
         raise StockLLMError(f"{flag} is empty: pass levels such as 0.1,0.5,0.9")
+    if len(levels) > MAX_LEVELS:
+        raise StockLLMError(f"{flag} lists {len(levels)} levels, over the {MAX_LEVELS} a forecast may have: pass "
+                            "fewer, such as 0.05,0.1,...,0.95")
     if not all(0 < q < 1 for q in levels):
-        raise StockLLMError(f"{flag} {','.join(f'{q:g}' for q in levels)}: every level must lie strictly between "
-                            "0 and 1 (e.g. 0.1,0.5,0.9)")
+        bad = next(q for q in levels if not 0 < q < 1)
+        raise StockLLMError(f"{flag}: level {bad:g} must lie strictly between 0 and 1 (e.g. 0.1,0.5,0.9)")
+    named = tuple(float(column(q)[1:]) for q in levels)
+    blurred = next((q for q, n in zip(levels, named) if abs(q - n) > 1e-12), None)
+    if blurred is not None:
+        raise StockLLMError(f"{flag}: level {blurred!r} has more than 6 significant digits, and its column would "
+                            f"be named {column(blurred)}: round it (e.g. {column(blurred)[1:]})")
+    levels = named
     if any(b <= a for a, b in zip(levels, levels[1:])):
         raise StockLLMError(f"{flag} {','.join(f'{q:g}' for q in levels)}: list the levels once each, in "
                             "increasing order (e.g. 0.1,0.5,0.9)")
@@ -36,6 +48,17 @@ def check_quantiles(levels: Sequence[float], flag: str = "--quantiles") -> tuple
         raise StockLLMError(f"{flag} {','.join(f'{q:g}' for q in levels)}: the point forecast is the median, so "
                             "include 0.5 or levels on both sides of it (e.g. 0.1,0.5,0.9)")
     return levels
+
+
+def _level_number(value, flag: str) -> float:
+    """One level as a float, or one line naming a value that is not a number within float range."""
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        shown = str(value)
+        shown = shown if len(shown) <= 24 else f"{shown[:20]}... ({len(shown)} characters)"
+        raise StockLLMError(f"{flag}: {shown} is not a number within float range; pass levels such as "
+                            "0.1,0.5,0.9") from None
 
 
 def parse_quantiles(text: str) -> tuple[float, ...]:

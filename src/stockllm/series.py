@@ -23,14 +23,16 @@ ID_COLUMNS = ("ticker", "unique_id", "item_id", "series", "symbol")  # ours, Nix
 
 
 def expand_paths(items) -> list[str]:
-    """``--data`` values → CSV paths: a folder stands for its ``*.csv`` files, a pattern with * ? [ for its
-    matches (both sorted by name); anything else is kept as given (a file, or a bundled sample's name)."""
+    """``--data`` values → CSV paths: a folder stands for its ``*.csv`` files (any case: ``BBB.CSV`` too), a
+    pattern with * ? [ for its matches (both sorted by name); anything else is kept as given (a file, or a bundled
+    sample's name)."""
     out = []
     for item in [items] if isinstance(items, (str, Path)) else items:
         text = str(item)
         path = Path(text)
         if path.is_dir():
-            found = sorted(str(p) for p in path.glob("*.csv") if p.is_file())
+            found = sorted(str(p) for p in path.iterdir()
+                           if p.suffix.lower() == ".csv" and not p.name.startswith(".") and p.is_file())
             if not found:
                 raise DataError(f"no .csv files in folder {text}: put one CSV per series there, or pass files")
             out += found
@@ -42,6 +44,21 @@ def expand_paths(items) -> list[str]:
         else:
             out.append(text)
     return out
+
+
+def data_files(items) -> list[tuple[str, Path]]:
+    """``("--data", path)`` for each file that ``--data`` values name, for checks that run before any file is
+    read (an output must not be one of them); values that are not paths, or name nothing, are left out (reading
+    them gives the error)."""
+    if isinstance(items, (str, Path)):
+        items = [items]
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, Path)) for i in items):
+        return []  # frames given to the Python API
+    try:
+        paths = expand_paths(items)
+    except DataError:
+        return []
+    return [("--data", resolve_data_path(p)) for p in paths]
 
 
 def id_column(header: list[str]) -> int | None:

@@ -15,10 +15,13 @@ them by name, never by path. Endpoints:
 Every refusal is a 4xx with ``{"detail": "<one line>"}``: 400 body not JSON, 404 unknown model, 413 body too
 large, 422 anything else the request got wrong (too few rows, bad levels, too many tickers, a bad bar). A data
 source that cannot be reached answers 503 with the line the CLI prints. A request never names a file; the
-server writes only to ``--ledger``, if given.
+server writes only to ``--ledger``, if given; when that fails (the file was replaced by a folder, a FIFO or a
+foreign CSV, the disk is full), the forecast is still answered, with a ``warning`` field saying it was not
+recorded, and the same line goes to the server's stderr.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations (Request) at runtime.
+import asyncio
 import html
 import json
 import math
@@ -40,9 +43,10 @@ MAX_TICKERS = 100
 MAX_ROWS = 20_000  # bars per series in a request body
 MAX_BODY_BYTES = 8 * 1024 * 1024
 CACHE_SIZE = 512  # ticker histories kept (each for the day it was fetched)
+SHUTDOWN_SECONDS = 3  # after SIGTERM/SIGINT, how long requests may finish before they are abandoned
 HISTORY_DAYS = 60  # closes drawn before the fan on the watchlist page
 REQUEST_FIELDS = ("model", "tickers", "rows", "levels", "calendar")
-_TICKER = re.compile(r"^[A-Za-z0-9^=._\-]{1,32}$")
+_TICKER = re.compile(r"[A-Za-z0-9^=._\-]{1,32}")  # used with fullmatch: "A\n" is no name ($ would pass it)
 
 
 class RequestError(Exception):
@@ -209,7 +213,7 @@ class Service:
                 raise RequestError(422, "tickers must be a non-empty list of symbols such as [\"AAPL\", \"600519.SS\"]")
             self._check_count(len(tickers), "tickers")
             tickers = list(dict.fromkeys(t.strip() for t in tickers))
-            bad = next((t for t in tickers if not _TICKER.match(t)), None)
+            bad = next((t for t in tickers if not _TICKER.fullmatch(t)), None)
             if bad is not None:
                 raise RequestError(422, f"ticker {bad[:40]!r} is not a symbol: use letters, digits and . ^ = - _ "
                                         "(at most 32)")
@@ -220,7 +224,7 @@ class Service:
                                         "open, high, low, close and volume")
             self._check_count(len(rows), "series in rows")
             for name, bars in rows.items():
-                if not _TICKER.match(name):
+                if not _TICKER.fullmatch(name):
                     raise RequestError(422, f"series name {name[:40]!r} in rows: use letters, digits and . ^ = - _ "
                                             "(at most 32)")
                 if not isinstance(bars, list) or not bars or not all(isinstance(b, dict) for b in bars):
@@ -229,6 +233,7 @@ class Service:
                 if len(bars) > self.max_rows:
                     raise RequestError(413, f"rows[{name!r}] has {len(bars)} bars, over this server's "
                                             f"{self.max_rows}: send the most recent ones only")
+                _check_numbers(name, bars)
             out["rows"] = rows
         if out["calendar"] is not None and not isinstance(out["calendar"], str):
             raise RequestError(422, "calendar must be an exchange_calendars code such as \"XNYS\", or \"business\"")
@@ -281,18 +286,36 @@ class Service:
             raise RequestError(503, str(exc)) from None
         except (DataError, StockLLMError) as exc:
             raise RequestError(422, str(exc)) from None
+        answer = {"model": served.name, "kind": model.kind, "checkpoint": served.checkpoint,
+                  "levels": list(levels or model.quantiles), "forecasts": records(table)}
         if record and self.ledger is not None:
-            from .ledger import append_forecasts
+            warning = self._record(table, served, "tickers" in req)
+            if warning:
+                answer["warning"] = warning
+        return answer
 
-            from .quantiles import column, level_of
+    def _record(self, table: pd.DataFrame, served: ServedModel, fetched: bool) -> str | None:
+        """Append a forecast to the ledger; None when done, else the one line that says why not (also printed
+        on the server's stderr). The forecast is answered either way: a ledger replaced or broken under the
+        running server (a folder, a FIFO, a foreign CSV, a full disk) costs the record, not the answer."""
+        import sys
 
-            kept = {column(lv) for lv in self.ledger_levels}  # levels a request added beyond them are not recorded
-            rows = table[[c for c in table.columns if level_of(c) is None or c in kept]]
+        from .errors import DataError
+        from .ledger import append_forecasts
+        from .quantiles import column, level_of
+
+        kept = {column(lv) for lv in self.ledger_levels}  # levels a request added beyond them are not recorded
+        rows = table[[c for c in table.columns if level_of(c) is None or c in kept]]
+        try:
             with self._ledger_lock:
                 append_forecasts(self.ledger, rows, checkpoint=served.checkpoint, levels=self.ledger_levels,
-                                 source=self.source if "tickers" in req else "request")
-        return {"model": served.name, "kind": model.kind, "checkpoint": served.checkpoint,
-                "levels": list(levels or model.quantiles), "forecasts": records(table)}
+                                 source=self.source if fetched else "request")
+        except (StockLLMError, DataError, OSError) as exc:
+            line = (f"not recorded in the ledger: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
+                    "the server's operator should fix or replace the --ledger file")
+            print(f"stockllm serve: warning: {line}", file=sys.stderr, flush=True)
+            return line
+        return None
 
     def page(self, tickers: list[str] | None = None, model: str | None = None) -> str:
         """The watchlist page (HTML): each ticker's last closes and forecast fan, or the line that says why not."""
@@ -318,6 +341,19 @@ class Service:
                 parts.append(f"<p class=error>unexpected {html.escape(type(exc).__name__)}: "
                              f"{html.escape(str(exc)[:200])}</p>")
         return _PAGE.format(body="\n".join(parts))
+
+
+def _check_numbers(name: str, bars: list) -> None:
+    """Refuse (422) a bar whose number lies outside float range (a 401-digit integer) or whose text holds control
+    characters, naming the bar and field; the data checks that follow name everything else."""
+    for i, bar in enumerate(bars):
+        for key, value in bar.items():
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 1.7e308:
+                raise RequestError(422, f"rows[{name!r}][{i}].{str(key)[:20]}: a {len(str(abs(value)))}-digit "
+                                        "number is outside float range; send prices and volumes as ordinary numbers")
+            if isinstance(value, str) and any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                raise RequestError(422, f"rows[{name!r}][{i}].{str(key)[:20]} holds a control character: send plain "
+                                        "text such as \"2024-05-02\"")
 
 
 def records(table: pd.DataFrame) -> list[dict]:
@@ -376,6 +412,46 @@ p.note {{ color: #555; }} p.error {{ color: #a00; }} h2 {{ font-size: 1.1rem; ma
 {body}
 </body></html>
 """
+
+
+def run_server(app, host: str, port: int, quiet: bool = False) -> None:
+    """Serve ``app`` with uvicorn until SIGINT or SIGTERM. Requests still running SHUTDOWN_SECONDS later are
+    abandoned: their worker threads would keep the process alive for as long as a forecast or a download takes,
+    so the process ends at once (``os._exit``, after flushing), with the signal's exit status."""
+    import signal
+
+    import uvicorn
+
+    from .errors import Terminated
+
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning" if quiet else "info", access_log=not quiet,
+                    timeout_graceful_shutdown=SHUTDOWN_SECONDS)
+    except KeyboardInterrupt:
+        _exit_if_busy(128 + signal.SIGINT)
+        raise
+    except Terminated as exc:
+        _exit_if_busy(128 + exc.signum)
+        raise
+    _exit_if_busy(0)
+
+
+def _exit_if_busy(status: int) -> None:
+    """End the process now when threads other than this one are still working (a request abandoned at
+    shutdown); otherwise return and let the caller exit normally."""
+    import os
+    import sys
+
+    busy = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    for thread in busy:
+        thread.join(timeout=0.2)
+    busy = [t for t in busy if t.is_alive()]
+    if not busy:
+        return
+    print(f"stockllm serve: stopped; {len(busy)} request{'s' if len(busy) != 1 else ''} still running "
+          "abandoned (nothing half-written: ledger rows go down in one write)", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(status)
 
 
 def create_app(service: Service, max_body_bytes: int = MAX_BODY_BYTES):
@@ -437,6 +513,8 @@ def create_app(service: Service, max_body_bytes: int = MAX_BODY_BYTES):
             return await run_in_threadpool(service.forecast, body)
         except RequestError as exc:
             return refuse(exc.status, exc.detail)
+        except asyncio.CancelledError:  # the server stops (SIGTERM) while this request is still computing
+            return refuse(503, "the server is shutting down: send the request again once it is back")
 
     @app.get("/", response_class=HTMLResponse)
     def page(tickers: str | None = None, model: str | None = None):

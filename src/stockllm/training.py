@@ -27,6 +27,8 @@ def run_train(opts: TrainOptions, say=lambda *_: None):
     """Train ``opts.model`` on ``opts.data`` and save it in ``opts.save_dir`` (None: keep it in memory only);
     returns the fitted Forecaster. Every check that needs no data comes first, before torch loads."""
     from .checkpoint import check_target
+    from .outputs import check_not_inputs
+    from .series import data_files
     from .models import model_class
 
     model_name, settings = opts.model, opts.settings
@@ -39,6 +41,8 @@ def run_train(opts: TrainOptions, say=lambda *_: None):
     config = settings.config(model_name)  # save_every included (and range-checked)
     if opts.save_dir is not None:
         check_target(opts.save_dir)  # before training: a bad path must not cost a training run
+        check_not_inputs([*data_files(opts.data.data), ("--resume", opts.resume if isinstance(opts.resume, str)
+                                                          else None)], folders=[("--save_dir", opts.save_dir)])
     if opts.resume is True:
         data, config = resumed_settings(opts)
     frames = opts.data.load(data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1", say)

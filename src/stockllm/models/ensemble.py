@@ -179,10 +179,28 @@ class EnsembleForecaster(Forecaster):
                                 "summing to 1): the checkpoint is damaged; train again")
         model.weights = np.array([weights[n] for n in names], dtype=np.float64)
         for name in names:
-            member = load_forecaster(directory / MEMBERS_DIR / name, **overrides)
+            member = load_forecaster(_member_folder(directory, name), **overrides)
             if member.data.window_size != model.window_size or member.data.horizon != model.horizon or tuple(
                     member.quantiles) != tuple(model.quantiles):
                 raise StockLLMError(f"{directory}/{MEMBERS_DIR}/{name} has other window, horizon or levels than the "
                                     "ensemble: the checkpoint is damaged; train again")
             model.members[name] = member
         return model
+
+
+def _member_folder(directory, name: str) -> Path:
+    """The folder of the ensemble member ``name``, after refusing one that is a link (it could lead outside the
+    checkpoint, or back into it) or that holds a model of another kind than its name (the members are named by
+    kind, so an ensemble can never be its own member)."""
+    from ..checkpoint import read_meta
+
+    folder = Path(directory) / MEMBERS_DIR / name
+    shown = f"{MEMBERS_DIR}/{name} of the ensemble {Path(directory).name}"
+    if folder.is_symlink() or (Path(directory) / MEMBERS_DIR).is_symlink():
+        raise StockLLMError(f"{shown} is a link, not a folder inside the checkpoint: the checkpoint is damaged or "
+                            "was edited; train again")
+    kind = read_meta(folder).get("kind")
+    if kind != name:
+        raise StockLLMError(f"{shown} holds a {str(kind)[:20]} model, not a {name} one: the checkpoint is damaged or "
+                            "was edited; train again")
+    return folder

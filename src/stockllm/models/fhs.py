@@ -119,8 +119,9 @@ class FHSForecaster(Forecaster):
             z = np.asarray(z, dtype=np.float64)
         except (TypeError, ValueError):
             z = np.zeros(0)
-        if z.shape != (model.horizon, len(model.quantiles)) or not np.isfinite(z).all() or (np.diff(z, axis=1) < 0).any():
+        if z.shape != (model.horizon, len(model.quantiles)) or not np.isfinite(z).all() or (np.diff(z, axis=1) <= 0).any():
             raise StockLLMError(f"{directory}/stockllm.json lacks valid FHS quantiles (fhs.z: {model.horizon} rows of "
-                                f"{len(model.quantiles)} increasing numbers): the checkpoint is damaged; train again")
+                                f"{len(model.quantiles)} finite, strictly increasing numbers): the checkpoint is "
+                                "damaged or was edited; train again")
         model.z = z
         return model

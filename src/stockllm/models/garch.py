@@ -15,6 +15,9 @@ PCT = 100.0  # arch fits returns in percent: its optimiser is tuned for values o
 MIN_RETURNS = 100
 
 
+MAX_PERSISTENCE = 1 - 1e-6  # α + β of a fitted model: below 1, so that the variance is stationary
+
+
 def _pct_returns(frame: pd.DataFrame) -> np.ndarray:
     return PCT * np.diff(np.log(frame["Close"].to_numpy(dtype=np.float64)))
 
@@ -50,6 +53,10 @@ class GARCHForecaster(Forecaster):
         result = arch_model(returns, mean="Zero", vol="GARCH", p=1, q=1, dist="t", rescale=False).fit(
             disp="off", show_warning=False)
         omega, alpha, beta = (float(result.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
+        # arch allows α + β = 1 (integrated GARCH) at the edge of its constraint; keep the fit just inside it, so
+        # the variance stays stationary and the load check (α + β < 1) holds for every fitted model.
+        alpha = min(alpha, MAX_PERSISTENCE)
+        beta = min(beta, MAX_PERSISTENCE - alpha)
         self.params = {"omega": omega, "alpha": alpha, "beta": beta, "var0": float(np.mean(returns**2)),
                        "nu": float(result.params["nu"])}
         self.fit_info = {"series": [span(f) for f in frames], "returns": len(returns), "params": self.params,
@@ -98,9 +105,28 @@ class GARCHForecaster(Forecaster):
         params = meta.get("garch") or {}
         needed = {"omega", "alpha", "beta", "var0"}  # and nu (Student-t), absent from Gaussian-era checkpoints
         if not isinstance(params, dict) or not needed <= set(params) <= needed | {"nu"} or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()) or not (
-                params.get("nu", 3.0) > 2):
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in params.values()):
             raise StockLLMError(f"{directory}/stockllm.json lacks valid GARCH parameters (omega, alpha, beta, var0 "
                                 "and nu > 2 as numbers): the checkpoint is damaged; train again")
         model.params = {k: float(v) for k, v in params.items()}
+        problem = _parameter_problem(model.params)
+        if problem:
+            raise StockLLMError(f"{directory}/stockllm.json holds GARCH parameters with {problem}: a fitted GARCH(1,1) "
+                                "never has them; the checkpoint is damaged or was edited; train again")
         return model
+
+
+def _parameter_problem(p: dict) -> str | None:
+    """What is wrong with fitted GARCH(1,1) parameters, in words, or None: ω > 0, α ≥ 0, β ≥ 0, α + β < 1
+    (a stationary variance), var0 > 0 and ν > 2 (Student-t with a variance), all finite."""
+    if not all(np.isfinite(v) for v in p.values()):
+        return "a value that is not finite"
+    if not p["omega"] > 0 or not p["var0"] > 0:
+        return f"omega {p['omega']:g} and var0 {p['var0']:g} (both must be above 0)"
+    if p["alpha"] < 0 or p["beta"] < 0:
+        return f"alpha {p['alpha']:g} and beta {p['beta']:g} (neither may be negative)"
+    if not p["alpha"] + p["beta"] < 1:
+        return f"alpha + beta = {p['alpha'] + p['beta']:g} (it must stay below 1, or the variance grows without end)"
+    if not p.get("nu", 3.0) > 2:
+        return f"nu {p['nu']:g} (the Student-t needs more than 2 degrees of freedom)"
+    return None

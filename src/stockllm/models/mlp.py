@@ -128,7 +128,7 @@ class MLPForecaster(Forecaster):
                                                          self.quantiles))
         # Scalers see the training part only.
         self.x_mean = torch.from_numpy(x_tr.reshape(-1, self.n_inputs).mean(0)).float()
-        self.x_std = torch.from_numpy(x_tr.reshape(-1, self.n_inputs).std(0)).float().clamp_min(1e-8)
+        self.x_std = input_scale(x_tr.reshape(-1, self.n_inputs))
         xt, yt, wt = self._inputs(x_tr), torch.from_numpy(y_tr).float(), torch.from_numpy(w_tr)
         xv, yv, wv = self._inputs(x_va), torch.from_numpy(y_va).float(), torch.from_numpy(w_va)
         steps_per_epoch = math.ceil(len(xt) / cfg.train.batch_size / cfg.train.grad_accum)
@@ -234,6 +234,14 @@ class MLPForecaster(Forecaster):
 
 def _mean(total: float, count: float) -> float:
     return total / count if count else float("nan")
+
+
+def input_scale(x: np.ndarray) -> torch.Tensor:
+    """The training inputs' standard deviation per column, float32 [n_inputs]; 1 for a column that never moved in
+    training (a volume that is zero every day, as index exports give): dividing by a tiny spread would turn the
+    first real value after it into a huge input and the forecast into infinity."""
+    std = np.asarray(x, dtype=np.float64).std(0)
+    return torch.from_numpy(np.where(std > 1e-6, std, 1.0)).float()
 
 
 def _scaler(tensors: dict, path: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -84,8 +84,8 @@ def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[flo
     table = pd.DataFrame({"ticker": ticker, "date": dates, "horizon": np.arange(1, model.horizon + 1),
                           "predicted_close": last_close * np.exp(point[0])})
     q_prices = last_close * np.exp(select(q[0], model.quantiles, levels))  # [H, len(levels)]
-    for j, level in enumerate(levels):
-        table[column(level)] = q_prices[:, j]
+    quantiles = pd.DataFrame(q_prices, columns=[column(level) for level in levels])  # at once: no fragmented frame
+    table = pd.concat([table, quantiles], axis=1)
     table["last_close"] = last_close
     table["last_date"] = frame.index[-1]
     table["model"] = model.kind
