@@ -145,7 +145,9 @@ def evaluate(
     (the LLM's fit is itself spread over them, data-parallel).
 
     ``calibrate`` "aci" adds, beside every model with quantiles, its online-recalibrated variant ``<name>+aci``
-    (``stockllm.calibration``; the same fitted model, no extra fit); ``calibration_step`` is its γ.
+    (``stockllm.calibration``; the same fitted model, no extra fit); ``calibration_step`` is its γ. Its offsets
+    start from the model's validation residuals before its training end (or before the cutoff, for a model fitted
+    on nothing).
     """
     from .calibration import calibrated
 
@@ -208,7 +210,8 @@ def evaluate(
                         log(f"note: {model_name}: {note}")
                     if hasattr(model, "describe"):  # the ensemble: its row names its weights
                         protocols[model_name] += f"; weights {model.describe()}"
-            variant = calibrated(model, calibrate, calibration_step) if calibrate and model.has_quantiles else None
+            variant = (calibrated(model, calibrate, calibration_step, until=start)
+                       if calibrate and model.has_quantiles else None)
             for i, (series, frame) in enumerate(frames.items()):
                 origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
                 if len(origins) == 0:
