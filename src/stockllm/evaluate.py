@@ -182,7 +182,9 @@ def evaluate(
     if world > 1:
         log(f"{world} processes: each forecasts 1/{world} of every series' origins")
     pieces, protocols = [], {}  # pieces: (order, rank, forecasts) so gathered shards sort back into one order
-    for model_name, model in first.items():
+    fitted_in_block: dict[int, dict[str, Forecaster]] = {}  # block → models fitted for it, for an ensemble to reuse
+    # An ensemble comes after the models it may reuse as members.
+    for model_name, model in sorted(first.items(), key=lambda item: hasattr(item[1], "offer")):
         if model_name in fitted or not (refit_every and model.needs_fit):
             blocks = [(cutoff, None)]
         else:
@@ -200,7 +202,10 @@ def evaluate(
                 if not parts:
                     raise StockLLMError(f"no series has {model.data.min_rows} rows before {start:%Y-%m-%d} to fit "
                                         f"{model_name} on: use a smaller --test_size or a later --test_start")
+                if hasattr(model, "offer"):
+                    model.offer(fitted_in_block.get(k, {}))
                 model.fit(parts, progress=progress and k == 0 and rank == 0)
+                fitted_in_block.setdefault(k, {})[model_name] = model
                 if k == 0:
                     info = model.fit_info
                     if info.get("stop_reason"):
@@ -210,6 +215,8 @@ def evaluate(
                         log(f"note: {model_name}: {note}")
                     if hasattr(model, "describe"):  # the ensemble: its row names its weights
                         protocols[model_name] += f"; weights {model.describe()}"
+                    if info.get("reused"):
+                        log(f"{model_name}: reused the {', '.join(info['reused'])} fitted above as members")
             variant = (calibrated(model, calibrate, calibration_step, until=start)
                        if calibrate and model.has_quantiles else None)
             for i, (series, frame) in enumerate(frames.items()):

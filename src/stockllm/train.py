@@ -154,7 +154,9 @@ def fit(task: Task, cfg: TrainConfig, *, device: str = "auto", progress: bool = 
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed))
     bind_device(device, accelerator.num_processes)
     main = accelerator.is_main_process
-    say = tqdm.write if (progress and accelerator.is_local_main_process) else (lambda *_: None)
+    # Every line names its model: an evaluate run may train several (and an ensemble's members twice).
+    say = ((lambda m: tqdm.write(f"{label}: {m}")) if (progress and accelerator.is_local_main_process)
+           else (lambda *_: None))
     save_dir = Path(save_dir) if save_dir is not None and cfg.save_every else None
     alone = not task.data_parallel and accelerator.num_processes > 1
     if alone and save_dir is not None:
