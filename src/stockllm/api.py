@@ -69,4 +69,4 @@ def evaluate(data=None, models: str | Sequence[str] | None = None, *, progress: 
 
 
 # Flags that take one comma-separated string on the command line.
-_LIST_OPTIONS = ("models", "quantiles", "features", "members", "target_modules", "columns")
+_LIST_OPTIONS = ("models", "quantiles", "features", "members", "target_modules", "columns", "show")

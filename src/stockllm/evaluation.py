@@ -140,6 +140,7 @@ def run_evaluate(args, say=lambda *_: None):
     if checkpoint is not None and args.test_start is None:
         _check_newer_rows(frames, trained_until(checkpoint), data.horizon, args.checkpoint)
     factories = {m: _factory(m, args, data) for m in names}
+    shown = _shown(args, checkpoint, names + ([checkpoint.kind] if checkpoint is not None else []), calibration[0])
     if out is not None:
         args.interrupt_note = f"{out} is unchanged"
     table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
@@ -157,7 +158,7 @@ def run_evaluate(args, say=lambda *_: None):
     with atomic_folder(out, flag="--output_dir", legacy=EVALUATE_FILES, lock=True) as tmp:
         plot_forecasts(forecasts, tmp / "plot.png")
         write_report(tmp / "report.html", table, forecasts, leaderboard=board,
-                     notes=_report_notes(data, frames, table))
+                     notes=_report_notes(data, frames, table), show=shown)
         write_csv_atomic(forecasts, tmp / "forecasts.csv", index=False)
         write_csv_atomic(table, tmp / "metrics.csv", index=False)
         write_csv_atomic(board, tmp / "leaderboard.csv", index=False)
@@ -169,6 +170,17 @@ def run_evaluate(args, say=lambda *_: None):
     say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}, "
         f"{out / 'report.html'}" + (f" (replacing the previous results in {out})" if replaced else ""))
     return result
+
+
+def _shown(args, checkpoint, models: list[str], calibrate: str | None) -> list[str]:
+    """The models --show names (checked against the ``models`` to be scored and their ``+calibrate`` variants),
+    else the checkpoint's."""
+    names = [m.strip() for m in (getattr(args, "show", None) or "").split(",") if m.strip()]
+    scored = models + [f"{m}+{calibrate}" for m in models if calibrate]
+    for m in names:
+        if m not in scored:
+            raise StockLLMError(f"--show {m}: no such model was scored; choose from {','.join(scored)}")
+    return names or ([checkpoint.kind] if checkpoint is not None else [])
 
 
 def _check_newer_rows(frames: dict, until, horizon: int, checkpoint: str) -> None:

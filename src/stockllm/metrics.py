@@ -209,17 +209,66 @@ def leaderboard(table: pd.DataFrame, forecasts: pd.DataFrame | None = None, alph
     return board.sort_values(keys, kind="stable", na_position="last").reset_index(drop=True)
 
 
+TERMINAL_WIDTH = 120  # the terminal tables fit this many columns
+# Short headers for the terminal (the CSVs keep the full names).
+SHORT = {"mae_vs_naive": "mae/naive", "wql_vs_naive": "wql/naive", "wql_vs_fhs": "wql/fhs", "coverage_80": "cov80",
+         "mean_rank": "rank", "christoffersen_p": "christ_p", "horizon": "h", "dm_pvalue": "dm_p",
+         "dm_pvalue_wql": "dm_p_wql", "width_80": "width80"}
+
+
+def _fit_width(frame: pd.DataFrame, optional: list[str], width: int = TERMINAL_WIDTH) -> str:
+    """``frame`` as fixed-width text (4 significant digits, short headers), leaving out the ``optional`` columns
+    from the last one back until every line fits ``width`` characters (or none is left to drop)."""
+    frame = frame.rename(columns=SHORT)
+    optional = [SHORT.get(c, c) for c in optional if SHORT.get(c, c) in frame.columns]
+    while True:
+        text = frame.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="")
+        if max(map(len, text.splitlines() or [""])) <= width or not optional:
+            return text
+        frame = frame.drop(columns=optional.pop())
+
+
+def _pair(a: pd.Series, b: pd.Series) -> list[str]:
+    """'3/0' from two count columns (NaN: '')."""
+    return ["" if pd.isna(x) or pd.isna(y) else f"{int(x)}/{int(y)}" for x, y in zip(a, b)]
+
+
+def protocol_lines(frame: pd.DataFrame, width: int = TERMINAL_WIDTH) -> str:
+    """One line (wrapped at ``width``) per model: 'model: how it was scored', from a ``protocol`` column."""
+    import textwrap
+
+    if "protocol" not in frame.columns:
+        return ""
+    pairs = frame.drop_duplicates("model")[["model", "protocol"]].to_numpy()
+    return "\n".join(textwrap.fill(f"{m}: {p}", width, subsequent_indent="    ") for m, p in pairs if p)
+
+
 def format_leaderboard(board: pd.DataFrame) -> str:
-    """The leaderboard as a fixed-width text table for the terminal."""
-    return board.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    """The leaderboard as a fixed-width text table for the terminal, at most 120 columns wide: short headers,
+    Diebold–Mariano counts as better/worse pairs, and each model's protocol on its own lines below."""
+    b = board.copy()
+    if {"wql_dm_better", "wql_dm_worse"} <= set(b.columns):
+        b["dm_wql+/-"] = _pair(b["wql_dm_better"], b["wql_dm_worse"])
+    if {"dm_better", "dm_worse"} <= set(b.columns):
+        b["dm_mae+/-"] = _pair(b["dm_better"], b["dm_worse"])
+    cols = ["model", "wql_vs_naive", "wql_vs_fhs", "mae_vs_naive", "coverage_80", "crps", "kupiec_p",
+            "christoffersen_p", "mean_rank", "dm_wql+/-", "dm_mae+/-", "series", "pairs"]
+    text = _fit_width(b[[c for c in cols if c in b.columns]], ["crps", "pairs", "series", "dm_mae+/-"])
+    protocols = protocol_lines(board)
+    return f"{text}\n{protocols}" if protocols else text
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """Metrics as a fixed-width text table for the terminal."""
+    """Metrics as a fixed-width text table for the terminal, at most 120 columns wide (the tercile coverages as
+    one low/mid/high column; the protocol is left to the leaderboard)."""
+    t = table.copy()
+    terciles = ["coverage_80_lowvol", "coverage_80_midvol", "coverage_80_highvol"]
+    if set(terciles) <= set(t.columns):
+        t["cov80 lo/mid/hi"] = ["/".join("" if pd.isna(v) else f"{v:.2f}" for v in row)
+                                for row in t[terciles].to_numpy()]
     cols = ["series", "model", "horizon", "n", "mae", "mae_vs_naive", "wql_vs_naive", "coverage_80",
-            "coverage_80_lowvol", "coverage_80_midvol", "coverage_80_highvol", "width_80", "dir_acc", "up_rate",
-            "dm_pvalue", "dm_pvalue_wql"]
-    return table[[c for c in cols if c in table.columns]].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+            "cov80 lo/mid/hi", "width_80", "kupiec_p", "dir_acc", "up_rate", "dm_pvalue", "dm_pvalue_wql"]
+    return _fit_width(t[[c for c in cols if c in t.columns]], ["width_80", "up_rate", "mae", "kupiec_p", "n"])
 
 
 # ---- The tests a risk desk runs on quantile forecasts (issue 26) ----------------------------------------------
