@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import stockllm.calibration as cal  # noqa: E402
 from skill import dev_set  # noqa: E402
-from stockllm.evaluate import backtest, before, metrics, resolve_cutoff, test_origins  # noqa: E402
+from stockllm.backtest import backtest, before, metrics, resolve_cutoff, test_origins  # noqa: E402
 from stockllm.models.baselines import NaiveForecaster  # noqa: E402
 from stockllm.models.fhs import FHSForecaster  # noqa: E402
 

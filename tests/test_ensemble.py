@@ -58,7 +58,7 @@ def test_ensemble_weights_are_valid_and_survive_save_load(tmp_path):
 
 
 def test_members_flag_is_checked():
-    with pytest.raises(StockLLMError, match="unknown --members entry"):
+    with pytest.raises(StockLLMError, match="unknown members entry"):
         EnsembleConfig(members="fhs,bogus")
     with pytest.raises(StockLLMError, match="twice"):
         EnsembleConfig(members="fhs,fhs")
@@ -116,7 +116,7 @@ def test_fold_blocks_cut_the_union_of_dates():
 def test_evaluate_reuses_fitted_members_and_names_each_training(tmp_path):
     """evaluate --models mlp,ensemble trains the MLP once for the ensemble's refit (the same model is reused),
     and each training log line names its model."""
-    from stockllm.evaluate import evaluate
+    from stockllm.backtest import evaluate
 
     frame = make_ohlcv(700, seed=6)
     mlp_cfg = MLPConfig.from_flags(epochs=2)
