@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from stockllm.config import DataConfig, EnsembleConfig, MLPConfig  # noqa: E402
 from stockllm.data import load_ohlcv  # noqa: E402
-from stockllm.backtest import before, diebold_mariano, evaluate, quantile_columns, resolve_cutoff  # noqa: E402
+from stockllm.backtest import (before, diebold_mariano, evaluate, metrics, quantile_columns,  # noqa: E402
+                               resolve_cutoff)
 from stockllm.models import model_class  # noqa: E402
 from stockllm.quantiles import pinball  # noqa: E402
 
@@ -56,7 +57,13 @@ def dev_set(us4_dir: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
-def factories(names, epochs: int | None, seed: int):
+LAMBDAS = tuple(round(v, 2) for v in np.linspace(0, 1, 11))  # the ensemble's shrinkage grid
+FIRST = 250  # --calibrate aci's coverage is also shown over each series' first this many test origins
+
+
+def factories(names, epochs: int | None, seed: int, built: list):
+    """Model factories with the benchmark's settings; every ensemble built is appended to ``built`` (its fit
+    record holds the fitted weights before shrinkage, which ``shrinkage_grid`` recombines)."""
     data = DataConfig()
     mlp = MLPConfig.from_flags(seed=seed, **({"epochs": epochs} if epochs else {}))
     out = {}
@@ -65,10 +72,47 @@ def factories(names, epochs: int | None, seed: int):
         if name in ("mlp", "lstm"):
             out[name] = lambda cls=cls: cls(data, mlp)
         elif name == "ensemble":
-            out[name] = lambda cls=cls: cls(data, EnsembleConfig(), {"mlp": mlp, "lstm": mlp})
+            def make(cls=cls):
+                built.append(cls(data, EnsembleConfig(), {"mlp": mlp, "lstm": mlp}))
+                return built[-1]
+            out[name] = make
         else:
             out[name] = lambda cls=cls: cls(data)
     return out
+
+
+def shrinkage_grid(forecasts: pd.DataFrame, ensemble) -> pd.DataFrame:
+    """wql_vs_naive and wql of the ensemble at every shrinkage λ in LAMBDAS, per series and horizon: its members'
+    forecasts (the same fitted models as the standalone rows: ``evaluate`` offers them to the ensemble) averaged on
+    the log-return scale with weights λ/M + (1 − λ)·(the fitted weights before shrinkage)."""
+    fitted = ensemble.fit_info["fitted_weights"]
+    qnames = [c for c, _ in quantile_columns(forecasts)]
+    keys = ["series", "origin", "horizon"]
+    members = {m: forecasts[forecasts["model"] == m].set_index(keys) for m in fitted}
+    base = members[next(iter(fitted))]
+    logs = {m: np.log(f.loc[base.index, qnames].to_numpy() / base[["last_close"]].to_numpy()) for m, f in members.items()}
+    rows = [forecasts[forecasts["model"] == "naive"]]
+    for lam in LAMBDAS:
+        w = {m: lam / len(fitted) + (1 - lam) * fitted[m] for m in fitted}
+        q = base[["last_close"]].to_numpy() * np.exp(sum(w[m] * logs[m] for m in fitted))
+        frame = base.reset_index().assign(model=f"lambda={lam:g}")
+        frame[qnames] = q
+        frame["predicted"] = frame["q0.5"]
+        rows.append(frame)
+    table = metrics(pd.concat(rows, ignore_index=True))
+    table = table[table["model"] != "naive"]
+    return table.assign(shrinkage=table["model"].str.slice(7).astype(float))[
+        ["series", "horizon", "shrinkage", "wql", "wql_vs_naive"]]
+
+
+def first_coverage(forecasts: pd.DataFrame, first: int = FIRST) -> pd.DataFrame:
+    """coverage_80 over each series' first ``first`` test origins, per model and horizon."""
+    origins = forecasts.drop_duplicates(["series", "origin"]).sort_values("origin")
+    early = origins.groupby("series").head(first)[["series", "origin"]]
+    f = forecasts.merge(early, on=["series", "origin"])
+    inside = (f["actual"] >= f["q0.1"]) & (f["actual"] <= f["q0.9"])
+    return (f.assign(inside=inside.astype(float)).groupby(["series", "model", "horizon"])["inside"].mean()
+            .rename(f"coverage_80_first{first}").reset_index())
 
 
 def dm_vs(forecasts: pd.DataFrame, reference: str) -> pd.DataFrame:
@@ -90,8 +134,14 @@ def dm_vs(forecasts: pd.DataFrame, reference: str) -> pd.DataFrame:
 
 def run(name: str, frames: dict, names, cutoff, epochs, seed, out: Path) -> pd.DataFrame:
     t0 = time.time()
-    table, forecasts = evaluate(frames, factories(names, epochs, seed), test_start=cutoff, calibrate="aci",
+    built = []
+    table, forecasts = evaluate(frames, factories(names, epochs, seed, built), test_start=cutoff, calibrate="aci",
                                 progress=False, log=lambda *_: None)
+    if built:
+        grid = shrinkage_grid(forecasts, built[-1])
+        grid.insert(0, "setting", name)
+        grid.to_csv(out / f"{name}_shrinkage.csv", index=False)
+    table = table.merge(first_coverage(forecasts), on=["series", "model", "horizon"], how="left")
     fhs = table[table["model"] == "fhs"].set_index(["series", "horizon"])["wql"]
     table["wql_vs_fhs"] = table["wql"].to_numpy() / fhs.reindex(
         pd.MultiIndex.from_frame(table[["series", "horizon"]])).to_numpy()

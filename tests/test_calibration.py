@@ -123,3 +123,69 @@ def test_each_volatility_regime_tracks_its_own_offsets():
     off = track_offsets(q, y, [0.5], 0.1, regime)[:, 0, 0]
     # origin i sees outcomes of origins < i; regime 0's outcomes fall below (offset −0.05 each), regime 1's above
     assert np.allclose(off, [0, 0, -0.05, 0.05, -0.1, 0.1])
+
+
+class _Narrow(NaiveForecaster):
+    """The naive walk with its spread halved: an 80% band that covers about half the outcomes."""
+
+    def predict_quantiles(self, frame, origins):
+        return 0.5 * super().predict_quantiles(frame, origins)
+
+
+def test_offsets_start_from_validation_residuals():
+    """With an anchor, the first test origins are already covered near 80%; from zero they are not."""
+    frame = make_ohlcv(1500, seed=7)
+    anchor = frame.index[1200]
+    origins = np.arange(1200, 1300)  # the first 100 origins after the anchor
+    y = np.log(frame["Close"].to_numpy()[origins + 1] / frame["Close"].to_numpy()[origins])
+
+    def coverage(model):
+        q = model.predict_quantiles(frame, origins)[:, 0]
+        return float(((y >= q[:, 0]) & (y <= q[:, -1])).mean())
+
+    levels = (0.1, 0.5, 0.9)
+    from stockllm.config import DataConfig
+
+    narrow = _Narrow(DataConfig(quantiles=levels))
+    assert coverage(narrow) < 0.65
+    warm = Calibrated(narrow, until=anchor)
+    assert 0.72 <= coverage(warm) <= 0.88
+    # The start is the τ-quantile of the validation residuals: on the validation origins themselves, exact.
+    lo, hi = warm._warmup(frame, narrow.window_size - 1)
+    assert hi == 1200 - narrow.horizon and hi - lo == round(0.2 * (hi - narrow.window_size + 1))
+
+
+def test_anchor_comes_from_the_fit_record():
+    from stockllm.calibration import anchor_date
+    from stockllm.models.fhs import FHSForecaster
+
+    frame = make_ohlcv(600, seed=8)
+    model = FHSForecaster().fit([frame.iloc[:400]])
+    assert anchor_date(model, "1990-01-01") == frame.index[399] + pd.Timedelta(days=1)
+    assert anchor_date(NaiveForecaster(), "2001-02-03") == pd.Timestamp("2001-02-03")
+    assert anchor_date(NaiveForecaster()) is None
+
+
+def test_backtest_equals_predict_with_a_warm_start(tmp_path):
+    """evaluate --checkpoint --calibrate aci and predict --checkpoint --calibrate aci agree at every cut, with the
+    offsets starting from the checkpoint's validation residuals."""
+    frame = make_ohlcv(700, seed=9)
+    train_csv = write_csv(frame.iloc[:500], tmp_path / "train.csv")
+    ck = tmp_path / "ck"
+    assert main(["train", "--model", "fhs", "--data", str(train_csv), "--save_dir", str(ck), "--quiet"]) == 0
+    full = write_csv(frame, tmp_path / "full.csv")
+    assert main(["evaluate", "--checkpoint", str(ck), "--data", str(full), "--calibrate", "aci", "--quiet",
+                 "--output_dir", str(tmp_path / "ev")]) == 0
+    table = pd.read_csv(tmp_path / "ev" / "forecasts.csv")
+    table = table[table["model"] == "fhs+aci"]
+    from stockllm.models import load_forecaster
+
+    assert Calibrated(load_forecaster(ck))._warmup(frame, 29) is not None  # the warm start is in use
+    for t in (500, 503, 640):
+        csv = write_csv(frame.iloc[: t + 1], tmp_path / f"cut{t}.csv")
+        assert main(["predict", "--checkpoint", str(ck), "--calibrate", "aci", "--data", str(csv), "--quiet",
+                     "--calendar", "business", "--output", str(tmp_path / "p.csv")]) == 0
+        pred = pd.read_csv(tmp_path / "p.csv")
+        row = table[table["origin"] == frame.index[t].strftime("%Y-%m-%d")]
+        np.testing.assert_allclose(pred["q0.1"].to_numpy(), row["q0.1"].to_numpy(), rtol=1e-12)
+        np.testing.assert_allclose(pred["q0.9"].to_numpy(), row["q0.9"].to_numpy(), rtol=1e-12)

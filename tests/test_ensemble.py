@@ -81,3 +81,72 @@ def test_cli_train_and_evaluate_ensemble(tmp_path, capsys):
     assert main(["evaluate", "--data", str(csv), "--models", "fhs", "--members", "fhs", "--quiet",
                  "--output_dir", str(tmp_path / "ev2")]) == 1
     assert "--members is for the ensemble" in capsys.readouterr().err
+
+
+def test_weights_are_fold_means_shrunk_towards_equal():
+    frames = [make_ohlcv(600, seed=4), make_ohlcv(500, seed=5, vol=0.02)]
+    cfg = EnsembleConfig(members=("fhs", "garch", "naive"), folds=3, shrinkage=0.4)
+    model = EnsembleForecaster(DataConfig(), cfg).fit(frames, progress=False)
+    info = model.fit_info
+    assert len(info["fold_weights"]) == 3
+    folds = np.array([list(w.values()) for w in info["fold_weights"]])
+    np.testing.assert_allclose(list(info["fitted_weights"].values()), folds.mean(axis=0))
+    np.testing.assert_allclose(model.weights, 0.4 / 3 + 0.6 * folds.mean(axis=0))
+    assert abs(model.weights.sum() - 1) < 1e-12 and model.weights.min() >= 0.4 / 3 - 1e-12
+    equal = EnsembleForecaster(DataConfig(), EnsembleConfig(members=("fhs", "naive"), shrinkage=1.0))
+    np.testing.assert_allclose(equal.fit(frames, progress=False).weights, [0.5, 0.5])
+    with pytest.raises(StockLLMError, match="shrinkage"):
+        EnsembleConfig(shrinkage=1.5)
+
+
+def test_fold_blocks_cut_the_union_of_dates():
+    import pandas as pd
+
+    from stockllm.models.ensemble import fold_blocks
+
+    d1, d2 = pd.bdate_range("2020-01-01", periods=8), pd.bdate_range("2020-01-07", periods=4)
+    p1, p2 = np.zeros((2, 8, 1, 1)), np.ones((2, 4, 1, 1))
+    blocks = list(fold_blocks([p1, p2], [np.zeros((8, 1)), np.ones((4, 1))], [d1, d2], 2))
+    assert len(blocks) == 2
+    (pa, ya, wa), (pb, yb, wb) = blocks
+    assert pa.shape[1] == 4 and wa.sum() == 1.0  # the first 4 dates: series 1 only
+    assert pb.shape[1] == 8 and np.isclose(wb.sum(), 2.0)  # each series weighs 1 in the block
+
+
+def test_evaluate_reuses_fitted_members_and_names_each_training(tmp_path):
+    """evaluate --models mlp,ensemble trains the MLP once for the ensemble's refit (the same model is reused),
+    and each training log line names its model."""
+    from stockllm.backtest import evaluate
+
+    frame = make_ohlcv(700, seed=6)
+    mlp_cfg = MLPConfig.from_flags(epochs=2)
+    data = DataConfig()
+    fits = []
+
+    class Counting(EnsembleForecaster):
+        def _fit_member(self, name, frames, progress, label):
+            fits.append(label)
+            return super()._fit_member(name, frames, progress, label)
+
+    from stockllm.models import model_class
+
+    lines = []
+    table, forecasts = evaluate({"s": frame}, {
+        "naive": lambda: model_class("naive")(data),
+        "ensemble": lambda: Counting(data, EnsembleConfig(members=("fhs", "mlp")), {"mlp": mlp_cfg}),
+        "mlp": lambda: model_class("mlp")(data, mlp_cfg),
+        "fhs": lambda: model_class("fhs")(data)}, progress=False, log=lines.append)
+    assert fits == ["ensemble member fhs (before " + fits[0].split("(before ")[1], fits[1]]  # the early fits only
+    assert any("reused the fhs, mlp" in line for line in lines)
+    f = forecasts.set_index(["model", "origin", "horizon"])
+    assert set(table["model"]) == {"naive", "ensemble", "mlp", "fhs"}
+    assert f.loc["ensemble"].shape == f.loc["mlp"].shape
+
+
+def test_member_training_lines_name_the_member(capsys):
+    frames = [make_ohlcv(500, seed=7)]
+    EnsembleForecaster(DataConfig(), EnsembleConfig(members=("fhs", "mlp")),
+                       {"mlp": MLPConfig.from_flags(epochs=1)}).fit(frames, progress=True)
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert "ensemble member mlp (before" in text and "ensemble member mlp:" in text

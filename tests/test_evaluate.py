@@ -196,7 +196,7 @@ def test_metrics_columns_and_rows(scored):
     assert sorted(table["horizon"].unique()) == [1, 2, 3]
     assert list(forecasts.columns[:8]) == ["series", "model", "origin", "horizon", "target_date", "last_close",
                                            "actual", "predicted"]
-    assert "mae_vs_naive" in format_table(table)
+    assert "mae/naive" in format_table(table)
 
 
 def test_naive_mae_vs_naive_is_exactly_one(scored):

@@ -110,7 +110,7 @@ def test_report_is_well_formed_and_embeds_data_and_bands(tmp_path):
     assert "B&amp;B &lt;x&gt;" in text  # series names are escaped, not injected
     assert len(checker.scripts[0]) > 1_000_000 and "plotly" in checker.scripts[0][:2000].lower()  # plotly.js inlined
     figures = figure_data(checker)
-    assert len(figures) == 2  # one chart per series
+    assert len(figures) == 4  # one chart per series, then the reliability diagram and the PIT histogram
     traces = figures[0]
     named = {(t.get("name"), t.get("visible")) for t in traces}
     assert ("actual", True) in named and ("mlp", True) in named and ("mlp", False) in named  # h=1 shown, h=2 hidden
@@ -173,3 +173,41 @@ def test_evaluate_writes_the_report(tmp_path, capsys):
     mlp = next(t for t in figure_data(checker)[0] if t.get("name") == "mlp" and t.get("visible"))
     assert np.allclose(mlp["y"], g["predicted"], atol=1e-5)
     assert "Data: s (" in text and "Window 10 days, horizon 3." in text
+
+
+def test_forecast_chart_shows_naive_the_best_and_the_pick_and_lists_the_rest(tmp_path):
+    """With four models, naive, the leaderboard's best and the user's pick are drawn; the others wait in the
+    legend. The protocol leaves the tables for one line per model; calibration charts cover every model."""
+    base = fake_forecasts(with_band=True)
+    extra = [base[base.model == "mlp"].assign(model=m) for m in ("lstm", "fhs")]
+    forecasts = pd.concat([base, *extra], ignore_index=True)
+    table = metrics_table(forecasts).assign(protocol="one fit (data before 2020-01-01)")
+    board = pd.DataFrame({"model": ["naive", "lstm", "mlp", "fhs"], "protocol": "one fit (data before 2020-01-01)",
+                          "wql_vs_naive": [1.0, 0.99, 0.995, 0.998]})
+    text = render_report(table, forecasts, leaderboard=board, show=["fhs"])
+    checker = parse(text)
+    figures = figure_data(checker)
+    first = figures[0]
+    state = {t["name"]: t.get("visible") for t in first if t.get("name") in ("naive", "lstm", "mlp", "fhs")
+             and t.get("visible") is not False}
+    assert state == {"naive": True, "lstm": True, "fhs": True, "mlp": "legendonly"}
+    assert "protocol" not in checker.cells  # no table column
+    assert text.count("one fit (data before 2020-01-01)") == 4  # one line per model
+    reliability, pit = figures[-2], figures[-1]
+    assert {t["name"] for t in reliability} == {"calibrated", "naive", "mlp", "lstm", "fhs"}
+    assert [t["name"] for t in pit] == ["naive", "mlp", "lstm", "fhs"] and pit[0]["type"] == "bar"
+
+
+def test_evaluate_show_picks_the_drawn_models(tmp_path, capsys):
+    data = write_csv(make_ohlcv(300, seed=22), tmp_path / "s.csv")
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--data", str(data), "--models", "naive,drift,fhs,garch", "--show", "drift", "--quiet",
+                 "--output_dir", str(out)]) == 0
+    traces = figure_data(parse((out / "report.html").read_text(encoding="utf-8")))[0]
+    shown = {t["name"] for t in traces if t.get("visible") is True and "band" not in t.get("name", "band")}
+    board = pd.read_csv(out / "leaderboard.csv")
+    best = next(m for m in board["model"] if m != "naive")
+    assert shown == {"actual", "naive", "drift", best}
+    assert main(["evaluate", "--data", str(data), "--models", "naive,fhs", "--show", "lstm", "--quiet",
+                 "--output_dir", str(tmp_path / "ev2")]) == 1
+    assert "--show lstm: no such model was scored" in capsys.readouterr().err

@@ -145,7 +145,9 @@ def evaluate(
     (the LLM's fit is itself spread over them, data-parallel).
 
     ``calibrate`` "aci" adds, beside every model with quantiles, its online-recalibrated variant ``<name>+aci``
-    (``stockllm.calibration``; the same fitted model, no extra fit); ``calibration_step`` is its γ.
+    (``stockllm.calibration``; the same fitted model, no extra fit); ``calibration_step`` is its γ. Its offsets
+    start from the model's validation residuals before its training end (or before the cutoff, for a model fitted
+    on nothing).
     """
     fitted = dict(fitted or {})
     calibrate = None if calibrate in (None, "none") else calibrate
@@ -153,7 +155,8 @@ def evaluate(
         raise StockLLMError(f"--refit_every {refit_every} must be 1 or more (test days between refits)")
     run = _Backtest(frames, models, fitted, refit_every, calibrate, calibration_step, progress, log)
     run.plan(test_size, test_start)
-    for model_name, model in run.first_models().items():
+    # An ensemble comes after the models it may reuse as members.
+    for model_name, model in sorted(run.first_models().items(), key=lambda item: hasattr(item[1], "offer")):
         run.score(model_name, model)
     return run.gather()
 
@@ -169,6 +172,7 @@ class _Backtest:
         self.progress, self.log = progress, log
         self.pieces: list = []  # (order, rank, forecasts) so gathered shards sort back into one order
         self.protocols: dict[str, str] = {}
+        self.fitted_at: dict = {}  # fit date → {model name: the model fitted before it}, for an ensemble to reuse
 
     def plan(self, test_size: float, test_start) -> None:
         """The cutoff (checked against every checkpoint's training range), the refit dates and this process's
@@ -220,7 +224,7 @@ class _Backtest:
                 model = self.models[model_name]()
             if model.needs_fit and model_name not in self.fitted:
                 self.fit(model_name, model, start, first=k == 0)
-            variant = (calibrated(model, self.calibrate, self.calibration_step)
+            variant = (calibrated(model, self.calibrate, self.calibration_step, until=start)
                        if self.calibrate and model.has_quantiles else None)
             self.backtest_block(model_name, model, variant, k, start, stop, single=len(blocks) == 1)
         if variant is not None:
@@ -236,7 +240,10 @@ class _Backtest:
         if not parts:
             raise StockLLMError(f"no series has {model.data.min_rows} rows before {start:%Y-%m-%d} to fit "
                                 f"{model_name} on: use a smaller --test_size or a later --test_start")
+        if hasattr(model, "offer"):
+            model.offer(self.fitted_at.get(start, {}))
         model.fit(parts, progress=self.progress and first and self.rank == 0)
+        self.fitted_at.setdefault(start, {})[model_name] = model
         if not first:
             return
         info = model.fit_info
@@ -248,6 +255,8 @@ class _Backtest:
             self.log(f"note: {model_name}: {note}")
         if hasattr(model, "describe"):  # the ensemble: its row names its weights
             self.protocols[model_name] += f"; weights {model.describe()}"
+        if info.get("reused"):
+            self.log(f"{model_name}: reused the {', '.join(info['reused'])} fitted above as members")
 
     def backtest_block(self, model_name, model, variant, k: int, start, stop, single: bool) -> None:
         """This process's shard of every series' origins in [start, stop), forecast by the model (and its

@@ -296,6 +296,8 @@ def _evaluate_command(sub) -> None:
                    "before that day (expanding window); cheap models only (default: one fit before the cutoff)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
                    help="folder for metrics.csv, forecasts.csv, plot.png and report.html (default %(default)s)")
+    p.add_argument("--show", metavar="LIST", help="models report.html's forecast charts draw at first, beside naive "
+                   "and the best (default: the --checkpoint's model; the others are one legend click away)")
     _calibrate_flags(p, evaluate=True)
     _training_flags(p)
     _common(p)

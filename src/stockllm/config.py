@@ -286,11 +286,19 @@ class EnsembleConfig:
     val_size: share of the training dates, at their end, on which the weights are fitted.
     refit: fit the members again on all the training dates once the weights are known (True), or keep the
         members fitted before the validation part (False: half the fitting time, e.g. with lora).
+    folds: consecutive blocks of the validation part; simplex weights are fitted on each and averaged.
+    shrinkage: share of equal weights in the final weights, λ·(1/M) + (1 − λ)·(the folds' mean weights).
     """
 
     members: tuple[str, ...] = ("fhs", "garch", "mlp", "lstm")
     val_size: float = 0.2
     refit: bool = True
+    folds: int = field(default=4, metadata={"flag": None})
+    # λ chosen on validation dates of the development set only (benchmarks/skill.py --validation, then
+    # benchmarks/ensemble_choice.py; RESULTS §13): pooled, λ = 0 had the lowest geometric mean wql_vs_naive (and
+    # every leave-one-series-out choice was 0); per series, 0–0.4 tied within 0.0001 (0.2 lowest). Summed over both
+    # settings, 0. The blocks' averaging keeps the weights off a single corner; λ > 0 moves them towards equal.
+    shrinkage: float = field(default=0.0, metadata={"flag": None})
 
     def __post_init__(self):
         from .models.registry import MODEL_NAMES
@@ -306,6 +314,10 @@ class EnsembleConfig:
         if len(set(self.members)) != len(self.members):
             raise StockLLMError(f"--members {','.join(self.members)} names a model twice: list each once")
         _check(self, fraction=("val_size",))
+        if not (isinstance(self.folds, int) and self.folds >= 1):
+            raise StockLLMError(f"ensemble folds {self.folds!r} must be a whole number, 1 or more")
+        if not 0 <= self.shrinkage <= 1:
+            raise StockLLMError(f"ensemble shrinkage {self.shrinkage} must lie between 0 and 1")
         if self.val_size == 0:
             raise StockLLMError("--val_size 0 leaves the ensemble nothing to fit its weights on: use e.g. 0.2")
 

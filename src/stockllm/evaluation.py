@@ -157,17 +157,19 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None) -> Evaluation:
     if plan.checkpoint is not None and opts.test_start is None:
         _check_newer_rows(frames, trained_until(plan.checkpoint), data.horizon, opts.checkpoint)
     factories = {m: opts.settings.factory(m, data) for m in plan.names}
+    shown = _shown(opts, plan.checkpoint, plan.names + ([plan.checkpoint.kind] if plan.checkpoint is not None
+                                                        else []), plan.calibration[0])
     table, forecasts = evaluate(frames, factories, test_size=0.2 if opts.test_size is None else opts.test_size,
                                 test_start=test_start, fitted=fitted, refit_every=opts.refit_every,
                                 calibrate=plan.calibration[0], calibration_step=plan.calibration[1],
                                 progress=opts.progress, log=say)
     result = Evaluation(table, forecasts, leaderboard(table, forecasts))
     if out is not None and os.environ.get("RANK", "0") == "0":  # every process holds the gathered result; one writes
-        _write(out, result, data, frames, say)
+        _write(out, result, data, frames, say, shown)
     return result
 
 
-def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say) -> None:
+def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say, shown=()) -> None:
     """The output folder, written whole into a fresh folder and swapped in, so a reader never sees two runs' files
     mixed, and a failure or a signal leaves the previous set whole."""
     from .backtest import format_leaderboard, format_table, plot_forecasts
@@ -181,7 +183,7 @@ def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say) -
     with atomic_folder(out, flag="--output_dir", lock=True) as tmp:
         plot_forecasts(forecasts, tmp / "plot.png")
         write_report(tmp / "report.html", table, forecasts, leaderboard=board,
-                     notes=_report_notes(data, frames, table))
+                     notes=_report_notes(data, frames, table), show=shown)
         write_csv_atomic(forecasts, tmp / "forecasts.csv", index=False)
         write_csv_atomic(table, tmp / "metrics.csv", index=False)
         write_csv_atomic(board, tmp / "leaderboard.csv", index=False)
@@ -192,6 +194,18 @@ def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say) -
     say(format_leaderboard(board))
     say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}, "
         f"{out / 'report.html'}" + (f" (replacing the previous results in {out})" if replaced else ""))
+
+
+def _shown(opts, checkpoint, models: list[str], calibrate: str | None) -> list[str]:
+    """The models --show names (checked against the ``models`` to be scored and their ``+calibrate`` variants),
+    else the checkpoint's."""
+    show = getattr(opts, "show", None) or ""
+    names = [m.strip() for m in (show.split(",") if isinstance(show, str) else show) if m.strip()]
+    scored = models + [f"{m}+{calibrate}" for m in models if calibrate]
+    for m in names:
+        if m not in scored:
+            raise StockLLMError(f"--show {m}: no such model was scored; choose from {','.join(scored)}")
+    return names or ([checkpoint.kind] if checkpoint is not None else [])
 
 
 def _check_newer_rows(frames: dict, until, horizon: int, checkpoint: str) -> None:

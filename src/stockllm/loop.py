@@ -168,7 +168,9 @@ class _Loop:
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed))
         bind_device(device, accelerator.num_processes)
         self.main = accelerator.is_main_process
-        self.say = tqdm.write if (progress and accelerator.is_local_main_process) else (lambda *_: None)
+        # Every line names its model: an evaluate run may train several (and an ensemble's members twice).
+        self.say = ((lambda m: tqdm.write(f"{label}: {m}")) if (progress and accelerator.is_local_main_process)
+                    else (lambda *_: None))
         self.save_dir = Path(save_dir) if save_dir is not None and cfg.save_every else None
         self.alone = not task.data_parallel and accelerator.num_processes > 1
         if self.alone and self.save_dir is not None:

@@ -241,6 +241,7 @@ class EvaluateOptions:
     checkpoint: a trained checkpoint folder, also scored without fitting.
     calibrate, calibration_step: "aci" adds online-recalibrated rows (MODEL+aci) with step γ.
     output_dir: the folder for metrics.csv, leaderboard.csv, forecasts.csv, plot.png, report.html (None: none).
+    show: models report.html's forecast charts draw at first, beside naive and the best (None: the checkpoint's).
     progress: progress bars and per-epoch lines.
     """
 
@@ -254,10 +255,12 @@ class EvaluateOptions:
     calibrate: str | None = None
     calibration_step: float | None = None
     output_dir: str | None = None
+    show: tuple[str, ...] | None = None
     progress: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "models", _tuple(self.models) or None)
+        object.__setattr__(self, "show", _tuple(self.show) or None)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,16 @@ class Forecaster(ABC):
         self.fit_info: dict = {}
 
     @property
+    def label(self) -> str:
+        """What this model's training log lines and progress bar are called: its kind, unless set (an ensemble
+        names its members "ensemble member mlp", so two fits of one kind in a run tell themselves apart)."""
+        return getattr(self, "_label", None) or self.kind
+
+    @label.setter
+    def label(self, text: str) -> None:
+        self._label = text
+
+    @property
     def window_size(self) -> int:
         return self.data.window_size
 

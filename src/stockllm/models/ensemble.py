@@ -1,14 +1,24 @@
 """The ensemble: a weighted average of its members' quantiles, level by level, with weights fitted on validation.
 
 q_ens(τ) = Σ_m w_m · q_m(τ) on the log-return scale, with w ≥ 0 and Σ w = 1 (one weight per member, shared by all
-levels and horizons, so the averaged quantiles cannot cross). The weights minimise the members' pinball loss on the
-validation part: the last ``val_size`` share of the training dates (one date for all series), with every member
-fitted on the dates before it. That is a linear programme (the loss is piecewise linear in w), solved exactly by
+levels and horizons, so the averaged quantiles cannot cross). Every member is fitted on the dates before the
+validation part (the last ``val_size`` share of the training dates, one date for all series) and forecasts it.
+The validation part is cut into ``folds`` consecutive blocks of dates; on each block the simplex weights that
+minimise the members' pinball loss are a linear programme (the loss is piecewise linear in w), solved exactly by
 ``scipy.optimize.linprog`` (HiGHS). Losses are in units of the causal EWMA σ·√h and every series weighs the same,
-as the learned heads are trained. The members are then fitted again on all the training dates (``refit``).
+as the learned heads are trained. The weights are then
 
-Quantile averaging with validation weights is the usual way to beat every member on pinball loss (Wang et al.,
-"Forecast combinations: an over 50-year review", 2023); the weights name the members that earn their place.
+    w = λ · (1/M) + (1 − λ) · mean over blocks of the block's weights,        λ = ``shrinkage``
+
+and the members are fitted again on all the training dates (``refit``); a member already fitted on the same
+frames with the same settings (``offer``: ``evaluate`` offers the models it fitted) is reused, not trained again.
+
+Why not one fit on the whole validation part: an LP optimum sits on a corner of the simplex, so weights fitted on
+one stretch put everything on whichever member was luckiest there (the "forecast combination puzzle": equal or
+shrunk weights beat estimated ones out of sample; Smith & Wallis 2009, Wang et al. 2023). Averaging the corners of
+several blocks cannot chase one stretch; λ was chosen on validation dates of the development set only, leaving
+each series out in turn (``benchmarks/ensemble_choice.py``), and came out 0 there: equal weights nearer did not
+help once the blocks were averaged (the default; set ``shrinkage`` to move towards equal weights).
 """
 
 from __future__ import annotations
@@ -60,6 +70,32 @@ def fit_weights(preds: np.ndarray, y: np.ndarray, levels: Sequence[float], row_w
     return w / w.sum()
 
 
+def fold_blocks(preds: list, ys: list, dates: list, folds: int):
+    """Cut the validation rows of every series into ``folds`` consecutive blocks of the union of their dates and
+    yield (preds [M, n, H, Q], y [n, H], row_weights [n]) per non-empty block, each series weighing the same in
+    each block. preds, ys, dates: per series, [M, n_s, H, Q], [n_s, H] and n_s dates."""
+    import pandas as pd
+
+    union = pd.DatetimeIndex(sorted(set().union(*[set(d) for d in dates])))
+    edges = [union[int(round(k * len(union) / folds))] for k in range(1, folds)]
+    for k in range(folds):
+        lo = edges[k - 1] if k > 0 else None
+        hi = edges[k] if k < folds - 1 else None
+        p, y, w = [], [], []
+        for pr, yy, d in zip(preds, ys, dates):
+            keep = np.ones(len(d), dtype=bool)
+            if lo is not None:
+                keep &= np.asarray(d >= lo)
+            if hi is not None:
+                keep &= np.asarray(d < hi)
+            if keep.any():
+                p.append(pr[:, keep])
+                y.append(yy[keep])
+                w.append(np.full(int(keep.sum()), 1.0 / keep.sum()))
+        if p:
+            yield np.concatenate(p, axis=1), np.concatenate(y), np.concatenate(w)
+
+
 class EnsembleForecaster(Forecaster):
     """Validation-weighted quantile average of member models (``EnsembleConfig.members``). See the module docstring.
 
@@ -91,8 +127,38 @@ class EnsembleForecaster(Forecaster):
         cfg = self.member_configs.get(name)
         return cls(self.data, cfg) if cfg is not None else cls(self.data)
 
+    def offer(self, models: dict[str, Forecaster]) -> None:
+        """Fitted models this ensemble may reuse as members when ``fit`` refits on all the training dates: one is
+        taken if it has the member's kind, data settings and config and was fitted on the very same frames."""
+        self.offered = dict(models)
+
+    def _reusable(self, name: str, frames) -> Forecaster | None:
+        """The offered model that is exactly what fitting member ``name`` on ``frames`` would train, or None."""
+        from ..config import to_dict as as_dict
+
+        candidate = getattr(self, "offered", {}).get(name)
+        fresh = self._new_member(name)
+        if candidate is None or type(candidate) is not type(fresh) or candidate.data != fresh.data:
+            return None
+        if hasattr(fresh, "config") and as_dict(candidate.config) != as_dict(fresh.config):
+            return None
+        if fresh.needs_fit and candidate.fit_info.get("series") != [span(f) for f in frames]:
+            return None
+        return candidate
+
+    def _fit_member(self, name: str, frames, progress: bool, label: str) -> Forecaster:
+        """Member ``name`` fitted on ``frames``; its training log lines and bar say ``label``."""
+        member = self._new_member(name)
+        if not member.has_quantiles:
+            raise StockLLMError(f"--members {name} gives no quantiles, so the ensemble cannot average it: drop it")
+        if member.needs_fit:
+            member.label = label
+            member.fit(frames, progress=progress)
+        return member
+
     def fit(self, frames, progress=True):
-        """Fit members before the validation date, weights on the validation part, then refit members on all."""
+        """Fit members before the validation date, weights on the validation blocks, then refit members on all
+        (reusing offered ones)."""
         frames = list(frames)
         cfg = self.config
         splits = date_split(frames, self.window_size, self.horizon, cfg.val_size)
@@ -101,35 +167,31 @@ class EnsembleForecaster(Forecaster):
                                 "(e.g. 0.2) and a longer history")
         val_start = min(f.index[v[0]] for f, (_, v) in zip(frames, splits) if len(v))
         early = [e for e in (before(f, val_start) for f in frames) if len(e) >= self.data.min_rows]
-        preds, ys, rows = [], [], []
-        first = {}
-        for name in cfg.members:
-            member = self._new_member(name)
-            if not member.has_quantiles:
-                raise StockLLMError(f"--members {name} gives no quantiles, so the ensemble cannot average it: drop it")
-            if member.needs_fit:
-                member.fit(early, progress=progress)
-            first[name] = member
+        first = {n: self._fit_member(n, early, progress, f"ensemble member {n} (before {val_start:%Y-%m-%d})")
+                 for n in cfg.members}
+        preds, ys, dates = [], [], []
         for frame, (_, val) in zip(frames, splits):
             if not len(val):
                 continue
             scale = standard_scale(frame["Close"].to_numpy(dtype=np.float64), val, self.horizon)
             preds.append(np.stack([first[n].predict_quantiles(frame, val) for n in cfg.members]) / scale[None, :, :, None])
             ys.append(targets(frame, self.horizon, val) / scale)
-            rows.append(np.full(len(val), 1.0 / len(val)))  # every series weighs the same
-        self.weights = fit_weights(np.concatenate(preds, axis=1), np.concatenate(ys), self.quantiles,
-                                   np.concatenate(rows))
+            dates.append(frame.index[val])
+        fold_weights = [fit_weights(p, y, self.quantiles, w) for p, y, w in fold_blocks(preds, ys, dates, cfg.folds)]
+        fitted = np.mean(fold_weights, axis=0)
+        self.weights = cfg.shrinkage / len(cfg.members) + (1 - cfg.shrinkage) * fitted
         if cfg.refit:
-            self.members = {}
-            for name in cfg.members:
-                member = self._new_member(name)
-                if member.needs_fit:
-                    member.fit(frames, progress=progress)
-                self.members[name] = member
+            self.members = {n: self._reusable(n, frames) or self._fit_member(n, frames, progress,
+                                                                             f"ensemble member {n}")
+                            for n in cfg.members}
         else:
             self.members = first
+        reused = [n for n in cfg.members if cfg.refit and self.members[n] is getattr(self, "offered", {}).get(n)]
         self.fit_info = {"series": [span(f) for f in frames], "weights": self.weight_dict(),
-                         "validation_start": f"{val_start:%Y-%m-%d}", "refit": cfg.refit,
+                         "fitted_weights": dict(zip(cfg.members, map(float, fitted))),
+                         "fold_weights": [dict(zip(cfg.members, map(float, w))) for w in fold_weights],
+                         "shrinkage": cfg.shrinkage, "validation_start": f"{val_start:%Y-%m-%d}",
+                         "refit": cfg.refit, "reused": reused,
                          "members": {n: m.fit_info for n, m in self.members.items()}}
         return self
 

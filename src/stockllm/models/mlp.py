@@ -171,7 +171,7 @@ class MLPForecaster(Forecaster):
             fingerprint={"kind": self.kind, "data": to_dict(self.data), "config": self._resume_settings(),
                          "series": series})
         try:
-            info = train.fit(task, cfg.train, progress=progress, save_dir=save_dir, resume=resume, label=self.kind)
+            info = train.fit(task, cfg.train, progress=progress, save_dir=save_dir, resume=resume, label=self.label)
         finally:
             self.net.cpu().eval()  # predictions run on the CPU, whatever device the loop trained on
         self.fit_info = record(info)

@@ -1,0 +1,111 @@
+"""The ensemble's shrinkage λ, chosen on validation dates only and checked by leaving each development series out.
+
+    python benchmarks/skill.py --validation     # writes benchmarks/skill/validation/<run>_shrinkage.csv
+    python benchmarks/skill.py                  # the same for the test part
+    python benchmarks/ensemble_choice.py        # reads both, writes benchmarks/skill/ensemble_choice.md
+
+For each setting (each series fitted alone; one pooled fit) and λ on the grid, the ensemble's geometric mean of
+wql_vs_naive over a series' horizons comes from its members' forecasts and fitted weights (``skill.shrinkage_grid``).
+The default λ minimises the geometric mean over all five series × horizons on validation dates. Leave-one-series-out:
+for each series s, λ₋ₛ minimises it over the other four series' validation dates, and the ensemble at λ₋ₛ is scored on
+s, on the validation dates and on the test part, beside its members and FHS. The criteria of issue 26: the ensemble's
+geometric mean ≤ the best member's + 0.0005, and on every series ≤ FHS's + 0.001.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMBERS = ("fhs", "garch", "mlp", "lstm")
+
+
+def geomean(v) -> float:
+    v = np.asarray(v, dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(np.exp(np.log(v).mean())) if len(v) else float("nan")
+
+
+def load(part: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(grid, metrics) of one part: the shrinkage grid and the metrics rows, with setting 'alone' or 'pooled'
+    (empty frames when the part has no grid yet)."""
+    grids, tables = [pd.DataFrame(columns=["setting"])], [pd.DataFrame(columns=["setting"])]
+    for path in sorted(part.glob("*_shrinkage.csv")):
+        grids.append(pd.read_csv(path))
+        tables.append(pd.read_csv(part / path.name.replace("_shrinkage", "_metrics")))
+    grid, table = pd.concat(grids, ignore_index=True), pd.concat(tables, ignore_index=True)
+    for t in (grid, table):
+        t["setting"] = np.where(t["setting"] == "pooled", "pooled", "alone")
+    return grid, table
+
+
+def per_series(grid: pd.DataFrame) -> pd.DataFrame:
+    """[series × λ] geometric mean of wql_vs_naive over horizons."""
+    return grid.groupby(["series", "shrinkage"])["wql_vs_naive"].apply(geomean).unstack("shrinkage")
+
+
+def member_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """[series × member] geometric mean of wql_vs_naive over horizons."""
+    t = table[table["model"].isin(MEMBERS)]
+    return t.groupby(["series", "model"])["wql_vs_naive"].apply(geomean).unstack("model")[list(MEMBERS)]
+
+
+def choose(scores: pd.DataFrame, series) -> float:
+    """The λ with the lowest geometric mean over ``series`` (ties: the larger λ, nearer equal weights)."""
+    means = np.exp(np.log(scores.loc[list(series)]).mean())
+    return float(means[means <= means.min() + 1e-12].index.max())
+
+
+def report(setting: str, val_grid, val_table, test_grid, test_table) -> list[str]:
+    """Markdown lines for one setting: the λ choice and the leave-one-series-out table on both parts."""
+    val = per_series(val_grid)
+    test = per_series(test_grid) if len(test_grid) else pd.DataFrame()
+    series = list(val.index)
+    default = choose(val, series)
+    lines = [f"### {setting}", "", f"λ on validation dates, all five series: **{default:g}** (geometric mean of "
+             "wql_vs_naive by λ: " + ", ".join(f"{lam:g} {geomean(val[lam]):.4f}" for lam in val.columns) + ")", ""]
+    parts = [("validation dates", val, val_table)] + ([("test part", test, test_table)] if len(test) else [])
+    for name, scores, table in parts:
+        members = member_scores(table)
+        rows, ens = [], {}
+        for s in series:
+            lam = choose(val, [x for x in series if x != s])
+            ens[s] = scores.loc[s, lam]
+            rows.append(f"| {s} | {lam:g} | {ens[s]:.4f} | " + " | ".join(f"{members.loc[s, m]:.4f}" for m in MEMBERS)
+                        + f" | {ens[s] - members.loc[s, 'fhs']:+.4f} |")
+        best = members.apply(geomean).idxmin()
+        g_ens, g_best = geomean(list(ens.values())), geomean(members[best])
+        worst = max(ens[s] - members.loc[s, "fhs"] for s in series)
+        lines += [f"{name}, leave-one-series-out (λ₋ₛ chosen on the other four series' validation dates):", "",
+                  "| series | λ₋ₛ | ensemble | " + " | ".join(MEMBERS) + " | ensemble − fhs |",
+                  "|---|---|---|" + "---|" * len(MEMBERS) + "---|", *rows,
+                  f"| **geomean** | | **{g_ens:.4f}** | " + " | ".join(f"{geomean(members[m]):.4f}" for m in MEMBERS)
+                  + f" | worst {worst:+.4f} |", "",
+                  f"Best member {best} {g_best:.4f}: ensemble − best = {g_ens - g_best:+.4f} "
+                  f"({'meets' if g_ens <= g_best + 0.0005 else 'misses'} ≤ +0.0005); worst series − fhs = "
+                  f"{worst:+.4f} ({'meets' if worst <= 0.001 else 'misses'} ≤ +0.001).", ""]
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", type=Path, default=ROOT / "benchmarks" / "skill")
+    args = ap.parse_args()
+    val_grid, val_table = load(args.dir / "validation")
+    test_grid, test_table = load(args.dir / "test")
+    lines = ["# The ensemble's shrinkage, chosen on validation dates (python benchmarks/ensemble_choice.py)", ""]
+    for setting in ("alone", "pooled"):
+        pick = lambda t: t[t["setting"] == setting]  # noqa: E731
+        if len(pick(val_grid)):
+            lines += report(setting, pick(val_grid), pick(val_table), pick(test_grid), pick(test_table))
+    text = "\n".join(lines)
+    (args.dir / "ensemble_choice.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
