@@ -296,6 +296,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    "before that day (expanding window); cheap models only (default: one fit before the cutoff)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
                    help="folder for metrics.csv, forecasts.csv, plot.png and report.html (default %(default)s)")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                   help="forecasts.csv, or forecasts.parquet (pyarrow: columnar, several times smaller for a "
+                        "universe of series) (default %(default)s)")
     _calibrate_flags(p, evaluate=True)
     _training_flags(p)
     _common(p)
@@ -664,7 +667,7 @@ def cmd_predict(args, say) -> None:
 def cmd_evaluate(args, say) -> None:
     from .evaluation import run_evaluate
 
-    run_evaluate(args, say)
+    run_evaluate(args, say, keep_forecasts=False)
 
 
 def cmd_download_model(args, say) -> None:

@@ -88,12 +88,13 @@ def _evaluate_plan(args, say):
     return names, model.data, model
 
 
-def run_evaluate(args, say=lambda *_: None):
+def run_evaluate(args, say=lambda *_: None, keep_forecasts: bool = True):
     """Run ``stockllm evaluate`` with the options in ``args`` (the evaluate command's destinations) and return an
     :class:`Evaluation`. ``say`` prints the progress lines and tables; with ``args.output_dir`` None
     nothing is written, otherwise the output folder is written as one unit (see ``outputs.atomic_folder``).
     ``args.data``: paths (files, folders, globs, long CSVs) or anything ``as_frames`` reads; empty: the NASDAQ
-    sample."""
+    sample. ``keep_forecasts`` False: with an output folder, the cheap models' forecasts go only to the file
+    (``stockllm.universe``: flat memory), and the Evaluation's ``forecasts`` is None."""
     import pandas as pd
 
     from .data import write_csv_atomic
@@ -142,6 +143,14 @@ def run_evaluate(args, say=lambda *_: None):
     factories = {m: _factory(m, args, data) for m in names}
     if out is not None:
         args.interrupt_note = f"{out} is unchanged"
+    fmt = getattr(args, "format", None) or "csv"
+    from .universe import eligible, forecasts_name, run_universe, write_forecasts
+
+    forecasts_name(fmt)
+    if eligible(factories, fitted, args.refit_every, calibration[0]):  # the cheap models: arrays, streamed
+        return run_universe(frames, factories, data, test_size=0.2 if args.test_size is None else args.test_size,
+                            test_start=test_start, out=out, fmt=fmt, progress=not args.quiet, say=say,
+                            keep_forecasts=keep_forecasts, notes=lambda table: _report_notes(data, frames, table))
     table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
                                 test_start=test_start, fitted=fitted, refit_every=args.refit_every,
                                 calibrate=calibration[0], calibration_step=calibration[1],
@@ -158,7 +167,7 @@ def run_evaluate(args, say=lambda *_: None):
         plot_forecasts(forecasts, tmp / "plot.png")
         write_report(tmp / "report.html", table, forecasts, leaderboard=board,
                      notes=_report_notes(data, frames, table))
-        write_csv_atomic(forecasts, tmp / "forecasts.csv", index=False)
+        write_forecasts(forecasts, tmp, fmt)
         write_csv_atomic(table, tmp / "metrics.csv", index=False)
         write_csv_atomic(board, tmp / "leaderboard.csv", index=False)
     say(format_table(table))
@@ -166,7 +175,7 @@ def run_evaluate(args, say=lambda *_: None):
     say(f"leaderboard over {table['series'].nunique()} series and {table['horizon'].nunique()} horizons "
         "(geometric means; Diebold–Mariano against naive at p < 0.05):")
     say(format_leaderboard(board))
-    say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}, "
+    say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / forecasts_name(fmt)}, {out / 'plot.png'}, "
         f"{out / 'report.html'}" + (f" (replacing the previous results in {out})" if replaced else ""))
     return result
 

@@ -102,11 +102,12 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def render_report(metrics: pd.DataFrame, forecasts: pd.DataFrame, leaderboard: pd.DataFrame | None = None,
-                  title: str = "stockllm evaluation", notes: Sequence[str] = ()) -> str:
+                  title: str = "stockllm evaluation", notes: Sequence[str] = (), sections: Sequence[str] = ()) -> str:
     """The report as one HTML document (str), with plotly.js inlined once and every chart's data embedded.
 
     metrics: metrics.csv's table; forecasts: forecasts.csv's rows (one per series, model, origin, horizon);
-    leaderboard: leaderboard.csv's table, or None to leave that section out; notes: lines shown under the title.
+    leaderboard: leaderboard.csv's table, or None to leave that section out; notes: lines shown under the title;
+    sections: HTML fragments placed after the leaderboard (a universe's histograms).
     """
     from plotly.offline import get_plotlyjs
 
@@ -117,6 +118,7 @@ def render_report(metrics: pd.DataFrame, forecasts: pd.DataFrame, leaderboard: p
         parts.append(f'<p class="note">No 80% bands: forecasts.csv has no {lo} / {hi} columns.</p>')
     if leaderboard is not None:
         parts += ["<h2>Leaderboard</h2>", f'<div class="scroll">{_table(leaderboard)}</div>']
+    parts += list(sections)
     parts.append("<h2>Forecasts on the test part</h2>")
     parts.append('<p class="note">Actual closes against each model\'s forecast (the median) and its 80% band. '
                  "Buttons pick the horizon; click a legend entry to hide a model; drag to zoom, double-click to "
@@ -144,8 +146,8 @@ def render_report(metrics: pd.DataFrame, forecasts: pd.DataFrame, leaderboard: p
 
 def write_report(path: str | Path, metrics: pd.DataFrame, forecasts: pd.DataFrame,
                  leaderboard: pd.DataFrame | None = None, title: str = "stockllm evaluation",
-                 notes: Sequence[str] = ()) -> Path:
+                 notes: Sequence[str] = (), sections: Sequence[str] = ()) -> Path:
     """Write :func:`render_report`'s page to ``path`` atomically (temporary file, then rename) and return it."""
     path = Path(path)
-    write_text_atomic(render_report(metrics, forecasts, leaderboard, title, notes), path)
+    write_text_atomic(render_report(metrics, forecasts, leaderboard, title, notes, sections), path)
     return path
