@@ -319,31 +319,42 @@ def evaluate_universe(frames: dict, factories: dict, *, test_size: float = 0.2, 
     return table, universe_leaderboard(table, dms), (memory.frame() if memory is not None else None), models, cutoff
 
 
-def drawn_forecasts(frames: dict, models: dict, cutoff, table: pd.DataFrame, limit: int) -> tuple[pd.DataFrame,
-                                                                                                     list, str]:
-    """Forecasts of the series worth drawing (``plots.drawn_series``' rule on the metrics: the best and the worst
-    against naive), recomputed through the array path; (frame, drawn names, note)."""
+UNIVERSE_DRAWN = 6  # past MAX_DRAWN_SERIES series, report.html and plot.png draw the 3 best and the 3 worst
+RECENT_TARGETS = 250  # ... over their last this many test origins
+
+
+def drawn_forecasts(frames: dict, models: dict, cutoff, table: pd.DataFrame) -> tuple[pd.DataFrame, list, str]:
+    """Forecasts of the series worth drawing, recomputed through the array path: (frame, names, note).
+
+    Up to ``plots.MAX_DRAWN_SERIES`` series: all of them, whole (note ""). Beyond: the ``UNIVERSE_DRAWN // 2``
+    series where the models beat naive most and as many where they do worst (the median over the models other than
+    naive of each series' wql_vs_naive, ``series_scores``), over their last ``RECENT_TARGETS`` origins.
+    """
     from .plots import MAX_DRAWN_SERIES
     from .vectorised import block_forecasts, make_block
 
-    limit = limit or MAX_DRAWN_SERIES
     series = list(dict.fromkeys(table["series"]))
     note = ""
-    if len(series) > limit:
-        first = table[table["horizon"] == table["horizon"].min()]
-        ratio = first.pivot_table(index="series", columns="model", values="mae_vs_naive", sort=False)
-        others = [m for m in ratio.columns if m != "naive"]
-        order = list(ratio[others].median(axis=1).reindex(series).sort_values(kind="stable").index) if others \
-            else series
-        best, worst = limit // 2, limit - limit // 2
-        chosen = set(order[:best] + order[-worst:])
-        series = [s for s in series if s in chosen]
-        note = (f"{len(table['series'].unique())} series: drawn are the {best} where the models' MAE is lowest against "
-                f"naive and the {worst} where it is highest; all series are in the tables and CSVs")
-    block = make_block({s: frames[s] for s in series}, cutoff, next(iter(models.values())).window_size,
-                       next(iter(models.values())).horizon)
-    table_ = forecast_table(block, [block_forecasts(m, n, block) for n, m in models.items()])
-    return table_.to_pandas(), series, note
+    if len(series) > MAX_DRAWN_SERIES:
+        scores = series_scores(table)
+        others = [m for m in scores.columns if m != "naive"] or list(scores.columns)
+        order = list(scores[others].median(axis=1).reindex(series).sort_values(kind="stable").index)
+        half = UNIVERSE_DRAWN // 2
+        best, worst = order[:half], order[-half:][::-1]
+        series = best + [s for s in worst if s not in best]
+        note = (f"{len(order)} series: drawn are the {half} where the models' wql is lowest against naive "
+                f"({', '.join(map(str, best))}) and the {half} where it is highest ({', '.join(map(str, worst))}), "
+                f"over their last {RECENT_TARGETS} test origins")
+    model = next(iter(models.values()))
+    block = make_block({s: frames[s] for s in series}, cutoff, model.window_size, model.horizon)
+    if note:
+        keep = np.r_[block.code[1:] != block.code[:-1], True]  # each series' last origin, then the ones before
+        last = np.flatnonzero(keep)
+        first = np.maximum(np.r_[0, last[:-1] + 1], last - RECENT_TARGETS + 1)
+        rows = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, last)])
+        block.code, block.row = block.code[rows], block.row[rows]
+    frame = forecast_table(block, [block_forecasts(m, n, block) for n, m in models.items()]).to_pandas()
+    return frame, series, note
 
 
 def series_scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -395,7 +406,7 @@ def plot_universe(table: pd.DataFrame, drawn: pd.DataFrame, path: Path, recent: 
         ax.axis("off")
     h = int(drawn["horizon"].min())
     flat = [ax for row in axes[1:] for ax in row]
-    for ax, s in zip(flat, series):
+    for k, (ax, s) in enumerate(zip(flat, series)):
         g = drawn[(drawn["series"] == s) & (drawn["horizon"] == h)]
         actual = g.drop_duplicates("target_date").tail(recent)
         ax.plot(pd.to_datetime(actual["target_date"]), actual["actual"], color="black", lw=1.2, label="actual")
@@ -403,7 +414,8 @@ def plot_universe(table: pd.DataFrame, drawn: pd.DataFrame, path: Path, recent: 
             m = g[g["model"] == model].tail(recent)
             ax.plot(pd.to_datetime(m["target_date"]), m["predicted"], lw=0.9, label=model)
         score = scores.loc[s].drop("naive", errors="ignore").median() if s in scores.index else float("nan")
-        ax.set_title(f"{s}: {h}-day-ahead, median wql_vs_naive {score:.4f}", fontsize=9)
+        rank = "best" if k < len(series) // 2 else "worst"
+        ax.set_title(f"{s} ({rank}): {h}-day-ahead, median wql_vs_naive {score:.4f}", fontsize=9)
         ax.legend(fontsize=6)
         ax.tick_params(axis="x", labelsize=7, rotation=30)
         ax.grid(alpha=0.3)
@@ -479,7 +491,7 @@ def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_
                                                                 log=say, where=str(out))
         finally:
             sink.close()
-        drawn, series, note = drawn_forecasts(frames, models, cutoff, table, MAX_DRAWN_SERIES)
+        drawn, series, note = drawn_forecasts(frames, models, cutoff, table)
         if not note:
             plot_forecasts(drawn, tmp / "plot.png")
             write_report(tmp / "report.html", table, drawn, leaderboard=board,
