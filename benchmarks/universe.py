@@ -7,7 +7,7 @@ through statsforecast (``Naive`` with ``cross_validation(h=3, step_size=1, n_win
 refit=False)``, one process) in the same run, with the ratio of the two times. ``uptime``'s load average is printed
 beside every row: on a shared machine the seconds are upper bounds, the memory is not affected.
 
-    python benchmarks/universe.py --series 100 500 --days 5000 --models naive,drift,fhs,garch --anchor
+    python benchmarks/universe.py --series 100 500 --days 5000 --models naive,drift,fhs,garch --anchor --anchor_max 100
     python benchmarks/universe.py --series 1000 5000 --days 1000 --models naive,fhs --long --anchor
     python benchmarks/universe.py --profile 100 --days 5000
 """
@@ -30,10 +30,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 END = "2024-12-31"
 
-# Runs a command in this process and prints its peak RSS (kB) last on stderr.
+# Runs a command in this process and prints its peak RSS (kB) and CPU seconds (user + system) last on stderr.
 _PEAK = ("import resource, runpy, sys\nsys.argv = sys.argv[1:]\ntry:\n    runpy.run_module(sys.argv[0], "
-         "run_name='__main__', alter_sys=True)\nfinally:\n    print('PEAK_KB', resource.getrusage("
-         "resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+         "run_name='__main__', alter_sys=True)\nfinally:\n    u = resource.getrusage(resource.RUSAGE_SELF)\n"
+         "    print('PEAK_KB', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr)\n")
 
 
 def series_frame(i: int, days: int) -> pd.DataFrame:
@@ -49,29 +49,46 @@ def series_frame(i: int, days: int) -> pd.DataFrame:
                          "Volume": rng.integers(10_000, 1_000_000, days)}, index=index)
 
 
+def _csv(frame: pd.DataFrame, handle, header: bool) -> None:
+    """Write a frame (prices rounded to 4 decimals, dates as YYYY-MM-DD) with Arrow's CSV writer: setup, not timed."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    frame = frame.round({c: 4 for c in ("Open", "High", "Low", "Close")}).assign(
+        Date=frame["Date"].dt.strftime("%Y-%m-%d"))
+    if header:
+        handle.write((",".join(frame.columns) + "\n").encode())
+    pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), handle,
+                    pacsv.WriteOptions(include_header=False, quoting_style="none"))
+
+
 def write_universe(folder: Path, n: int, days: int, long: bool = False) -> Path:
     """N series as S0000.csv, S0001.csv, ... in ``folder``, or as folder/long.csv with a ticker column; returns
     the path to pass to --data."""
     if not long:
         for i in range(n):
-            series_frame(i, days).to_csv(folder / f"S{i:04d}.csv", date_format="%Y-%m-%d", float_format="%.4f")
+            with open(folder / f"S{i:04d}.csv", "wb") as handle:
+                _csv(series_frame(i, days).reset_index(), handle, header=True)
         return folder
     path = folder / "long.csv"
-    with open(path, "w") as handle:
+    with open(path, "wb") as handle:
         for i in range(n):
             frame = series_frame(i, days).reset_index()
             frame.insert(0, "ticker", f"S{i:04d}")
-            frame.to_csv(handle, header=i == 0, index=False, date_format="%Y-%m-%d", float_format="%.4f")
+            _csv(frame, handle, header=i == 0)
     return path
 
 
-def timed(argv: list[str], env: dict) -> tuple[float, float, int, str]:
-    """(wall seconds, peak RSS in MB, exit status, stderr tail) of ``python -m argv`` in a fresh process."""
+def timed(argv: list[str], env: dict) -> tuple[float, float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS in MB, exit status, stderr tail) of ``python -m argv`` in a fresh
+    process. On a loaded machine the CPU seconds are the steadier measure; the memory does not depend on load."""
     start = time.perf_counter()
     child = subprocess.run([sys.executable, "-c", _PEAK, *argv], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    peak = [line for line in child.stderr.splitlines() if line.startswith("PEAK_KB")]
-    return wall, int(peak[-1].split()[1]) / 1024 if peak else float("nan"), child.returncode, child.stderr[-1500:]
+    peak = [line.split() for line in child.stderr.splitlines() if line.startswith("PEAK_KB")]
+    if not peak:
+        return wall, float("nan"), float("nan"), child.returncode, child.stderr[-1500:]
+    return wall, float(peak[-1][2]), int(peak[-1][1]) / 1024, child.returncode, child.stderr[-1500:]
 
 
 def anchor(data: Path, out: Path, horizon: int = 3, test_size: float = 0.2) -> None:
@@ -106,17 +123,21 @@ def bench(n: int, args, tmp: Path, env: dict) -> None:
     folder.mkdir()
     data = write_universe(folder, n, args.days, args.long)
     before = load()
-    wall, peak, rc, err = timed(["stockllm", "evaluate", "--data", str(data), "--models", args.models, "--quiet",
-                                 "--format", args.format, "--output_dir", str(tmp / f"out{n}")], env)
+    wall, cpu, peak, rc, err = timed(["stockllm", "evaluate", "--data", str(data), "--models", args.models,
+                                      "--quiet", "--format", args.format, "--output_dir", str(tmp / f"out{n}")], env)
     if rc:
         print(err, file=sys.stderr)
-    row = f"| {n} | {args.days} | {'long CSV' if args.long else 'folder'} | {args.models} | {wall:.1f} | {peak:,.0f}"
-    if args.anchor:
-        a_wall, a_peak, a_rc, a_err = timed([Path(__file__).stem, "--anchor-run", str(data), str(tmp / "sf.csv")],
-                                            {**env, "PYTHONPATH": f"{Path(__file__).parent}:{env['PYTHONPATH']}"})
+    row = (f"| {n} | {args.days} | {'long CSV' if args.long else 'folder'} | {args.models} | {wall:.1f} | {cpu:.1f} "
+           f"| {peak:,.0f}")
+    if args.anchor and n <= args.anchor_max:
+        a_wall, a_cpu, a_peak, a_rc, a_err = timed(
+            [Path(__file__).stem, "--anchor-run", str(data), str(tmp / "sf.csv")],
+            {**env, "PYTHONPATH": f"{Path(__file__).parent}:{env['PYTHONPATH']}"})
         if a_rc:
             print(a_err, file=sys.stderr)
-        row += f" | {a_wall:.1f} | {a_peak:,.0f} | {a_wall / wall:.1f}×"
+        row += f" | {a_wall:.1f} | {a_cpu:.1f} | {a_peak:,.0f} | {a_wall / wall:.1f}× / {a_cpu / cpu:.1f}×"
+    elif args.anchor:
+        row += " | – | – | – | –"
     print(row + f" | {before} → {load()} |" + ("" if rc == 0 else f" (exit {rc})"), flush=True)
     for p in folder.iterdir():
         p.unlink()
@@ -142,6 +163,8 @@ def main() -> None:
     parser.add_argument("--long", action="store_true", help="one long CSV with a ticker column instead of a folder")
     parser.add_argument("--format", default="csv", choices=("csv", "parquet"))
     parser.add_argument("--anchor", action="store_true", help="also time statsforecast's Naive backtest")
+    parser.add_argument("--anchor_max", type=int, default=10**9, metavar="N",
+                        help="run the anchor only up to N series (it is the slow part of the benchmark)")
     parser.add_argument("--profile", type=int, metavar="N", help="profile one in-process run over N series")
     parser.add_argument("--anchor-run", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -156,8 +179,9 @@ def main() -> None:
             folder.mkdir()
             profile(write_universe(folder, args.profile, args.days, args.long), args.models)
             return
-        head = "| series | days | input | models | stockllm s | stockllm peak MB"
-        head += " | statsforecast s | statsforecast peak MB | ratio" if args.anchor else ""
+        head = "| series | days | input | models | stockllm wall s | stockllm CPU s | stockllm peak MB"
+        head += (" | statsforecast wall s | statsforecast CPU s | statsforecast peak MB | ratio (wall / CPU)"
+                 if args.anchor else "")
         print(head + " | load before → after |")
         print("|---" * (head.count("|") + 1) + "|")
         for n in args.series:

@@ -25,15 +25,16 @@ BLOCK_ROWS = 300_000  # forecast rows (origins × horizons × models) per block:
 FORMATS = ("csv", "parquet")
 
 
+CHEAP = ("naive", "drift", "fhs", "garch")  # the models ``vectorised`` backtests as arrays
+
+
 def eligible(factories: dict, fitted: dict | None = None, refit_every: int | None = None,
              calibrate: str | None = None) -> bool:
-    """True when the universe path gives this evaluation: every model is one ``vectorised`` knows, with one fit."""
-    from .vectorised import _kinds
-
+    """True when the universe path gives this evaluation: naive and only other cheap models, each fitted once
+    before the cutoff (no checkpoint, no refits, no online recalibration)."""
     if fitted or refit_every or calibrate not in (None, "none"):
         return False
-    kinds = _kinds()
-    return all(type(make()) in kinds for make in factories.values())
+    return "naive" in factories and set(factories) <= set(CHEAP)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -43,10 +44,13 @@ def eligible(factories: dict, fitted: dict | None = None, refit_every: int | Non
 def fit_models(frames: dict, factories: dict, cutoff: pd.Timestamp, progress: bool, log) -> tuple[dict, dict]:
     """({name: fitted model}, {name: protocol}) with each model fitted once on every series' rows before ``cutoff``."""
     from .evaluate import before, protocol_name
+    from .vectorised import supports_class
 
     models, protocols = {}, {}
     for name, make in factories.items():
         model = make()
+        if not supports_class(model):
+            raise StockLLMError(f"{name} is not one of the models the universe path backtests ({', '.join(CHEAP)})")
         if model.needs_fit:
             log(f"fitting {name} on the data before {cutoff:%Y-%m-%d} ({len(frames)} series)")
             parts = [part for part in (before(frame, cutoff) for frame in frames.values())
@@ -192,32 +196,23 @@ def backtest_universe(frames: dict, models: dict, cutoff: pd.Timestamp, sink, *,
     """Backtest every model on every series' origins on or after ``cutoff``, one block of series at a time.
 
     Each block's forecasts go to ``sink`` (rank 0 writes every process's blocks, in rank order); returns (the metrics
-    table in ``evaluate``'s row order, {model: (series names, DM p-values, mean differences)} for the leaderboard).
+    table in ``evaluate``'s row order, {model: [(DM p-values, mean differences) per block]} for the leaderboard).
     """
-    from .groupmetrics import block_metrics, series_dm
-    from .outputs import check_finite
     from .progress import progress_bar
-    from .vectorised import block_forecasts, make_block
 
-    first = next(iter(models.values()))
-    window, horizon = first.window_size, first.horizon
-    mine = shard(list(frames), rank, world)
-    blocks = plan_blocks(frames, mine, len(models), horizon, cutoff)
-    steps = _agreed_steps(len(blocks), world)
+    horizon = next(iter(models.values())).horizon
+    blocks = plan_blocks(frames, shard(list(frames), rank, world), len(models), horizon, cutoff)
     tables, dms = [], {name: [] for name in models}
-    for k in progress_bar(range(steps), desc="backtest", unit="block", enabled=progress and rank == 0):
+    for k in progress_bar(range(_agreed_steps(len(blocks), world)), desc="backtest", unit="block",
+                          enabled=progress and rank == 0):
         table = None
         if k < len(blocks):
-            block = make_block({n: frames[n] for n in blocks[k]}, cutoff, window, horizon)
-            if len(block.row):
-                fc = [block_forecasts(model, name, block) for name, model in models.items()]
-                tables.append(block_metrics(block.names, fc, fc[list(models).index("naive")]))
-                for f in fc:
-                    dms[f.model].append((block.names, *series_dm(f, fc[list(models).index("naive")],
-                                                                  len(block.names))))
-                table = forecast_table(block, fc)
-                if not _finite(table):
-                    check_finite(table.to_pandas(), where)
+            scored = _score_block({n: frames[n] for n in blocks[k]}, models, cutoff, where)
+            if scored is not None:
+                metrics, block_dms, table = scored
+                tables.append(metrics)
+                for name, dm in block_dms.items():
+                    dms[name].append(dm)
         for piece in _gathered(table, world):
             if piece is not None and rank == 0:
                 sink.write(piece)
@@ -228,6 +223,26 @@ def backtest_universe(frames: dict, models: dict, cutoff: pd.Timestamp, sink, *,
         metrics = pd.concat(gather_object([metrics]), ignore_index=True)
         dms = {name: sum(gather_object([dms[name]]), []) for name in models}
     return _in_order(metrics, list(models), list(frames)), dms
+
+
+def _score_block(frames: dict, models: dict, cutoff, where: str):
+    """One block: (its metrics, {model: (DM p-value, mean difference) per series}, its forecast table), or None
+    when none of its series has a test origin. A non-finite forecast is refused as ``outputs.check_finite`` does."""
+    from .groupmetrics import block_metrics, series_dm
+    from .outputs import check_finite
+    from .vectorised import block_forecasts, make_block
+
+    first = next(iter(models.values()))
+    block = make_block(frames, cutoff, first.window_size, first.horizon)
+    if not len(block.row):
+        return None
+    forecasts = [block_forecasts(model, name, block) for name, model in models.items()]
+    naive = forecasts[list(models).index("naive")]
+    dms = {f.model: series_dm(f, naive, len(block.names)) for f in forecasts}
+    table = forecast_table(block, forecasts)
+    if not _finite(table):
+        check_finite(table.to_pandas(), where)
+    return block_metrics(block.names, forecasts, naive), dms, table
 
 
 def _agreed_steps(blocks: int, world: int) -> int:
@@ -271,7 +286,7 @@ def dm_counts(dms: dict, alpha: float = 0.05) -> dict:
     out = {}
     for model, parts in dms.items():
         better = worse = 0
-        for _, p, diff in parts:
+        for p, diff in parts:
             sig = p < alpha
             better += int((sig & (diff < 0)).sum())
             worse += int((sig & (diff > 0)).sum())
@@ -472,23 +487,21 @@ def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_
     from .report import write_report
 
     name = forecasts_name(fmt)
-    if out is None or os.environ.get("RANK", "0") != "0" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        if out is None:
-            memory = MemorySink()
-            table, board, _, _, _ = evaluate_universe(frames, factories, test_size=test_size, test_start=test_start,
-                                                      sink=memory, progress=progress, log=say)
-            return Evaluation(table, memory.frame(), board)
-        table, board, _, _, _ = evaluate_universe(frames, factories, test_size=test_size, test_start=test_start,
-                                                  sink=_Tee(), progress=progress, log=say)  # rank > 0 writes nothing
+    options = {"test_size": test_size, "test_start": test_start, "progress": progress, "log": say}
+    if out is None:
+        memory = MemorySink()
+        table, board, *_ = evaluate_universe(frames, factories, sink=memory, **options)
+        return Evaluation(table, memory.frame(), board)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0":
+        table, board, *_ = evaluate_universe(frames, factories, sink=_Tee(), **options)  # rank 0 writes
         return Evaluation(table, None, board)
     replaced = out.exists() and any(out.iterdir())
     memory = MemorySink() if keep_forecasts else None
     with atomic_folder(out, flag="--output_dir", legacy=EVALUATE_FILES, lock=True) as tmp:
         sink = _Tee(FileSink(tmp / name, fmt), memory)
         try:
-            table, board, _, models, cutoff = evaluate_universe(frames, factories, test_size=test_size,
-                                                                test_start=test_start, sink=sink, progress=progress,
-                                                                log=say, where=str(out))
+            table, board, _, models, cutoff = evaluate_universe(frames, factories, sink=sink, where=str(out),
+                                                                **options)
         finally:
             sink.close()
         drawn, series, note = drawn_forecasts(frames, models, cutoff, table)

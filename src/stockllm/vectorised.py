@@ -11,7 +11,7 @@ of a series is column t; NaN after its last row), and each model is a closed for
   over the (series × time) matrix, with the same operations in the same order.
 
 Origins are a long array: one entry per (series, origin row), grouped by series. Only models whose class is exactly
-one of these four are taken (a subclass may predict differently); ``supports`` says which.
+one of these four are taken (``supports_class``).
 """
 
 from __future__ import annotations
@@ -34,12 +34,10 @@ def _kinds() -> dict:
     return {NaiveForecaster: _naive, DriftForecaster: _drift, FHSForecaster: _fhs, GARCHForecaster: _garch}
 
 
-def supports(model) -> bool:
-    """True when ``model`` is a naive, drift, fhs or garch model (exactly those classes) with its parameters."""
-    kind = _kinds().get(type(model))
-    if kind is None or not model.has_quantiles:
-        return False
-    return not (kind is _fhs and model.z is None) and not (kind is _garch and model.params is None)
+def supports_class(model) -> bool:
+    """True when ``model`` is a naive, drift, fhs or garch model (exactly those classes: a subclass may predict
+    differently)."""
+    return type(model) in _kinds()
 
 
 @dataclass
