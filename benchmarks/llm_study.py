@@ -201,7 +201,7 @@ def run_one(row: str, args) -> None:
     """Fit and backtest one row beside naive; write its forecasts and record."""
     import dataclasses
 
-    from stockllm.evaluate import evaluate
+    from stockllm.backtest import evaluate
 
     out = Path(args.out)
     frames = load_frames(args.tiny)
@@ -224,8 +224,8 @@ def run_one(row: str, args) -> None:
     fit = {k: v for k, v in model.fit_info.items() if k not in ("history", "series")}
     record = {"row": row, "wall_seconds": wall, "load_start": load0, "load_end": os.getloadavg(),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "trainable_parameters": model.num_trainable_parameters() if hasattr(model, "num_trainable_parameters")
-              else None, "fit": fit, "history": model.fit_info.get("history"),
+              "trainable_parameters": (sum(p.numel() for p in model.model.parameters() if p.requires_grad)
+                                       if getattr(model, "model", None) is not None else None), "fit": fit, "history": model.fit_info.get("history"),
               "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None))
               else None, "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     if hasattr(model, "base_info"):
@@ -254,7 +254,7 @@ def _geomean(v) -> float:
 
 def per_origin_loss(f: pd.DataFrame) -> pd.Series:
     """Per (series, origin): mean pinball over levels and horizons ÷ the series' mean |actual| (scale-free)."""
-    from stockllm.evaluate import quantile_columns
+    from stockllm.backtest import quantile_columns
     from stockllm.quantiles import pinball
 
     q = quantile_columns(f)
@@ -266,7 +266,7 @@ def per_origin_loss(f: pd.DataFrame) -> pd.Series:
 
 def aggregate(out: Path) -> pd.DataFrame | None:
     """results.csv / series.csv / results.md from every finished row."""
-    from stockllm.evaluate import diebold_mariano, metrics
+    from stockllm.backtest import diebold_mariano, metrics
 
     files = sorted((out / "forecasts").glob("*.csv.gz"))
     if not any(p.name == "naive.csv.gz" for p in files):

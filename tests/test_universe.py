@@ -13,7 +13,7 @@ import pytest
 from conftest import make_ohlcv, run_cli, write_csv
 
 from stockllm.config import DataConfig
-from stockllm.evaluate import evaluate, leaderboard
+from stockllm.backtest import evaluate, leaderboard
 from stockllm.metrics import diebold_mariano
 from stockllm.models import model_class
 from stockllm.quantiles import ewma_sigma

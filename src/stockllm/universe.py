@@ -4,7 +4,7 @@ forecasts.csv or forecasts.parquet block by block, and the series sharded over p
 
 ``run_evaluate`` takes this path when every model is naive, drift, fhs or garch with one fit before the cutoff (no
 checkpoint, no ``--refit_every``, no ``--calibrate``); it gives the numbers of the per-series path
-(``evaluate.evaluate``). Peak memory is the data plus one block of forecasts (about ``BLOCK_ROWS`` rows), whatever
+(``backtest.evaluate``). Peak memory is the data plus one block of forecasts (about ``BLOCK_ROWS`` rows), whatever
 the number of series. Under ``accelerate launch`` (one machine or many) each process backtests a contiguous share
 of the series; rank 0 writes the merged outputs.
 """
@@ -43,7 +43,7 @@ def eligible(factories: dict, fitted: dict | None = None, refit_every: int | Non
 
 def fit_models(frames: dict, factories: dict, cutoff: pd.Timestamp, progress: bool, log) -> tuple[dict, dict]:
     """({name: fitted model}, {name: protocol}) with each model fitted once on every series' rows before ``cutoff``."""
-    from .evaluate import before, protocol_name
+    from .backtest import before, protocol_name
     from .vectorised import supports_class
 
     models, protocols = {}, {}
@@ -309,7 +309,7 @@ def evaluate_universe(frames: dict, factories: dict, *, test_size: float = 0.2, 
                       progress: bool = False, log: Callable[[str], None] = print, where: str = ""):
     """``evaluate.evaluate`` for the cheap models through the array path: (metrics, leaderboard, forecasts or
     None). Forecasts are kept (and returned as one frame) only when ``sink`` is None."""
-    from .evaluate import process_rank, resolve_cutoff
+    from .backtest import process_rank, resolve_cutoff
 
     cutoff = resolve_cutoff(frames, test_size, test_start)
     log(f"test cutoff {cutoff:%Y-%m-%d}: models are fitted and validated on earlier dates only; "
@@ -480,7 +480,7 @@ def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_
     import os
 
     from .data import write_csv_atomic
-    from .evaluate import format_leaderboard, format_table, plot_forecasts
+    from .backtest import format_leaderboard, format_table, plot_forecasts
     from .evaluation import EVALUATE_FILES, Evaluation
     from .outputs import atomic_folder
     from .plots import MAX_DRAWN_SERIES
