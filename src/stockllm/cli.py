@@ -435,9 +435,7 @@ def cmd_predict(args, say) -> None:
 def cmd_evaluate(args, say) -> None:
     from .evaluation import run_evaluate
 
-    import dataclasses
-
-    run_evaluate(dataclasses.replace(_options(EvaluateOptions, args), keep_forecasts=False), say)
+    run_evaluate(_options(EvaluateOptions, args), say, keep_forecasts=False)
 
 
 def cmd_download_model(args, say) -> None:

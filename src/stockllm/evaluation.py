@@ -131,10 +131,11 @@ def _checkpoint_start(opts: EvaluateOptions, checkpoint, say):
     return opts.test_start if opts.test_start is not None else until + pd.Timedelta(days=1)
 
 
-def run_evaluate(opts: EvaluateOptions, say=lambda *_: None) -> Evaluation:
+def run_evaluate(opts: EvaluateOptions, say=lambda *_: None, keep_forecasts: bool = True) -> Evaluation:
     """Run ``stockllm evaluate`` with ``opts`` and return an :class:`Evaluation`. ``say`` prints the progress lines
     and tables; with ``opts.output_dir`` None nothing is written, otherwise the output folder is written as one
-    unit (see ``outputs.atomic_folder``)."""
+    unit (see ``outputs.atomic_folder``). ``keep_forecasts`` False: with an output folder, the cheap models'
+    forecasts go only to the file (``stockllm.universe``: flat memory), and the result's forecasts are None."""
     from .backtest import evaluate, leaderboard, trained_until
     from .outputs import folder_target
 
@@ -160,7 +161,7 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None) -> Evaluation:
     if eligible(factories, fitted, opts.refit_every, plan.calibration[0]):  # the cheap models: arrays, streamed
         return run_universe(frames, factories, data, test_size=0.2 if opts.test_size is None else opts.test_size,
                             test_start=test_start, out=out, fmt=opts.format, progress=opts.progress, say=say,
-                            keep_forecasts=opts.keep_forecasts, notes=lambda table: _report_notes(data, frames, table))
+                            keep_forecasts=keep_forecasts, notes=lambda table: _report_notes(data, frames, table))
     table, forecasts = evaluate(frames, factories, test_size=0.2 if opts.test_size is None else opts.test_size,
                                 test_start=test_start, fitted=fitted, refit_every=opts.refit_every,
                                 calibrate=plan.calibration[0], calibration_step=plan.calibration[1],

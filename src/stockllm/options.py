@@ -242,8 +242,7 @@ class EvaluateOptions:
     calibrate, calibration_step: "aci" adds online-recalibrated rows (MODEL+aci) with step γ.
     output_dir: the folder for metrics.csv, leaderboard.csv, forecasts.csv, plot.png, report.html (None: none).
     progress: progress bars and per-epoch lines.
-    format: "csv" (forecasts.csv) or "parquet" (forecasts.parquet). keep_forecasts False: with an output folder,
-    the cheap models' forecasts go only to the file (``stockllm.universe``: flat memory; the result's forecasts None).
+    format: "csv" (forecasts.csv) or "parquet" (forecasts.parquet).
     """
 
     data: DataOptions = field(default_factory=DataOptions)
@@ -258,7 +257,6 @@ class EvaluateOptions:
     output_dir: str | None = None
     progress: bool = True
     format: str = "csv"
-    keep_forecasts: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "models", _tuple(self.models) or None)
