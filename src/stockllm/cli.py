@@ -298,6 +298,9 @@ def _evaluate_command(sub) -> None:
                    help="folder for metrics.csv, forecasts.csv, plot.png and report.html (default %(default)s)")
     p.add_argument("--show", metavar="LIST", help="models report.html's forecast charts draw at first, beside naive "
                    "and the best (default: the --checkpoint's model; the others are one legend click away)")
+    p.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                   help="forecasts.csv, or forecasts.parquet (pyarrow: columnar, several times smaller for a "
+                        "universe of series) (default %(default)s)")
     _calibrate_flags(p, evaluate=True)
     _training_flags(p)
     _common(p)
@@ -438,7 +441,7 @@ def cmd_predict(args, say) -> None:
 def cmd_evaluate(args, say) -> None:
     from .evaluation import run_evaluate
 
-    run_evaluate(_options(EvaluateOptions, args), say)
+    run_evaluate(_options(EvaluateOptions, args), say, keep_forecasts=False)
 
 
 def cmd_download_model(args, say) -> None:

@@ -131,10 +131,11 @@ def _checkpoint_start(opts: EvaluateOptions, checkpoint, say):
     return opts.test_start if opts.test_start is not None else until + pd.Timedelta(days=1)
 
 
-def run_evaluate(opts: EvaluateOptions, say=lambda *_: None) -> Evaluation:
+def run_evaluate(opts: EvaluateOptions, say=lambda *_: None, keep_forecasts: bool = True) -> Evaluation:
     """Run ``stockllm evaluate`` with ``opts`` and return an :class:`Evaluation`. ``say`` prints the progress lines
     and tables; with ``opts.output_dir`` None nothing is written, otherwise the output folder is written as one
-    unit (see ``outputs.atomic_folder``)."""
+    unit (see ``outputs.atomic_folder``). ``keep_forecasts`` False: with an output folder, the cheap models'
+    forecasts go only to the file (``stockllm.universe``: flat memory), and the result's forecasts are None."""
     from .backtest import evaluate, leaderboard, trained_until
     from .outputs import check_not_inputs, folder_target
     from .series import data_files
@@ -159,23 +160,32 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None) -> Evaluation:
     factories = {m: opts.settings.factory(m, data) for m in plan.names}
     shown = _shown(opts, plan.checkpoint, plan.names + ([plan.checkpoint.kind] if plan.checkpoint is not None
                                                         else []), plan.calibration[0])
+    from .universe import eligible, forecasts_name, run_universe
+
+    forecasts_name(opts.format)
+    if eligible(factories, fitted, opts.refit_every, plan.calibration[0]):  # the cheap models: arrays, streamed
+        return run_universe(frames, factories, data, test_size=0.2 if opts.test_size is None else opts.test_size,
+                            test_start=test_start, out=out, fmt=opts.format, progress=opts.progress, say=say,
+                            keep_forecasts=keep_forecasts, notes=lambda table: _report_notes(data, frames, table))
     table, forecasts = evaluate(frames, factories, test_size=0.2 if opts.test_size is None else opts.test_size,
                                 test_start=test_start, fitted=fitted, refit_every=opts.refit_every,
                                 calibrate=plan.calibration[0], calibration_step=plan.calibration[1],
                                 progress=opts.progress, log=say)
     result = Evaluation(table, forecasts, leaderboard(table, forecasts))
     if out is not None and os.environ.get("RANK", "0") == "0":  # every process holds the gathered result; one writes
-        _write(out, result, data, frames, say, shown)
+        _write(out, result, data, frames, say, shown, opts.format)
     return result
 
 
-def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say, shown=()) -> None:
+def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say, shown=(),
+           fmt: str = "csv") -> None:
     """The output folder, written whole into a fresh folder and swapped in, so a reader never sees two runs' files
     mixed, and a failure or a signal leaves the previous set whole."""
     from .backtest import format_leaderboard, format_table, plot_forecasts
     from .data import write_csv_atomic
     from .outputs import atomic_folder, check_finite
     from .report import write_report
+    from .universe import forecasts_name, write_forecasts
 
     table, forecasts, board = result.metrics, result.forecasts, result.leaderboard
     check_finite(forecasts, str(out))
@@ -184,7 +194,7 @@ def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say, s
         plot_forecasts(forecasts, tmp / "plot.png")
         write_report(tmp / "report.html", table, forecasts, leaderboard=board,
                      notes=_report_notes(data, frames, table), show=shown)
-        write_csv_atomic(forecasts, tmp / "forecasts.csv", index=False)
+        write_forecasts(forecasts, tmp, fmt)
         write_csv_atomic(table, tmp / "metrics.csv", index=False)
         write_csv_atomic(board, tmp / "leaderboard.csv", index=False)
     say(format_table(table))
@@ -192,7 +202,7 @@ def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say, s
     say(f"leaderboard over {table['series'].nunique()} series and {table['horizon'].nunique()} horizons "
         "(geometric means; Diebold–Mariano against naive at p < 0.05):")
     say(format_leaderboard(board))
-    say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / 'forecasts.csv'}, {out / 'plot.png'}, "
+    say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / forecasts_name(fmt)}, {out / 'plot.png'}, "
         f"{out / 'report.html'}" + (f" (replacing the previous results in {out})" if replaced else ""))
 
 

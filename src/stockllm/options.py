@@ -243,6 +243,7 @@ class EvaluateOptions:
     output_dir: the folder for metrics.csv, leaderboard.csv, forecasts.csv, plot.png, report.html (None: none).
     show: models report.html's forecast charts draw at first, beside naive and the best (None: the checkpoint's).
     progress: progress bars and per-epoch lines.
+    format: "csv" (forecasts.csv) or "parquet" (forecasts.parquet).
     """
 
     data: DataOptions = field(default_factory=DataOptions)
@@ -257,6 +258,7 @@ class EvaluateOptions:
     output_dir: str | None = None
     show: tuple[str, ...] | None = None
     progress: bool = True
+    format: str = "csv"
 
     def __post_init__(self):
         object.__setattr__(self, "models", _tuple(self.models) or None)

@@ -190,12 +190,14 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def render_report(metrics: pd.DataFrame, forecasts: pd.DataFrame, leaderboard: pd.DataFrame | None = None,
-                  title: str = "stockllm evaluation", notes: Sequence[str] = (), show: Sequence[str] = ()) -> str:
+                  title: str = "stockllm evaluation", notes: Sequence[str] = (), show: Sequence[str] = (),
+                  sections: Sequence[str] = ()) -> str:
     """The report as one HTML document (str), with plotly.js inlined once and every chart's data embedded.
 
     metrics: metrics.csv's table; forecasts: forecasts.csv's rows (one per series, model, origin, horizon);
     leaderboard: leaderboard.csv's table, or None to leave that section out; notes: lines shown under the title;
     show: models the forecast charts draw at first, beside naive and the best model.
+    sections: HTML fragments placed after the leaderboard (a universe's histograms).
     """
     from plotly.offline import get_plotlyjs
 
@@ -208,6 +210,7 @@ def render_report(metrics: pd.DataFrame, forecasts: pd.DataFrame, leaderboard: p
         parts += ["<h2>Leaderboard</h2>",
                   f'<div class="scroll">{_table(leaderboard.drop(columns="protocol", errors="ignore"))}</div>',
                   '<p class="note">How each model was scored:</p>', _protocols(leaderboard)]
+    parts += list(sections)
     shown = default_models(forecasts, leaderboard, show)
     parts.append("<h2>Forecasts on the test part</h2>")
     parts.append('<p class="note">Actual closes against the forecasts (the median) and their 80% bands: '
@@ -251,8 +254,9 @@ def render_report(metrics: pd.DataFrame, forecasts: pd.DataFrame, leaderboard: p
 
 def write_report(path: str | Path, metrics: pd.DataFrame, forecasts: pd.DataFrame,
                  leaderboard: pd.DataFrame | None = None, title: str = "stockllm evaluation",
-                 notes: Sequence[str] = (), show: Sequence[str] = ()) -> Path:
+                 notes: Sequence[str] = (), show: Sequence[str] = (),
+                 sections: Sequence[str] = ()) -> Path:
     """Write :func:`render_report`'s page to ``path`` atomically (temporary file, then rename) and return it."""
     path = Path(path)
-    write_text_atomic(render_report(metrics, forecasts, leaderboard, title, notes, show), path)
+    write_text_atomic(render_report(metrics, forecasts, leaderboard, title, notes, show, sections), path)
     return path

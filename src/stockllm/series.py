@@ -18,6 +18,7 @@ import pandas as pd
 
 from .data import _checked, _parse_csv, _read_text, _sniff_separator, resolve_data_path
 from .errors import DataError
+from .fastload import read_clean
 
 ID_COLUMNS = ("ticker", "unique_id", "item_id", "series", "symbol")  # ours, Nixtla's, Chronos's, and common names
 
@@ -94,6 +95,10 @@ def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "", colu
     source = str(path)
     text = _read_text(resolve_data_path(path), source)
     position = id_column(_header(text))
+    fast = read_clean(text, source, by_id=position is not None, min_rows=min_rows, min_rows_reason=min_rows_reason,
+                      columns=columns, decimal=decimal)  # a clean file in one C parse; None: read it carefully
+    if fast is not None:
+        return fast if position is not None else {Path(source).stem: fast[""]}
     raw, rows = _parse_csv(text, source, columns)
     close_only = raw.attrs.get("close_only", False)
     if position is None:
