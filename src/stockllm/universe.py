@@ -481,7 +481,7 @@ def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_
 
     from .data import write_csv_atomic
     from .backtest import format_leaderboard, format_table, plot_forecasts
-    from .evaluation import EVALUATE_FILES, Evaluation
+    from .evaluation import Evaluation
     from .outputs import atomic_folder
     from .plots import MAX_DRAWN_SERIES
     from .report import write_report
@@ -497,7 +497,7 @@ def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_
         return Evaluation(table, None, board)
     replaced = out.exists() and any(out.iterdir())
     memory = MemorySink() if keep_forecasts else None
-    with atomic_folder(out, flag="--output_dir", legacy=EVALUATE_FILES, lock=True) as tmp:
+    with atomic_folder(out, flag="--output_dir", lock=True) as tmp:
         sink = _Tee(FileSink(tmp / name, fmt), memory)
         try:
             table, board, _, models, cutoff = evaluate_universe(frames, factories, sink=sink, where=str(out),
