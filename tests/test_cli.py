@@ -195,7 +195,7 @@ def test_evaluate_writes_metrics_forecasts_and_plot(files, capsys, tmp_path):
                                                           "plot.png", "report.html"]
     board = pd.read_csv(out_dir / "leaderboard.csv")
     assert list(board.columns) == ["model", "protocol", "series", "mae_vs_naive", "wql_vs_naive", "coverage_80",
-                                   "mean_rank", "pairs", "wql_dm_better", "wql_dm_worse", "dm_better", "dm_worse"]
+                                   "crps", "kupiec_p", "christoffersen_p", "mean_rank", "pairs", "wql_dm_better", "wql_dm_worse", "dm_better", "dm_worse"]
     assert set(board["model"]) == {"naive", "drift", "mlp"} and (board["series"] == 2).all()
     assert "leaderboard over 2 series and 3 horizons" in out
     table = pd.read_csv(out_dir / "metrics.csv")

@@ -398,9 +398,8 @@ def test_mlp_progress_in_a_log_is_a_few_lines_not_one_per_step(mlp_flags, tmp_pa
     assert main([*flags, "--epochs", "3", "--save_dir", str(tmp_path / "ck")]) == 0  # 60 steps
     out, err = capsys.readouterr()
     assert 1 <= sum(line.startswith("mlp:") for line in err.splitlines()) <= 4, err
-    assert [line.split(":")[0] for line in out.splitlines() if "(epoch" in line] == ["step 20 (epoch 1)",
-                                                                                      "step 40 (epoch 2)",
-                                                                                      "step 60 (epoch 3)"]
+    steps = [line.removeprefix("mlp: ").split(":")[0] for line in out.splitlines() if "(epoch" in line]
+    assert steps == ["step 20 (epoch 1)", "step 40 (epoch 2)", "step 60 (epoch 3)"]
 
 
 @pytest.mark.slow
