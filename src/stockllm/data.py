@@ -108,12 +108,6 @@ def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "", columns: d
     """
     source = str(path)
     text = _read_text(resolve_data_path(path), source)
-    from .fastload import read_clean
-
-    fast = read_clean(text, source, by_id=False, min_rows=min_rows, min_rows_reason=min_rows_reason,
-                      columns=columns, decimal=decimal)  # a clean file in one C parse; None: read it carefully
-    if fast is not None:
-        return fast[""]
     raw, rows = _parse_csv(text, source, columns or {})
     frame = _checked(raw, source, rows, min_rows, min_rows_reason, decimal)
     frame.attrs["close_only"] = raw.attrs.get("close_only", False)

@@ -22,12 +22,13 @@ from .data import (MAX_PRICE, MAX_VOLUME, OHLCV_COLUMNS, _check_length, _column_
                    _split_note)
 
 
-def read_clean(text: str, source: str, *, by_id: bool, min_rows: int = 1, min_rows_reason: str = "",
+def read_clean(text: str, source: str, *, id_position: int | None, min_rows: int = 1, min_rows_reason: str = "",
                columns: dict | None = None, decimal: str = ".") -> dict[str, pd.DataFrame] | None:
     """{series name: checked OHLCV frame} of a clean file, or None when the careful path must read it.
 
-    by_id: split a long file by its ticker / unique_id / item_id / series / symbol column (series named by id);
-    otherwise the file is one series, named "" (the caller names it). Frames equal the careful path's.
+    id_position: the header position of a long file's ticker / unique_id / item_id / series / symbol column
+    (``series.id_column``; series named by id); None: the file is one series, named "" (the caller names it).
+    Frames equal the careful path's.
     """
     if columns or decimal != ".":
         return None
@@ -42,17 +43,11 @@ def read_clean(text: str, source: str, *, by_id: bool, min_rows: int = 1, min_ro
         return None
     if min(positions) < 0:  # close-only files: the careful path fills the bar
         return None
-    id_pos = _id_position(header) if by_id else None
+    id_pos = id_position
     cells = _parse(text, separator, len(header), positions, id_pos)
     if cells is None:
         return None
     return _split(cells, source, id_pos is not None, min_rows, min_rows_reason)
-
-
-def _id_position(header: list[str]) -> int | None:
-    from .series import id_column
-
-    return id_column(header)
 
 
 def _parse(text: str, separator: str, width: int, positions: list[int], id_pos: int | None) -> dict | None:

@@ -116,6 +116,7 @@ def _model_metrics(f, names, horizons, group, naive_loss, naive_err, tercile) ->
         }
         loss = pinball(f.actual, f.quantiles, f.levels)
         table["wql"] = _wql(group, loss, f.actual, size)
+        table["crps"] = 2 * _mean(group, loss.mean(axis=1), size)  # metrics.crps_from_quantiles per group
         naive_wql = _wql(group, naive_loss, f.actual, size)
         table["wql_vs_naive"] = np.where(naive_wql > 0, table["wql"] / naive_wql, np.nan)
         table.update(_coverage(f, group, tercile, size))
@@ -145,9 +146,27 @@ def _coverage(f, group: np.ndarray, tercile: np.ndarray, size: int) -> dict:
             out["width_80"] = _mean(group, (high - low) / f.last_close, size)
             for k, name in enumerate(("lowvol", "midvol", "highvol")):
                 out[f"coverage_80_{name}"] = _mean(group, np.where(tercile == k, inside, np.nan), size)
-    for key in ("coverage_80", "width_80", "coverage_80_lowvol", "coverage_80_midvol", "coverage_80_highvol"):
+            out.update(_coverage_tests(f, group, inside, size))
+    for key in ("coverage_80", "width_80", "kupiec_p", "christoffersen_p", "coverage_80_lowvol",
+                "coverage_80_midvol", "coverage_80_highvol"):
         out.setdefault(key, np.full(size, np.nan))
     return out
+
+
+def _coverage_tests(f, group: np.ndarray, inside: np.ndarray, size: int) -> dict:
+    """kupiec_p and christoffersen_p of the 80% interval per group (``metrics.coverage_tests`` on each group's
+    outcomes in origin order): a loop over groups, each a few array operations."""
+    from .metrics import coverage_tests
+
+    kupiec, christoffersen = np.full(size, np.nan), np.full(size, np.nan)
+    order = np.lexsort((f.row, group))
+    sorted_group = group[order]
+    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+    for a, b in zip(starts, [*starts[1:], len(order)]):
+        g = sorted_group[a]
+        tests = coverage_tests(inside[order[a:b]], int(f.horizon[order[a]]))
+        kupiec[g], christoffersen[g] = tests["kupiec_p"], tests["christoffersen_p"]
+    return {"kupiec_p": kupiec, "christoffersen_p": christoffersen}
 
 
 def series_dm(f, naive, n_series: int) -> tuple[np.ndarray, np.ndarray]:

@@ -95,7 +95,7 @@ def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "", colu
     source = str(path)
     text = _read_text(resolve_data_path(path), source)
     position = id_column(_header(text))
-    fast = read_clean(text, source, by_id=position is not None, min_rows=min_rows, min_rows_reason=min_rows_reason,
+    fast = read_clean(text, source, id_position=position, min_rows=min_rows, min_rows_reason=min_rows_reason,
                       columns=columns, decimal=decimal)  # a clean file in one C parse; None: read it carefully
     if fast is not None:
         return fast if position is not None else {Path(source).stem: fast[""]}

@@ -471,17 +471,17 @@ def universe_notes(frames: dict, data) -> list[str]:
 def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_start, out: Path | None,
                  fmt: str = "csv", progress: bool = False, say=print, keep_forecasts: bool = True,
                  notes: Callable | None = None):
-    """``run_evaluate``'s backtest, scores and output folder through the array path; returns its Evaluation.
+    """``run_evaluate``'s backtest, scores and output folder through the array path: (metrics, forecasts or None,
+    leaderboard). An existing output folder is replaced only when its manifest lists everything in it.
 
     With ``out`` the forecasts stream into out/forecasts.csv (or .parquet) block by block inside the folder's
-    temporary copy, so memory stays flat; ``keep_forecasts`` also keeps them for the returned Evaluation.
+    temporary copy, so memory stays flat; ``keep_forecasts`` also keeps them in memory and returns them.
     ``notes(table)``: report.html's lines for a few series (a universe gets counts instead).
     """
     import os
 
     from .data import write_csv_atomic
     from .backtest import format_leaderboard, format_table, plot_forecasts
-    from .evaluation import Evaluation
     from .outputs import atomic_folder
     from .plots import MAX_DRAWN_SERIES
     from .report import write_report
@@ -491,10 +491,10 @@ def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_
     if out is None:
         memory = MemorySink()
         table, board, *_ = evaluate_universe(frames, factories, sink=memory, **options)
-        return Evaluation(table, memory.frame(), board)
+        return table, memory.frame(), board
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and os.environ.get("RANK", "0") != "0":
         table, board, *_ = evaluate_universe(frames, factories, sink=_Tee(), **options)  # rank 0 writes
-        return Evaluation(table, None, board)
+        return table, None, board
     replaced = out.exists() and any(out.iterdir())
     memory = MemorySink() if keep_forecasts else None
     with atomic_folder(out, flag="--output_dir", lock=True) as tmp:
@@ -527,4 +527,4 @@ def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_
     say(format_leaderboard(board))
     say(f"wrote {out / 'metrics.csv'}, {out / 'leaderboard.csv'}, {out / name}, {out / 'plot.png'}, "
         f"{out / 'report.html'}" + (f" (replacing the previous results in {out})" if replaced else ""))
-    return Evaluation(table, memory.frame() if memory is not None else None, board)
+    return table, memory.frame() if memory is not None else None, board
