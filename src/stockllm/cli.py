@@ -28,7 +28,7 @@ TRAINABLE = tuple(n for n, s in REGISTRY.items() if s.needs_fit and s.extra is N
 UNFITTED = tuple(n for n, s in REGISTRY.items() if not s.needs_fit and s.extra is None)
 from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
                        _csv_options, _data_config, _data_given, _factory, _given, _levels, _load_frames,
-                       _model_config, _refuse, _with_members)
+                       _model_config, _price_limits, _refuse, _with_members)
 
 EXIT_ERROR = 1
 
@@ -128,6 +128,7 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
     _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
     p.add_argument("--output", default="predictions.csv", metavar="FILE", help="CSV to write (default %(default)s)")
     _calendar_flag(p)
+    _limit_flags(p)
     p.add_argument("--plot", metavar="FILE", help="also draw a PNG: the last 60 closes and the forecast fan (median "
                    "and central intervals)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
@@ -145,6 +146,14 @@ def _calibrate_flags(parser: argparse.ArgumentParser, evaluate: bool = False) ->
                         "on σ-standardised scores, causal (default none)")
     parser.add_argument("--calibration_step", type=float, help="--calibrate aci: the step γ of each level's offset, "
                         f"in units of σ·√h (default {CalibrationConfig.gamma})")
+
+
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--price_limits", choices=("auto", "off"), help="auto (default): clip the forecast closes "
+                        "of A-shares (600000.SS, 600000.SH, sh.600000, 600000) to their board's daily limit, "
+                        "compounded (main ±10%%, ChiNext/STAR ±20%%, Beijing ±30%%); off: never clip")
+    parser.add_argument("--price_limit", type=float, metavar="X", help="clip every series to this daily limit "
+                        "instead (0.05 for an ST name's ±5%%)")
 
 
 def _features_flag(parser: argparse.ArgumentParser) -> None:
@@ -297,6 +306,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
                    help="folder for metrics.csv, forecasts.csv, plot.png and report.html (default %(default)s)")
     _calibrate_flags(p, evaluate=True)
+    _limit_flags(p)
     _training_flags(p)
     _common(p)
 
@@ -550,6 +560,7 @@ def cmd_predict(args, say) -> None:
     checkpoint, base_override = args.checkpoint, None
     levels = _levels(args)  # checked before any model loads
     calibration = _calibration(args)
+    limits = _price_limits(args)
     tickers = _tickers(args.ticker) if getattr(args, "ticker", None) else None
     if getattr(args, "period", None) and not tickers:
         raise StockLLMError("--period applies to --ticker downloads only; --data files are used as they are: drop it")
@@ -626,6 +637,9 @@ def cmd_predict(args, say) -> None:
         from .calibration import calibrated
 
         model = calibrated(model, *calibration)
+    from .limits import price_limited
+
+    model = price_limited(model, limits)
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)
@@ -636,13 +650,14 @@ def cmd_predict(args, say) -> None:
     intervals = central_intervals(levels)
     pct, lo, hi = next((i for i in intervals if i[0] == 80), intervals[0] if intervals else (None, None, None))
     for series, g in result.groupby("series", sort=False):
-        say(f"{series}: last close {g['last_close'].iloc[0]:.2f} on {g['last_date'].iloc[0]}"
+        say(f"{series}: last close {g['last_close'].iloc[0]:.2f} on {g['last_date'].iloc[0]}; model {model.kind}"
             + (f"; median close and {pct}% interval" if pct else "; median close"))
         for _, row in g.iterrows():
             band = f"  {pct}% [{row[column(lo)]:.2f}, {row[column(hi)]:.2f}]" if pct else ""
-            say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}")
+            mark = "  (price limit)" if row["limited"] else ""
+            say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}{mark}")
     cols = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date"]
-    cols += [column(level) for level in levels]
+    cols += [column(level) for level in levels] + ["limited"]
     from .outputs import check_finite
 
     check_finite(result, args.output)

@@ -15,6 +15,7 @@ from .models.base import Forecaster
 from .plots import plot_forecasts  # noqa: F401 - evaluate's picture, re-exported for callers of this module
 from .metrics import (  # noqa: F401 - the scores, re-exported for callers of this module
     diebold_mariano, format_leaderboard, format_table, leaderboard, metrics, quantile_columns, weighted_quantile_loss)
+from .limits import describe as describe_limits, limited, price_limited
 from .quantiles import column, ewma_sigma
 
 
@@ -66,8 +67,9 @@ def backtest(model: Forecaster, name: str, series: str, frame: pd.DataFrame, ori
     """Forecast every origin at once; one row per origin and horizon (tidy).
 
     Columns: series, model, origin, horizon, target_date, last_close, actual, predicted (the median close), sigma
-    (the causal EWMA daily volatility at the origin, which sorts origins into volatility terciles) and one
-    price-scale quantile column per level (``q0.1``, ...; NaN for a model without quantiles).
+    (the causal EWMA daily volatility at the origin, which sorts origins into volatility terciles), one
+    price-scale quantile column per level (``q0.1``, ...; NaN for a model without quantiles) and limited (True where
+    a daily price limit clipped the quantiles).
     """
     close = frame["Close"].to_numpy(dtype=np.float64)
     point, q = model.predict_distribution(frame, origins)
@@ -89,6 +91,7 @@ def backtest(model: Forecaster, name: str, series: str, frame: pd.DataFrame, ori
     })
     for j, level in enumerate(model.quantiles):
         table[column(level)] = q_prices[:, :, j].ravel()
+    table["limited"] = limited(q, model.price_limit(frame)).ravel()
     return table
 
 
@@ -129,6 +132,7 @@ def evaluate(
     refit_every: int | None = None,
     calibrate: str | None = None,
     calibration_step: float | None = None,
+    price_limits: str | float = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Backtest every model on every origin on or after one cutoff date shared by all series.
 
@@ -146,6 +150,9 @@ def evaluate(
 
     ``calibrate`` "aci" adds, beside every model with quantiles, its online-recalibrated variant ``<name>+aci``
     (``stockllm.calibration``; the same fitted model, no extra fit); ``calibration_step`` is its γ.
+
+    ``price_limits`` ("auto", "off" or a fraction; ``stockllm.limits``): every model's forecasts are clipped to the
+    series' daily price limit before they are scored, as ``predict`` clips them, and the protocol says so.
     """
     from .calibration import calibrated
 
@@ -209,6 +216,7 @@ def evaluate(
                     if hasattr(model, "describe"):  # the ensemble: its row names its weights
                         protocols[model_name] += f"; weights {model.describe()}"
             variant = calibrated(model, calibrate, calibration_step) if calibrate and model.has_quantiles else None
+            scored = price_limited(model, price_limits)  # the limit is part of the forecast: scored as predict gives it
             for i, (series, frame) in enumerate(frames.items()):
                 origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
                 if len(origins) == 0:
@@ -218,9 +226,10 @@ def evaluate(
                 order = len(protocols), 0, k, i
                 shard = np.array_split(origins, world)[rank]
                 if len(shard):
-                    pieces.append((order, rank, backtest(model, model_name, series, frame, shard)))
+                    pieces.append((order, rank, backtest(scored, model_name, series, frame, shard)))
                     if variant is not None:
-                        pieces.append(((order[0], 1, k, i), rank, backtest(variant, f"{model_name}+{calibrate}", series,
+                        pieces.append(((order[0], 1, k, i), rank, backtest(price_limited(variant, price_limits),
+                                                                           f"{model_name}+{calibrate}", series,
                                                                   frame, shard)))
         if variant is not None:
             protocols[f"{model_name}+{calibrate}"] = (f"{protocols[model_name]}; online recalibration "
@@ -240,5 +249,6 @@ def evaluate(
             log(f"note: {series} has no test origin on or after {cutoff:%Y-%m-%d} with its targets inside the data "
                 "(its dates end too early): it is not scored")
     table = metrics(forecasts)
-    table.insert(2, "protocol", table["model"].map(protocols))
+    clipped = describe_limits(frames, price_limits)
+    table.insert(2, "protocol", table["model"].map(protocols) + (f"; {clipped}" if clipped else ""))
     return table, forecasts

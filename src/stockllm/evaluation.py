@@ -16,7 +16,7 @@ from .config import ChronosConfig, DataConfig, flag_names
 from .errors import StockLLMError
 from .models import MODEL_NAMES
 from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
-                       _data_config, _factory, _levels, _load_frames, _with_members)
+                       _data_config, _factory, _levels, _load_frames, _price_limits, _with_members)
 
 
 @dataclasses.dataclass
@@ -102,6 +102,7 @@ def run_evaluate(args, say=lambda *_: None):
     from .report import write_report
 
     calibration = _calibration(args)
+    limits = _price_limits(args)
     names, data, checkpoint = _evaluate_plan(args, say)
     _check_features(data, _with_members(names + ([checkpoint.kind] if checkpoint is not None else []), args),
                     args.prompt_format)
@@ -145,7 +146,7 @@ def run_evaluate(args, say=lambda *_: None):
     table, forecasts = evaluate(frames, factories, test_size=0.2 if args.test_size is None else args.test_size,
                                 test_start=test_start, fitted=fitted, refit_every=args.refit_every,
                                 calibrate=calibration[0], calibration_step=calibration[1],
-                                progress=not args.quiet, log=say)
+                                price_limits=limits, progress=not args.quiet, log=say)
     board = leaderboard(table, forecasts)
     result = Evaluation(table, forecasts, board)
     if out is None or os.environ.get("RANK", "0") != "0":  # every process holds the gathered result; one writes

@@ -30,6 +30,13 @@ def _calibration(args) -> tuple[str | None, float | None]:
     return (None if method == "none" else method), step
 
 
+def _price_limits(args) -> str | float:
+    """(--price_limits, --price_limit) as one checked setting: "auto", "off" or a daily limit for every series."""
+    from .limits import check_limits
+
+    return check_limits(getattr(args, "price_limits", None), getattr(args, "price_limit", None))
+
+
 def _given(args: argparse.Namespace, cls) -> dict:
     """The settings of config ``cls`` (nested loop settings included, by their flat names) that the user set, each
     read from its flag (``config.flag_names``)."""

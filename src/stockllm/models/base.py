@@ -85,6 +85,10 @@ class Forecaster(ABC):
         close = frame["Close"].to_numpy(dtype=np.float64)
         return to_prices(close[np.asarray(origins)], self.predict_returns(frame, origins))
 
+    def price_limit(self, frame: pd.DataFrame) -> float | None:
+        """The daily price limit its forecasts for ``frame`` respect (None: none; see ``stockllm.limits``)."""
+        return None
+
     def check_levels(self, levels) -> None:
         """Refuse quantile levels this model cannot give (a trained head knows only the levels it learnt)."""
         missing = missing_levels(self.quantiles, levels)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..calendars import calendar_for, check_calendar, next_sessions
 from ..errors import StockLLMError
+from ..limits import limited
 from ..quantiles import check_quantiles, column, missing_levels, select
 from ..series import id_column
 
@@ -72,7 +73,7 @@ def _id_column(names) -> str | None:
 def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[float],
                    calendar: str | None) -> pd.DataFrame:
     """One series' forecast after its last row: ticker, date, horizon, predicted_close, q..., last_close,
-    last_date, model (dates as Timestamps: the sessions of ``calendar``, or of the ticker's exchange if None).
+    last_date, model, limited (True where a daily price limit clipped the quantiles; dates as Timestamps: the sessions of ``calendar``, or of the ticker's exchange if None).
     ``levels`` must be some of ``model.quantiles``; the frame must hold ``min_history(model)`` rows."""
     rows, why = min_history(model)
     if len(frame) < rows:
@@ -89,6 +90,7 @@ def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[flo
     table["last_close"] = last_close
     table["last_date"] = frame.index[-1]
     table["model"] = model.kind
+    table["limited"] = limited(q, model.price_limit(frame))[0]  # a price limit cut some of the distribution
     return table
 
 
