@@ -63,6 +63,9 @@ def _csv_flags(parser: argparse.ArgumentParser) -> None:
                              "ones)")
     parser.add_argument("--decimal", metavar="CHAR", help="decimal mark in the data files: . (default) or , "
                         "(then . is read as a thousands separator: 1.234,56)")
+    parser.add_argument("--date_format", metavar="FMT", help="how the files write dates, as strptime codes: "
+                        "%%d.%%m.%%Y for 20.10.2017 (default: YYYY-MM-DD or M/D/YYYY; D/M/YYYY is taken, "
+                        "with a warning, where some day is above 12)")
 
 
 def _window_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -273,7 +276,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="forecast the next closes after the last row of a CSV",
                        description="Forecast the next H trading sessions after the last row of each file and write "
                                    "predictions.csv (date,horizon,predicted_close,last_close,model,series,last_date,"
-                                   "q0.1,...).")
+                                   "limited,q0.1,...).")
     _predict_flags(p, tickers=False)
     p = sub.add_parser("forecast", help="download the latest history of tickers and forecast their next sessions",
                        description="Download each ticker's latest daily history from Yahoo Finance (or read --data), "
@@ -319,6 +322,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger", required=True, metavar="FILE", help="the ledger CSV that forecast --ledger wrote")
     p.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) of the actual closes, named after "
                    "the ledger's tickers (AAPL.csv); default: download them through --source")
+    _csv_flags(p)
     p.add_argument("--source", choices=("yahoo", "akshare", "baostock"),
                    help="where to download the actual closes (default: the source each ticker's forecasts used)")
     p.add_argument("--adjust", choices=("none", "split", "full"), help="price adjustment of the downloaded closes "
@@ -342,6 +346,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _source_flags(p)
     p.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) served by name (AAPL.csv answers "
                    "ticker AAPL) without any download")
+    _csv_flags(p)
     p.add_argument("--watch", metavar="TICKERS", help="tickers of the watchlist page GET / (default: the --data "
                    "series)")
     _calendar_flag(p)
@@ -656,8 +661,8 @@ def cmd_predict(args, say) -> None:
             band = f"  {pct}% [{row[column(lo)]:.2f}, {row[column(hi)]:.2f}]" if pct else ""
             mark = "  (price limit)" if row["limited"] else ""
             say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}{mark}")
-    cols = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date"]
-    cols += [column(level) for level in levels] + ["limited"]
+    cols = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date", "limited"]
+    cols += [column(level) for level in levels]
     from .outputs import check_finite
 
     check_finite(result, args.output)
@@ -705,7 +710,7 @@ def cmd_score(args, say) -> None:
                             f"{args.ledger} first")
     tickers = list(dict.fromkeys(ledger["ticker"]))
     if args.data:
-        frames = _load_frames(args.data, 1, "")
+        frames = _load_frames(args.data, 1, "", args)
         lower = {name.lower(): name for name in frames}
         frames = {t: frames[lower[t.lower()]] for t in tickers if t.lower() in lower}
     else:
@@ -780,7 +785,7 @@ def cmd_serve(args, say) -> None:
     data = _data_config(args) if args.model else None
     overrides = {"device": args.device} if args.device else {}
     models = load_models(args.checkpoint, args.model, data, overrides)
-    files = _load_frames(args.data, 1, "") if args.data else {}
+    files = _load_frames(args.data, 1, "", args) if args.data else {}
 
     def fetch(ticker, period):
         return download(ticker, source, adjust=adjust, period=period)
@@ -873,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     old_progress, progress.enabled = progress.enabled, not getattr(args, "quiet", False)
     old_term = _raise_on_sigterm()
     try:
-        if args.command in ("train", "predict", "forecast", "evaluate", "serve"):
+        if args.command in ("train", "predict", "forecast", "evaluate", "serve", "score"):
             _csv_options(args)  # a bad --columns or --decimal answers before anything loads
             _quiet_libraries()
         COMMANDS[args.command](args, say)

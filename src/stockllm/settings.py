@@ -152,14 +152,15 @@ def _check_features(data: DataConfig, models: list[str], prompt_format: str | No
 
 
 def _csv_options(args) -> dict:
-    """--columns and --decimal, parsed and checked (before any data or model is loaded)."""
-    from .data import check_decimal, parse_columns
+    """--columns, --decimal and --date_format, parsed and checked (before any data or model is loaded)."""
+    from .data import check_date_format, check_decimal, parse_columns
 
     options = {"columns": parse_columns(getattr(args, "columns", None)),
-               "decimal": check_decimal(getattr(args, "decimal", None))}
-    if (options["columns"] or options["decimal"] != ".") and getattr(args, "ticker", None):
-        raise StockLLMError("--columns and --decimal describe --data files; --ticker downloads need neither: drop "
-                            "them")
+               "decimal": check_decimal(getattr(args, "decimal", None)),
+               "date_format": check_date_format(getattr(args, "date_format", None))}
+    if (options["columns"] or options["decimal"] != "." or options["date_format"]) and getattr(args, "ticker", None):
+        raise StockLLMError("--columns, --decimal and --date_format describe --data files; --ticker downloads need "
+                            "none of them: drop them")
     return options
 
 
@@ -178,7 +179,7 @@ def _check_close_only(frames: dict, models) -> None:
 
 def _load_frames(paths: list[str], min_rows: int, reason: str, args=None) -> dict:
     """--data values (files, folders, globs, long files with a ticker column) → {series name: frame}; ``args``
-    brings --columns and --decimal."""
+    brings --columns, --decimal and --date_format."""
     from .series import load_series
 
     options = _csv_options(args) if args is not None else {}
