@@ -326,7 +326,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=("yahoo", "akshare", "baostock"),
                    help="where to download the actual closes (default: the source each ticker's forecasts used)")
     p.add_argument("--adjust", choices=("none", "split", "full"), help="price adjustment of the downloaded closes "
-                   "(default none: the close as quoted on the target date, which later dividends do not change)")
+                   "(default: the one each ticker's forecasts recorded, so like is scored with like; none for "
+                   "ledgers that record none)")
     p.add_argument("--output", metavar="FILE", help="also write the metrics as CSV")
     _common(p)
 
@@ -677,7 +678,7 @@ def cmd_predict(args, say) -> None:
 
         n = append_forecasts(args.ledger, result.rename(columns={"series": "ticker"}),
                              checkpoint=checkpoint_id(checkpoint) if not args.model else "",
-                             source=source if tickers else "data")
+                             source=source if tickers else "data", adjust=args.adjust if tickers else "")
         say(f"appended {n} rows to the ledger {args.ledger}")
 
 
@@ -698,7 +699,7 @@ def cmd_download_model(args, say) -> None:
 def cmd_score(args, say) -> None:
     from .data import write_csv_atomic
     from .metrics import format_table
-    from .ledger import read_ledger, score
+    from .ledger import adjustments, read_ledger, score
 
     if args.data:
         _refuse(args, ("source", "adjust"), "applies to downloaded closes; --data files are used as they are: drop it")
@@ -709,6 +710,7 @@ def cmd_score(args, say) -> None:
         raise StockLLMError(f"no complete forecasts in the ledger {args.ledger}: run stockllm forecast --ledger "
                             f"{args.ledger} first")
     tickers = list(dict.fromkeys(ledger["ticker"]))
+    used = adjustments(ledger)  # refuses a ticker forecast with two adjustments
     if args.data:
         frames = _load_frames(args.data, 1, "", args)
         lower = {name.lower(): name for name in frames}
@@ -721,9 +723,12 @@ def cmd_score(args, say) -> None:
         start = (ledger["last_date"].min() - pd.Timedelta(days=200)).strftime("%Y-%m-%d")
         frames = {}
         for ticker in tickers:
-            used = ledger.loc[ledger["ticker"] == ticker, "source"].iloc[-1]
-            source = args.source or (used if used in SOURCES else "yahoo")
-            adjust = check_adjust(source, args.adjust or "none")
+            origin = ledger.loc[ledger["ticker"] == ticker, "source"].iloc[-1]
+            source = args.source or (origin if origin in SOURCES else "yahoo")
+            if args.adjust and used[ticker] and args.adjust != used[ticker]:
+                raise StockLLMError(f"--adjust {args.adjust} differs from --adjust {used[ticker]}, which the "
+                                    f"ledger's forecasts of {ticker} used: drop --adjust to score like with like")
+            adjust = check_adjust(source, args.adjust or used[ticker] or "none")
             say(f"downloading {ticker} from {source} (since {start}, adjust {adjust})")
             frames[ticker] = download(ticker, source, adjust=adjust, period=None, start=start)
     table, forecasts, counts = score(ledger, frames)
@@ -732,7 +737,9 @@ def cmd_score(args, say) -> None:
         + (f"; {counts['no_data']} of tickers without data ({', '.join(t for t in tickers if t not in frames)}: "
            "pass their files to --data, named after them)" if counts["no_data"] else "")
         + (f"; {counts['duplicates']} repeated forecasts (same model, ticker, last date and horizon: the latest "
-           "run kept)" if counts["duplicates"] else ""))
+           "run kept)" if counts["duplicates"] else "")
+        + (f"; {counts['rebased']} forecasts of adjusted closes rebased to the data's adjustment (a dividend or "
+           "split since)" if counts.get("rebased") else ""))
     if table.empty:
         say("nothing to score yet: no forecast's target date has a close in the data")
         return
