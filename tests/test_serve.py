@@ -263,6 +263,70 @@ def test_watchlist_page_shows_a_failing_ticker_as_a_line(served):
     assert 'id="chart-0"' in text and "too few rows" in text
 
 
+def test_watchlist_page_has_the_form_and_a_table_per_ticker(served):
+    client, _ = client_for(served, watch=["AAA", "BBB"])
+    text = client.get("/", params={"tickers": "AAA,BBB", "model": "mlp", "levels": "0.1,0.5,0.9"}).text
+    assert '<form id="watch" method="get" action="/">' in text and 'name="tickers"' in text
+    assert 'name="levels"' in text and '<option value="mlp" selected>' in text
+    assert 'id="table-0"' in text and 'id="table-1"' in text and "80% band" in text and "model mlp" in text
+    assert re.search(r"<td>[+-]\d+\.\d\d%</td>", text)  # change in %
+    assert 'id="scores"' not in text  # no ledger, no live-score panel
+    assert client.get("/", params={"levels": "0.1,x"}).status_code == 422
+    assert client.get("/", params={"levels": "0.05,0.5,0.95", "model": "mlp"}).status_code == 422
+
+
+def test_scores_from_the_ledger(served, tmp_path):
+    ledger = tmp_path / "ledger.csv"
+    client, _ = client_for(served, ledger=ledger)
+    assert client.get("/scores").json() == {"scored": 0, "pending": 0, "since": None, "scores": []}
+    for n in (100, 105, 110):  # forecasts made on earlier days, now scorable against the source's closes
+        rows = {t: as_rows(bars(t).iloc[:n]) for t in ("AAA", "BBB")}
+        for model in ("mlp", "naive"):
+            assert client.post("/forecast", json={"rows": rows, "model": model}).status_code == 200
+    client.post("/forecast", json={"tickers": ["AAA"], "model": "mlp"})  # ahead of the data: pending
+    answer = client.get("/scores").json()
+    assert answer["scored"] == 36 and answer["pending"] == 3
+    mlp = {s["horizon"]: s for s in answer["scores"] if s["model"].startswith("mlp@")}
+    assert sorted(mlp) == [1, 2, 3] and mlp[1]["forecasts"] == 6 and 0 <= mlp[1]["coverage_80"] <= 1
+    assert mlp[1]["mae_vs_naive"] > 0 and mlp[1]["wql_vs_naive"] > 0
+    assert mlp[1]["since"] == f"{bars('AAA').index[99]:%Y-%m-%d}" == answer["since"]
+    naive = [s for s in answer["scores"] if s["model"].startswith("naive")]  # one per level set
+    assert naive and all(s["mae_vs_naive"] == 1.0 and s["wql_vs_naive"] == 1.0 for s in naive)
+    assert 'id="scores"' in client.get("/").text
+    client_without, _ = client_for(served)
+    assert client_without.get("/scores").status_code == 404 and "--ledger" in detail(client_without.get("/scores"))
+
+
+def test_close_only_rows_for_models_that_read_closes(served):
+    client, _ = client_for(served)
+    rows = [{"date": r["date"], "close": r["close"]} for r in as_rows(bars("AAA"))]
+    response = client.post("/forecast", json={"rows": {"AAA": rows}, "model": "naive"})
+    assert response.status_code == 200, response.text
+    assert response.json()["forecasts"][0]["last_close"] == rows[-1]["close"]
+    refused = client.post("/forecast", json={"rows": {"AAA": rows}, "model": "mlp"})
+    assert refused.status_code == 422 and "closes only" in detail(refused)
+
+
+def test_docs_and_openapi(served):
+    client, _ = client_for(served)
+    assert client.get("/docs").status_code == 200 and "swagger" in client.get("/docs").text.lower()
+    spec = client.get("/openapi.json").json()
+    assert {"/forecast", "/scores", "/models", "/health"} <= set(spec["paths"])
+    assert "tickers" in json.dumps(spec["paths"]["/forecast"]["post"]["requestBody"])
+
+
+def test_readme_page_examples_name_models_its_serve_commands_serve():
+    """Every /?...model=X example in README's serve section names a model one of its serve commands serves."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"^stockllm serve .*$", readme, flags=re.M)
+    served_names = [set(re.findall(r"--model (\w+)", c)) | ({"mlp"} if "checkpoints/mlp" in c else set())
+                    for c in commands]
+    examples = re.findall(r"/\?[^`\s]*model=(\w+)", readme)
+    assert commands and examples
+    for model in examples:
+        assert any(model in names for names in served_names), (model, commands)
+
+
 # --- the CLI and a real server ----------------------------------------------------------------------------
 
 def free_port() -> int:

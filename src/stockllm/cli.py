@@ -797,8 +797,8 @@ def cmd_serve(args, say) -> None:
     def fetch(ticker, period):
         return download(ticker, source, adjust=adjust, period=period)
 
-    service = Service(models, fetch, files=files, watch=watch, ledger=args.ledger, source=source, calendar=calendar,
-                      max_tickers=args.max_tickers)
+    service = Service(models, fetch, files=files, watch=watch, ledger=args.ledger, source=source, adjust=adjust,
+                      calendar=calendar, max_tickers=args.max_tickers)
     app = create_app(service, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
     import uvicorn
 

@@ -228,7 +228,8 @@ def ohlcv_from_frame(df: pd.DataFrame, source: str = "the frame", *, min_rows: i
     ``df`` has Open, High, Low, Close and Volume columns (any case; extra columns ignored) and its dates either in
     a DatetimeIndex or in a column named Date, datetime, ds or timestamp (any case; a timezone is dropped, keeping
     the local date). Returns shape (n_days, 5), float64, DatetimeIndex "Date" sorted and unique, with
-    ``attrs["source"] = source``. Messages name the bad bar by its date.
+    ``attrs["source"] = source``. Messages name the bad bar by its date. A table of closes only (Date, Close) is
+    read as a close-only file is: Open = High = Low = Close, Volume 0, ``attrs["close_only"] = True``.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{source} is a {type(df).__name__}, not a pandas DataFrame of daily bars")
@@ -251,12 +252,19 @@ def ohlcv_from_frame(df: pd.DataFrame, source: str = "the frame", *, min_rows: i
     if pd.api.types.is_datetime64_any_dtype(dates):
         dates = dates.dt.normalize()  # strings are parsed (and refused by row) in _validate
     missing = [c for c in OHLCV_COLUMNS if c.lower() not in names]
-    if missing:
+    close_only = set(missing) == {"Open", "High", "Low", "Volume"}
+    if close_only:  # as a Date,Close file: the close stands for the whole bar, with no volume
+        names = {**names, "open": names["close"], "high": names["close"], "low": names["close"]}
+        df = df.assign(**{"__volume": 0.0})
+        names["volume"] = "__volume"
+    elif missing:
         raise DataError(f"missing columns {', '.join(missing)} in {source}: it needs Open, High, Low, Close and "
                         "Volume (any case)")
     cells = pd.DataFrame({"Date": dates, **{c: df[names[c.lower()]].to_numpy() for c in OHLCV_COLUMNS}})
     labels = [f"{i + 1} ({d})" for i, d in enumerate(dates.astype(str))]
-    return _checked(cells, source, labels, min_rows, min_rows_reason)
+    frame = _checked(cells, source, labels, min_rows, min_rows_reason)
+    frame.attrs["close_only"] = close_only
+    return frame
 
 
 def _checked(raw: pd.DataFrame, source: str, rows: list, min_rows: int, reason: str,

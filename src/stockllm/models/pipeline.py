@@ -94,6 +94,18 @@ def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[flo
     return table
 
 
+def check_closes_only(model, frames: dict) -> None:
+    """Refuse series of closes only (no Open, High, Low, Volume) for a model that reads all five columns."""
+    from .registry import REGISTRY
+
+    thin = next((name for name, frame in frames.items() if frame.attrs.get("close_only")), None)
+    spec = REGISTRY.get(model.kind.split("+")[0])
+    if thin is not None and spec is not None and not spec.closes_only:
+        fit = ",".join(name for name, s in REGISTRY.items() if s.closes_only)
+        raise StockLLMError(f"{thin} has closes only (no Open, High, Low, Volume), which the {model.kind} model "
+                            f"needs: use a model that reads closes only ({fit}), or send all five")
+
+
 def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: str | None = None) -> pd.DataFrame:
     """Forecast the next H sessions after the last row of every series in ``df``; see Forecaster.predict_df."""
     levels = model.quantiles if quantiles is None else check_quantiles(quantiles, "quantiles")
@@ -105,5 +117,6 @@ def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: st
         calendar = check_calendar(calendar)
     rows, why = min_history(model)
     frames = as_frames(df, rows, why)
+    check_closes_only(model, frames)
     return pd.concat([forecast_table(model, ticker, frame, levels, calendar) for ticker, frame in frames.items()],
                      ignore_index=True)
