@@ -431,3 +431,81 @@ def test_device_is_for_llm_checkpoints_only(checkpoint):
         load_models([str(checkpoint)], ["naive"], DataConfig(), {"device": "cpu"})
     two = load_models([str(checkpoint), f"other={checkpoint}"], [], DataConfig())
     assert list(two) == [checkpoint.name, "other"]  # two of one kind: named by folder, or as asked
+
+
+class DevTools:
+    """Headless Chromium driven over the DevTools protocol (websockets' sync client): navigate, run JavaScript,
+    wait for a condition. Enough to type into the watchlist form and submit it as a user would."""
+
+    def __init__(self, browser: str, folder: Path):
+        import httpx
+        from websockets.sync.client import connect
+
+        log = folder / "chromium.log"
+        self.proc = subprocess.Popen([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                      "--disable-background-networking", "--no-first-run",
+                                      f"--user-data-dir={folder / 'profile'}", "--remote-debugging-port=0",
+                                      "about:blank"], stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        deadline, port = time.monotonic() + 60, None
+        while port is None and time.monotonic() < deadline:
+            found = re.search(r"DevTools listening on ws://[\d.]+:(\d+)/", log.read_text())
+            port = int(found.group(1)) if found else time.sleep(0.2)
+        assert port, log.read_text()[-2000:]
+        page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json").json() if t["type"] == "page")
+        self.ws, self.n = connect(page["webSocketDebuggerUrl"], max_size=None), 0
+
+    def call(self, method: str, **params) -> dict:
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=60))
+            if message.get("id") == self.n:
+                return message
+
+    def js(self, expression: str):
+        answer = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        result = answer.get("result", {})
+        return None if "exceptionDetails" in result or "error" in answer else result["result"].get("value")
+
+    def wait(self, condition: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.js(condition):  # a navigation in flight answers with an error: not yet
+            assert time.monotonic() < deadline, f"timed out waiting for {condition}: {self.js('document.title')}"
+            time.sleep(0.3)
+
+    def close(self) -> None:
+        self.ws.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+                    reason="no headless browser: install Chromium (apt-get install chromium) to test the page's form")
+@pytest.mark.integration
+def test_watchlist_form_submits_and_the_tables_charts_and_scores_appear_in_chromium(tmp_path):
+    pytest.importorskip("websockets", reason="the form test drives Chromium over the DevTools protocol")
+    from stockllm.ledger import append_forecasts
+    from stockllm.models import NaiveForecaster
+
+    ledger = tmp_path / "served.csv"
+    for n in (150, 160):  # forecasts made earlier, whose dates the served files already hold
+        past = bars("AAA", 200).iloc[:n]
+        append_forecasts(ledger, NaiveForecaster().predict_df({"AAA": past}, calendar="business"), source="data")
+    proc, url = start_server(tmp_path, "--watch", "AAA", "--ledger", str(ledger), "--model", "drift")
+    browser = DevTools(shutil.which("chromium") or shutil.which("chromium-browser"), tmp_path)
+    try:
+        browser.call("Page.navigate", url=f"{url}/")
+        browser.wait("document.querySelectorAll('#chart-0 .main-svg').length > 0 && !!document.querySelector('#table-0')")
+        browser.wait("!!document.querySelector('#scores-grid')")  # the live-score panel, filled from GET /scores
+        assert "naive" in browser.js("document.querySelector('#scores-grid').innerText")
+        browser.js("document.querySelector('input[name=tickers]').value = 'AAA,BBB';"
+                   "document.querySelector('select[name=model]').value = 'drift';"
+                   "document.querySelector('#watch').requestSubmit(); true")
+        browser.wait("location.search.includes('model=drift') && document.readyState === 'complete' && "
+                     "document.querySelectorAll('#chart-1 .main-svg').length > 0")
+        text = browser.js("document.body.innerText")
+        assert "model drift" in text and "80% band" in text and "BBB" in text
+        assert browser.js("document.querySelectorAll('table.forecast').length") == 2
+    finally:
+        browser.close()
+        stop(proc)
