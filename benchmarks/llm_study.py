@@ -1,6 +1,6 @@
 """Does the language model help? The ablation of issue 16, as one reproducible script.
 
-    python benchmarks/llm_study.py [--out benchmarks/llm_study] [--rows a,b,...] [--max_steps 8] [--tiny]
+    python benchmarks/llm_study.py [--out benchmarks/llm_study] [--rows a,b,...] [--epochs 8] [--skip_done] [--tiny]
 
 Same data, same cutoff, same origins for every row: the bundled NASDAQ sample and ``../shared/data/us4/``
 (AAPL, GOOG, IBM, MSFT), all cut to 2005-03-01 … 2013-03-01 (us4 ends on 2013-03-01; its raw ``Close`` has
@@ -11,17 +11,19 @@ with naive beside it: fitted and validated before the cutoff only, then backtest
 Rows (``--rows``, in this order by default; each runs alone, in its own process, one at a time):
 
 - ``naive``, ``fhs``, ``mlp``, ``lstm``: library defaults, full history before the cutoff.
-- ``smollm2_lora_s{seed}``: SmolLM2-135M pretrained (GGUF), LoRA, compact codec: the reference (``--seeds``).
-- ``smollm2_random_s{seed}``: the same architecture with ``--random_init`` (random weights from the seed).
-- ``smollm2_probe``: the pretrained base frozen, head only (``--freeze_base``, a linear probe).
-- ``qwen25_lora``: Qwen2.5-Coder-0.5B pretrained (GGUF), LoRA, ``--qwen_max_steps`` steps (bounded CPU budget).
-- ``smollm2_verbose``: the reference with the seed's verbose codec, at the reference's training time
-  (``--max_train_seconds`` = the measured ``train_seconds`` of ``smollm2_lora_s0``; verbose text is ~6× longer).
+- ``smollm2_k2_s{seed}``: SmolLM2-135M pretrained (GGUF), LoRA on the top 2 blocks over cached states
+  (``--lora_layers 2``), compact codec: the reference (``--seeds``).
+- ``smollm2_probe_s{seed}``: the pretrained base frozen, head only on the last hidden state (``--lora_layers 0``).
+- ``smollm2_random_s{seed}``: ``--random_init`` (the architecture with random weights from the seed), K = 2.
+- ``smollm2_k4_s0``: LoRA on the top 4 blocks.
+- ``qwen25_probe``, ``qwen25_k2``: Qwen2.5-Coder-0.5B pretrained (GGUF), the probe and K = 2.
+- ``scratch``: no language model: a 2-block transformer of SmolLM2's width and tokenizer, every weight trained from
+  random initialisation on the same tokens, chunks and head (the ablation of Tan et al., arXiv 2406.16964).
 
-LLM rows share one STEP budget (``--max_steps``, validation every ``--eval_every`` steps with early stopping
-after ``--patience``), the same learning rate, the last ``--max_train_windows`` training windows and the last
-``--max_val_windows`` validation windows of each series, so they are comparable on a shared CPU; wall time is
-reported beside them, with the machine's load average.
+Every LLM row trains for epochs with validation at each epoch's end and early stopping (``--patience``
+validations without a relative gain of ``--min_delta``), capped at ``--epochs``; never a step count. They share
+the learning rate, the last ``--max_train_windows`` training windows and the last ``--max_val_windows``
+validation windows of each series; wall time and peak memory are reported beside them, with the load average.
 
 Results are written as they come, so a partial run is usable: ``OUT/rows/ROW.json`` (fit record, wall time, peak
 RSS, load) and ``OUT/forecasts/ROW.csv.gz`` per row, and after every row ``OUT/results.csv``, ``OUT/series.csv``
@@ -66,19 +68,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "llm_study"), help="results folder")
     p.add_argument("--rows", help="comma-separated rows to run (default: all, in the documented order)")
-    p.add_argument("--seeds", default="0,1", help="seeds of the reference and random-init rows")
+    p.add_argument("--seeds", default="0,1,2", help="seeds of the K = 2, probe and random-init rows")
     p.add_argument("--test_start", default="2012-09-04", help="the one cutoff date")
-    p.add_argument("--max_steps", type=int, default=8, help="step budget of every SmolLM2 row")
-    p.add_argument("--qwen_max_steps", type=int, default=4, help="step budget of the Qwen2.5-0.5B row")
-    p.add_argument("--eval_every", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=8, help="epoch cap of every LLM row")
     p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--min_delta", type=float, default=0.005)
     p.add_argument("--learning_rate", type=float, default=3e-4)
+    p.add_argument("--scratch_learning_rate", type=float, default=1e-3, help="of the from-scratch row")
     p.add_argument("--max_train_windows", type=int, default=500, help="last training windows per series (LLM)")
-    p.add_argument("--max_val_windows", type=int, default=24, help="last validation windows per series (LLM)")
+    p.add_argument("--max_val_windows", type=int, default=100, help="last validation windows per series (LLM)")
     p.add_argument("--smollm2", default=str(SMOLLM2))
     p.add_argument("--qwen", default=str(QWEN))
-    p.add_argument("--verbose_seconds", type=float, help="training seconds of the verbose row (default: the measured "
-                   "train_seconds of smollm2_lora_s0)")
     p.add_argument("--skip_done", action="store_true", help="keep rows whose JSON already exists")
     p.add_argument("--tiny", action="store_true", help="develop this script: tiny random base, figures mean nothing")
     p.add_argument("--one", help=argparse.SUPPRESS)  # run one row in this process (the parent spawns these)
@@ -106,39 +106,35 @@ def load_frames(tiny: bool = False) -> dict[str, pd.DataFrame]:
 
 
 def rows_plan(args) -> list[str]:
+    """Cheap rows first, then one seed of every LLM row, then the other seeds (a cut-short run still answers)."""
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    base = ["naive", "fhs", "mlp", "lstm"]
     first, rest = seeds[:1], seeds[1:]
-    llm = [f"smollm2_lora_s{s}" for s in first] + [f"smollm2_random_s{s}" for s in first] + ["smollm2_probe",
-           "qwen25_lora"] + [f"smollm2_lora_s{s}" for s in rest] + [f"smollm2_random_s{s}" for s in rest] + \
-        ["smollm2_verbose"]
-    return base + llm
+    per_seed = ("smollm2_probe_s{}", "smollm2_k2_s{}", "smollm2_random_s{}")
+    return (["naive", "fhs", "mlp", "lstm"] + [r.format(s) for s in first for r in per_seed]
+            + ["scratch", "qwen25_probe", "smollm2_k4_s0", "qwen25_k2"] + [r.format(s) for s in rest for r in per_seed])
 
 
 def lora_config(row: str, args, out: Path):
     """The LoRAConfig of an LLM row, and a one-line description of its budget."""
     from stockllm.config import LoRAConfig
 
-    common = dict(eval_every=args.eval_every, patience=args.patience, learning_rate=args.learning_rate,
-                  max_train_windows=args.max_train_windows, max_val_windows=args.max_val_windows, save_every=0,
-                  max_steps=args.max_steps, seed=0)
+    common = dict(eval_every=None, epochs=args.epochs, patience=args.patience, min_delta=args.min_delta,
+                  learning_rate=args.learning_rate, max_train_windows=args.max_train_windows,
+                  max_val_windows=args.max_val_windows, save_every=0, seed=0)
     if args.tiny:
-        common.update(chunk_days=48, max_steps=1, max_val_windows=8, max_train_windows=60)
+        common.update(chunk_days=48, epochs=1, max_val_windows=8, max_train_windows=60)
     model = args.smollm2
-    if row.startswith("smollm2_lora_s"):
-        cfg = dict(seed=int(row.rsplit("s", 1)[1]))
+    seed = int(row.rsplit("_s", 1)[1]) if "_s" in row and row.rsplit("_s", 1)[1].isdigit() else 0
+    if row.startswith(("smollm2_k2_s", "smollm2_k4_s")):
+        cfg = dict(seed=seed, lora_layers=row[len("smollm2_k")])
     elif row.startswith("smollm2_random_s"):
-        cfg = dict(seed=int(row.rsplit("s", 1)[1]), random_init=True)
-    elif row == "smollm2_probe":
-        cfg = dict(freeze_base=True)
-    elif row == "qwen25_lora":
-        model, cfg = args.qwen, dict(max_steps=1 if args.tiny else args.qwen_max_steps,
-                                     max_val_windows=min(common["max_val_windows"], 16))
-    elif row == "smollm2_verbose":
-        ref = out / "rows" / "smollm2_lora_s0.json"
-        seconds = args.verbose_seconds or (json.loads(ref.read_text())["fit"]["train_seconds"] if ref.is_file()
-                                           else 120.0)
-        cfg = dict(prompt_format="verbose", max_train_seconds=max(seconds, 1.0))
+        cfg = dict(seed=seed, random_init=True, lora_layers="2")
+    elif row.startswith("smollm2_probe_s"):
+        cfg = dict(seed=seed, lora_layers="0")
+    elif row in ("qwen25_probe", "qwen25_k2"):
+        model, cfg = args.qwen, dict(lora_layers="0" if row == "qwen25_probe" else "2")
+    elif row == "scratch":
+        cfg = dict(lora_layers="all", random_init=True, learning_rate=args.scratch_learning_rate)
     else:
         raise SystemExit(f"llm_study: unknown row {row!r}")
     if args.tiny:
@@ -157,7 +153,47 @@ def factory(row: str, args, out: Path):
     if row in ("mlp", "lstm"):
         return lambda: model_class(row)(data, MLPConfig())
     cfg = lora_config(row, args, out)
+    if row == "scratch":
+        return lambda: ScratchForecaster(data, cfg)
     return lambda: model_class("lora")(data, cfg)
+
+
+class _ScratchBase:
+    """Mixin: the base is a random 2-block transformer of the configured model's width and tokenizer, and every
+    one of its weights trains (no language model, no pretraining: the from-scratch ablation)."""
+
+    BLOCKS = 2
+
+    def _load_base(self, device, dtype):
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        from stockllm.hf import resolve_model_path
+
+        folder = resolve_model_path(self.config.model_path)
+        config = AutoConfig.from_pretrained(folder)
+        config.num_hidden_layers = self.BLOCKS
+        if isinstance(getattr(config, "layer_types", None), list):
+            config.layer_types = config.layer_types[: self.BLOCKS]
+        import torch
+
+        torch.manual_seed(self.config.train.seed)
+        model = AutoModel.from_config(config, dtype=dtype, attn_implementation="sdpa").to(device)
+        return model, AutoTokenizer.from_pretrained(folder), folder
+
+    def _freeze_adapter(self):
+        # Every base weight trains; PEFT's LoRA stays attached (B = 0 at the start) and trains too.
+        if self.model is not None:
+            self.model.backbone.requires_grad_(True)
+
+
+def _scratch_class():
+    from stockllm.models.llm import LoRAForecaster
+
+    return type("ScratchForecaster", (_ScratchBase, LoRAForecaster), {})
+
+
+def ScratchForecaster(data, cfg):  # noqa: N802 - a class made on first use, so that importing this file is cheap
+    return _scratch_class()(data, cfg)
 
 
 def run_one(row: str, args) -> None:
@@ -206,7 +242,7 @@ def run_one(row: str, args) -> None:
 
 
 # --- aggregation ---------------------------------------------------------------------------------------------
-REF = "smollm2_lora_s0"  # the reference row: other LLM rows get a DM p-value against it too
+REF = "smollm2_k2_s0"  # the reference row: other LLM rows get a DM p-value against it too
 
 
 def _geomean(v) -> float:
@@ -241,9 +277,10 @@ def aggregate(out: Path) -> pd.DataFrame | None:
     common = set.intersection(*per_model.tolist())
     f = f[[k in common for k in zip(f["series"], f["origin"])]]
     table = metrics(f)
-    order = {m: i for i, m in enumerate(["naive", "fhs", "mlp", "lstm", "smollm2_lora_s0", "smollm2_lora_s1",
-                                         "smollm2_random_s0", "smollm2_random_s1", "smollm2_probe", "qwen25_lora",
-                                         "smollm2_verbose"])}
+    order = {m: i for i, m in enumerate(["naive", "fhs", "mlp", "lstm", *(f"smollm2_k2_s{s}" for s in range(3)),
+                                         "smollm2_k4_s0", *(f"smollm2_probe_s{s}" for s in range(3)),
+                                         *(f"smollm2_random_s{s}" for s in range(3)), "qwen25_probe", "qwen25_k2",
+                                         "scratch"])}
     models = sorted(dict.fromkeys(f["model"]), key=lambda m: (order.get(m, len(order)), m))
     losses = {m: per_origin_loss(f[f["model"] == m]) for m in models}
     wql = table.pivot_table(index=["series", "horizon"], columns="model", values="wql")
@@ -264,6 +301,8 @@ def aggregate(out: Path) -> pd.DataFrame | None:
                                 else float("nan")),
                "dm_p_ref": (diebold_mariano(losses[m].to_numpy(), losses[REF].to_numpy(), 3)
                             if REF in losses and m != REF else float("nan")),
+               "lora_layers": (rec.get("config") or {}).get("lora_layers", "–"),
+               "epochs": fit.get("epochs_run"), "cache_s": (fit.get("hidden_cache") or {}).get("seconds"),
                "steps": steps, "best_step": fit.get("best_step"), "stop_reason": fit.get("stop_reason"),
                "train_tokens": fit.get("train_tokens_seen") or None,
                "train_seconds": fit.get("train_seconds"),
@@ -292,16 +331,17 @@ def markdown(res: pd.DataFrame, per_series: pd.DataFrame) -> str:
     def num(v, fmt="{:.4f}"):
         return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt.format(v)
 
-    lines = ["| row | wql_vs_naive | wql_vs_fhs | mae_vs_naive | coverage_80 | DM p vs naive | DM p vs lstm | "
-             f"DM p vs {REF} | loss ÷ lstm | steps (best) | stop | train tokens | s/step | wall s | peak RSS MB | "
-             "load start→end |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    lines = ["| row | --lora_layers | wql_vs_naive | wql_vs_fhs | mae_vs_naive | coverage_80 | DM p vs naive | "
+             f"DM p vs lstm | DM p vs {REF} | loss ÷ lstm | epochs | steps (best) | stop | train tokens | cache s | "
+             "s/step | wall s | peak RSS MB | load start→end |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in res.itertuples():
         steps = "–" if r.steps is None or not np.isfinite(r.steps) else f"{int(r.steps)} ({int(r.best_step)})"
-        lines.append(f"| {r.row} | {num(r.wql_vs_naive)} | {num(r.wql_vs_fhs)} | {num(r.mae_vs_naive)} | "
+        lines.append(f"| {r.row} | {r.lora_layers} | {num(r.wql_vs_naive)} | {num(r.wql_vs_fhs)} | {num(r.mae_vs_naive)} | "
                      f"{num(r.coverage_80, '{:.3f}')} | {num(r.dm_p_naive, '{:.3f}')} | {num(r.dm_p_lstm, '{:.3f}')} | "
                      f"{num(r.dm_p_ref, '{:.3f}')} | "
-                     f"{num(r.loss_vs_lstm)} | {steps} | {r.stop_reason or '–'} | {num(r.train_tokens, '{:,.0f}')} | "
+                     f"{num(r.loss_vs_lstm)} | {num(r.epochs, '{:.2f}')} | {steps} | {r.stop_reason or '–'} | {num(r.train_tokens, '{:,.0f}')} | "
+                     f"{num(r.cache_s, '{:.0f}')} | "
                      f"{num(r.s_per_step, '{:.1f}')} | {num(r.wall_seconds, '{:.0f}')} | "
                      f"{num(r.peak_rss_mb, '{:,.0f}')} | {num(r.load_start, '{:.1f}')}→{num(r.load_end, '{:.1f}')} |")
     lines += ["", "Per series, wql_vs_naive (geometric mean over horizons):", ""]

@@ -55,6 +55,17 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache_folder(tmp_path_factory):
+    """Caches (converted GGUF models, hidden states of the LLM's lower blocks) go to a session folder, never the
+    user's ~/.cache/stockllm, unless STOCKLLM_CACHE is set already."""
+    import os
+
+    if "STOCKLLM_CACHE" not in os.environ:
+        os.environ["STOCKLLM_CACHE"] = str(tmp_path_factory.mktemp("stockllm-cache"))
+    yield
+
+
 @pytest.fixture
 def ohlcv():
     return make_ohlcv

@@ -488,8 +488,8 @@ def cmd_train(args, say) -> None:
 
 
 # Settings a warm start (--resume DIR) keeps from the checkpoint: they shape the weights it loads.
-WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "head_base",
-               "random_init")
+WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "lora_layers",
+               "head_base", "random_init")
 
 
 def _recorded(where: str, section: str, given: dict, keys: tuple, recorded: dict | None = None) -> dict:

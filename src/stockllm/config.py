@@ -44,8 +44,13 @@ def _check_head_base(value: str) -> None:
 
 
 def old_head_base(config: dict) -> dict:
-    """A saved model config with ``head_base`` filled in: checkpoints written before the field started Gaussian."""
-    return {"head_base": "gaussian", **config} if isinstance(config, dict) else config
+    """A saved model config with the fields older checkpoints lack filled in as they were then: ``head_base``
+    (before the field, heads started Gaussian) and, for the LLM, ``lora_layers`` (before it, LoRA was on every
+    block)."""
+    if not isinstance(config, dict):
+        return config
+    old = {"head_base": "gaussian", **({"lora_layers": "all"} if "model_path" in config else {})}
+    return {**old, **config}
 
 
 SCHEDULES = ("cosine", "linear", "constant")  # each with linear warmup (transformers.get_scheduler)
@@ -194,6 +199,9 @@ class LoRAConfig(_FlatSettings):
     lora_rank: LoRA rank r.
     lora_alpha: LoRA alpha.
     lora_dropout: LoRA dropout (0: a dropout of 0.05 costs 1.7× the saved activations).
+    lora_layers: LoRA on the top K blocks only, trained on the cached hidden states that enter them (the frozen
+        lower blocks run once per chunk, not at every step); 0 = the frozen probe (the head alone, on the last
+        hidden state); all = every block, each step through the whole model.
     target_modules: LoRA targets: all-linear or comma-separated module names.
     max_train_windows: train only on the last N windows of each series.
     max_val_windows: validate on at most the last N windows of each series.
@@ -225,6 +233,7 @@ class LoRAConfig(_FlatSettings):
     # 0, not PEFT's usual 0.05: dropout makes every adapter keep its own dropped copy of its input for the
     # backward pass, 1.7× the saved activations (2,530 vs 1,472 MB for one SmolLM2 chunk; benchmarks/RESULTS.md).
     lora_dropout: float = 0.0
+    lora_layers: str = "2"
     target_modules: str = "all-linear"
     max_train_windows: int | None = None
     max_val_windows: int = 256
@@ -247,6 +256,18 @@ class LoRAConfig(_FlatSettings):
         _check(self, positive=("chunk_days", "lora_rank", "lora_alpha", "max_train_windows", "max_val_windows"),
                non_negative=("lora_dropout",), fraction=("val_size",))
         _check_head_base(self.head_base)
+        self.lora_layers = str(self.lora_layers).strip().lower()
+        if self.lora_layers != "all" and not (self.lora_layers.isdigit() and int(self.lora_layers) >= 0):
+            raise StockLLMError(f"--lora_layers {self.lora_layers!r} is not a number of blocks: use all, 0 (the "
+                                "frozen probe) or a count such as 2")
+
+    def top_layers(self, num_layers: int) -> int | None:
+        """How many top blocks carry trained LoRA on a base of ``num_layers`` blocks: None = every block, each
+        step through the whole model; 0 = none (the probe, also with ``freeze_base``); K, at most ``num_layers``,
+        with the lower blocks' output cached."""
+        if self.freeze_base or self.lora_layers == "0":
+            return 0
+        return None if self.lora_layers == "all" else min(int(self.lora_layers), num_layers)
 
     @classmethod
     def _old_loop(cls, loop: dict) -> dict:

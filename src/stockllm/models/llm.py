@@ -10,6 +10,7 @@ window_size targets; ``windows`` mode is the special case chunk = window with on
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..quantiles import pinball, standard_scale, z_scores
 from .base import Forecaster, span
 from .fhs import fhs_quantiles
 from .heads import QuantileHead, pinball_loss
+from .topk import TopHead, base_identity, cached_states, collate_cached, lora_layer_ids, split_model
 
 HEAD_FILE = "head.safetensors"
 ADAPTER_DIR = "adapter"
@@ -139,6 +141,11 @@ def batch_loss(model: nn.Module, batch: dict, levels: Sequence[float]) -> tuple[
     return quantile_loss(model(batch["input_ids"], batch["attention_mask"], batch["read_pos"]), batch, levels)
 
 
+def cached_loss(module: nn.Module, batch: dict, levels: Sequence[float]) -> tuple[torch.Tensor, int]:
+    """``batch_loss`` for the cached path: ``module`` is a ``TopHead`` and ``batch`` from ``collate_cached``."""
+    return quantile_loss(module(batch["hidden"], batch["attention_mask"], batch["read_pos"]), batch, levels)
+
+
 def _batch_counts(batch: dict) -> tuple[int, int]:
     """(real tokens, read targets) in a collated batch."""
     return int(batch["attention_mask"].sum()), int((batch["read_pos"] >= 0).sum())
@@ -185,7 +192,8 @@ class LoRAForecaster(Forecaster):
         status(f"loading base model {cfg.model_path} on {device.type} ({str(dtype).replace('torch.', '')}) ...")
         from peft import LoraConfig, PeftModel, get_peft_model
 
-        base, self.tokenizer, _ = self._load_base(device, dtype)
+        base, self.tokenizer, self._base_folder = self._load_base(device, dtype)
+        self._dtype = dtype
         if cfg.train_mode == "chunks" and not is_causal(base.config):
             raise StockLLMError(f"{cfg.model_path} ({base.config.model_type}) is not a causal decoder: it attends to "
                                 "later tokens, so in chunks mode later days would leak into earlier days' forecasts; "
@@ -206,8 +214,18 @@ class LoRAForecaster(Forecaster):
                                     f"{str(exc).splitlines()[0]}; pass the base model it was trained on") from None
         else:
             targets_ = cfg.target_modules if cfg.target_modules == "all-linear" else cfg.target_modules.split(",")
+            layers = base.config.num_hidden_layers
+            k = cfg.top_layers(layers)
+            # The top K blocks only (PEFT's layers_to_transform); the probe (K = 0) keeps LoRA on every block at
+            # B = 0, frozen, as freeze_base always did, so its checkpoint has the usual layout.
+            only = {}
+            if k and k < layers:
+                only = {"layers_to_transform": lora_layer_ids(layers, k), "layers_pattern": "layers"}
+                if isinstance(targets_, str):  # PEFT takes layers_to_transform with a list of names only
+                    targets_ = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules()
+                                       if isinstance(m, nn.Linear) and ".layers." in f".{n}"})
             lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                              target_modules=targets_, bias="none")
+                              target_modules=targets_, bias="none", **only)
             try:
                 backbone = get_peft_model(base, lora)
             except ValueError as exc:
@@ -240,11 +258,26 @@ class LoRAForecaster(Forecaster):
         return load_base(cfg.model_path, device=device, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
                          random_init=cfg.random_init, seed=cfg.train.seed)
 
+    def _top_k(self) -> int | None:
+        """The top blocks whose LoRA trains (``LoRAConfig.top_layers``) on the built base."""
+        return self.config.top_layers(self.base_info["num_hidden_layers"])
+
+    def _lora_trains(self, name: str) -> bool:
+        """Whether the backbone parameter ``name`` trains: LoRA weights of the top K blocks (every block with
+        ``--lora_layers all``, none for the probe)."""
+        k = self._top_k()
+        if "lora_" not in name or k == 0:
+            return False
+        layer = re.search(r"\.layers\.(\d+)\.", name)
+        return k is None or layer is None or int(layer.group(1)) >= self.base_info["num_hidden_layers"] - k
+
     def _freeze_adapter(self) -> None:
-        """``freeze_base`` (the linear probe): LoRA stays attached (B = 0: the backbone computes exactly the base
-        model, and the checkpoint keeps its layout) but nothing in the backbone trains, only the head."""
-        if self.config.freeze_base and self.model is not None:
-            self.model.backbone.requires_grad_(False)
+        """Only LoRA of the top K blocks trains. The probe (``--lora_layers 0``, ``freeze_base``): LoRA stays
+        attached (B = 0: the backbone computes exactly the base model, and the checkpoint keeps its layout) but
+        nothing in the backbone trains, only the head. A warm start's adapter below the top K stays as loaded."""
+        if self.model is not None:
+            for name, p in self.model.backbone.named_parameters():
+                p.requires_grad_(self._lora_trains(name))
 
     def _check_base(self, info: dict) -> None:
         want = self.base_info
@@ -257,11 +290,11 @@ class LoRAForecaster(Forecaster):
                     f"{info.get('num_hidden_layers')} layers: pass the base model it was trained on")
 
     def num_trainable_parameters(self) -> int:
-        """LoRA parameters plus the head (what training changes); the head alone with ``freeze_base``."""
+        """LoRA parameters of the trained blocks plus the head (what training changes); the head alone for the
+        probe."""
         if self.model is None:
             return 0
-        lora = 0 if self.config.freeze_base else sum(p.numel() for n, p in self.model.backbone.named_parameters()
-                                                     if "lora_" in n)
+        lora = sum(p.numel() for n, p in self.model.backbone.named_parameters() if self._lora_trains(n))
         return lora + sum(p.numel() for p in self.model.head.parameters())
 
     def trainable_parameters_detail(self) -> str:
@@ -270,9 +303,11 @@ class LoRAForecaster(Forecaster):
             return ""
         head = sum(p.numel() for p in self.model.head.parameters())
         base = "random weights" if self.config.random_init else "pretrained"
-        if self.config.freeze_base:
+        if self._top_k() == 0:
             return f" (head only: the {base} base is frozen, a linear probe)"
-        return f" (LoRA {self.num_trainable_parameters() - head:,} + head {head:,}; {base} base)"
+        k = self._top_k()
+        where = "every block" if k is None else f"the top {k} of {self.base_info['num_hidden_layers']} blocks"
+        return f" (LoRA {self.num_trainable_parameters() - head:,} on {where} + head {head:,}; {base} base)"
 
     # --- data ----------------------------------------------------------------------------------------------
     def samples(self, frame: pd.DataFrame, days: np.ndarray, y: np.ndarray | None = None, planner=plan_chunks,
@@ -331,8 +366,8 @@ class LoRAForecaster(Forecaster):
         from ..memory import needs_checkpointing
 
         cfg = self.config
-        if cfg.gradient_checkpointing is not None or not samples or self.model is None:
-            return
+        if cfg.gradient_checkpointing is not None or not samples or self.model is None or self._top_k() is not None:
+            return  # the cached path runs K blocks a step: their activations are small
         longest = sorted((len(s["ids"]) for s in samples), reverse=True)[: cfg.train.batch_size]
         base = self.model.backbone.get_base_model()
         device = next(self.model.head.parameters()).device
@@ -366,8 +401,12 @@ class LoRAForecaster(Forecaster):
         if cfg.random_init:
             notes.append(f"--random_init: the base is {cfg.model_path}'s architecture with random weights (seed "
                          f"{cfg.train.seed}), an ablation of pretraining")
-        if cfg.freeze_base:
-            notes.append("--freeze_base: only the head trained, on the frozen base's hidden states (a linear probe)")
+        if self._top_k() == 0:
+            notes.append("the probe (--lora_layers 0 or --freeze_base): only the head trained, on the frozen base's "
+                         "last hidden states")
+        elif self._top_k() is not None:
+            notes.append(f"LoRA on the top {self._top_k()} of {self.base_info['num_hidden_layers']} blocks, trained on "
+                         "the cached states of the frozen blocks below (--lora_layers)")
         n_targets = sum(len(s["read_pos"]) for s in train_samples)
         n_tokens = sum(len(s["ids"]) for s in train_samples)
         tpw = self.tokens_per_window(frames[0])
@@ -393,11 +432,19 @@ class LoRAForecaster(Forecaster):
             self.fit_info = {**base, **info}
             self.save(save_dir)
 
+        if self._top_k() is None:
+            module, collate = self.model, (lambda b: _collate(b, pad_id))
+            loss = lambda model, batch: batch_loss(model, batch, self.quantiles)[0]  # noqa: E731
+            validate = lambda model, bar, shard: self._val_sums(model, val_samples[shard[0]::shard[1]],  # noqa: E731
+                                                                pad_id, progress=bar)
+        else:
+            base["hidden_cache"] = self._attach_all(train_samples, val_samples, say)
+            module, collate = self.top_head(), collate_cached
+            loss = lambda model, batch: cached_loss(model, batch, self.quantiles)[0]  # noqa: E731
+            validate = lambda model, bar, shard: self._cached_val_sums(  # noqa: E731
+                model, val_samples[shard[0]::shard[1]], progress=bar)
         task = train.Task(
-            module=self.model, train_data=train_samples, collate=lambda b: _collate(b, pad_id),
-            loss=lambda model, batch: batch_loss(model, batch, self.quantiles)[0],
-            validate=lambda model, bar, shard: self._val_sums(model, val_samples[shard[0]::shard[1]], pad_id,
-                                                              progress=bar),
+            module=module, train_data=train_samples, collate=collate, loss=loss, validate=validate,
             naive_val=naive_val, count=_batch_counts, save_checkpoint=save_checkpoint,
             fingerprint={"data": vars(self.data), "config": self._resume_settings(), "codec": asdict(self.codec),
                          "base_model": self.base_info, "series": series})
@@ -406,13 +453,75 @@ class LoRAForecaster(Forecaster):
             # change. The first steps and the first validation pay the compile.
             say("--compile: torch.compile of the model; the first step and validation compile it (minutes), "
                 "later ones run faster")
-            self.model.compile()
+            module.compile()
         info = train.fit(task, cfg.train, device=cfg.device, progress=progress, save_dir=save_dir, resume=resume,
                          label=f"lora {cfg.train_mode}")
         info["notes"] = sorted(set(info["notes"]) | set(notes))
         self.model.eval()
         self.fit_info = {**base, **info}
         return self
+
+    # --- the cached top-K path (``topk``) ----------------------------------------------------------------------
+    def attach_hidden(self, samples: list[dict], desc: str = "cache hidden states",
+                      root: Path | None = None) -> tuple[int, bool]:
+        """Give each sample (from ``samples``) the frozen lower blocks' output as ``sample["hidden"]``: the states
+        entering block L − K, [T, d] in the model's dtype, or for the probe (K = 0) the final states at its read
+        positions, [P, d]. Computed once with no gradient and kept under ``<cache>/hidden/`` (memory-mapped),
+        where a later run with the same base, chunks and K finds them (``root``: another folder). Returns (bytes,
+        reused)."""
+        from ..hf import cache_root
+        from .topk import CACHE_DIR
+
+        k, layers = self._top_k(), self.base_info["num_hidden_layers"]
+        base = self.model.backbone.get_base_model()
+        bottom = base if k == 0 else split_model(base, 0, layers - k, norm=False)
+        identity = base_identity(self._base_folder, random_init=self.config.random_init, seed=self.config.train.seed,
+                                 dtype=self._dtype, split="probe" if k == 0 else layers - k)
+        if self._adapter_dir is not None:  # a warm start's adapter may change the lower blocks too
+            identity["adapter"] = base_identity(self._adapter_dir, random_init=False, seed=0, dtype=self._dtype,
+                                                split=None)["files"]
+        return cached_states(bottom, samples, identity, root or cache_root() / CACHE_DIR, probe=k == 0, desc=desc)
+
+    def top_head(self) -> TopHead:
+        """The module a cached step trains: the base's top K blocks (sharing LoRA with the full model) and the
+        head; for the probe the head alone. Call with (hidden, attention_mask, read_pos) of ``collate_cached``."""
+        k, layers = self._top_k(), self.base_info["num_hidden_layers"]
+        base = self.model.backbone.get_base_model()
+        return TopHead(None if k == 0 else split_model(base, layers - k, layers), self.model.head)
+
+    def _attach_all(self, train_samples: list[dict], val_samples: list[dict], say) -> dict:
+        """Cache the training and validation chunks' hidden states; a record of their size and cost."""
+        import time
+
+        t0 = time.perf_counter()
+        tokens = sum(len(s["ids"]) for s in train_samples + val_samples)
+        size, reused = self.attach_hidden(train_samples, "cache hidden states (train)")
+        vsize, vreused = self.attach_hidden(val_samples, "cache hidden states (validation)")
+        seconds = time.perf_counter() - t0
+        k = self._top_k()
+        what = "final hidden states at the reads (probe)" if k == 0 else f"states entering the top {k} blocks"
+        say(f"hidden-state cache: {what}, {(size + vsize) / 2**20:.0f} MiB for {tokens:,} tokens, "
+            + ("reused from an earlier run" if reused and vreused else f"built in {seconds:.0f} s"))
+        return {"bytes": size + vsize, "tokens": tokens, "seconds": round(seconds, 2), "reused": reused and vreused,
+                "top_layers": k}
+
+    def _cached_val_sums(self, module: TopHead, samples: list[dict], progress: bool = False) -> tuple[float, int]:
+        """(Summed pinball loss, read targets) over cached validation samples, as ``_val_sums`` on the full
+        model."""
+        total, count = 0.0, 0
+        if not samples:
+            return total, count
+        device, bs = next(module.head.parameters()).device, max(self.config.train.batch_size, 1)
+        bar = progress_bar(total=len(samples), desc="validate", unit="seq", leave=False, enabled=progress)
+        module.eval()
+        with torch.inference_mode():
+            for i in range(0, len(samples), bs):
+                batch = {k: v.to(device) for k, v in collate_cached(samples[i:i + bs]).items()}
+                loss, n = cached_loss(module, batch, self.quantiles)
+                total, count = total + loss.item() * n, count + n
+                bar.update(min(bs, len(samples) - i))
+        bar.close()
+        return total, count
 
     def _resume_settings(self) -> dict:
         """The config entries an exact resume must share with the saved state (the rest are per-run limits)."""
