@@ -109,3 +109,24 @@ def test_predict_cli_clips_an_a_share_file_and_flags_rows(tmp_path, capsys):
             + 1e-9).all()
     line = cli_error_line(capsys, ["predict", "--model", "naive", "--data", path, "--price_limit", "2"])
     assert "--price_limit 2 must lie between 0 and 1" in line
+
+
+def test_predict_df_clips_a_shares_by_default():
+    frame = limit_moves()
+    out = NaiveForecaster().predict_df({"600000.SS": frame, "AAPL": frame}, calendar="business")
+    a, us = out[out["ticker"] == "600000.SS"], out[out["ticker"] == "AAPL"]
+    assert a["limited"].iloc[0] and not us["limited"].any()
+    assert (a["q0.9"] <= a["last_close"] * 1.1 ** a["horizon"] + 1e-9).all() and (us["q0.9"].to_numpy() > a["q0.9"].to_numpy()).any()
+    raw = NaiveForecaster().predict_df({"600000.SS": frame}, calendar="business", price_limits="off")
+    assert not raw["limited"].any()
+
+
+def test_serve_clips_a_shares():
+    pytest.importorskip("fastapi")
+    from stockllm.config import DataConfig
+    from stockllm.serve import Service, load_models
+
+    service = Service(load_models([], ["naive"], DataConfig()), lambda ticker, period: limit_moves(),
+                      calendar="business")
+    rows = service.forecast({"tickers": ["600000.SS", "AAPL"]}, record=False)["forecasts"]
+    assert [r["limited"] for r in rows if r["horizon"] == 1] == [True, False]

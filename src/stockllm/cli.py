@@ -351,6 +351,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", metavar="TICKERS", help="tickers of the watchlist page GET / (default: the --data "
                    "series)")
     _calendar_flag(p)
+    _limit_flags(p)
     p.add_argument("--ledger", metavar="FILE", help="append every POST /forecast answer to this ledger CSV")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine "
                    "only; the server has no authentication)")
@@ -768,6 +769,7 @@ def cmd_serve(args, say) -> None:
 
     source = args.source or "yahoo"
     adjust = check_adjust(source, args.adjust)
+    limits = _price_limits(args)
     calendar = default_calendar(source)
     if args.calendar:
         from .calendars import check_calendar
@@ -798,7 +800,7 @@ def cmd_serve(args, say) -> None:
         return download(ticker, source, adjust=adjust, period=period)
 
     service = Service(models, fetch, files=files, watch=watch, ledger=args.ledger, source=source, adjust=adjust,
-                      calendar=calendar, max_tickers=args.max_tickers)
+                      calendar=calendar, price_limits=limits, max_tickers=args.max_tickers)
     app = create_app(service, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
     import uvicorn
 

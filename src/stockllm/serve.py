@@ -125,16 +125,17 @@ class Service:
     e.g. ``sources.download`` with the server's source and adjustment); files: named series loaded at start,
     answered without fetching. watch: the tickers of ``GET /``. ledger: a path or None. source, adjust: where
     fetched closes come from and their adjustment (recorded in the ledger). calendar: the default calendar (None:
-    from each ticker). today: the cache's clock.
+    from each ticker). price_limits: "auto", "off" or a fraction (``stockllm.limits``). today: the cache's clock.
     """
 
     def __init__(self, models: dict[str, ServedModel], fetch: Callable | None = None, *, files=None, watch=(),
                  ledger=None, source: str = "yahoo", adjust: str = "", calendar: str | None = None,
-                 max_tickers: int = MAX_TICKERS,
+                 price_limits: str | float = "auto", max_tickers: int = MAX_TICKERS,
                  max_rows: int = MAX_ROWS, cache_size: int = CACHE_SIZE, today: Callable[[], date] = date.today):
         self.models, self.fetch, self.files = models, fetch, dict(files or {})
         self.watch = list(watch) or list(self.files)
         self.ledger, self.source, self.adjust, self.calendar = ledger, source, adjust, calendar
+        self.price_limits = price_limits
         self.max_tickers, self.max_rows, self.cache_size, self.today = max_tickers, max_rows, cache_size, today
         self.ledger_levels = self._ledger_levels() if ledger is not None else []
         self._cache: OrderedDict = OrderedDict()
@@ -281,7 +282,7 @@ class Service:
                 data = {name: pd.DataFrame(bars) for name, bars in req["rows"].items()}
             calendar = req["calendar"] or self.calendar
             with served.lock:
-                table = predict_df(model, data, quantiles=levels, calendar=calendar)
+                table = predict_df(model, data, quantiles=levels, calendar=calendar, price_limits=self.price_limits)
         except SourceUnavailable as exc:
             raise RequestError(503, str(exc)) from None
         except (DataError, StockLLMError) as exc:

@@ -117,7 +117,8 @@ class Forecaster(ABC):
         first = ["date", "horizon", "predicted_close", "last_close", "last_date", "model"]
         return table[first + [c for c in table.columns if c not in first and c != "ticker"]]
 
-    def predict_df(self, df, quantiles: Sequence[float] | None = None, calendar: str | None = None) -> pd.DataFrame:
+    def predict_df(self, df, quantiles: Sequence[float] | None = None, calendar: str | None = None,
+                   price_limits: str | float = "auto") -> pd.DataFrame:
         """Forecast the next H sessions after the last row of each series in ``df`` (Chronos / Nixtla style).
 
         df: one OHLCV frame (DatetimeIndex or a Date/ds/timestamp column; Open High Low Close Volume in any case),
@@ -127,15 +128,17 @@ class Forecaster(ABC):
         for, naive and drift any).
         calendar: exchange_calendars code for every series; None infers each from its ticker (600519.SS →
         XSHG, AAPL → XNYS; unknown → business days with a warning).
+        price_limits: "auto" (default) clips A-shares to their board's daily limit (``stockllm.limits``), "off"
+        never clips, a fraction (0.05) clips every series to it.
 
         Returns a long frame, one row per ticker and horizon: ticker, date (Timestamp of the session), horizon
         (1..H), predicted_close (the point forecast, the median where the model has quantiles), one column per
         level named q0.1, q0.5, ... (closes, price scale; NaN for a model without quantiles), last_close,
-        last_date, model.
+        last_date, model, limited (True where a price limit clipped the quantiles).
         """
         from .pipeline import predict_df
 
-        return predict_df(self, df, quantiles=quantiles, calendar=calendar)
+        return predict_df(self, df, quantiles=quantiles, calendar=calendar, price_limits=price_limits)
 
     def num_trainable_parameters(self) -> int:
         """Parameters that training changes (0 for naive and drift)."""
