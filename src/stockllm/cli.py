@@ -37,7 +37,7 @@ def _tidy_metavars(parser: argparse.ArgumentParser) -> None:
     """Show N / X / TEXT in --help instead of argparse's upper-cased flag names."""
     for action in parser._actions:
         if action.option_strings and action.nargs != 0 and action.metavar is None and action.choices is None:
-            action.metavar = {int: "N", float: "X"}.get(action.type, "TEXT")
+            action.metavar = {int: "N", float: "X"}.get(action.type, "K" if action.dest == "lora_layers" else "TEXT")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -478,7 +478,8 @@ def cmd_train(args, say) -> None:
         say(f"best {where}: val_loss {info['best_val_loss']:.4f} ({start} {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
     if info.get("stop_reason"):
-        say(f"training stopped at step {info['steps']}: {info['stopped_because']} [{info['stop_reason']}]")
+        say(f"training stopped at step {info['steps']} ({info.get('epochs_run', 0):g} epochs): "
+            f"{info['stopped_because']} [{info['stop_reason']}]")
     if "weights" in info:
         say(f"ensemble weights (fitted on the validation dates from {info['validation_start']}): "
             f"{model.describe() or 'none'}")

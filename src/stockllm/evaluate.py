@@ -209,7 +209,8 @@ def evaluate(
                 if k == 0:
                     info = model.fit_info
                     if info.get("stop_reason"):
-                        log(f"{model_name}: training stopped at step {info.get('steps')}: "
+                        log(f"{model_name}: training stopped at step {info.get('steps')} "
+                            f"({info.get('epochs_run', 0):g} epochs): "
                             f"{info.get('stopped_because')} [{info['stop_reason']}]")
                     for note in info.get("notes", []):
                         log(f"note: {model_name}: {note}")
