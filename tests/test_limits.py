@@ -9,7 +9,7 @@ import pytest
 from conftest import cli_error_line, make_ohlcv, run_cli, write_csv
 from stockllm.errors import StockLLMError
 from stockllm.evaluate import evaluate
-from stockllm.limits import board, check_limits, clip, price_limited, series_limit
+from stockllm.limits import board, check_limits, clip, series_limit
 from stockllm.models import NaiveForecaster
 
 
@@ -52,7 +52,7 @@ def quantiles_of(model, frame, name):
 @pytest.mark.parametrize("ticker, limit", [("600000.SS", 0.10), ("300750.SZ", 0.20)])
 def test_every_quantile_within_the_compounded_limit(ticker, limit):
     frame = limit_moves(size=limit - 0.0005)
-    model = price_limited(NaiveForecaster())
+    model = NaiveForecaster().limited_to()
     table = quantiles_of(model, frame, ticker)
     last = table["last_close"].iloc[0]
     q = table[[c for c in table.columns if c.startswith("q")]].to_numpy()
@@ -65,7 +65,7 @@ def test_every_quantile_within_the_compounded_limit(ticker, limit):
 
 def test_us_tickers_are_untouched():
     frame = limit_moves()
-    limited_table = quantiles_of(price_limited(NaiveForecaster()), frame, "AAPL")
+    limited_table = quantiles_of(NaiveForecaster().limited_to(), frame, "AAPL")
     raw = quantiles_of(NaiveForecaster(), frame.copy(), "AAPL")
     pd.testing.assert_frame_equal(limited_table, raw)
     assert not limited_table["limited"].any()

@@ -645,9 +645,7 @@ def cmd_predict(args, say) -> None:
         from .calibration import calibrated
 
         model = calibrated(model, *calibration)
-    from .limits import price_limited
-
-    model = price_limited(model, limits)
+    model = model.limited_to(limits)
     tables = []
     for series, frame in frames.items():
         table = model.forecast(frame, levels, calendar=calendar)

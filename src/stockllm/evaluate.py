@@ -15,7 +15,7 @@ from .models.base import Forecaster
 from .plots import plot_forecasts  # noqa: F401 - evaluate's picture, re-exported for callers of this module
 from .metrics import (  # noqa: F401 - the scores, re-exported for callers of this module
     diebold_mariano, format_leaderboard, format_table, leaderboard, metrics, quantile_columns, weighted_quantile_loss)
-from .limits import describe as describe_limits, limited, price_limited
+from .limits import describe as describe_limits, limited
 from .quantiles import column, ewma_sigma
 
 
@@ -217,7 +217,7 @@ def evaluate(
                     if hasattr(model, "describe"):  # the ensemble: its row names its weights
                         protocols[model_name] += f"; weights {model.describe()}"
             variant = calibrated(model, calibrate, calibration_step) if calibrate and model.has_quantiles else None
-            scored = price_limited(model, price_limits)  # the limit is part of the forecast: scored as predict gives it
+            scored = model.limited_to(price_limits)  # the limit is part of the forecast: scored as predict gives it
             for i, (series, frame) in enumerate(frames.items()):
                 origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
                 if len(origins) == 0:
@@ -229,7 +229,7 @@ def evaluate(
                 if len(shard):
                     pieces.append((order, rank, backtest(scored, model_name, series, frame, shard)))
                     if variant is not None:
-                        pieces.append(((order[0], 1, k, i), rank, backtest(price_limited(variant, price_limits),
+                        pieces.append(((order[0], 1, k, i), rank, backtest(variant.limited_to(price_limits),
                                                                            f"{model_name}+{calibrate}", series,
                                                                   frame, shard)))
         if variant is not None:

@@ -6,8 +6,9 @@ The limit comes from the ticker's six-digit code, in any convention (``600000.SS
 the code: ``--price_limit 0.05`` sets a limit for every series. Other codes (indices such as 000001.SS and
 399001.SZ, funds, B shares) and every non-mainland ticker are left alone.
 
-The close h sessions ahead then lies within last close × (1 ± limit)^h, so :class:`PriceLimited` clips every
-quantile (and the point forecast) of a model's log-returns to h·log(1 ± limit). A row whose quantiles were cut is
+The close h sessions ahead then lies within last close × (1 ± limit)^h, so ``Forecaster.limited_to(setting)``
+(``stockllm.models.base.PriceLimited``) clips every quantile (and the point forecast) of a model's log-returns to
+h·log(1 ± limit) with :func:`clip`. A row whose quantiles were cut is
 marked ``limited``: the mass beyond the limit now sits on it, as it does on a limit-up or limit-down day.
 """
 
@@ -19,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StockLLMError
-from .models.base import Forecaster
 
 MODES = ("auto", "off")
 _CODE = re.compile(r"^(?:(?P<pre>sh|sz|bj)\.?)?(?P<code>\d{6})(?:\.(?P<suf>ss|sh|sz|bj))?$", re.IGNORECASE)
@@ -96,49 +96,6 @@ def limited(q: np.ndarray, limit: float | None) -> np.ndarray:
         return np.zeros(q.shape[:2], dtype=bool)
     low, high = bounds(limit, q.shape[1])
     return ((q <= low[None, :, None]) | (q >= high[None, :, None])).any(axis=-1)
-
-
-class PriceLimited(Forecaster):
-    """A fitted Forecaster whose forecasts are clipped to each series' daily price limit (see the module docstring).
-
-    It keeps the inner model's kind (the limit is part of the forecast, not another model) and fits and saves
-    nothing; the series is named by ``frame.attrs["source"]`` (a ticker, or a file named after one).
-    """
-
-    needs_fit = False
-
-    def __init__(self, inner: Forecaster, setting: str | float = "auto"):
-        super().__init__(inner.data)
-        self.inner, self.setting = inner, setting
-        self.kind, self.has_quantiles, self.fit_info = inner.kind, inner.has_quantiles, inner.fit_info
-
-    def price_limit(self, frame) -> float | None:
-        return series_limit(str(frame.attrs.get("source", "")), self.setting)
-
-    def check_levels(self, levels) -> None:
-        self.inner.check_levels(levels)
-
-    def predict_quantiles(self, frame, origins):
-        return clip(self.inner.predict_quantiles(frame, origins), self.price_limit(frame))
-
-    def predict_returns(self, frame, origins):
-        return clip(self.inner.predict_returns(frame, origins), self.price_limit(frame))
-
-    def predict_distribution(self, frame, origins):
-        point, q = self.inner.predict_distribution(frame, origins)
-        limit = self.price_limit(frame)
-        return clip(point, limit), clip(q, limit)
-
-    def num_trainable_parameters(self) -> int:
-        return self.inner.num_trainable_parameters()
-
-    def trainable_parameters_detail(self) -> str:
-        return self.inner.trainable_parameters_detail()
-
-
-def price_limited(model: Forecaster, setting: str | float = "auto") -> Forecaster:
-    """``model`` wrapped so that its forecasts respect the price limits of ``setting`` (itself for "off")."""
-    return model if setting == "off" else PriceLimited(model, setting)
 
 
 def describe(names, setting: str | float) -> str:

@@ -14,6 +14,7 @@ from ..checkpoint import atomic_dir, read_meta, write_meta
 from ..config import DataConfig, from_dict
 from ..errors import StockLLMError
 from ..features import to_prices
+from ..limits import clip, series_limit
 from ..quantiles import median, missing_levels
 
 
@@ -88,6 +89,11 @@ class Forecaster(ABC):
     def price_limit(self, frame: pd.DataFrame) -> float | None:
         """The daily price limit its forecasts for ``frame`` respect (None: none; see ``stockllm.limits``)."""
         return None
+
+    def limited_to(self, setting: str | float = "auto") -> "Forecaster":
+        """This model with its forecasts clipped to each series' daily price limit under ``setting`` ("auto": the
+        A-share board's, from the ticker; a fraction: that limit for every series); itself for "off"."""
+        return self if setting == "off" else PriceLimited(self, setting)
 
     def check_levels(self, levels) -> None:
         """Refuse quantile levels this model cannot give (a trained head knows only the levels it learnt)."""
@@ -181,6 +187,44 @@ class Forecaster(ABC):
     @classmethod
     def _from_meta(cls, meta: dict, directory: Path, **overrides) -> "Forecaster":
         return cls(from_dict(DataConfig, meta.get("data", {}), source=directory))
+
+
+class PriceLimited(Forecaster):
+    """A fitted Forecaster whose forecasts are clipped to each series' daily price limit (``stockllm.limits``).
+
+    It keeps the inner model's kind (the limit is part of the forecast, not another model) and fits and saves
+    nothing; the series is named by ``frame.attrs["source"]`` (a ticker, or a file named after one).
+    """
+
+    needs_fit = False
+
+    def __init__(self, inner: Forecaster, setting: str | float = "auto"):
+        super().__init__(inner.data)
+        self.inner, self.setting = inner, setting
+        self.kind, self.has_quantiles, self.fit_info = inner.kind, inner.has_quantiles, inner.fit_info
+
+    def price_limit(self, frame) -> float | None:
+        return series_limit(str(frame.attrs.get("source", "")), self.setting)
+
+    def check_levels(self, levels) -> None:
+        self.inner.check_levels(levels)
+
+    def predict_quantiles(self, frame, origins):
+        return clip(self.inner.predict_quantiles(frame, origins), self.price_limit(frame))
+
+    def predict_returns(self, frame, origins):
+        return clip(self.inner.predict_returns(frame, origins), self.price_limit(frame))
+
+    def predict_distribution(self, frame, origins):
+        point, q = self.inner.predict_distribution(frame, origins)
+        limit = self.price_limit(frame)
+        return clip(point, limit), clip(q, limit)
+
+    def num_trainable_parameters(self) -> int:
+        return self.inner.num_trainable_parameters()
+
+    def trainable_parameters_detail(self) -> str:
+        return self.inner.trainable_parameters_detail()
 
 
 def span(frame: pd.DataFrame) -> dict:

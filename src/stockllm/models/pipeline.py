@@ -109,7 +109,6 @@ def check_closes_only(model, frames: dict) -> None:
 def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: str | None = None,
                price_limits: str | float = "auto") -> pd.DataFrame:
     """Forecast the next H sessions after the last row of every series in ``df``; see Forecaster.predict_df."""
-    from ..limits import price_limited
 
     levels = model.quantiles if quantiles is None else check_quantiles(quantiles, "quantiles")
     if model.any_levels and missing_levels(model.quantiles, levels):
@@ -121,6 +120,6 @@ def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: st
     rows, why = min_history(model)
     frames = as_frames(df, rows, why)
     check_closes_only(model, frames)
-    model = price_limited(model, price_limits)
+    model = model.limited_to(price_limits)
     return pd.concat([forecast_table(model, ticker, frame, levels, calendar) for ticker, frame in frames.items()],
                      ignore_index=True)
