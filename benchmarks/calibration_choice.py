@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from skill import dev_set  # noqa: E402
 from stockllm.calibration import Calibrated  # noqa: E402
 from stockllm.config import CalibrationConfig  # noqa: E402
-from stockllm.evaluate import backtest, before, metrics, resolve_cutoff, test_origins  # noqa: E402
+from stockllm.backtest import backtest, before, metrics, resolve_cutoff, test_origins  # noqa: E402
 from stockllm.features import origins_with_targets  # noqa: E402
 from stockllm.models.baselines import NaiveForecaster  # noqa: E402
 from stockllm.models.fhs import FHSForecaster, fhs_quantiles  # noqa: E402

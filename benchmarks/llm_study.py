@@ -201,7 +201,7 @@ def run_one(row: str, args) -> None:
     """Fit and backtest one row beside naive; write its forecasts and record."""
     import dataclasses
 
-    from stockllm.evaluate import evaluate
+    from stockllm.backtest import evaluate
 
     out = Path(args.out)
     frames = load_frames(args.tiny)
@@ -254,7 +254,7 @@ def _geomean(v) -> float:
 
 def per_origin_loss(f: pd.DataFrame) -> pd.Series:
     """Per (series, origin): mean pinball over levels and horizons ÷ the series' mean |actual| (scale-free)."""
-    from stockllm.evaluate import quantile_columns
+    from stockllm.backtest import quantile_columns
     from stockllm.quantiles import pinball
 
     q = quantile_columns(f)
@@ -266,7 +266,7 @@ def per_origin_loss(f: pd.DataFrame) -> pd.Series:
 
 def aggregate(out: Path) -> pd.DataFrame | None:
     """results.csv / series.csv / results.md from every finished row."""
-    from stockllm.evaluate import diebold_mariano, metrics
+    from stockllm.backtest import diebold_mariano, metrics
 
     files = sorted((out / "forecasts").glob("*.csv.gz"))
     if not any(p.name == "naive.csv.gz" for p in files):

@@ -394,7 +394,7 @@ def measure_mode(folder: Path, train_frame, frame, mode: str, args, n_train: int
 # --- 5. baselines --------------------------------------------------------------------------------------------
 def evaluate_baselines(frame) -> float:
     from stockllm.config import DataConfig, MLPConfig
-    from stockllm.evaluate import evaluate
+    from stockllm.backtest import evaluate
     from stockllm.models.baselines import DriftForecaster, NaiveForecaster
     from stockllm.models.mlp import MLPForecaster
 

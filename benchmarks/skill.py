@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from stockllm.config import DataConfig, EnsembleConfig, MLPConfig  # noqa: E402
 from stockllm.data import load_ohlcv  # noqa: E402
-from stockllm.evaluate import before, diebold_mariano, evaluate, quantile_columns, resolve_cutoff  # noqa: E402
+from stockllm.backtest import before, diebold_mariano, evaluate, quantile_columns, resolve_cutoff  # noqa: E402
 from stockllm.models import model_class  # noqa: E402
 from stockllm.quantiles import pinball  # noqa: E402
 

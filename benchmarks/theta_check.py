@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from stockllm.config import DataConfig  # noqa: E402
 from stockllm.data import load_ohlcv  # noqa: E402
-from stockllm.evaluate import evaluate  # noqa: E402
+from stockllm.backtest import evaluate  # noqa: E402
 from stockllm.models import NaiveForecaster, model_class  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "stockllm" / "samples" / "nasdaq.csv"

@@ -28,16 +28,28 @@ def readme_python_example() -> str:
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    """Every line of the README's Python example runs as written (train, predict, load, predict_df, evaluate)."""
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(compile(readme_python_example(), "README.md", "exec"), namespace)
     out = capsys.readouterr().out
-    forecast, result = namespace["forecast"], namespace["result"]
+    forecast, table, result = namespace["forecast"], namespace["table"], namespace["result"]
     assert (tmp_path / "checkpoints" / "mlp" / "stockllm.json").is_file()
-    assert list(forecast["date"].dt.strftime("%Y-%m-%d")) == ["2019-01-02", "2019-01-03", "2019-01-04"]  # NYSE
-    assert {"q0.1", "q0.5", "q0.9"} <= set(forecast.columns)
+    for frame in (forecast, table):
+        dates = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%d")
+        assert list(dates) == ["2019-01-02", "2019-01-03", "2019-01-04"]  # NYSE
+        assert {"q0.1", "q0.5", "q0.9"} <= set(frame.columns)
+    np.testing.assert_allclose(forecast["predicted_close"], table["predicted_close"])  # one model, one answer
     assert set(result.metrics["model"]) == {"naive", "drift", "fhs", "mlp"}
     assert "mae_vs_naive" in out
+
+
+def test_every_name_the_readme_calls_on_stockllm_exists():
+    """`stockllm.NAME` in the README (code and prose) resolves after a plain ``import stockllm``."""
+    text = README.read_text(encoding="utf-8")
+    names = set(re.findall(r"\bstockllm\.([A-Za-z_]\w*)", text)) - {"json", "cli"}  # stockllm.json is the manifest
+    for name in sorted(names):
+        assert hasattr(stockllm, name), f"README names stockllm.{name}, which import stockllm does not give"
 
 
 def test_import_is_light_and_names_are_lazy():
@@ -59,7 +71,7 @@ def test_public_names_have_docstrings():
 
 
 def test_evaluate_submodule_does_not_shadow_the_function():
-    from stockllm.evaluate import backtest  # imports the submodule
+    from stockllm.backtest import backtest  # imports the submodule
 
     assert callable(backtest)
     assert stockllm.evaluate is stockllm.api.evaluate
@@ -165,7 +177,7 @@ def test_every_evaluate_flag_is_a_keyword_of_stockllm_evaluate():
 
     sub = next(a for a in _build_parser()._actions if a.dest == "command")
     dests = {a.dest for a in sub.choices["evaluate"]._actions} - {"help", "debug", "quiet"}
-    assert dests == set(evaluate_options())
+    assert dests == set(evaluate_options()) - {"progress"}  # the library's progress is the CLI's --quiet
     for must in ("test_start", "refit_every", "quantiles", "checkpoint", "calibrate", "output_dir", "members",
                  "head_base", "test_size"):
         assert must in dests

@@ -63,7 +63,7 @@ def test_dates_past_the_recorded_holidays_fall_back_with_a_warning():
 
 
 def test_unknown_calendar_code_is_refused():
-    with pytest.raises(StockLLMError, match="unknown --calendar"):
+    with pytest.raises(StockLLMError, match="unknown calendar"):
         next_sessions("2018-12-31", 3, "NOPE")
 
 

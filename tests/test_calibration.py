@@ -11,7 +11,7 @@ from stockllm.calibration import Calibrated, track_offsets
 from stockllm.cli import main
 from stockllm.config import CalibrationConfig
 from stockllm.errors import StockLLMError
-from stockllm.evaluate import backtest
+from stockllm.backtest import backtest
 from stockllm.models.baselines import NaiveForecaster
 
 
@@ -72,7 +72,7 @@ def test_offset_at_i_uses_only_outcomes_known_at_i():
 
 
 def test_calibration_flags_are_checked(tmp_path, capsys):
-    with pytest.raises(StockLLMError, match="--calibrate"):
+    with pytest.raises(StockLLMError, match="calibrate"):
         CalibrationConfig(method="bogus")
     csv = write_csv(make_ohlcv(200, seed=4), tmp_path / "s.csv")
     assert main(["predict", "--model", "naive", "--calibration_step", "0.01", "--data", str(csv), "--quiet",
@@ -100,7 +100,7 @@ def test_evaluate_adds_calibrated_rows_and_tercile_coverage(tmp_path):
 
 def test_tercile_coverage_splits_origins_by_volatility():
     """A model that covers every calm origin and no stormy one shows it per tercile, not in the marginal."""
-    from stockllm.evaluate import metrics
+    from stockllm.backtest import metrics
 
     n = 90
     sigma = np.arange(n, dtype=float)

@@ -113,12 +113,12 @@ def test_evaluate_output_dir_that_cannot_be_created(capsys, csv, tmp_path):
 
 
 def test_other_os_errors_are_one_line(capsys, monkeypatch, csv):
-    import stockllm.cli as cli
+    from stockllm.options import DataOptions
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", "/somewhere/file.csv")
 
-    monkeypatch.setattr(cli, "_load_frames", denied)
+    monkeypatch.setattr(DataOptions, "load", denied)
     line = error_line(capsys, ["predict", "--model", "naive", "--data", csv])
     assert line == ("stockllm: error: permission denied /somewhere/file.csv: check the path, its permissions and "
                     "the free space")

@@ -35,7 +35,7 @@ def test_from_flags_puts_each_setting_where_it_belongs_and_refuses_unknown_ones(
     assert LoRAConfig.from_flags(max_steps=2, lora_rank=4).train.max_steps == 2
     with pytest.raises(StockLLMError, match="no setting epoch .*valid: .*epochs"):
         MLPConfig.from_flags(epoch=3)
-    with pytest.raises(StockLLMError, match="--patience 0 must be greater than 0"):
+    with pytest.raises(StockLLMError, match="^patience 0 must be greater than 0"):
         MLPConfig.from_flags(patience=0)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+import stockllm.models.base
 from conftest import make_ohlcv
 
 from stockllm.config import DataConfig, EnsembleConfig, MLPConfig
@@ -23,17 +25,36 @@ def _model(name):
     return model_class(name)(data)
 
 
-def test_registry_agrees_with_the_classes():
+def test_capabilities_are_declared_once_in_the_registry():
+    """Each class reads its capabilities from its registry entry; none declares them again in its own body (a
+    property that computes one, as the ensemble's refit, is behaviour, not a declaration)."""
+    import ast
+    import inspect
+
+    from stockllm.models.base import CAPABILITIES
+
     assert MODEL_NAMES == tuple(REGISTRY)
     for name, spec in REGISTRY.items():
         if spec.extra == "chronos":
             continue  # importing the class needs chronos-forecasting only when it is built
         cls = spec.load_class()
         assert cls.kind == name
-        assert cls.needs_fit == spec.needs_fit, name
-        assert cls.has_quantiles == spec.quantiles, name
-        if name != "ensemble":  # the ensemble's refit follows its members
-            assert cls.refit_ok == spec.refit, name
+        for klass in cls.__mro__[:cls.__mro__.index(stockllm.models.base.Forecaster)]:
+            body = ast.parse(inspect.getsource(klass).lstrip()).body[0].body
+            assigned = {t.id for node in body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                        if isinstance(t, ast.Name)}
+            assert not assigned & set(CAPABILITIES), (name, klass.__name__, sorted(assigned & set(CAPABILITIES)))
+        for attr, field in CAPABILITIES.items():
+            if not isinstance(cls.__dict__.get(attr), property):
+                assert getattr(cls, attr) == getattr(spec, field), (name, attr)
+
+
+def test_model_sets_come_from_the_registry():
+    from stockllm.models import TRAINABLE, TRAINED, UNFITTED, WINDOW_NETS
+
+    assert WINDOW_NETS == ("mlp", "lstm") and TRAINED == ("mlp", "lstm", "lora")
+    assert UNFITTED == ("naive", "drift") and "ensemble" in TRAINABLE and "theta" not in TRAINABLE
 
 
 @pytest.mark.parametrize("name", CHEAP)
@@ -91,7 +112,7 @@ def test_load_refuses_unknown_overrides_naming_the_valid_ones(tmp_path):
 def test_diebold_mariano_null_at_h3_is_roughly_uniform():
     """Loss differences that are MA(2) with mean 0 (what 3-day forecasts from overlapping origins give): about 5% of
     p-values fall below 0.05, and about half below 0.5."""
-    from stockllm.evaluate import diebold_mariano
+    from stockllm.backtest import diebold_mariano
 
     rng = np.random.default_rng(0)
     ps = []

@@ -58,7 +58,7 @@ def test_ensemble_weights_are_valid_and_survive_save_load(tmp_path):
 
 
 def test_members_flag_is_checked():
-    with pytest.raises(StockLLMError, match="unknown --members entry"):
+    with pytest.raises(StockLLMError, match="unknown members entry"):
         EnsembleConfig(members="fhs,bogus")
     with pytest.raises(StockLLMError, match="twice"):
         EnsembleConfig(members="fhs,fhs")

@@ -9,7 +9,7 @@ import pytest
 from conftest import make_ohlcv
 from stockllm.config import DataConfig, MLPConfig
 from stockllm.errors import StockLLMError
-from stockllm.evaluate import (
+from stockllm.backtest import (
     backtest,
     diebold_mariano,
     evaluate,

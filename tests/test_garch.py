@@ -7,7 +7,7 @@ import pytest
 
 from conftest import make_ohlcv
 from stockllm.config import DataConfig
-from stockllm.evaluate import evaluate, split_index
+from stockllm.backtest import evaluate, split_index
 from stockllm.models import load_forecaster
 from stockllm.models.garch import GARCHForecaster
 

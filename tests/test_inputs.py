@@ -75,7 +75,7 @@ def test_a_german_export_reads_with_date_format_and_decimal_comma(tmp_path):
     frame = load_ohlcv(path, columns=parse_columns(COLUMNS), decimal=",", date_format="%d.%m.%Y")
     assert list(frame.index.strftime("%Y-%m-%d")) == ["2017-10-19", "2017-10-20", "2017-10-23"]
     assert frame["Close"].iloc[0] == 13000.75 and frame["Volume"].iloc[0] == 1234567
-    with pytest.raises(DataError, match="--date_format"):
+    with pytest.raises(DataError, match="pass date_format"):  # str() names the keyword; the CLI, the flag
         load_ohlcv(path, columns=parse_columns(COLUMNS), decimal=",")  # without it, 19.10.2017 is refused
 
 

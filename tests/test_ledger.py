@@ -312,5 +312,5 @@ def test_a_ticker_forecast_with_two_adjustments_is_refused(tmp_path):
     path = tmp_path / "l.csv"
     append_forecasts(path, table(), adjust="full")
     append_forecasts(path, table(last="2024-01-08"), adjust="none")
-    with pytest.raises(StockLLMError, match="used --adjust full and none"):
+    with pytest.raises(StockLLMError, match="used adjust full and none"):  # str() names the keyword
         adjustments(read_ledger(path)[0])

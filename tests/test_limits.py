@@ -8,7 +8,7 @@ import pytest
 
 from conftest import cli_error_line, make_ohlcv, run_cli, write_csv
 from stockllm.errors import StockLLMError
-from stockllm.evaluate import evaluate
+from stockllm.backtest import evaluate
 from stockllm.limits import board, check_limits, clip, series_limit
 from stockllm.models import NaiveForecaster
 

@@ -203,7 +203,7 @@ def test_offline_hub_gives_a_clear_error(monkeypatch):
         raise OSError("Name or service not known")
 
     monkeypatch.setattr(hf, "hub_download", offline)
-    with pytest.raises(StockLLMError, match="--model_path"):
+    with pytest.raises(StockLLMError, match="model_path"):
         hf.resolve_model_path("Qwen/Qwen3-0.6B")
     with pytest.raises(StockLLMError, match="not found"):
         hf.resolve_model_path("./no/such/folder")
@@ -396,7 +396,7 @@ def test_fit_says_why_training_stopped(tiny_model_dir, capsys, tmp_path, monkeyp
     # whatever the machine's speed.
     import types
 
-    from stockllm import train as train_module
+    from stockllm import loop as train_module
 
     ticks = iter(range(0, 10**6, 10))
     with monkeypatch.context() as m:

@@ -12,7 +12,7 @@ from conftest import make_ohlcv, write_csv
 from stockllm.cli import main
 from stockllm.config import DataConfig
 from stockllm.errors import StockLLMError
-from stockllm.evaluate import evaluate, leaderboard, resolve_cutoff
+from stockllm.backtest import evaluate, leaderboard, resolve_cutoff
 from stockllm.models import NaiveForecaster, model_class
 
 W, H = 10, 3

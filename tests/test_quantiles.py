@@ -10,7 +10,7 @@ from scipy import stats
 from conftest import make_ohlcv
 from stockllm.config import DataConfig
 from stockllm.errors import StockLLMError
-from stockllm.evaluate import evaluate, metrics
+from stockllm.backtest import evaluate, metrics
 from stockllm.models import DriftForecaster, NaiveForecaster
 from stockllm.quantiles import (
     central_intervals,

@@ -85,7 +85,7 @@ def fake_forecasts(with_band: bool) -> pd.DataFrame:
 
 
 def metrics_table(forecasts):
-    from stockllm.evaluate import metrics
+    from stockllm.backtest import metrics
 
     return metrics(forecasts)
 

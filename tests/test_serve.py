@@ -156,7 +156,7 @@ def test_naive_takes_any_levels(served):
      422, "Close"),
     ({"rows": {"AAA": [{"date": {"nested": [1]}, "open": [1], "high": 1, "low": 1, "close": 1, "volume": 1}]}},
      422, ""),
-    ({"tickers": ["AAA"], "calendar": "MARS"}, 422, "unknown --calendar"),
+    ({"tickers": ["AAA"], "calendar": "MARS"}, 422, "unknown calendar"),  # the field, not a flag
     ({"tickers": ["AAA"], "calendar": 5}, 422, "calendar must be"),
 ])
 def test_bad_requests_get_a_4xx_with_one_line(served, body, status, words):
@@ -427,7 +427,7 @@ def test_watchlist_page_renders_a_chart_per_ticker_in_chromium(tmp_path):
 def test_device_is_for_llm_checkpoints_only(checkpoint):
     from stockllm.errors import StockLLMError
 
-    with pytest.raises(StockLLMError, match="--device applies to LLM checkpoints only"):
+    with pytest.raises(StockLLMError, match="device applies to LLM checkpoints only"):
         load_models([str(checkpoint)], ["naive"], DataConfig(), {"device": "cpu"})
     two = load_models([str(checkpoint), f"other={checkpoint}"], [], DataConfig())
     assert list(two) == [checkpoint.name, "other"]  # two of one kind: named by folder, or as asked

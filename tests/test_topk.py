@@ -154,7 +154,7 @@ def test_probe_trains_the_head_alone_in_seconds(four_layer_dir):
 
 
 def test_lora_layers_flag_is_checked():
-    with pytest.raises(StockLLMError, match="--lora_layers 'two'"):
+    with pytest.raises(StockLLMError, match="lora_layers 'two'"):
         LoRAConfig.from_flags(lora_layers="two")
     assert LoRAConfig.from_flags(lora_layers="ALL").top_layers(24) is None
     assert LoRAConfig.from_flags(lora_layers="8").top_layers(4) == 4

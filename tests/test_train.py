@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from stockllm.cli import _resume_command, main
 from stockllm.device import torch_threads
 from stockllm.errors import StockLLMError
-from stockllm.train import state_dirs
+from stockllm.loop import state_dirs
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -235,7 +235,7 @@ def test_non_causal_base_is_refused_in_chunks_mode(tiny_model_dir, tmp_path):
     for f in Path(tiny_model_dir).glob("tokenizer*"):
         (bert / f.name).write_bytes(f.read_bytes())
     data = DataConfig(window_size=20, horizon=3)
-    with pytest.raises(StockLLMError, match="not a causal decoder.*--train_mode windows"):
+    with pytest.raises(StockLLMError, match="not a causal decoder.*train_mode windows"):
         LoRAForecaster(data, LoRAConfig.from_flags(model_path=str(bert), chunk_days=40, max_steps=1)).fit([periodic()], False)
 
 

@@ -31,7 +31,9 @@ def write(tmp_path: Path, text: str, name: str = "bars.csv", encoding: str = "ut
 def refused(path, **kwargs) -> str:
     with pytest.raises(DataError) as info:
         load_ohlcv(path, **kwargs)
-    message = str(info.value)
+    from stockllm.errors import as_flags
+
+    message = as_flags(info.value)  # in the CLI's words; str() names the keyword (decimal) instead of the flag
     assert "\n" not in message
     return message
 

@@ -3,6 +3,8 @@
 Python API (README "Python")::
 
     import stockllm
+    model = stockllm.train("nasdaq", model="mlp", save_dir="checkpoints/mlp", epochs=3)
+    table = stockllm.predict("nasdaq", checkpoint="checkpoints/mlp")
     model = stockllm.load("checkpoints/mlp")              # or stockllm.NaiveForecaster()
     table = model.predict_df(stockllm.load_ohlcv("nasdaq"), quantiles=(0.1, 0.5, 0.9))
     result = stockllm.evaluate(models="naive,drift,fhs,mlp")  # .metrics, .forecasts, .leaderboard
@@ -12,14 +14,14 @@ transformers and pandas load only when a model or a frame is needed.
 """
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
 # public name → module that defines it
 _EXPORTS = {
-    "load": "api", "evaluate": "api", "Evaluation": "api",
+    "load": "api", "evaluate": "api", "train": "api", "predict": "api", "Evaluation": "api",
+    "evaluate_options": "api",
+    "EvaluateOptions": "options", "TrainOptions": "options", "PredictOptions": "options",
     "load_ohlcv": "data", "download_ohlcv": "data", "ohlcv_from_frame": "data", "sample_path": "data",
     "Forecaster": "models", "NaiveForecaster": "models", "DriftForecaster": "models", "MLPForecaster": "models",
     "GARCHForecaster": "models", "LoRAForecaster": "models", "load_forecaster": "models",
@@ -44,19 +46,3 @@ def __getattr__(name: str):
 def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
-
-class _Package(types.ModuleType):
-    """``stockllm.evaluate`` is the function; importing the submodule of the same name must not replace it.
-
-    Python binds every imported submodule as an attribute of its package; this skips that one binding. The
-    submodule stays importable as ``from stockllm.evaluate import backtest`` (``import stockllm.evaluate as m``
-    would give the function).
-    """
-
-    def __setattr__(self, name, value):
-        if name == "evaluate" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

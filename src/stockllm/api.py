@@ -1,8 +1,11 @@
-"""The Python API: ``stockllm.load``, ``Forecaster.predict_df`` and ``stockllm.evaluate`` (see README "Python").
+"""The Python API: ``stockllm.load``, ``Forecaster.predict_df``, ``stockllm.train``, ``stockllm.predict`` and
+``stockllm.evaluate`` (see README "Python").
 
-Frames go in the habits users bring from Nixtla (``unique_id``, ``ds``) and Chronos (``item_id``,
-``timestamp``): one OHLCV frame, a long frame with a ticker column, or a dict of frames. Forecasts come back as
-one long frame, one row per ticker and horizon.
+``train``, ``predict`` and ``evaluate`` run exactly what the commands of the same names run: they build the same
+typed options (``stockllm.options``) from keywords named as the flags without dashes, and call the same library
+function. Frames go in the habits users bring from Nixtla (``unique_id``, ``ds``) and Chronos (``item_id``,
+``timestamp``): one OHLCV frame, a long frame with a ticker column, or a dict of frames. Errors name the keyword
+(``test_size``), not the flag.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Sequence
 
 from .evaluation import Evaluation  # noqa: F401 - re-exported
 from .models.pipeline import as_frames, forecast_table, min_history, predict_df  # noqa: F401 - re-exported
+from .options import EvaluateOptions, PredictOptions, TrainOptions, from_keywords, keywords
 
 
 def load(checkpoint, **overrides):
@@ -25,14 +29,12 @@ def load(checkpoint, **overrides):
 
 
 def evaluate_options() -> dict:
-    """Every option of ``stockllm evaluate`` as {keyword: default}: the command's own flag destinations, from its
-    argument parser, so a new flag is a new keyword at once (``--debug`` and ``--quiet`` excepted: the library has
-    ``progress``)."""
-    from .cli import _build_parser
+    """Every keyword of :func:`evaluate` with its default (None: not given; the run's default applies)."""
+    return keywords(EvaluateOptions)
 
-    sub = next(a for a in _build_parser()._actions if a.dest == "command")
-    parser = sub.choices["evaluate"]
-    return {a.dest: a.default for a in parser._actions if a.dest not in ("help", "debug", "quiet")}
+
+def _say(progress: bool):
+    return print if progress else (lambda *_: None)
 
 
 def evaluate(data=None, models: str | Sequence[str] | None = None, *, progress: bool = False,
@@ -46,27 +48,46 @@ def evaluate(data=None, models: str | Sequence[str] | None = None, *, progress: 
     "naive,mlp"; default ``naive,drift,fhs,mlp``). output_dir: write metrics.csv, leaderboard.csv, forecasts.csv,
     plot.png and report.html there as the CLI does (None: write nothing). options: every other flag of
     ``stockllm evaluate`` by its name (see :func:`evaluate_options`): test_size, test_start, refit_every,
-    window_size, horizon, quantiles, features, checkpoint, calibrate, calibration_step, members, columns, decimal,
-    the chronos_* settings and every training flag (epochs=5, model_path=..., head_base=...). Lists are accepted
-    where the flag takes a comma-separated list. Unknown keywords are refused, naming the valid ones. Returns an
-    :class:`Evaluation`.
+    window_size, horizon, quantiles, features, checkpoint, calibrate, calibration_step, price_limits (and
+    price_limit), members, columns, decimal, date_format, the chronos_* settings and every training setting
+    (epochs=5, model_path=..., head_base=...). Lists are accepted where the flag takes a comma-separated list. An
+    unknown keyword raises TypeError naming the valid ones; a bad value raises StockLLMError naming the keyword.
+    Returns an :class:`Evaluation`.
     """
-    import argparse
-
     from .evaluation import run_evaluate
 
-    known = evaluate_options()
-    stray = sorted(set(options) - set(known))
-    if stray:
-        raise TypeError(f"evaluate() got unknown option(s) {stray}: valid options are {', '.join(sorted(known))}")
-    args = argparse.Namespace(**known, debug=False, quiet=not progress)
-    for key, value in {**options, "models": models, "output_dir": output_dir}.items():
-        if isinstance(value, (list, tuple)) and key in _LIST_OPTIONS:
-            value = ",".join(str(v) for v in value)
-        setattr(args, key, value)
-    args.data = data
-    return run_evaluate(args, print if progress else (lambda *_: None))
+    opts = from_keywords(EvaluateOptions, data=data, models=models, progress=progress, output_dir=output_dir,
+                         **options)
+    return run_evaluate(opts, _say(progress))
 
 
-# Flags that take one comma-separated string on the command line.
-_LIST_OPTIONS = ("models", "quantiles", "features", "members", "target_modules", "columns")
+def train(data=None, model: str = "mlp", *, save_dir: str | None = None, progress: bool = False, **options):
+    """Train a model, exactly as ``stockllm train`` does, and return the fitted Forecaster.
+
+    data: as for :func:`evaluate` (None: the bundled NASDAQ sample). model: mlp (default), lstm, lora, fhs, garch
+    or ensemble. save_dir: the checkpoint folder to write (None: keep the model in memory only). options: every
+    other flag of ``stockllm train`` by its name: window_size, horizon, quantiles, features, columns, decimal,
+    date_format, resume (True: continue the interrupted run in save_dir; a folder: warm-start the LLM from it) and
+    every model setting (epochs=5, hidden_size=32, lora_rank=8, members=[...], ...).
+    """
+    from .training import run_train
+
+    opts = from_keywords(TrainOptions, data=data, model=model, save_dir=save_dir, progress=progress, **options)
+    return run_train(opts, _say(progress))
+
+
+def predict(data=None, checkpoint: str | None = None, *, model: str | None = None, output: str | None = None,
+            progress: bool = False, **options):
+    """Forecast the next H sessions after each series' last row, exactly as ``stockllm predict`` (or, with
+    ``ticker=``, ``stockllm forecast``) does, and return the table (one row per series and horizon).
+
+    data: as for :func:`evaluate`. checkpoint: a folder from ``train``; or model: "naive" or "drift". output: also
+    write this CSV (None: write nothing). options: every other flag by its name: quantiles, window_size and horizon
+    (naive and drift), calendar, plot, calibrate, calibration_step, price_limits, model_path, device,
+    trust_remote_code, columns, decimal, date_format, and for downloads ticker, period, source, adjust, ledger.
+    """
+    from .prediction import run_predict
+
+    opts = from_keywords(PredictOptions, data=data, checkpoint=checkpoint, model=model, output=output,
+                         progress=progress, **options)
+    return run_predict(opts, _say(progress))

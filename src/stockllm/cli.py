@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
-import json
 import os
 import shlex
 import signal
@@ -20,16 +18,10 @@ from pathlib import Path
 
 from . import __version__
 from .config import DataConfig, EnsembleConfig, LoRAConfig, MLPConfig, TrainConfig, flat_dict, flat_fields
-from .errors import StockLLMError, Terminated, TrainingInterrupted
-from .models import MODEL_NAMES, REGISTRY, WINDOW_NETS  # names only: the classes load on first use
-
-# What `train` saves (fitted models of the core install) and what `predict --model` runs without a checkpoint.
-TRAINABLE = tuple(n for n, s in REGISTRY.items() if s.needs_fit and s.extra is None)
-UNFITTED = tuple(n for n, s in REGISTRY.items() if not s.needs_fit and s.extra is None)
-from .settings import (DEFAULT_MODELS, _calibration, _check_close_only, _check_features, _check_training_flags,
-                       _csv_options, _data_config, _data_given, _factory, _given, _levels, _load_frames,
-                       _model_config, _price_limits, _refuse, _with_members)
-
+from .errors import StockLLMError, Terminated, TrainingInterrupted, as_flags
+from .models import MODEL_NAMES, REGISTRY, TRAINABLE, UNFITTED  # names only: the classes load on first use
+from .options import (DEFAULT_MODELS, DataOptions, EvaluateOptions, PredictOptions, TrainOptions, check_price_limits,
+                      from_keywords, refuse)
 EXIT_ERROR = 1
 
 
@@ -45,14 +37,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
 
 
-def _data_flags(parser: argparse.ArgumentParser, *, alias_test_csv: bool = False, required: bool = True) -> None:
+def _data_flags(parser: argparse.ArgumentParser, several: str, *, alias_test_csv: bool = False,
+                required: bool = True) -> None:
+    """--data (and --columns, --decimal); ``several`` says what the command does with several series."""
     names = ["--data", "--test_csv"] if alias_test_csv else ["--data"]
     default = " (default: the bundled NASDAQ sample)" if not required else ""
     parser.add_argument(*names, dest="data", nargs="+", required=required, metavar="FILE",
                         help="OHLCV CSV file(s): Date,Open,High,Low,Close,Volume (Yahoo, Nasdaq.com and "
                              "Investing.com exports work as they are), folders of them, globs ('prices/*.csv'), or "
                              "long files with a ticker (or unique_id) column, one series per ticker; several series "
-                             f"train one pooled model; 'nasdaq' names the bundled NASDAQ Composite sample{default}")
+                             f"{several}; 'nasdaq' names the bundled NASDAQ Composite sample{default}")
     _csv_flags(parser)
 
 
@@ -91,11 +85,11 @@ def _calendar_flag(parser: argparse.ArgumentParser) -> None:
                              "name suffix: .SS/.SZ -> XSHG, .HK -> XHKG, .T -> XTKS, none -> XNYS)")
 
 
-def _source_flags(parser: argparse.ArgumentParser) -> None:
+def _source_flags(parser: argparse.ArgumentParser, what: str = "--ticker history") -> None:
     from .sources import ADJUSTS, SOURCES
 
     parser.add_argument("--source", choices=SOURCES,
-                        help="where --ticker history comes from: yahoo (default), akshare or baostock (mainland "
+                        help=f"where {what} comes from: yahoo (default), akshare or baostock (mainland "
                              "A-shares without Yahoo; pip install 'stockllm[cn]'; tickers 600519, 600519.SS or "
                              "sh.600519; dated by the Shanghai calendar)")
     parser.add_argument("--adjust", choices=ADJUSTS, default=None,
@@ -125,7 +119,7 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
                        "and its checkpoint id, the data's last date, the run time) to this CSV ledger; score it "
                        "later with `stockllm score --ledger FILE`")
     else:
-        _data_flags(p, alias_test_csv=True)
+        _data_flags(p, "are each forecast by the same model", alias_test_csv=True)
     p.add_argument("--window_size", type=int, help="--model naive|drift only (default 30); a checkpoint keeps its own")
     p.add_argument("--horizon", type=int, help="--model naive|drift only (default 3); a checkpoint keeps its own")
     _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
@@ -232,16 +226,7 @@ def _training_flags(parser: argparse.ArgumentParser, *, state: bool = False) -> 
     _config_flags(g, _DEFAULTS_FOR[1:2], [n for n in lora if n not in mlp])
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="stockllm",
-        description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
-                    "the random walk (naive) and drift on data the model never saw.",
-        epilog="Example: stockllm evaluate --models naive,fhs,mlp,ensemble  (runs on the bundled NASDAQ sample)",
-    )
-    parser.add_argument("--version", action="version", version=f"stockllm {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _download_command(sub) -> None:
     p = sub.add_parser("download", help="download daily OHLCV history from Yahoo Finance to CSV",
                        description="Download OHLCV history through yfinance and write Date,Open,High,Low,Close,"
                                    "Volume CSV files.")
@@ -253,15 +238,18 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", default="1d", help="bar size (default %(default)s)")
     p.add_argument("--output", metavar="PATH",
                    help="CSV path for one ticker (default TICKER.csv), or a folder for several")
-    _source_flags(p)
+    _source_flags(p, "the history")
     _common(p)
 
+
+def _train_command(sub) -> None:
     p = sub.add_parser("train", help="train a model and save a checkpoint folder",
                        description="Train a forecaster on one or more CSV files (their windows are pooled) and save "
                                    "the best epoch as a checkpoint folder (safetensors + stockllm.json).")
     p.add_argument("--model", choices=TRAINABLE, default="mlp",
-                   help="; ".join(f"{n}: {REGISTRY[n].summary}" for n in TRAINABLE) + " (default mlp)")
-    _data_flags(p)
+                   help="the model to train (default mlp): " + "; ".join(f"{n}: {REGISTRY[n].summary}"
+                                                                        for n in TRAINABLE))
+    _data_flags(p, "train one pooled model")
     _window_flags(p)
     _features_flag(p)
     p.add_argument("--save_dir", default="./checkpoints", metavar="DIR",
@@ -273,11 +261,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _training_flags(p, state=True)
     _common(p)
 
+
+def _predict_command(sub) -> None:
     p = sub.add_parser("predict", help="forecast the next closes after the last row of a CSV",
                        description="Forecast the next H trading sessions after the last row of each file and write "
                                    "predictions.csv (date,horizon,predicted_close,last_close,model,series,last_date,"
                                    "limited,q0.1,...).")
     _predict_flags(p, tickers=False)
+
+
+def _forecast_command(sub) -> None:
     p = sub.add_parser("forecast", help="download the latest history of tickers and forecast their next sessions",
                        description="Download each ticker's latest daily history from Yahoo Finance (or read --data), "
                                    "forecast the next H sessions of its exchange, print them with their intervals "
@@ -285,14 +278,17 @@ def _build_parser() -> argparse.ArgumentParser:
                        epilog="Example: stockllm forecast --ticker AAPL,600519.SS --model naive")
     _predict_flags(p, tickers=True)
 
+
+def _evaluate_command(sub) -> None:
     p = sub.add_parser("evaluate", help="backtest of several models beside naive, after one cutoff date",
                        description="Pick one cutoff date for all series, fit the models on the dates before it "
                                    "only, forecast from every origin on or after it and score against the random "
                                    "walk.")
-    _data_flags(p, required=False)
+    _data_flags(p, "share one cutoff date and fit one pooled model per model kind; each series is scored",
+                required=False)
     _window_flags(p, note="; with --checkpoint, the checkpoint's")
     _features_flag(p)
-    p.add_argument("--models", metavar="LIST", help=f"comma-separated, from {','.join(MODEL_NAMES)} (default {DEFAULT_MODELS}; "
+    p.add_argument("--models", metavar="LIST", help=f"comma-separated, from {','.join(MODEL_NAMES)} (default {','.join(DEFAULT_MODELS)}; "
                    "with --checkpoint, naive; naive is always scored)")
     p.add_argument("--test_size", type=float, help="share of the union of the series' dates held out at the end; "
                    "its first date is the cutoff for all series (default 0.2)")
@@ -313,6 +309,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _training_flags(p)
     _common(p)
 
+
+def _score_command(sub) -> None:
     p = sub.add_parser("score", help="score a forecast ledger against the closes that have come since",
                        description="Read the ledger that forecast --ledger wrote, take the actual closes (from "
                                    "--data files or downloaded through --source), and score every forecast whose "
@@ -331,6 +329,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", metavar="FILE", help="also write the metrics as CSV")
     _common(p)
 
+
+def _serve_command(sub) -> None:
     p = sub.add_parser("serve", help="serve forecasts over HTTP (FastAPI + uvicorn; pip install 'stockllm[serve]')",
                        description="Load models once and answer GET /health, GET /models, POST /forecast (tickers "
                                    "fetched through --source and cached for the day, or OHLCV rows in the body) "
@@ -344,7 +344,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window_size", type=int, help="--model naive|drift only (default 30)")
     p.add_argument("--horizon", type=int, help="--model naive|drift only (default 3)")
     _quantiles_flag(p, "; for --model naive|drift (a request may ask for other levels)")
-    _source_flags(p)
+    _source_flags(p, "the history of requested and watched tickers")
     p.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) served by name (AAPL.csv answers "
                    "ticker AAPL) without any download")
     _csv_flags(p)
@@ -363,6 +363,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda or mps (LLM checkpoints)")
     _common(p)
 
+
+def _download_model_command(sub) -> None:
     p = sub.add_parser("download-model", help="download a base model from the Hugging Face Hub to a folder",
                        description="Download a base model (config, tokenizer, safetensors weights) for --model_path.")
     p.add_argument("--model", default=LoRAConfig.model_path, help="Hugging Face id (default %(default)s)")
@@ -370,17 +372,28 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="folder to write (default: the id's last part, e.g. ./Qwen3-0.6B)")
     p.add_argument("--revision", help="branch, tag or commit (default: main)")
     _common(p)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stockllm",
+        description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
+                    "the random walk (naive) and drift on data the model never saw.",
+        epilog="Example: stockllm evaluate --models naive,fhs,mlp,ensemble  (runs on the bundled NASDAQ sample)",
+    )
+    parser.add_argument("--version", action="version", version=f"stockllm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _download_command(sub)
+    _train_command(sub)
+    _predict_command(sub)
+    _forecast_command(sub)
+    _evaluate_command(sub)
+    _score_command(sub)
+    _serve_command(sub)
+    _download_model_command(sub)
     for command in sub.choices.values():
         _tidy_metavars(command)
     return parser
-
-
-def _report(model, say) -> None:
-    from .device import peak_memory_mb
-
-    mb, label = peak_memory_mb()
-    say(f"trainable parameters: {model.num_trainable_parameters():,}{model.trainable_parameters_detail()}")
-    say(f"peak memory: {mb:,.0f} MB ({label})")
 
 
 def _tickers(text: str) -> list[str]:
@@ -388,30 +401,6 @@ def _tickers(text: str) -> list[str]:
     if not tickers:
         raise StockLLMError("--ticker is empty: pass a symbol such as AAPL, or AAPL,MSFT")
     return tickers
-
-
-def _download_frames(tickers: list[str], period: str, say, source: str = "yahoo", adjust: str | None = None) -> dict:
-    """{ticker: checked OHLCV frame} of the latest daily history; all are fetched before any is used, so one bad
-    ticker costs nothing else."""
-    from .sources import NAMES, download, series_name
-
-    frames = {}
-    for ticker in tickers:
-        say(f"downloading {ticker} ({period} of daily bars from {NAMES[source]})")
-        frames[series_name(ticker, source)] = download(ticker, source, adjust=adjust, period=period)
-    return frames
-
-
-def _check_png(path: str) -> None:
-    """Refuse a --plot path that cannot be written, before any model loads."""
-    from .outputs import file_target
-
-    target = file_target(path, "--plot")
-    if target.suffix.lower() != ".png":
-        raise StockLLMError(f"--plot {path}: name a .png file (e.g. forecast.png)")
-    if target.is_dir() or not target.parent.is_dir():
-        raise StockLLMError(f"--plot {path}: {'is a folder' if target.is_dir() else 'its folder does not exist'}; "
-                            "name a .png file in an existing folder")
 
 
 def cmd_download(args, say) -> None:
@@ -438,254 +427,29 @@ def cmd_download(args, say) -> None:
         say(f"{ticker}: {len(frame)} rows {frame.index[0]:%Y-%m-%d} .. {frame.index[-1]:%Y-%m-%d} -> {path}")
 
 
+def _options(cls, args: argparse.Namespace):
+    """The typed options of a run (``stockllm.options``) from the parsed flags: the same keywords as Python's."""
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "debug", "quiet")}
+    return from_keywords(cls, **values, progress=not args.quiet)
+
+
 def cmd_train(args, say) -> None:
-    from .checkpoint import check_target
+    from .training import run_train
 
-    # Every check that needs no data comes first, before torch loads: a bad flag answers at once.
-    data = _data_config(args)
-    _check_features(data, _with_members([args.model], args), args.prompt_format)
-    if args.resume is not None and args.model not in ("lora", *WINDOW_NETS):
-        raise StockLLMError(f"--resume is for --model mlp, lstm or lora; the {args.model} fits in seconds, so fit it "
-                            "again without --resume")
-    if isinstance(args.resume, str) and args.model != "lora":
-        raise StockLLMError(f"--resume {args.resume} (a warm start from a finished checkpoint) is for --model lora; "
-                            f"the {args.model} trains quickly: train it afresh, or pass --resume alone to continue "
-                            "the interrupted run in --save_dir")
-    _check_training_flags(args, _with_members([args.model], args), f"--model {args.model}")
-    config = _model_config(args.model, args)  # --save_every included (and range-checked)
-    check_target(args.save_dir)  # before training: a bad path must not cost a training run
-    if args.resume is True:
-        data, config = _resumed_settings(args)
-    frames = _load_frames(args.data, data.min_rows + 1, f"window {data.window_size} + horizon {data.horizon} + 1",
-                          args)
-    _check_close_only(frames, [args.model])
-    from .models import model_class
-
-    cls = model_class(args.model)
-    if isinstance(args.resume, str):
-        _recorded(args.resume, "data", _data_given(args), tuple(vars(data)))  # refuses changed settings
-        model = cls.load(args.resume, train_config=_warm_start_config(args, config))
-    else:
-        model = _factory(args.model, args, data)()
-    resumable = args.model in ("lora", *WINDOW_NETS)
-    fit_kwargs = {"save_dir": args.save_dir, "resume": args.resume is True} if resumable else {}
-    model.fit(list(frames.values()), progress=not args.quiet, **fit_kwargs)
-    model.save(args.save_dir)
-    info = model.fit_info
-    if math.isfinite(info.get("naive_val_loss", math.nan)) and info["naive_val_loss"] > 0:
-        where = f"epoch {info['best_epoch']}" if "best_epoch" in info else f"step {info['best_step']}"
-        start = {"fhs": "FHS start", "gaussian": "naive start"}.get(info.get("start"), "untrained")
-        say(f"best {where}: val_loss {info['best_val_loss']:.4f} ({start} {info['naive_val_loss']:.4f}, "
-            f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
-    if info.get("stop_reason"):
-        say(f"training stopped at step {info['steps']} ({info.get('epochs_run', 0):g} epochs): "
-            f"{info['stopped_because']} [{info['stop_reason']}]")
-    if "weights" in info:
-        say(f"ensemble weights (fitted on the validation dates from {info['validation_start']}): "
-            f"{model.describe() or 'none'}")
-    for note in info.get("notes", []):
-        say(f"note: {note}")
-    _report(model, say)
-    say(f"saved checkpoint to {args.save_dir}")
-
-
-# Settings a warm start (--resume DIR) keeps from the checkpoint: they shape the weights it loads.
-WARM_FROZEN = ("model_path", "prompt_format", "lora_rank", "lora_alpha", "target_modules", "lora_layers",
-               "head_base", "random_init")
-
-
-def _recorded(where: str, section: str, given: dict, keys: tuple, recorded: dict | None = None) -> dict:
-    """The ``keys`` of a checkpoint's (or state's) recorded ``section``, refusing given flags that differ."""
-    from .checkpoint import read_meta
-
-    recorded = read_meta(where).get(section, {}) if recorded is None else recorded
-    out = {k: recorded[k] for k in keys if k in recorded}
-    for key in keys:
-        if key not in given:
-            continue
-        if key in out and _canon(given[key]) != _canon(out[key]):
-            raise StockLLMError(f"--{key} {_show(given[key])} differs from {_show(out[key])} recorded in {where}: "
-                                f"resume with the same --{key} (or leave it out), or train afresh without --resume")
-        out[key] = given[key]
-    return out
-
-
-def _canon(value) -> str:
-    return json.dumps(list(value) if isinstance(value, tuple) else value, sort_keys=True)
-
-
-def _show(value) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "none"
-    return str(value)
-
-
-def _warm_start_config(args, config: LoRAConfig) -> LoRAConfig:
-    """This run's config, with the weight-shaping settings taken from the checkpoint (refused if changed)."""
-    from .checkpoint import read_meta
-    from .config import from_dict, from_flat, old_head_base
-
-    saved = old_head_base(read_meta(args.resume).get("config", {}))
-    recorded = flat_dict(from_dict(LoRAConfig, saved, source=args.resume))
-    frozen = _recorded(args.resume, "config", _given(args, LoRAConfig), WARM_FROZEN, recorded)
-    if frozen.get("random_init"):  # the random base is drawn from the seed: another seed, another base
-        frozen.update(_recorded(args.resume, "config", _given(args, LoRAConfig), ("seed",), recorded))
-    return from_flat(LoRAConfig, {**flat_dict(config), **frozen})
-
-
-def _resumed_settings(args) -> tuple[DataConfig, LoRAConfig | MLPConfig]:
-    """Data and model settings for an exact resume: the interrupted run's, with per-run flags from this run.
-
-    Flags left out are taken from the saved state; a given flag that differs from it is refused, since the
-    saved optimizer, schedule and data position only continue the run they came from.
-    """
-    from .train import latest_state, read_loop_state
-
-    state = latest_state(args.save_dir)
-    fingerprint = read_loop_state(state).get("fingerprint", {})
-    where = str(state)
-    kind = fingerprint.get("kind", "lora")  # LLM states from before the MLP saved state do not record it
-    if kind != args.model:
-        raise StockLLMError(f"the training state in {where} comes from a --model {kind} run, not --model "
-                            f"{args.model}: resume with --model {kind}, or train afresh without --resume")
-    data = _recorded(where, "data", _data_given(args), tuple(f.name for f in dataclasses.fields(DataConfig)),
-                     recorded=fingerprint.get("data", {}))
-    cls = MLPConfig if args.model in WINDOW_NETS else LoRAConfig
-    saved = fingerprint.get("config", {})
-    given = _given(args, cls)
-    config = _recorded(where, "config", given, tuple(saved), recorded=saved)
-    per_run = {k: v for k, v in given.items() if k not in saved}
-    from .config import from_dict, from_flat
-
-    known = set(flat_fields(cls))  # a state from an older stockllm may record settings this one dropped
-    return from_dict(DataConfig, data), from_flat(cls, {k: v for k, v in {**config, **per_run}.items() if k in known})
+    run_train(_options(TrainOptions, args), say)
 
 
 def cmd_predict(args, say) -> None:
     """predict (CSV files) and forecast (tickers downloaded, or files)."""
-    from .checkpoint import META_FILE, read_meta
+    from .prediction import run_predict
 
-    checkpoint, base_override = args.checkpoint, None
-    levels = _levels(args)  # checked before any model loads
-    calibration = _calibration(args)
-    limits = _price_limits(args)
-    tickers = _tickers(args.ticker) if getattr(args, "ticker", None) else None
-    if getattr(args, "period", None) and not tickers:
-        raise StockLLMError("--period applies to --ticker downloads only; --data files are used as they are: drop it")
-    from .outputs import file_target
-
-    file_target(args.output, "--output")  # before the forecast: a bad path must not cost a model load
-    if args.plot:
-        _check_png(args.plot)
-    if args.model_path:
-        if checkpoint is None and not args.model:
-            if not (Path(args.model_path) / META_FILE).is_file():
-                raise StockLLMError(f"--model_path {args.model_path} is not a stockllm checkpoint (no {META_FILE}): "
-                                    "pass the --save_dir of `stockllm train` (for the LLM, --checkpoint DIR "
-                                    "--model_path BASE)")
-            checkpoint = args.model_path
-        else:
-            base_override = args.model_path
-    if args.model:
-        _refuse(args, ("model_path", "device", "trust_remote_code"), f"applies to LLM checkpoints only, not to "
-                f"--model {args.model}: drop it")
-        data = _data_config(args)
-    elif checkpoint:
-        kind = read_meta(checkpoint).get("kind", "?")
-        _refuse(args, ("window_size", "horizon"), f"applies to --model naive|drift only; the {kind} checkpoint "
-                f"{checkpoint} keeps the window and horizon it was trained with: drop it")
-        if kind != "lora":
-            why = f"applies to LLM checkpoints only, and {checkpoint} holds a {kind} model: drop it"
-            if base_override:
-                raise StockLLMError(f"--model_path {base_override} {why}")
-            _refuse(args, ("device", "trust_remote_code"), why)
-    else:
-        raise StockLLMError("nothing to predict with: pass --checkpoint DIR (from stockllm train) or --model naive")
-    calendar = None
-    source = getattr(args, "source", None) or "yahoo"
-    if not tickers:
-        _refuse(args, ("source", "adjust"), "applies to --ticker downloads only; --data files are used as they are: "
-                "drop it")
-    else:
-        from .sources import check_adjust, default_calendar
-
-        args.adjust = check_adjust(source, args.adjust)
-        calendar = default_calendar(source)
-    if args.calendar:
-        from .calendars import check_calendar
-
-        calendar = check_calendar(args.calendar)
-    if getattr(args, "ledger", None):
-        from .ledger import check_ledger
-
-        check_ledger(args.ledger)
-    import pandas as pd
-
-    from .data import write_csv_atomic
-    from .models import load_forecaster, model_class
-    from .quantiles import central_intervals, column
-
-    if args.model:
-        model = model_class(args.model)(data)
-    else:
-        overrides = {k: v for k, v in {"model_path": base_override, "device": args.device,
-                                         "trust_remote_code": args.trust_remote_code}.items() if v is not None}
-        model = load_forecaster(checkpoint, **overrides)
-    levels = levels or model.quantiles
-    model.check_levels(levels)
-    if getattr(args, "ticker", None):
-        frames = _download_frames(tickers, args.period or f"{max(2, math.ceil(model.window_size / 200) + 1)}y", say,
-                                  source, args.adjust)
-    else:
-        from .models.pipeline import min_history
-
-        frames = _load_frames(args.data, *min_history(model), args)
-        _check_close_only(frames, [model.kind])
-    if calibration[0]:
-        from .calibration import calibrated
-
-        model = calibrated(model, *calibration)
-    model = model.limited_to(limits)
-    tables = []
-    for series, frame in frames.items():
-        table = model.forecast(frame, levels, calendar=calendar)
-        table.insert(0, "series", series)
-        tables.append(table)
-    result = pd.concat(tables, ignore_index=True)
-    _report(model, say)
-    intervals = central_intervals(levels)
-    pct, lo, hi = next((i for i in intervals if i[0] == 80), intervals[0] if intervals else (None, None, None))
-    for series, g in result.groupby("series", sort=False):
-        say(f"{series}: last close {g['last_close'].iloc[0]:.2f} on {g['last_date'].iloc[0]}; model {model.kind}"
-            + (f"; median close and {pct}% interval" if pct else "; median close"))
-        for _, row in g.iterrows():
-            band = f"  {pct}% [{row[column(lo)]:.2f}, {row[column(hi)]:.2f}]" if pct else ""
-            mark = "  (price limit)" if row["limited"] else ""
-            say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}{mark}")
-    cols = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date", "limited"]
-    cols += [column(level) for level in levels]
-    from .outputs import check_finite
-
-    check_finite(result, args.output)
-    if args.plot:
-        from .plots import plot_fan
-
-        plot_fan(frames, result, args.plot)  # first: the step more likely to fail, so no CSV is left alone
-    write_csv_atomic(result[cols], args.output, index=False)
-    say(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
-    if getattr(args, "ledger", None):
-        from .ledger import append_forecasts, checkpoint_id
-
-        n = append_forecasts(args.ledger, result.rename(columns={"series": "ticker"}),
-                             checkpoint=checkpoint_id(checkpoint) if not args.model else "",
-                             source=source if tickers else "data", adjust=args.adjust if tickers else "")
-        say(f"appended {n} rows to the ledger {args.ledger}")
+    run_predict(_options(PredictOptions, args), say)
 
 
 def cmd_evaluate(args, say) -> None:
     from .evaluation import run_evaluate
 
-    run_evaluate(args, say)
+    run_evaluate(_options(EvaluateOptions, args), say)
 
 
 def cmd_download_model(args, say) -> None:
@@ -696,13 +460,22 @@ def cmd_download_model(args, say) -> None:
     say(f"downloaded {args.model} to {path}; use it with --model_path {path}")
 
 
+def _files(args: argparse.Namespace) -> DataOptions:
+    """score's and serve's --data files with --columns, --decimal and --date_format (checked now, before the
+    ledger or any model is read)."""
+    files = DataOptions(data=args.data, columns=args.columns, decimal=args.decimal, date_format=args.date_format)
+    files.csv_options()
+    return files
+
+
 def cmd_score(args, say) -> None:
     from .data import write_csv_atomic
     from .metrics import format_table
     from .ledger import adjustments, read_ledger, score
 
+    _files(args)  # a bad --columns, --decimal or --date_format answers first
     if args.data:
-        _refuse(args, ("source", "adjust"), "applies to downloaded closes; --data files are used as they are: drop it")
+        refuse(vars(args), ("source", "adjust"), "applies to downloaded closes; --data files are used as they are: drop it")
     ledger, notes = read_ledger(args.ledger)
     for note in notes:
         say(f"note: {note}")
@@ -712,7 +485,7 @@ def cmd_score(args, say) -> None:
     tickers = list(dict.fromkeys(ledger["ticker"]))
     used = adjustments(ledger)  # refuses a ticker forecast with two adjustments
     if args.data:
-        frames = _load_frames(args.data, 1, "", args)
+        frames = _files(args).load(1, "")
         lower = {name.lower(): name for name in frames}
         frames = {t: frames[lower[t.lower()]] for t in tickers if t.lower() in lower}
     else:
@@ -761,14 +534,15 @@ def cmd_serve(args, say) -> None:
         raise StockLLMError("--max_tickers and --max_body_mb must be above 0")
     if not args.checkpoint and not args.model:
         raise StockLLMError("nothing to serve: pass --checkpoint DIR (from stockllm train) or --model naive")
+    _files(args)  # a bad --columns, --decimal or --date_format answers before any model loads
     if args.checkpoint:
-        _refuse(args, ("window_size", "horizon", "quantiles"), "applies to --model naive|drift only; a checkpoint keeps "
+        refuse(vars(args), ("window_size", "horizon", "quantiles"), "applies to --model naive|drift only; a checkpoint keeps "
                 "its own (a request may ask for some of its levels): drop it")
     from .sources import check_adjust, default_calendar
 
     source = args.source or "yahoo"
     adjust = check_adjust(source, args.adjust)
-    limits = _price_limits(args)
+    limits = check_price_limits(args.price_limits, args.price_limit)
     calendar = default_calendar(source)
     if args.calendar:
         from .calendars import check_calendar
@@ -790,10 +564,11 @@ def cmd_serve(args, say) -> None:
     from .serve import Service, create_app, load_models
     from .sources import download
 
-    data = _data_config(args) if args.model else None
+    data = DataOptions(window_size=args.window_size, horizon=args.horizon,
+                       quantiles=args.quantiles).config() if args.model else None
     overrides = {"device": args.device} if args.device else {}
     models = load_models(args.checkpoint, args.model, data, overrides)
-    files = _load_frames(args.data, 1, "", args) if args.data else {}
+    files = _files(args).load(1, "") if args.data else {}
 
     def fetch(ticker, period):
         return download(ticker, source, adjust=adjust, period=period)
@@ -886,15 +661,14 @@ def main(argv: list[str] | None = None) -> int:
     old_progress, progress.enabled = progress.enabled, not getattr(args, "quiet", False)
     old_term = _raise_on_sigterm()
     try:
-        if args.command in ("train", "predict", "forecast", "evaluate", "serve", "score"):
-            _csv_options(args)  # a bad --columns or --decimal answers before anything loads
+        if args.command in ("train", "predict", "forecast", "evaluate", "serve"):
             _quiet_libraries()
         COMMANDS[args.command](args, say)
         return 0
     except StockLLMError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"stockllm: error: {exc}", file=sys.stderr)
+        print(f"stockllm: error: {as_flags(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except TrainingInterrupted as exc:
         if args.command != "train":  # a model fitted inside evaluate: no training state is kept for it
@@ -947,7 +721,8 @@ def _raise_on_sigterm():
 
 def _interrupted(args, signum: int) -> int:
     """One line for SIGINT/SIGTERM outside training's own handling; exit status 128 + the signal number."""
-    note = getattr(args, "interrupt_note", None) or "no output was half-written"
+    out = getattr(args, "output_dir", None) if args.command == "evaluate" else None
+    note = f"{out} is unchanged" if out else "no output was half-written"
     print(f"stockllm: interrupted by {signal.Signals(signum).name}; {note}", file=sys.stderr)
     return 128 + signum
 

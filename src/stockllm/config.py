@@ -93,7 +93,7 @@ LOOP_LIMITS = ("epochs", "max_steps", "max_train_seconds", "patience", "min_delt
 
 @dataclass
 class TrainConfig:
-    """How a trainable model (mlp, lstm, lora) is trained: the settings of the loop ``stockllm.train.fit``. Every
+    """How a trainable model (mlp, lstm, lora) is trained: the settings of the loop ``stockllm.loop.fit``. Every
     trainable model's config holds one as ``config.train`` (as litgpt puts ``TrainArgs`` inside each script's
     config); the defaults here are the LLM's, ``MLPConfig`` has its own.
 
@@ -165,7 +165,7 @@ class _FlatSettings:
 
 @dataclass
 class MLPConfig(_FlatSettings):
-    """The seed's ``SimpleStockPredictor`` (window×5 → hidden → H), and the LSTM over the same windows.
+    """The MLP over scale-free windows (window × inputs → hidden → H × Q), and the LSTM over the same windows.
 
     hidden_size: MLP hidden units, or the LSTM's hidden state size.
     val_size: share of the training history kept for validation, at its end.
@@ -457,8 +457,8 @@ def from_dict(cls, values: dict, source=None):
                                     "the checkpoint is damaged or was edited, train again (or fix that value)")
         try:
             return cls(**kept)
-        except StockLLMError as exc:  # an out-of-range value: name the file it came from, not a flag
-            raise StockLLMError(f"{source}/stockllm.json: {str(exc).replace('--', '', 1)}; the checkpoint is "
+        except StockLLMError as exc:  # an out-of-range value: name the file it came from, by the setting's name
+            raise StockLLMError(f"{source}/stockllm.json: {exc}; the checkpoint is "
                                 "damaged or was edited, train again (or fix that value)") from None
     return cls(**kept)
 

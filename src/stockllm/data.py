@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stockllm.errors import DataError, DataWarning, StockLLMError
+from stockllm.errors import USE_A_FILE, DataError, DataWarning, StockLLMError
 
 OHLCV_COLUMNS = ("Open", "High", "Low", "Close", "Volume")
 PRICE_COLUMNS = ("Open", "High", "Low", "Close")
@@ -168,13 +168,13 @@ def download_ohlcv(
     Close (unadjusted, quote currency) and Volume (shares); ``attrs["source"] = ticker``. For daily or
     longer intervals the index holds the exchange's local calendar dates.
 
-    Raises DataError "could not reach Yahoo Finance ...; use --data FILE.csv" when offline, and a
+    Raises DataError "could not reach Yahoo Finance ...; use a CSV file instead ..." when offline, and a
     DataError naming the ticker when Yahoo returns no rows (e.g. an unknown ticker). ``adjust`` "split" (Yahoo's
     Close), "full" (also dividends) or "none" (see :func:`adjust_yahoo`).
     """
     ticker = ticker.strip()
     if not ticker:
-        raise DataError("empty ticker: pass a Yahoo Finance symbol such as AAPL or ^IXIC, or use --data FILE.csv")
+        raise DataError("empty ticker: pass a Yahoo Finance symbol such as AAPL or ^IXIC, or " + USE_A_FILE)
     if start is not None or end is not None:
         period = None
     try:
@@ -203,7 +203,7 @@ def adjust_yahoo(raw: pd.DataFrame, adjust: str) -> pd.DataFrame:
     if adjust == "full":
         if "Adj Close" not in out.columns:
             raise DataError("Yahoo Finance sent no Adj Close column, so dividends cannot be adjusted for: pass "
-                            "--adjust split, or use --data FILE.csv")
+                            "--adjust split, or " + USE_A_FILE)
         factor = (out["Adj Close"] / out["Close"]).where(out["Close"] > 0)
         out[prices] = out[prices].mul(factor, axis=0)
         return out
@@ -500,19 +500,20 @@ def _yahoo_error(exc: Exception, ticker: str, period, interval) -> DataError:
         valid = getattr(exc, "valid_ranges", "1d, 5d, 1mo, 3mo, 6mo, 1y, 2y, 5y, 10y, ytd, max")
         return DataError(f"invalid period {period!r} for {ticker}: use one of {valid}")
     if isinstance(exc, getattr(yf_errors, "YFRateLimitError", ())):
-        return DataError(f"Yahoo Finance refused more requests for {ticker} (rate limit): wait a while, or use --data FILE.csv")
+        return DataError(f"Yahoo Finance refused more requests for {ticker} (rate limit): wait a while, or " + USE_A_FILE)
     # curl's own text carries URLs and request details that tell the user nothing: keep the first line, no URLs.
-    detail = re.sub(r"\s*\(?https?://\S+\)?", "", (str(exc).strip().splitlines() or [""])[0])[:160]
+    detail = re.sub(r"\s*\(?https?://\S+\)?", "", (str(exc).strip().splitlines() or [""])[0])
+    detail = re.sub(r"\.?\s*See\s+first for more details\.?", "", detail)[:160]  # curl's pointer, URL removed
     return DataError(
         f"could not reach Yahoo Finance for {ticker} ({type(exc).__name__}: {detail}); "
-        "check the network connection, or use --data FILE.csv"
+        "check the network connection, or " + USE_A_FILE
     )
 
 
 def _no_rows_error(ticker: str, period, interval) -> DataError:
     return DataError(
         f"no rows from Yahoo Finance for ticker {ticker!r} (period {period}, interval {interval}): "
-        "check the symbol (e.g. AAPL, ^IXIC) and the dates; offline, use --data FILE.csv"
+        "check the symbol (e.g. AAPL, ^IXIC) and the dates; offline, " + USE_A_FILE
     )
 
 

@@ -1,6 +1,6 @@
 """Scores of forecasts: point errors, the weighted quantile loss, interval coverage (overall and by volatility
 tercile), Diebold–Mariano tests, and the leaderboard across series. Reads the tidy forecasts table that
-``stockllm.evaluate.backtest`` writes; knows nothing about models.
+``stockllm.backtest.backtest`` writes; knows nothing about models.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import StockLLMError
+from .models.pipeline import min_history
 from .sources import SourceUnavailable
 
 MAX_TICKERS = 100
@@ -67,12 +68,12 @@ class ServedModel:
 
     def describe(self) -> dict:
         """The model's entry in ``GET /models``."""
-        from .evaluate import trained_until
+        from .backtest import trained_until
 
         until = trained_until(self.model)
         return {"name": self.name, "kind": self.model.kind, "levels": list(self.model.quantiles),
                 "horizon": self.model.horizon, "window_size": self.model.window_size,
-                "min_rows": self.model.window_size, "any_levels": not self.model.needs_fit,
+                "min_rows": min_history(self.model)[0], "any_levels": self.model.any_levels,
                 "trained_until": None if until is None else f"{until:%Y-%m-%d}", "checkpoint": self.checkpoint}
 
 
@@ -258,7 +259,7 @@ class Service:
         except StockLLMError as exc:
             raise RequestError(422, str(exc)) from None
         missing = missing_levels(served.model.quantiles, levels)
-        if served.model.needs_fit and missing:
+        if not served.model.any_levels and missing:
             raise RequestError(422, f"levels {','.join(f'{q:g}' for q in missing)}: model {served.name} gives "
                                     f"only {','.join(f'{q:g}' for q in served.model.quantiles)}, the levels it "
                                     "was trained for")
@@ -277,7 +278,7 @@ class Service:
         model = served.model
         try:
             if "tickers" in req:
-                data = {t: self.history(t, model.window_size) for t in req["tickers"]}
+                data = {t: self.history(t, min_history(model)[0]) for t in req["tickers"]}
             else:
                 data = {name: pd.DataFrame(bars) for name, bars in req["rows"].items()}
             calendar = req["calendar"] or self.calendar
@@ -342,7 +343,7 @@ class Service:
             parts.append(f"<h2>{html.escape(ticker)}</h2>")
             try:
                 answer = self.forecast({"tickers": [ticker], "model": served.name, "levels": levels}, record=False)
-                frame = self.history(ticker, served.model.window_size)
+                frame = self.history(ticker, min_history(served.model)[0])
                 table = pd.DataFrame(answer["forecasts"])
                 parts.append(forecast_table_html(table, served.name, i))
                 fig = fan_figure(frame, table, ticker, served.name)

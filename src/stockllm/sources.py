@@ -26,7 +26,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from .errors import DataError, StockLLMError
+from .errors import USE_A_FILE, DataError, StockLLMError, as_flags
 
 SOURCES = ("yahoo", "akshare", "baostock")
 ADJUSTS = ("none", "split", "full")
@@ -87,7 +87,7 @@ def cn_code(ticker: str) -> tuple[str, str]:
                                                   "1": "sz"}.get(code[0], "bj")
     if exchange == "bj":
         raise DataError(f"ticker {ticker!r} is a Beijing Stock Exchange listing, which stockllm's sources do not "
-                        "cover: use --data FILE.csv")
+                        "cover: " + USE_A_FILE)
     return exchange, code
 
 
@@ -179,7 +179,7 @@ def yahoo(ticker: str, *, adjust: str, period, start, end, interval) -> pd.DataF
     try:
         return download_ohlcv(ticker, period=period, start=start, end=end, interval=interval, adjust=adjust)
     except DataError as exc:
-        text = str(exc)
+        text = as_flags(exc)
         if exc.__cause__ is not None and ("could not reach" in text or "rate limit" in text):
             raise SourceUnavailable(text) from exc.__cause__
         raise
@@ -214,7 +214,7 @@ def akshare(ticker: str, *, adjust: str, period, start, end, interval="1d") -> p
     missing = [c for c in AKSHARE_COLUMNS if c not in raw.columns]
     if missing:
         raise DataError(f"AKShare's answer for {name} lacks the columns {', '.join(missing)} (has "
-                        f"{', '.join(map(str, raw.columns))}): update akshare, or use --data FILE.csv")
+                        f"{', '.join(map(str, raw.columns))}): update akshare, or " + USE_A_FILE)
     bars = raw[list(AKSHARE_COLUMNS)].rename(columns=AKSHARE_COLUMNS)
     bars["Volume"] = pd.to_numeric(bars["Volume"], errors="coerce") * 100  # 手 (lots) → shares
     return _checked(bars, name, "AKShare")
@@ -275,7 +275,7 @@ def _require(source: str) -> None:
         __import__(source)
     except ImportError:
         raise StockLLMError(f"--source {source} needs the {source} package: pip install 'stockllm[{EXTRA[source]}]' "
-                            "(or use --data FILE.csv)") from None
+                            "(or " + USE_A_FILE + ")") from None
 
 
 def _checked(bars: pd.DataFrame, name: str, label: str) -> pd.DataFrame:
@@ -292,11 +292,11 @@ def _unreachable(source: str, name: str, exc: Exception) -> DataError:
     detail = (str(exc).strip().splitlines() or [""])[0][:160]
     if not isinstance(exc, (OSError, TimeoutError)):  # not the network: the library's own failure
         return DataError(f"{NAMES[source]} failed for {name} ({type(exc).__name__}: {detail}): update "
-                         f"{source}, check the code, or use --data FILE.csv")
+                         f"{source}, check the code, or " + USE_A_FILE)
     return SourceUnavailable(f"could not reach {NAMES[source]} for {name} ({type(exc).__name__}: {detail}); check "
-                             "the network connection, or use --data FILE.csv")
+                             "the network connection, or " + USE_A_FILE)
 
 
 def _no_rows(source: str, name: str, first: date, last: date) -> DataError:
     return DataError(f"no rows from {NAMES[source]} for {name} ({first:%Y-%m-%d} .. {last:%Y-%m-%d}): check the "
-                     "code and the dates; offline, use --data FILE.csv")
+                     "code and the dates; offline, " + USE_A_FILE)

@@ -11,7 +11,8 @@ check ``--models`` before torch, arch or transformers load.
 
 from __future__ import annotations
 
-from .registry import MODEL_NAMES, REGISTRY, WINDOW_NETS, ModelSpec, load_forecaster, model_class, spec
+from .registry import (MODEL_NAMES, REGISTRY, TRAINABLE, TRAINED, UNFITTED, WINDOW_NETS, ModelSpec, load_forecaster,
+                       model_class, spec)
 
 _CLASSES = {s.cls: s for s in REGISTRY.values()}
 
@@ -27,4 +28,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["Forecaster", *_CLASSES, "model_class", "load_forecaster", "spec", "REGISTRY", "ModelSpec",
-           "MODEL_NAMES", "WINDOW_NETS"]
+           "MODEL_NAMES", "WINDOW_NETS", "TRAINED", "TRAINABLE", "UNFITTED"]

@@ -16,6 +16,10 @@ from ..errors import StockLLMError
 from ..features import to_prices
 from ..limits import clip, series_limit
 from ..quantiles import median, missing_levels
+from .registry import REGISTRY
+
+# Forecaster attribute → the registry field that declares it.
+CAPABILITIES = {"needs_fit": "needs_fit", "has_quantiles": "quantiles", "refit_ok": "refit", "any_levels": "any_levels"}
 
 
 class Forecaster(ABC):
@@ -26,17 +30,29 @@ class Forecaster(ABC):
     predict_returns gives the point forecast (the median); forecast(frame) gives the next H closes after the
     last row; save/load use a checkpoint folder. Evaluation code never asks which model it holds.
 
-    A model without a distribution sets ``has_quantiles = False`` and overrides predict_returns instead; its
+    A model without a distribution has ``has_quantiles`` False and overrides predict_returns instead; its
     predict_quantiles is then all-NaN, and its quantile metrics show as empty.
+
+    The capabilities (``needs_fit``, ``has_quantiles``, ``refit_ok``: whether ``evaluate --refit_every`` may fit it
+    again every few test days; ``any_levels``: parameter-free, gives any levels asked for) are declared once, in
+    the registry entry of the class's ``kind``, and copied onto the class when it is defined. A class that is not
+    registered (a test's, a wrapper) keeps the defaults below or sets its own.
     """
 
     kind: ClassVar[str]
     needs_fit: ClassVar[bool] = False
     has_quantiles: ClassVar[bool] = True
-    # Whether `evaluate --refit_every` may fit it again every few test days (False where one fit takes minutes).
     refit_ok: ClassVar[bool] = True
-    # Parameter-free models that give any levels asked for (a new instance at those levels): naive and drift.
     any_levels: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        entry = REGISTRY.get(cls.__dict__.get("kind"))
+        if entry is None:
+            return
+        for attr, name in CAPABILITIES.items():
+            if not isinstance(cls.__dict__.get(attr), property):  # a property computes it (the ensemble's refit)
+                setattr(cls, attr, getattr(entry, name))
 
     def __init__(self, data: DataConfig | None = None):
         self.data = data or DataConfig()

@@ -24,7 +24,6 @@ class NaiveForecaster(Forecaster):
     RiskMetrics EWMA volatility of past daily returns (λ = 0.94), times √h."""
 
     kind = "naive"
-    any_levels = True
 
     def predict_quantiles(self, frame, origins):
         return ewma_spread(frame, np.zeros((len(origins), self.horizon)), origins, self.quantiles)
@@ -35,7 +34,6 @@ class DriftForecaster(Forecaster):
     Gaussian EWMA spread as naive around it."""
 
     kind = "drift"
-    any_levels = True
 
     def predict_quantiles(self, frame, origins):
         return ewma_spread(frame, self._drift(frame, origins), origins, self.quantiles)

@@ -68,7 +68,6 @@ class EnsembleForecaster(Forecaster):
     """
 
     kind = "ensemble"
-    needs_fit = True
 
     def __init__(self, data: DataConfig | None = None, config: EnsembleConfig | None = None,
                  member_configs: dict | None = None):
@@ -81,9 +80,9 @@ class EnsembleForecaster(Forecaster):
     @property
     def refit_ok(self) -> bool:
         """Whether every member may be fitted again every few test days."""
-        from . import model_class
+        from .registry import spec
 
-        return all(model_class(m).refit_ok for m in self.config.members)
+        return all(spec(m).refit for m in self.config.members)
 
     def _new_member(self, name: str) -> Forecaster:
         from . import model_class

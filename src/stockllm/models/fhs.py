@@ -87,7 +87,6 @@ class FHSForecaster(Forecaster):
     median keeps the training drift, see the module docstring). Fitted on the rows it is given (in ``evaluate``: the dates before the cutoff)."""
 
     kind = "fhs"
-    needs_fit = True
 
     def __init__(self, data: DataConfig | None = None, config=None):
         super().__init__(data)

@@ -32,7 +32,6 @@ class GARCHForecaster(Forecaster):
     """
 
     kind = "garch"
-    needs_fit = True
 
     def __init__(self, data: DataConfig | None = None, config=None):
         super().__init__(data)

@@ -155,8 +155,6 @@ class LoRAForecaster(Forecaster):
     """Fine-tunes a causal LM with LoRA (PEFT) and a regression head on codec text. See the module docstring."""
 
     kind = "lora"
-    needs_fit = True
-    refit_ok = False
 
     def __init__(self, data: DataConfig | None = None, config: LoRAConfig | None = None):
         super().__init__(data)
@@ -381,14 +379,14 @@ class LoRAForecaster(Forecaster):
             resume: bool = False) -> "LoRAForecaster":
         """Train LoRA + head on the frames (pooled), validating on the last ``val_size`` of their dates.
 
-        The loop is ``stockllm.train.fit`` (accelerate: ``accelerate launch -m stockllm.cli train ...`` spreads it
+        The loop is ``stockllm.loop.fit`` (accelerate: ``accelerate launch -m stockllm.cli train ...`` spreads it
         over processes). It keeps the best validation state; the untrained model (= naive) is the first candidate.
         With ``save_dir`` it saves training state every ``save_every`` steps and the best checkpoint beside it;
         ``resume`` continues from the newest state there.
         """
         from accelerate.utils import set_seed
 
-        from .. import train
+        from .. import loop as train
 
         cfg = self.config
         if self.model is None:

@@ -43,11 +43,10 @@ class SimpleStockPredictor(nn.Module):
 
 
 class MLPForecaster(Forecaster):
-    """The seed's SimpleStockPredictor on scale-free windows, with a pinball-loss quantile head, early stopping
-    and weight decay."""
+    """A two-layer MLP over scale-free windows (window × inputs → hidden → H × Q), with a pinball-loss quantile
+    head that starts at FHS (or the naive walk), early stopping and weight decay."""
 
     kind = "mlp"
-    needs_fit = True
 
     def __init__(self, data: DataConfig | None = None, config: MLPConfig | None = None):
         super().__init__(data)
@@ -107,7 +106,7 @@ class MLPForecaster(Forecaster):
         Epoch 0 (the untrained model: filtered historical simulation of the training part with ``head_base``
         "fhs", the naive EWMA Gaussian walk with "gaussian") is a candidate too, so a model that cannot beat its
         start on validation stays there. Every series weighs the same in the loss, however long it is. The loop is
-        ``stockllm.train.fit`` with ``config.train`` (by default a constant learning rate, no clipping, and one
+        ``stockllm.loop.fit`` with ``config.train`` (by default a constant learning rate, no clipping, and one
         validation per epoch, so ``patience`` counts epochs). With ``save_dir`` and ``save_every`` > 0 it saves
         the training state at every ``save_every``-th validation (and on SIGINT/SIGTERM) and the best checkpoint
         beside it; ``resume`` continues from the newest state there.
@@ -116,7 +115,7 @@ class MLPForecaster(Forecaster):
             return self._fit(frames, progress, save_dir, resume)
 
     def _fit(self, frames, progress, save_dir, resume):
-        from .. import train
+        from .. import loop as train
 
         cfg = self.config
         splits = date_split(frames, self.window_size, self.horizon, cfg.val_size)

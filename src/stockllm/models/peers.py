@@ -50,7 +50,6 @@ class StatsForecastPeer(Forecaster):
     series it was not fitted on is refused.
     """
 
-    needs_fit = True
     statsforecast_name: ClassVar[str]
 
     def __init__(self, data: DataConfig | None = None, config=None):

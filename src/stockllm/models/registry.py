@@ -18,7 +18,12 @@ class ModelSpec:
     """One model kind. ``module``/``cls``: where its Forecaster lives (relative to this package); ``config``: its
     config dataclass as "module:Class" (relative to the package root), None when it has no settings; ``extra``:
     the ``pip install 'stockllm[EXTRA]'`` that brings its library (None: the core install); ``overrides``: the
-    keyword arguments ``load`` accepts for it."""
+    keyword arguments ``load`` accepts for it.
+
+    Capabilities are declared here only; a Forecaster class reads its own from here (``Forecaster.needs_fit``,
+    ``has_quantiles`` from ``quantiles``, ``refit_ok`` from ``refit``, ``any_levels``). ``loop``: the training loop
+    that fits it ("windows": the networks over windows that MLPConfig configures; "llm"), None when it is fitted
+    without one (no resumable training state)."""
 
     name: str
     module: str
@@ -31,6 +36,8 @@ class ModelSpec:
     quantiles: bool = True
     refit: bool = True
     data_parallel: bool = False
+    any_levels: bool = False  # parameter-free: gives any quantile levels asked for (a new instance at those levels)
+    loop: str | None = None
     overrides: tuple[str, ...] = ()
 
     def load_class(self):
@@ -47,19 +54,19 @@ class ModelSpec:
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("naive", ".baselines", "NaiveForecaster", "driftless random walk, Gaussian with EWMA volatility",
-              needs_fit=False, closes_only=True),
+              needs_fit=False, closes_only=True, any_levels=True),
     ModelSpec("drift", ".baselines", "DriftForecaster", "the window's mean return extended, naive's spread",
-              needs_fit=False, closes_only=True),
+              needs_fit=False, closes_only=True, any_levels=True),
     ModelSpec("fhs", ".fhs", "FHSForecaster", "filtered historical simulation: EWMA σ × empirical standardised "
               "quantiles", closes_only=True),
     ModelSpec("garch", ".garch", "GARCHForecaster", "GARCH(1,1) volatility with Student-t errors (arch)",
               closes_only=True),
-    ModelSpec("mlp", ".mlp", "MLPForecaster", "the seed's MLP over scale-free windows, quantile head",
-              config=".config:MLPConfig"),
+    ModelSpec("mlp", ".mlp", "MLPForecaster", "an MLP over scale-free windows, quantile head",
+              config=".config:MLPConfig", loop="windows"),
     ModelSpec("lstm", ".lstm", "LSTMForecaster", "an LSTM over the MLP's windows, quantile head",
-              config=".config:MLPConfig"),
+              config=".config:MLPConfig", loop="windows"),
     ModelSpec("lora", ".llm", "LoRAForecaster", "the language model: codec text → base model + LoRA → quantile head",
-              config=".config:LoRAConfig", refit=False, data_parallel=True,
+              config=".config:LoRAConfig", refit=False, data_parallel=True, loop="llm",
               overrides=("model_path", "device", "trust_remote_code", "train_config")),
     ModelSpec("ensemble", ".ensemble", "EnsembleForecaster", "validation-weighted quantile average of --members",
               config=".config:EnsembleConfig", overrides=("model_path", "device", "trust_remote_code")),
@@ -71,7 +78,11 @@ REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in (
               overrides=("device",)),
 )}
 MODEL_NAMES = tuple(REGISTRY)
-WINDOW_NETS = ("mlp", "lstm")  # the networks over windows that MLPConfig configures and one training contract fits
+# Sets derived from the capabilities above, never spelled out elsewhere.
+WINDOW_NETS = tuple(n for n, s in REGISTRY.items() if s.loop == "windows")  # mlp, lstm: MLPConfig and one loop
+TRAINED = tuple(n for n, s in REGISTRY.items() if s.loop is not None)  # fitted by the training loop (resumable)
+TRAINABLE = tuple(n for n, s in REGISTRY.items() if s.needs_fit and s.extra is None)  # what `train` saves
+UNFITTED = tuple(n for n, s in REGISTRY.items() if not s.needs_fit and s.extra is None)  # run without a checkpoint
 
 
 def spec(name: str) -> ModelSpec:
