@@ -224,8 +224,8 @@ def run_one(row: str, args) -> None:
     fit = {k: v for k, v in model.fit_info.items() if k not in ("history", "series")}
     record = {"row": row, "wall_seconds": wall, "load_start": load0, "load_end": os.getloadavg(),
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-              "trainable_parameters": model.num_trainable_parameters() if hasattr(model, "num_trainable_parameters")
-              else None, "fit": fit, "history": model.fit_info.get("history"),
+              "trainable_parameters": (sum(p.numel() for p in model.model.parameters() if p.requires_grad)
+                                       if getattr(model, "model", None) is not None else None), "fit": fit, "history": model.fit_info.get("history"),
               "config": dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None))
               else None, "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     if hasattr(model, "base_info"):

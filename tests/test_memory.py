@@ -52,17 +52,19 @@ def test_dropout_costs_saved_activations_and_the_estimate_orders_them(tiny_model
 
 
 def test_checkpointing_turns_on_by_itself_only_above_the_budget(tiny_model_dir, monkeypatch):
+    # Steps through every block (--lora_layers all): the cached top-K path runs K blocks a step and never needs it.
     frame = make_ohlcv(200)
-    f = forecaster(tiny_model_dir).fit([frame], progress=False)
+    f = forecaster(tiny_model_dir, lora_layers="all").fit([frame], progress=False)
     assert not f.model.backbone.get_base_model().is_gradient_checkpointing
     assert not any("checkpointing" in n for n in f.fit_info["notes"])
 
     monkeypatch.setattr(memory, "ACTIVATION_MEMORY_SHARE", 0.0)  # no room for activations at all
-    f = forecaster(tiny_model_dir).fit([frame], progress=False)
+    f = forecaster(tiny_model_dir, lora_layers="all").fit([frame], progress=False)
     assert f.model.backbone.get_base_model().is_gradient_checkpointing
     assert any("gradient checkpointing turned on" in n for n in f.fit_info["notes"])
 
-    f = forecaster(tiny_model_dir, gradient_checkpointing=False).fit([frame], progress=False)  # an explicit no
+    explicit_no = forecaster(tiny_model_dir, gradient_checkpointing=False, lora_layers="all")
+    f = explicit_no.fit([frame], progress=False)
     assert not f.model.backbone.get_base_model().is_gradient_checkpointing
 
 
