@@ -265,3 +265,52 @@ def test_score_downloads_through_the_ledgers_source(capsys, tmp_path, monkeypatc
     assert rc == 0, err
     assert calls[0][0] == "600519.SS" and calls[0][1]["adjust"] == "none"
     assert "3 forecasts scored" in out
+
+
+def test_ledger_records_the_adjustment_and_score_downloads_the_same(capsys, tmp_path, monkeypatch):
+    from stockllm import sources
+
+    frame = make_ohlcv(300, seed=4, start="2018-01-01")
+    path = tmp_path / "l.csv"
+    t = table(ticker="600519.SS", last=f"{frame.index[200]:%Y-%m-%d}")
+    t["date"], t["last_close"] = frame.index[201:204], frame["Close"].iloc[200]
+    append_forecasts(path, t, source="akshare", adjust="full")
+    assert read_ledger(path)[0]["adjust"].eq("full").all()
+    calls = []
+    monkeypatch.setattr(sources, "akshare", lambda ticker, **kw: calls.append(kw) or frame)
+    rc, out, err = run(capsys, ["score", "--ledger", path])
+    assert rc == 0, err
+    assert calls[0]["adjust"] == "full"
+    rc, out, err = run(capsys, ["score", "--ledger", path, "--adjust", "none"])
+    assert rc == 1 and "drop --adjust to score like with like" in err and err.count("error:") == 1
+
+
+def test_score_rebases_adjusted_forecasts_after_a_dividend(tmp_path):
+    """A qfq ledger scored after a dividend: every earlier close is rewritten, so the forecast is too."""
+    frame = make_ohlcv(300, seed=4, start="2018-01-01")
+    t = table(last=f"{frame.index[200]:%Y-%m-%d}")
+    t["date"] = frame.index[201:204]
+    t["last_close"] = frame["Close"].iloc[200]
+    t["predicted_close"] = frame["Close"].iloc[201:204].to_numpy()  # a perfect forecast, in the old adjustment
+    path = tmp_path / "l.csv"
+    append_forecasts(path, t.assign(model="drift"), adjust="full")
+    later = frame.copy()
+    later.loc[: frame.index[202], ["Open", "High", "Low", "Close"]] *= 0.97  # a dividend on day 203 rewrites the past
+    led, _ = read_ledger(path)
+    metrics, forecasts, counts = score(led, {"AAA": later})
+    assert counts["rebased"] == 3
+    drift = forecasts[forecasts["model"] == "drift"].set_index("horizon")
+    assert np.allclose(drift.loc[[1, 2], "predicted"], drift.loc[[1, 2], "actual"])  # like with like again
+    raw, _ = read_ledger(path)
+    raw["adjust"] = "none"  # as quoted: nothing to rebase
+    assert score(raw, {"AAA": later})[2]["rebased"] == 0
+
+
+def test_a_ticker_forecast_with_two_adjustments_is_refused(tmp_path):
+    from stockllm.ledger import adjustments
+
+    path = tmp_path / "l.csv"
+    append_forecasts(path, table(), adjust="full")
+    append_forecasts(path, table(last="2024-01-08"), adjust="none")
+    with pytest.raises(StockLLMError, match="used adjust full and none"):  # str() names the keyword
+        adjustments(read_ledger(path)[0])

@@ -263,6 +263,70 @@ def test_watchlist_page_shows_a_failing_ticker_as_a_line(served):
     assert 'id="chart-0"' in text and "too few rows" in text
 
 
+def test_watchlist_page_has_the_form_and_a_table_per_ticker(served):
+    client, _ = client_for(served, watch=["AAA", "BBB"])
+    text = client.get("/", params={"tickers": "AAA,BBB", "model": "mlp", "levels": "0.1,0.5,0.9"}).text
+    assert '<form id="watch" method="get" action="/">' in text and 'name="tickers"' in text
+    assert 'name="levels"' in text and '<option value="mlp" selected>' in text
+    assert 'id="table-0"' in text and 'id="table-1"' in text and "80% band" in text and "model mlp" in text
+    assert re.search(r"<td>[+-]\d+\.\d\d%</td>", text)  # change in %
+    assert 'id="scores"' not in text  # no ledger, no live-score panel
+    assert client.get("/", params={"levels": "0.1,x"}).status_code == 422
+    assert client.get("/", params={"levels": "0.05,0.5,0.95", "model": "mlp"}).status_code == 422
+
+
+def test_scores_from_the_ledger(served, tmp_path):
+    ledger = tmp_path / "ledger.csv"
+    client, _ = client_for(served, ledger=ledger)
+    assert client.get("/scores").json() == {"scored": 0, "pending": 0, "since": None, "scores": []}
+    for n in (100, 105, 110):  # forecasts made on earlier days, now scorable against the source's closes
+        rows = {t: as_rows(bars(t).iloc[:n]) for t in ("AAA", "BBB")}
+        for model in ("mlp", "naive"):
+            assert client.post("/forecast", json={"rows": rows, "model": model}).status_code == 200
+    client.post("/forecast", json={"tickers": ["AAA"], "model": "mlp"})  # ahead of the data: pending
+    answer = client.get("/scores").json()
+    assert answer["scored"] == 36 and answer["pending"] == 3
+    mlp = {s["horizon"]: s for s in answer["scores"] if s["model"].startswith("mlp@")}
+    assert sorted(mlp) == [1, 2, 3] and mlp[1]["forecasts"] == 6 and 0 <= mlp[1]["coverage_80"] <= 1
+    assert mlp[1]["mae_vs_naive"] > 0 and mlp[1]["wql_vs_naive"] > 0
+    assert mlp[1]["since"] == f"{bars('AAA').index[99]:%Y-%m-%d}" == answer["since"]
+    naive = [s for s in answer["scores"] if s["model"].startswith("naive")]  # one per level set
+    assert naive and all(s["mae_vs_naive"] == 1.0 and s["wql_vs_naive"] == 1.0 for s in naive)
+    assert 'id="scores"' in client.get("/").text
+    client_without, _ = client_for(served)
+    assert client_without.get("/scores").status_code == 404 and "--ledger" in detail(client_without.get("/scores"))
+
+
+def test_close_only_rows_for_models_that_read_closes(served):
+    client, _ = client_for(served)
+    rows = [{"date": r["date"], "close": r["close"]} for r in as_rows(bars("AAA"))]
+    response = client.post("/forecast", json={"rows": {"AAA": rows}, "model": "naive"})
+    assert response.status_code == 200, response.text
+    assert response.json()["forecasts"][0]["last_close"] == rows[-1]["close"]
+    refused = client.post("/forecast", json={"rows": {"AAA": rows}, "model": "mlp"})
+    assert refused.status_code == 422 and "closes only" in detail(refused)
+
+
+def test_docs_and_openapi(served):
+    client, _ = client_for(served)
+    assert client.get("/docs").status_code == 200 and "swagger" in client.get("/docs").text.lower()
+    spec = client.get("/openapi.json").json()
+    assert {"/forecast", "/scores", "/models", "/health"} <= set(spec["paths"])
+    assert "tickers" in json.dumps(spec["paths"]["/forecast"]["post"]["requestBody"])
+
+
+def test_readme_page_examples_name_models_its_serve_commands_serve():
+    """Every /?...model=X example in README's serve section names a model one of its serve commands serves."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"^stockllm serve .*$", readme, flags=re.M)
+    served_names = [set(re.findall(r"--model (\w+)", c)) | ({"mlp"} if "checkpoints/mlp" in c else set())
+                    for c in commands]
+    examples = re.findall(r"/\?[^`\s]*model=(\w+)", readme)
+    assert commands and examples
+    for model in examples:
+        assert any(model in names for names in served_names), (model, commands)
+
+
 # --- the CLI and a real server ----------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -367,3 +431,81 @@ def test_device_is_for_llm_checkpoints_only(checkpoint):
         load_models([str(checkpoint)], ["naive"], DataConfig(), {"device": "cpu"})
     two = load_models([str(checkpoint), f"other={checkpoint}"], [], DataConfig())
     assert list(two) == [checkpoint.name, "other"]  # two of one kind: named by folder, or as asked
+
+
+class DevTools:
+    """Headless Chromium driven over the DevTools protocol (websockets' sync client): navigate, run JavaScript,
+    wait for a condition. Enough to type into the watchlist form and submit it as a user would."""
+
+    def __init__(self, browser: str, folder: Path):
+        import httpx
+        from websockets.sync.client import connect
+
+        log = folder / "chromium.log"
+        self.proc = subprocess.Popen([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                      "--disable-background-networking", "--no-first-run",
+                                      f"--user-data-dir={folder / 'profile'}", "--remote-debugging-port=0",
+                                      "about:blank"], stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        deadline, port = time.monotonic() + 60, None
+        while port is None and time.monotonic() < deadline:
+            found = re.search(r"DevTools listening on ws://[\d.]+:(\d+)/", log.read_text())
+            port = int(found.group(1)) if found else time.sleep(0.2)
+        assert port, log.read_text()[-2000:]
+        page = next(t for t in httpx.get(f"http://127.0.0.1:{port}/json").json() if t["type"] == "page")
+        self.ws, self.n = connect(page["webSocketDebuggerUrl"], max_size=None), 0
+
+    def call(self, method: str, **params) -> dict:
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=60))
+            if message.get("id") == self.n:
+                return message
+
+    def js(self, expression: str):
+        answer = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        result = answer.get("result", {})
+        return None if "exceptionDetails" in result or "error" in answer else result["result"].get("value")
+
+    def wait(self, condition: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.js(condition):  # a navigation in flight answers with an error: not yet
+            assert time.monotonic() < deadline, f"timed out waiting for {condition}: {self.js('document.title')}"
+            time.sleep(0.3)
+
+    def close(self) -> None:
+        self.ws.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
+                    reason="no headless browser: install Chromium (apt-get install chromium) to test the page's form")
+@pytest.mark.integration
+def test_watchlist_form_submits_and_the_tables_charts_and_scores_appear_in_chromium(tmp_path):
+    pytest.importorskip("websockets", reason="the form test drives Chromium over the DevTools protocol")
+    from stockllm.ledger import append_forecasts
+    from stockllm.models import NaiveForecaster
+
+    ledger = tmp_path / "served.csv"
+    for n in (150, 160):  # forecasts made earlier, whose dates the served files already hold
+        past = bars("AAA", 200).iloc[:n]
+        append_forecasts(ledger, NaiveForecaster().predict_df({"AAA": past}, calendar="business"), source="data")
+    proc, url = start_server(tmp_path, "--watch", "AAA", "--ledger", str(ledger), "--model", "drift")
+    browser = DevTools(shutil.which("chromium") or shutil.which("chromium-browser"), tmp_path)
+    try:
+        browser.call("Page.navigate", url=f"{url}/")
+        browser.wait("document.querySelectorAll('#chart-0 .main-svg').length > 0 && !!document.querySelector('#table-0')")
+        browser.wait("!!document.querySelector('#scores-grid')")  # the live-score panel, filled from GET /scores
+        assert "naive" in browser.js("document.querySelector('#scores-grid').innerText")
+        browser.js("document.querySelector('input[name=tickers]').value = 'AAA,BBB';"
+                   "document.querySelector('select[name=model]').value = 'drift';"
+                   "document.querySelector('#watch').requestSubmit(); true")
+        browser.wait("location.search.includes('model=drift') && document.readyState === 'complete' && "
+                     "document.querySelectorAll('#chart-1 .main-svg').length > 0")
+        text = browser.js("document.body.innerText")
+        assert "model drift" in text and "80% band" in text and "BBB" in text
+        assert browser.js("document.querySelectorAll('table.forecast').length") == 2
+    finally:
+        browser.close()
+        stop(proc)

@@ -48,10 +48,11 @@ def evaluate(data=None, models: str | Sequence[str] | None = None, *, progress: 
     "naive,mlp"; default ``naive,drift,fhs,mlp``). output_dir: write metrics.csv, leaderboard.csv, forecasts.csv,
     plot.png and report.html there as the CLI does (None: write nothing). options: every other flag of
     ``stockllm evaluate`` by its name (see :func:`evaluate_options`): test_size, test_start, refit_every,
-    window_size, horizon, quantiles, features, checkpoint, calibrate, calibration_step, members, columns, decimal,
-    the chronos_* settings and every training setting (epochs=5, model_path=..., head_base=...). Lists are
-    accepted where the flag takes a comma-separated list. An unknown keyword raises TypeError naming the valid
-    ones; a bad value raises StockLLMError naming the keyword. Returns an :class:`Evaluation`.
+    window_size, horizon, quantiles, features, checkpoint, calibrate, calibration_step, price_limits (and
+    price_limit), members, columns, decimal, date_format, the chronos_* settings and every training setting
+    (epochs=5, model_path=..., head_base=...). Lists are accepted where the flag takes a comma-separated list. An
+    unknown keyword raises TypeError naming the valid ones; a bad value raises StockLLMError naming the keyword.
+    Returns an :class:`Evaluation`.
     """
     from .evaluation import run_evaluate
 
@@ -66,8 +67,8 @@ def train(data=None, model: str = "mlp", *, save_dir: str | None = None, progres
     data: as for :func:`evaluate` (None: the bundled NASDAQ sample). model: mlp (default), lstm, lora, fhs, garch
     or ensemble. save_dir: the checkpoint folder to write (None: keep the model in memory only). options: every
     other flag of ``stockllm train`` by its name: window_size, horizon, quantiles, features, columns, decimal,
-    resume (True: continue the interrupted run in save_dir; a folder: warm-start the LLM from it) and every
-    model setting (epochs=5, hidden_size=32, lora_rank=8, members=[...], ...).
+    date_format, resume (True: continue the interrupted run in save_dir; a folder: warm-start the LLM from it) and
+    every model setting (epochs=5, hidden_size=32, lora_rank=8, members=[...], ...).
     """
     from .training import run_train
 
@@ -82,8 +83,8 @@ def predict(data=None, checkpoint: str | None = None, *, model: str | None = Non
 
     data: as for :func:`evaluate`. checkpoint: a folder from ``train``; or model: "naive" or "drift". output: also
     write this CSV (None: write nothing). options: every other flag by its name: quantiles, window_size and horizon
-    (naive and drift), calendar, plot, calibrate, calibration_step, model_path, device, trust_remote_code, columns,
-    decimal, and for downloads ticker, period, source, adjust, ledger.
+    (naive and drift), calendar, plot, calibrate, calibration_step, price_limits, model_path, device,
+    trust_remote_code, columns, decimal, date_format, and for downloads ticker, period, source, adjust, ledger.
     """
     from .prediction import run_predict
 

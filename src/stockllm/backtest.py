@@ -15,6 +15,7 @@ from .models.base import Forecaster
 from .plots import plot_forecasts  # noqa: F401 - evaluate's picture, re-exported for callers of this module
 from .metrics import (  # noqa: F401 - the scores, re-exported for callers of this module
     diebold_mariano, format_leaderboard, format_table, leaderboard, metrics, quantile_columns, weighted_quantile_loss)
+from .limits import describe as describe_limits, limited
 from .quantiles import column, ewma_sigma
 
 
@@ -66,8 +67,9 @@ def backtest(model: Forecaster, name: str, series: str, frame: pd.DataFrame, ori
     """Forecast every origin at once; one row per origin and horizon (tidy).
 
     Columns: series, model, origin, horizon, target_date, last_close, actual, predicted (the median close), sigma
-    (the causal EWMA daily volatility at the origin, which sorts origins into volatility terciles) and one
-    price-scale quantile column per level (``q0.1``, ...; NaN for a model without quantiles).
+    (the causal EWMA daily volatility at the origin, which sorts origins into volatility terciles), one
+    price-scale quantile column per level (``q0.1``, ...; NaN for a model without quantiles) and limited (True where
+    a daily price limit clipped the quantiles).
     """
     close = frame["Close"].to_numpy(dtype=np.float64)
     point, q = model.predict_distribution(frame, origins)
@@ -89,6 +91,7 @@ def backtest(model: Forecaster, name: str, series: str, frame: pd.DataFrame, ori
     })
     for j, level in enumerate(model.quantiles):
         table[column(level)] = q_prices[:, :, j].ravel()
+    table["limited"] = limited(q, model.price_limit(frame)).ravel()
     return table
 
 
@@ -129,6 +132,7 @@ def evaluate(
     refit_every: int | None = None,
     calibrate: str | None = None,
     calibration_step: float | None = None,
+    price_limits: str | float = "auto",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Backtest every model on every origin on or after one cutoff date shared by all series.
 
@@ -148,12 +152,15 @@ def evaluate(
     (``stockllm.calibration``; the same fitted model, no extra fit); ``calibration_step`` is its γ. Its offsets
     start from the model's validation residuals before its training end (or before the cutoff, for a model fitted
     on nothing).
+
+    ``price_limits`` ("auto", "off" or a fraction; ``stockllm.limits``): every model's forecasts are clipped to the
+    series' daily price limit before they are scored, as ``predict`` clips them, and the protocol says so.
     """
     fitted = dict(fitted or {})
     calibrate = None if calibrate in (None, "none") else calibrate
     if refit_every is not None and refit_every < 1:
         raise StockLLMError(f"--refit_every {refit_every} must be 1 or more (test days between refits)")
-    run = _Backtest(frames, models, fitted, refit_every, calibrate, calibration_step, progress, log)
+    run = _Backtest(frames, models, fitted, refit_every, calibrate, calibration_step, progress, log, price_limits)
     run.plan(test_size, test_start)
     # An ensemble comes after the models it may reuse as members.
     for model_name, model in sorted(run.first_models().items(), key=lambda item: hasattr(item[1], "offer")):
@@ -166,8 +173,10 @@ class _Backtest:
     and the gathered result. Its fields are set once, in ``plan``; ``pieces`` and ``protocols`` grow as models are
     scored."""
 
-    def __init__(self, frames, models, fitted, refit_every, calibrate, calibration_step, progress, log):
+    def __init__(self, frames, models, fitted, refit_every, calibrate, calibration_step, progress, log,
+                 price_limits="auto"):
         self.frames, self.models, self.fitted = frames, models, fitted
+        self.price_limits = price_limits  # the limit is part of the forecast: scored as predict gives it
         self.refit_every, self.calibrate, self.calibration_step = refit_every, calibrate, calibration_step
         self.progress, self.log = progress, log
         self.pieces: list = []  # (order, rank, forecasts) so gathered shards sort back into one order
@@ -260,7 +269,8 @@ class _Backtest:
 
     def backtest_block(self, model_name, model, variant, k: int, start, stop, single: bool) -> None:
         """This process's shard of every series' origins in [start, stop), forecast by the model (and its
-        calibrated variant)."""
+        calibrated variant), each clipped to the series' daily price limit as predict clips it."""
+        scored = model.limited_to(self.price_limits)
         for i, (series, frame) in enumerate(self.frames.items()):
             origins = test_origins(frame.index, start, model.window_size, model.horizon, stop)
             if len(origins) == 0:
@@ -270,10 +280,11 @@ class _Backtest:
             order = len(self.protocols), 0, k, i
             shard = np.array_split(origins, self.world)[self.rank]
             if len(shard):
-                self.pieces.append((order, self.rank, backtest(model, model_name, series, frame, shard)))
+                self.pieces.append((order, self.rank, backtest(scored, model_name, series, frame, shard)))
                 if variant is not None:
                     self.pieces.append(((order[0], 1, k, i), self.rank, backtest(
-                        variant, f"{model_name}+{self.calibrate}", series, frame, shard)))
+                        variant.limited_to(self.price_limits), f"{model_name}+{self.calibrate}", series, frame,
+                        shard)))
 
     def gather(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Every process's pieces in the single-process order, scored: (metrics, forecasts)."""
@@ -293,5 +304,6 @@ class _Backtest:
                 self.log(f"note: {series} has no test origin on or after {self.cutoff:%Y-%m-%d} with its targets "
                          "inside the data (its dates end too early): it is not scored")
         table = metrics(forecasts)
-        table.insert(2, "protocol", table["model"].map(self.protocols))
+        clipped = describe_limits(self.frames, self.price_limits)
+        table.insert(2, "protocol", table["model"].map(self.protocols) + (f"; {clipped}" if clipped else ""))
         return table, forecasts

@@ -21,8 +21,8 @@ from . import __version__
 from .config import DataConfig, EnsembleConfig, LoRAConfig, MLPConfig, TrainConfig, flat_dict, flat_fields
 from .errors import StockLLMError, Terminated, TrainingInterrupted, as_flags
 from .models import MODEL_NAMES, REGISTRY, TRAINABLE, UNFITTED  # names only: the classes load on first use
-from .options import (DEFAULT_MODELS, DataOptions, EvaluateOptions, PredictOptions, TrainOptions, from_keywords,
-                      refuse)
+from .options import (DEFAULT_MODELS, DataOptions, EvaluateOptions, PredictOptions, TrainOptions, check_price_limits,
+                      from_keywords, refuse)
 EXIT_ERROR = 1
 
 
@@ -61,6 +61,9 @@ def _csv_flags(parser: argparse.ArgumentParser) -> None:
                              "ones)")
     parser.add_argument("--decimal", metavar="CHAR", help="decimal mark in the data files: . (default) or , "
                         "(then . is read as a thousands separator: 1.234,56)")
+    parser.add_argument("--date_format", metavar="FMT", help="how the files write dates, as strptime codes: "
+                        "%%d.%%m.%%Y for 20.10.2017 (default: YYYY-MM-DD or M/D/YYYY; D/M/YYYY is taken, "
+                        "with a warning, where some day is above 12)")
 
 
 def _window_flags(parser: argparse.ArgumentParser, note: str = "") -> None:
@@ -126,6 +129,7 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
     _quantiles_flag(p, "; with --checkpoint, some of the levels it was trained for")
     p.add_argument("--output", default="predictions.csv", metavar="FILE", help="CSV to write (default %(default)s)")
     _calendar_flag(p)
+    _limit_flags(p)
     p.add_argument("--plot", metavar="FILE", help="also draw a PNG: the last 60 closes and the forecast fan (median "
                    "and central intervals)")
     p.add_argument("--device", help="auto (default), cpu, cuda or mps")
@@ -143,6 +147,14 @@ def _calibrate_flags(parser: argparse.ArgumentParser, evaluate: bool = False) ->
                         "on σ-standardised scores, causal (default none)")
     parser.add_argument("--calibration_step", type=float, help="--calibrate aci: the step γ of each level's offset, "
                         f"in units of σ·√h (default {CalibrationConfig.gamma})")
+
+
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--price_limits", choices=("auto", "off"), help="auto (default): clip the forecast closes "
+                        "of A-shares (600000.SS, 600000.SH, sh.600000, 600000) to their board's daily limit, "
+                        "compounded (main ±10%%, ChiNext/STAR ±20%%, Beijing ±30%%); off: never clip")
+    parser.add_argument("--price_limit", type=float, metavar="X", help="clip every series to this daily limit "
+                        "instead (0.05 for an ST name's ±5%%)")
 
 
 def _features_flag(parser: argparse.ArgumentParser) -> None:
@@ -258,7 +270,7 @@ def _predict_command(sub) -> None:
     p = sub.add_parser("predict", help="forecast the next closes after the last row of a CSV",
                        description="Forecast the next H trading sessions after the last row of each file and write "
                                    "predictions.csv (date,horizon,predicted_close,last_close,model,series,last_date,"
-                                   "q0.1,...).")
+                                   "limited,q0.1,...).")
     _predict_flags(p, tickers=False)
 
 
@@ -302,6 +314,7 @@ def _evaluate_command(sub) -> None:
                    help="forecasts.csv, or forecasts.parquet (pyarrow: columnar, several times smaller for a "
                         "universe of series) (default %(default)s)")
     _calibrate_flags(p, evaluate=True)
+    _limit_flags(p)
     _training_flags(p)
     _common(p)
 
@@ -316,10 +329,12 @@ def _score_command(sub) -> None:
     p.add_argument("--ledger", required=True, metavar="FILE", help="the ledger CSV that forecast --ledger wrote")
     p.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) of the actual closes, named after "
                    "the ledger's tickers (AAPL.csv); default: download them through --source")
+    _csv_flags(p)
     p.add_argument("--source", choices=("yahoo", "akshare", "baostock"),
                    help="where to download the actual closes (default: the source each ticker's forecasts used)")
     p.add_argument("--adjust", choices=("none", "split", "full"), help="price adjustment of the downloaded closes "
-                   "(default none: the close as quoted on the target date, which later dividends do not change)")
+                   "(default: the one each ticker's forecasts recorded, so like is scored with like; none for "
+                   "ledgers that record none)")
     p.add_argument("--output", metavar="FILE", help="also write the metrics as CSV")
     _common(p)
 
@@ -341,9 +356,11 @@ def _serve_command(sub) -> None:
     _source_flags(p, "the history of requested and watched tickers")
     p.add_argument("--data", nargs="+", metavar="FILE", help="OHLCV CSV file(s) served by name (AAPL.csv answers "
                    "ticker AAPL) without any download")
+    _csv_flags(p)
     p.add_argument("--watch", metavar="TICKERS", help="tickers of the watchlist page GET / (default: the --data "
                    "series)")
     _calendar_flag(p)
+    _limit_flags(p)
     p.add_argument("--ledger", metavar="FILE", help="append every POST /forecast answer to this ledger CSV")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s: this machine "
                    "only; the server has no authentication)")
@@ -470,11 +487,20 @@ def _check_not_inputs(args, files=(), folders=()) -> None:
                      folders=[(f"--{f}", getattr(args, f, None)) for f in folders])
 
 
+def _files(args: argparse.Namespace) -> DataOptions:
+    """score's and serve's --data files with --columns, --decimal and --date_format (checked now, before the
+    ledger or any model is read)."""
+    files = DataOptions(data=args.data, columns=args.columns, decimal=args.decimal, date_format=args.date_format)
+    files.csv_options()
+    return files
+
+
 def cmd_score(args, say) -> None:
     from .data import write_csv_atomic
     from .metrics import format_table
-    from .ledger import read_ledger, score
+    from .ledger import adjustments, read_ledger, score
 
+    _files(args)  # a bad --columns, --decimal or --date_format answers first
     if args.data:
         refuse(vars(args), ("source", "adjust"), "applies to downloaded closes; --data files are used as they are: drop it")
     if args.output:
@@ -489,8 +515,9 @@ def cmd_score(args, say) -> None:
         raise StockLLMError(f"no complete forecasts in the ledger {args.ledger}: run stockllm forecast --ledger "
                             f"{args.ledger} first")
     tickers = list(dict.fromkeys(ledger["ticker"]))
+    used = adjustments(ledger)  # refuses a ticker forecast with two adjustments
     if args.data:
-        frames = DataOptions(data=args.data).load(1, "")
+        frames = _files(args).load(1, "")
         lower = {name.lower(): name for name in frames}
         frames = {t: frames[lower[t.lower()]] for t in tickers if t.lower() in lower}
     else:
@@ -501,9 +528,12 @@ def cmd_score(args, say) -> None:
         start = (ledger["last_date"].min() - pd.Timedelta(days=200)).strftime("%Y-%m-%d")
         frames = {}
         for ticker in tickers:
-            used = ledger.loc[ledger["ticker"] == ticker, "source"].iloc[-1]
-            source = args.source or (used if used in SOURCES else "yahoo")
-            adjust = check_adjust(source, args.adjust or "none")
+            origin = ledger.loc[ledger["ticker"] == ticker, "source"].iloc[-1]
+            source = args.source or (origin if origin in SOURCES else "yahoo")
+            if args.adjust and used[ticker] and args.adjust != used[ticker]:
+                raise StockLLMError(f"--adjust {args.adjust} differs from --adjust {used[ticker]}, which the "
+                                    f"ledger's forecasts of {ticker} used: drop --adjust to score like with like")
+            adjust = check_adjust(source, args.adjust or used[ticker] or "none")
             say(f"downloading {ticker} from {source} (since {start}, adjust {adjust})")
             frames[ticker] = download(ticker, source, adjust=adjust, period=None, start=start)
     table, forecasts, counts = score(ledger, frames)
@@ -512,7 +542,9 @@ def cmd_score(args, say) -> None:
         + (f"; {counts['no_data']} of tickers without data ({', '.join(t for t in tickers if t not in frames)}: "
            "pass their files to --data, named after them)" if counts["no_data"] else "")
         + (f"; {counts['duplicates']} repeated forecasts (same model, ticker, last date and horizon: the latest "
-           "run kept)" if counts["duplicates"] else ""))
+           "run kept)" if counts["duplicates"] else "")
+        + (f"; {counts['rebased']} forecasts of adjusted closes rebased to the data's adjustment (a dividend or "
+           "split since)" if counts.get("rebased") else ""))
     if table.empty:
         say("nothing to score yet: no forecast's target date has a close in the data")
         return
@@ -534,6 +566,7 @@ def cmd_serve(args, say) -> None:
         raise StockLLMError("--max_tickers and --max_body_mb must be above 0")
     if not args.checkpoint and not args.model:
         raise StockLLMError("nothing to serve: pass --checkpoint DIR (from stockllm train) or --model naive")
+    _files(args)  # a bad --columns, --decimal or --date_format answers before any model loads
     if args.checkpoint:
         refuse(vars(args), ("window_size", "horizon", "quantiles"), "applies to --model naive|drift only; a checkpoint keeps "
                 "its own (a request may ask for some of its levels): drop it")
@@ -541,6 +574,7 @@ def cmd_serve(args, say) -> None:
 
     source = args.source or "yahoo"
     adjust = check_adjust(source, args.adjust)
+    limits = check_price_limits(args.price_limits, args.price_limit)
     calendar = default_calendar(source)
     if args.calendar:
         from .calendars import check_calendar
@@ -567,13 +601,13 @@ def cmd_serve(args, say) -> None:
                        quantiles=args.quantiles).config() if args.model else None
     overrides = {"device": args.device} if args.device else {}
     models = load_models(args.checkpoint, args.model, data, overrides)
-    files = DataOptions(data=args.data).load(1, "") if args.data else {}
+    files = _files(args).load(1, "") if args.data else {}
 
     def fetch(ticker, period):
         return download(ticker, source, adjust=adjust, period=period)
 
-    service = Service(models, fetch, files=files, watch=watch, ledger=args.ledger, source=source, calendar=calendar,
-                      max_tickers=args.max_tickers)
+    service = Service(models, fetch, files=files, watch=watch, ledger=args.ledger, source=source, adjust=adjust,
+                      calendar=calendar, price_limits=limits, max_tickers=args.max_tickers)
     app = create_app(service, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
     say(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (data: {source}"
         + (f" and {len(files)} file{'s' if len(files) != 1 else ''}" if files else "") + "); Ctrl-C stops")

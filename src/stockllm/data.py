@@ -55,7 +55,8 @@ _DATE_PATTERNS = (  # (regex, names of its three groups)
     (rf"^(\d{{1,2}})/(\d{{1,2}})/(\d{{4}}){_TIME}$", ("month", "day", "year")),  # Yahoo export
     (rf"^(\d{{4}})/(\d{{1,2}})/(\d{{1,2}}){_TIME}$", ("year", "month", "day")),
 )
-_DATE_HINT = "use YYYY-MM-DD (or M/D/YYYY as Yahoo exports it)"
+_SLASH = 1  # the position of M/D/YYYY in _DATE_PATTERNS: read D/M/YYYY where the days say so (_day_first)
+_DATE_HINT = "use YYYY-MM-DD (or M/D/YYYY as Yahoo exports it), or pass --date_format (e.g. %d.%m.%Y)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def resolve_data_path(path) -> Path:
 
 
 def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "", columns: dict | None = None,
-               decimal: str = ".") -> pd.DataFrame:
+               decimal: str = ".", date_format: str | None = None) -> pd.DataFrame:
     """Read a CSV file of daily bars into an OHLCV frame.
 
     The file needs a header with Date, Open, High, Low, Close and Volume (any case, any order; extra
@@ -104,12 +105,14 @@ def load_ohlcv(path, *, min_rows: int = 1, min_rows_reason: str = "", columns: d
     gets Open = High = Low = Close and Volume 0, and ``attrs["close_only"] = True``, so that the models that
     read all five columns can refuse it. ``columns`` maps stockllm's names to the file's headers (``{"Date": "Datum",
     "Close": "Schluss"}``, see :func:`parse_columns`); ``decimal`` is "." or "," (decimal commas, as a German
-    Excel export writes them, with "." as thousands separator).
+    Excel export writes them, with "." as thousands separator). ``date_format`` (strptime, ``%d.%m.%Y``) reads the
+    dates in that format only; without it, D/M/YYYY dates are read day-first, with a warning, where some day is
+    above 12.
     """
     source = str(path)
     text = _read_text(resolve_data_path(path), source)
     raw, rows = _parse_csv(text, source, columns or {})
-    frame = _checked(raw, source, rows, min_rows, min_rows_reason, decimal)
+    frame = _checked(raw, source, rows, min_rows, min_rows_reason, decimal, date_format)
     frame.attrs["close_only"] = raw.attrs.get("close_only", False)
     return frame
 
@@ -139,6 +142,16 @@ def check_decimal(decimal: str | None, flag: str = "--decimal") -> str:
     if decimal == ",":
         return ","
     raise DataError(f"{flag} {decimal!r}: use . or , (the character between a number's whole and fractional part)")
+
+
+def check_date_format(text: str | None, flag: str = "--date_format") -> str | None:
+    """A strptime format for the Date column (None: the built-in formats); refuses one without a % code."""
+    if text is None or not text.strip():
+        return None
+    if "%" not in text:
+        raise DataError(f"{flag} {text!r}: write the format with strptime codes, e.g. %d.%m.%Y for 20.10.2017 or "
+                        "%d/%m/%Y for 20/10/2017")
+    return text.strip()
 
 
 def download_ohlcv(
@@ -217,7 +230,8 @@ def ohlcv_from_frame(df: pd.DataFrame, source: str = "the frame", *, min_rows: i
     ``df`` has Open, High, Low, Close and Volume columns (any case; extra columns ignored) and its dates either in
     a DatetimeIndex or in a column named Date, datetime, ds or timestamp (any case; a timezone is dropped, keeping
     the local date). Returns shape (n_days, 5), float64, DatetimeIndex "Date" sorted and unique, with
-    ``attrs["source"] = source``. Messages name the bad bar by its date.
+    ``attrs["source"] = source``. Messages name the bad bar by its date. A table of closes only (Date, Close) is
+    read as a close-only file is: Open = High = Low = Close, Volume 0, ``attrs["close_only"] = True``.
     """
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{source} is a {type(df).__name__}, not a pandas DataFrame of daily bars")
@@ -240,18 +254,25 @@ def ohlcv_from_frame(df: pd.DataFrame, source: str = "the frame", *, min_rows: i
     if pd.api.types.is_datetime64_any_dtype(dates):
         dates = dates.dt.normalize()  # strings are parsed (and refused by row) in _validate
     missing = [c for c in OHLCV_COLUMNS if c.lower() not in names]
-    if missing:
+    close_only = set(missing) == {"Open", "High", "Low", "Volume"}
+    if close_only:  # as a Date,Close file: the close stands for the whole bar, with no volume
+        names = {**names, "open": names["close"], "high": names["close"], "low": names["close"]}
+        df = df.assign(**{"__volume": 0.0})
+        names["volume"] = "__volume"
+    elif missing:
         raise DataError(f"missing columns {', '.join(missing)} in {source}: it needs Open, High, Low, Close and "
                         "Volume (any case)")
     cells = pd.DataFrame({"Date": dates, **{c: df[names[c.lower()]].to_numpy() for c in OHLCV_COLUMNS}})
     labels = [f"{i + 1} ({d})" for i, d in enumerate(dates.astype(str))]
-    return _checked(cells, source, labels, min_rows, min_rows_reason)
+    frame = _checked(cells, source, labels, min_rows, min_rows_reason)
+    frame.attrs["close_only"] = close_only
+    return frame
 
 
 def _checked(raw: pd.DataFrame, source: str, rows: list, min_rows: int, reason: str,
-             decimal: str = ".") -> pd.DataFrame:
+             decimal: str = ".", date_format: str | None = None) -> pd.DataFrame:
     """_validate + length check + warnings for the user's caller; the frame's attrs name its source."""
-    frame, notes = _validate(raw, source, rows, decimal)
+    frame, notes = _validate(raw, source, rows, decimal, date_format)
     _check_length(frame, source, min_rows, reason)
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=3)
@@ -530,7 +551,8 @@ def _from_yahoo(raw: pd.DataFrame, ticker: str, period, interval: str) -> tuple[
 # Checks shared by files and downloads
 
 
-def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".") -> tuple[pd.DataFrame, list[str]]:
+def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".",
+              date_format: str | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Check and clean the bars of one source.
 
     raw: one row per bar, columns Date + OHLCV_COLUMNS holding strings (CSV cells) or numbers and
@@ -552,15 +574,20 @@ def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".") ->
         notes.append(f"dropped {_count(void.sum(), 'row')} without any values (empty or null) in {source} "
                      f"{_rows_text(rows[void])}")
         raw, rows = raw[~void].reset_index(drop=True), rows[~void]
-    dates = _parse_dates(raw["Date"])
-    ambiguous = _ambiguous_day_month(raw["Date"], source)
-    if ambiguous:
-        raise DataError(ambiguous)
+    dates = _parse_dates(raw["Date"], date_format)
+    if date_format is None and _day_first(raw["Date"]):
+        notes.append(f"read the dates in {source} as day/month/year (D/M/YYYY), since some first number is above 12 "
+                     "(e.g. 20/10/2017); pass --date_format to say how they are written")
+    elif date_format is None:
+        ambiguous = _ambiguous_day_month(raw["Date"], source)
+        if ambiguous:
+            raise DataError(ambiguous)
     values = {name: _to_float(raw[name], decimal, volume=name == "Volume") for name in OHLCV_COLUMNS}
     if _is_blank(raw["Volume"]).all():
         raise DataError(f"empty Volume column in {source} column Volume: fill in the daily volumes (0 where unknown)")
 
-    problems = [_date_problem(raw["Date"], dates, source, rows), _late_date_problem(raw["Date"], dates, source, rows)]
+    problems = [_date_problem(raw["Date"], dates, source, rows, date_format),
+                _late_date_problem(raw["Date"], dates, source, rows)]
     problems += [_number_problem(raw[name], values[name], name, source, rows, decimal) for name in OHLCV_COLUMNS]
     problems.append(_high_low_problem(raw, values, source, rows))
     problems = [problem for problem in problems if problem is not None]
@@ -581,10 +608,30 @@ def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".") ->
             f"filled {_count(empty.sum(), 'empty Volume cell')} in {source} {_rows_text(rows[empty])} "
             "with the previous day's volume (the next day's for the first row)"
         )
+    frame, rows = _drop_suspended(frame, source, rows, notes)
     split = _split_note(frame, source, rows)
     if split:
         notes.append(split)
     return frame, notes
+
+
+def _drop_suspended(frame: pd.DataFrame, source: str, rows: np.ndarray, notes: list[str]):
+    """Drop suspended days (volume 0 and open = high = low = close, as BaoStock and AKShare mark them) from a series
+    that trades on other days, naming the first dates: left in, they look like days without a move. A series
+    whose volume is 0 on every day (an index, a close-only file) keeps its rows; its volume inputs are then
+    constant, i.e. off."""
+    volume = frame["Volume"].to_numpy()
+    if not (volume > 0).any():
+        return frame, rows
+    o, h, lo, c = (frame[name].to_numpy() for name in PRICE_COLUMNS)
+    idle = (volume == 0) & (o == h) & (h == lo) & (lo == c)
+    if not idle.any():
+        return frame, rows
+    dates = frame.index[idle].strftime("%Y-%m-%d")
+    more = f" and {len(dates) - 5} more" if len(dates) > 5 else ""
+    notes.append(f"dropped {_count(int(idle.sum()), 'suspended day')} (volume 0 and open = high = low = close) in "
+                 f"{source}: {', '.join(dates[:5])}{more}")
+    return frame[~idle], rows[~idle]
 
 
 # Stock splits (2:1, 3:2, ...) and reverse splits as the ratio of a day's open to the previous close.
@@ -609,16 +656,19 @@ def _split_note(frame: pd.DataFrame, source: str, rows: np.ndarray) -> str | Non
             "applied) so the split does not look like a price move")
 
 
-def _parse_dates(column: pd.Series) -> pd.DatetimeIndex:
-    """Dates of a column of strings (see _DATE_PATTERNS) or datetimes; NaT where unparseable."""
+def _parse_dates(column: pd.Series, date_format: str | None = None) -> pd.DatetimeIndex:
+    """Dates of a column of strings (see _DATE_PATTERNS, or the strptime ``date_format``) or datetimes; NaT where
+    unparseable."""
     if pd.api.types.is_datetime64_any_dtype(column):
         return pd.DatetimeIndex(column)
     text = column.astype(str).str.strip()
+    if date_format:
+        return pd.DatetimeIndex(pd.to_datetime(text, format=date_format, errors="coerce").dt.normalize())
     if len(text) and (text.str.len() == 10).all():  # plain YYYY-MM-DD, the common case: one fast parse
         dates = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
         if dates.notna().all():
             return pd.DatetimeIndex(dates)
-    parts = _date_parts(column)
+    parts = _date_parts(column, _day_first(column))
     return pd.DatetimeIndex(pd.to_datetime(parts[["year", "month", "day"]], errors="coerce"))
 
 
@@ -636,14 +686,27 @@ def _ambiguous_day_month(column: pd.Series, source: str) -> str | None:
     example = column.astype(str).str.strip()[found.index[found[0] != found[1]]]
     example = example.iloc[0] if len(example) else column.iloc[found.index[0]]
     return (f"ambiguous dates in {source} column Date: dates such as {example!r} read as month/day and as "
-            "day/month alike (no number before the year is above 12); write the dates as YYYY-MM-DD")
+            "day/month alike (no number before the year is above 12); write the dates as YYYY-MM-DD or "
+            "pass --date_format (e.g. %d/%m/%Y)")
 
 
-def _date_parts(column: pd.Series) -> pd.DataFrame:
-    """Year, month and day (floats; NaN where no pattern matches) of a column of date strings."""
+def _day_first(column: pd.Series) -> bool:
+    """True when the column's A/B/YYYY dates are day-first: some A is above 12 (no month) and no B is. Files where
+    every A and B is 12 or less stay month-first, as Yahoo writes them."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return False
+    found = column.astype(str).str.strip().str.extract(r"^(\d{1,2})/(\d{1,2})/\d{4}").astype(float).dropna()
+    return bool(len(found)) and bool((found[0] > 12).any()) and not bool((found[1] > 12).any())
+
+
+def _date_parts(column: pd.Series, day_first: bool = False) -> pd.DataFrame:
+    """Year, month and day (floats; NaN where no pattern matches) of a column of date strings; ``day_first`` reads
+    A/B/YYYY as day/month."""
     text = column.astype(str).str.strip()
     parts = None
-    for pattern, names in _DATE_PATTERNS:
+    for k, (pattern, names) in enumerate(_DATE_PATTERNS):
+        if day_first and k == _SLASH:
+            names = ("day", "month", "year")
         found = text.str.extract(pattern).set_axis(list(names), axis=1).astype(float)
         parts = found if parts is None else parts.fillna(found)
     return parts
@@ -701,7 +764,8 @@ def _is_blank(column: pd.Series) -> np.ndarray:
     return column.astype(str).str.strip().str.lower().isin(_NULLS).to_numpy()
 
 
-def _date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows: np.ndarray):
+def _date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows: np.ndarray,
+                  date_format: str | None = None):
     """(position, message) of the first missing or unparseable date, or None."""
     bad = np.flatnonzero(dates.isna())
     if len(bad) == 0:
@@ -711,7 +775,10 @@ def _date_problem(column: pd.Series, dates: pd.DatetimeIndex, source: str, rows:
     if _is_blank(column)[i]:
         return i, f"missing date in {where}: fill in the date ({_DATE_HINT}) or delete the row"
     text = str(column.iloc[i]).strip()
-    parts = _date_parts(column.iloc[[i]]).iloc[0]
+    if date_format:
+        return i, (f"date {text!r} does not match --date_format {date_format} in {where}: fix the date or the format "
+                   "(strptime codes such as %d.%m.%Y)")
+    parts = _date_parts(column.iloc[[i]], _day_first(column)).iloc[0]
     if parts.notna().all():
         if not pd.Timestamp.min.year < parts["year"] < pd.Timestamp.max.year:
             return i, (f"date {text!r} out of range in {where}: stockllm handles the years "

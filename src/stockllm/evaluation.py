@@ -172,7 +172,7 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None, keep_forecasts: boo
     table, forecasts = evaluate(frames, factories, test_size=0.2 if opts.test_size is None else opts.test_size,
                                 test_start=test_start, fitted=fitted, refit_every=opts.refit_every,
                                 calibrate=plan.calibration[0], calibration_step=plan.calibration[1],
-                                progress=opts.progress, log=say)
+                                price_limits=opts.price_limits, progress=opts.progress, log=say)
     result = Evaluation(table, forecasts, leaderboard(table, forecasts))
     if out is not None and os.environ.get("RANK", "0") == "0":  # every process holds the gathered result; one writes
         _write(out, result, data, frames, say, shown, opts.format)

@@ -3,7 +3,8 @@
 ``stockllm forecast --ledger FILE`` (and ``stockllm serve --ledger FILE``) append one row per ticker, horizon
 and run: the run's id, time (UTC) and row count, the ticker, the model kind and its checkpoint id (a hash of
 the checkpoint's files; empty for naive and drift), the data source, the data's last date and close, the
-target date and horizon, the median and every quantile. Past rows are never rewritten.
+target date and horizon, the median and every quantile, and the price adjustment of the closes it forecast
+(``adjust``: none, split or full; empty for files). Past rows are never rewritten.
 
 Safe against two runs at once: appends hold a file lock (``FILE.lock``, the ``filelock`` package). Safe against
 a crash mid-write: each run's rows go down in one ``write`` followed by ``fsync``, every row records how many
@@ -12,7 +13,9 @@ next append starts on a fresh line. So a ``kill -9`` during an append loses at m
 
 :func:`score` compares the forecasts whose target date has passed with the actual closes: the metrics of
 ``stockllm evaluate`` (MAE, WQL, coverage; :func:`stockllm.metrics.metrics`) beside the naive random walk,
-per ticker, model and horizon.
+per ticker, model and horizon. Like is compared with like: a forecast of adjusted closes (``full``, ``split``:
+AKShare's qfq, Yahoo's adjusted prices) is rebased by the data's close on its last date ÷ the close it recorded,
+since a dividend or split since then rewrites every earlier adjusted close.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from .quantiles import column, level_of
 
 BASE_COLUMNS = ("run_id", "run_time", "run_rows", "ticker", "model", "checkpoint", "source", "last_date",
                 "last_close", "date", "horizon", "predicted_close")
-EXTRA_COLUMNS: tuple[str, ...] = ()  # columns a ledger may hold after the quantiles (none yet)
+EXTRA_COLUMNS = ("adjust",)  # after the quantiles, so that ledgers written before them still read
+REWRITES_PAST = ("full", "split")  # adjustments that change earlier closes at each dividend or split
 LOCK_TIMEOUT = 60.0  # seconds an append waits for another run's append
 MAX_RATIO = 1000.0  # a forecast this many times off its last close, either way, is a broken row, not a forecast
 
@@ -79,7 +83,7 @@ def _levels(columns) -> list[float]:
 
 
 def _header(levels) -> list[str]:
-    return [*BASE_COLUMNS, *(column(lv) for lv in levels)]
+    return [*BASE_COLUMNS, *(column(lv) for lv in levels), *EXTRA_COLUMNS]
 
 
 def _cell(value) -> str:
@@ -98,7 +102,7 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def append_forecasts(path, table: pd.DataFrame, *, checkpoint: str = "", source: str = "",
-                     run_time: datetime | None = None, levels=None) -> int:
+                     run_time: datetime | None = None, levels=None, adjust: str = "") -> int:
     """Append one run's forecasts to the ledger at ``path`` (created with its header if absent); returns the rows
     written.
 
@@ -106,6 +110,7 @@ def append_forecasts(path, table: pd.DataFrame, *, checkpoint: str = "", source:
     A new file's quantile columns are ``levels`` (default: this run's); a later run may give some of them (the
     others stay empty) but no others (another model's levels belong in another ledger). Holds ``path``.lock
     while appending; raises StockLLMError when the lock stays taken for a minute or the file cannot be written.
+    ``source`` and ``adjust`` say where the closes came from and how they were adjusted (see the module docstring).
     """
     from filelock import FileLock, Timeout
 
@@ -124,7 +129,7 @@ def append_forecasts(path, table: pd.DataFrame, *, checkpoint: str = "", source:
                 raise StockLLMError(f"--ledger {path} holds the quantile levels {theirs} and this run gives "
                                     f"{','.join(f'{lv:g}' for lv in ours)}: pass --quantiles with some of {theirs}, "
                                     "or use another ledger file")
-            text = _render(table, header, checkpoint, source, run_time)
+            text = _render(table, header, checkpoint, source, run_time, adjust)
             if fresh:
                 text = ",".join(header) + "\n" + text
             elif not ends_clean:
@@ -181,7 +186,7 @@ def _current_header(path: Path) -> tuple[list[str] | None, bool]:
     return header, ends_clean
 
 
-def _render(table: pd.DataFrame, header: list[str], checkpoint: str, source: str, run_time) -> str:
+def _render(table: pd.DataFrame, header: list[str], checkpoint: str, source: str, run_time, adjust: str = "") -> str:
     """The run's rows as CSV text under ``header`` (quantiles the table lacks left empty)."""
     run_id = uuid.uuid4().hex[:12]
     when = (run_time or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -189,7 +194,7 @@ def _render(table: pd.DataFrame, header: list[str], checkpoint: str, source: str
     writer = csv.writer(buffer, lineterminator="\n")
     for row in table.to_dict("records"):
         values = {**row, "run_id": run_id, "run_time": when, "run_rows": len(table), "checkpoint": checkpoint,
-                  "source": source, "horizon": int(row["horizon"])}
+                  "source": source, "adjust": adjust, "horizon": int(row["horizon"])}
         writer.writerow([_cell(values.get(c, "")) for c in header])
     return buffer.getvalue()
 
@@ -207,6 +212,9 @@ def read_ledger(path) -> tuple[pd.DataFrame, list[str]]:
     frame = pd.DataFrame([cells for _, cells in lines], columns=header)
     frame["line"] = [n for n, _ in lines]
     garbled = np.zeros(len(frame), dtype=bool)  # a number cell holding text such as "nan" (empty is allowed)
+    for name in EXTRA_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = ""  # a ledger from before the column: unknown
     for name in ("last_close", "predicted_close", *(c for c in header if level_of(c) is not None)):
         text = frame[name].str.strip()
         frame[name] = pd.to_numeric(frame[name], errors="coerce")
@@ -348,11 +356,13 @@ def score(ledger: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> tuple[pd.Dat
     from .metrics import metrics
 
     qall = [column(lv) for lv in _levels(ledger.columns)]
+    ledger, counts_rebased = rebase(ledger, frames, qall)
     led = ledger.assign(label=[model_label(k, c) for k, c in zip(ledger["model"], ledger["checkpoint"])])
     led = led.sort_values("run_time", kind="stable")
     keys = ["ticker", "label", "last_date", "horizon"]
     dup = led.duplicated(keys, keep="last")
-    counts = {"duplicates": int(dup.sum()), "scored": 0, "pending": 0, "no_close": 0, "no_data": 0}
+    counts = {"duplicates": int(dup.sum()), "scored": 0, "pending": 0, "no_close": 0, "no_data": 0,
+              "rebased": counts_rebased}
     led = led[~dup]
     present = led[qall].notna().to_numpy()
     sets = pd.Series([tuple(c for c, ok in zip(qall, row) if ok) for row in present], index=led.index)
@@ -372,6 +382,37 @@ def score(ledger: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> tuple[pd.Dat
     if not tables:
         return pd.DataFrame(), pd.DataFrame(), counts
     return pd.concat(tables, ignore_index=True), pd.concat(scored, ignore_index=True), counts
+
+
+def adjustments(ledger: pd.DataFrame) -> dict[str, str]:
+    """{ticker: the adjustment its forecasts used} ('' where unknown); refuses a ticker forecast with two, since
+    one set of actual closes cannot score both."""
+    out = {}
+    for ticker, g in ledger.groupby("ticker", sort=False):
+        used = sorted({a for a in g.get("adjust", pd.Series(dtype=str)).fillna("").astype(str) if a})
+        if len(used) > 1:
+            raise StockLLMError(f"the ledger's forecasts of {ticker} used --adjust {' and '.join(used)}: score them "
+                                "apart (one ledger per adjustment), since one set of closes cannot score both")
+        out[ticker] = used[0] if used else ""
+    return out
+
+
+def rebase(ledger: pd.DataFrame, frames: dict, qcols: list[str]) -> tuple[pd.DataFrame, int]:
+    """Forecasts of adjusted closes (:data:`REWRITES_PAST`) scaled by the data's close on their last date ÷ the
+    close they recorded: a dividend or split since the forecast rewrote that close, and the forecast with it.
+    Returns (ledger, rows whose factor is not 1)."""
+    if "adjust" not in ledger.columns or ledger.empty:
+        return ledger, 0
+    out = ledger.copy()
+    factor = np.ones(len(out))
+    for i, (ticker, last, close, adjust) in enumerate(out[["ticker", "last_date", "last_close", "adjust"]]
+                                                     .itertuples(index=False)):
+        frame = frames.get(ticker)
+        if adjust in REWRITES_PAST and frame is not None and last in frame.index and close > 0:
+            factor[i] = float(frame["Close"].loc[last]) / close
+    for name in ("last_close", "predicted_close", *qcols):
+        out[name] = out[name] * factor
+    return out, int((np.abs(factor - 1) > 1e-9).sum())
 
 
 def _beside_naive(led: pd.DataFrame, frames: dict, qcols: list[str], counts: dict) -> pd.DataFrame:

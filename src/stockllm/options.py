@@ -61,12 +61,15 @@ class DataOptions:
         None: the bundled NASDAQ sample (evaluate, train).
     columns: the files' own column names, "Date=Datum,Close=Schluss" or a dict.
     decimal: the files' decimal mark, "." or ",".
+    date_format: how the files write dates, as strptime codes ("%d.%m.%Y"); None: YYYY-MM-DD or M/D/YYYY (D/M/YYYY
+        taken, with a warning, where some day is above 12).
     window_size, horizon, quantiles, features: DataConfig's fields (lists as a sequence or comma-separated).
     """
 
     data: Any = None
     columns: str | Mapping[str, str] | None = None
     decimal: str | None = None
+    date_format: str | None = None
     window_size: int | None = None
     horizon: int | None = None
     quantiles: tuple[float, ...] | None = None
@@ -96,17 +99,18 @@ class DataOptions:
         return data
 
     def csv_options(self, downloads: bool = False) -> dict:
-        """``columns`` and ``decimal``, parsed and checked (before any data or model is loaded); ``downloads``: the
-        run downloads tickers, which need neither."""
-        from .data import check_decimal, parse_columns
+        """``columns``, ``decimal`` and ``date_format``, parsed and checked (before any data or model is loaded);
+        ``downloads``: the run downloads tickers, which need none of them."""
+        from .data import check_date_format, check_decimal, parse_columns
 
         columns = self.columns
         if isinstance(columns, Mapping):
             columns = ",".join(f"{k}={v}" for k, v in columns.items())
-        options = {"columns": parse_columns(columns), "decimal": check_decimal(self.decimal)}
-        if (options["columns"] or options["decimal"] != ".") and downloads:
-            raise StockLLMError("--columns and --decimal describe --data files; --ticker downloads need neither: "
-                                "drop them")
+        options = {"columns": parse_columns(columns), "decimal": check_decimal(self.decimal),
+                   "date_format": check_date_format(self.date_format)}
+        if (options["columns"] or options["decimal"] != "." or options["date_format"]) and downloads:
+            raise StockLLMError("--columns, --decimal and --date_format describe --data files; --ticker downloads "
+                                "need none of them: drop them")
         return options
 
     def paths(self) -> list | None:
@@ -220,6 +224,22 @@ def calibration(method: str | None, step: float | None) -> tuple[str | None, flo
     return (None if method == "none" else method), step
 
 
+def check_price_limits(setting: str | float | None, limit: float | None = None) -> str | float:
+    """``price_limits`` and ``price_limit`` (the flags --price_limits and --price_limit) as one checked setting:
+    "auto" (A-share limits by board from the code; the default), "off", or a daily limit (a fraction in (0, 1))
+    for every series (``stockllm.limits``). ``price_limits`` may itself be that fraction."""
+    from .limits import check_limits
+
+    if setting is None or isinstance(setting, str):
+        return check_limits(setting, limit)
+    if limit is not None:
+        raise StockLLMError(f"--price_limit {limit:g} and a limit in --price_limits both set the limit: pass one")
+    if isinstance(setting, bool) or not 0 < float(setting) < 1:
+        raise StockLLMError(f"--price_limits {setting!r}: choose auto, off or a daily limit between 0 and 1 (0.05 "
+                            "for ±5%, as for ST names)")
+    return float(setting)
+
+
 def check_close_only(frames: dict, models: Sequence[str]) -> None:
     """Refuse close-only files for the models that read Open, High, Low and Volume too, naming them."""
     thin = [name for name, frame in frames.items() if frame.attrs.get("close_only")]
@@ -240,6 +260,9 @@ class EvaluateOptions:
     refit_every: fit again every N test days (expanding window); None: one fit before the cutoff.
     checkpoint: a trained checkpoint folder, also scored without fitting.
     calibrate, calibration_step: "aci" adds online-recalibrated rows (MODEL+aci) with step γ.
+    price_limits: "auto" (default: A-shares clipped to their board's daily limit), "off", or a daily limit for
+        every series; the forecasts are scored as clipped, and the protocol says so. price_limit: a daily limit for
+        every series (as --price_limit), the same as ``price_limits=`` that fraction.
     output_dir: the folder for metrics.csv, leaderboard.csv, forecasts.csv, plot.png, report.html (None: none).
     show: models report.html's forecast charts draw at first, beside naive and the best (None: the checkpoint's).
     progress: progress bars and per-epoch lines.
@@ -255,6 +278,8 @@ class EvaluateOptions:
     checkpoint: str | None = None
     calibrate: str | None = None
     calibration_step: float | None = None
+    price_limits: str | float = "auto"
+    price_limit: float | None = None
     output_dir: str | None = None
     show: tuple[str, ...] | None = None
     progress: bool = True
@@ -263,6 +288,7 @@ class EvaluateOptions:
     def __post_init__(self):
         object.__setattr__(self, "models", _tuple(self.models) or None)
         object.__setattr__(self, "show", _tuple(self.show) or None)
+        object.__setattr__(self, "price_limits", check_price_limits(self.price_limits, self.price_limit))
 
 
 @dataclass(frozen=True)
@@ -293,6 +319,8 @@ class PredictOptions:
     ticker: symbols to download ("AAPL,MSFT" or a list) instead of ``data``; period, source, adjust: how.
     output: the CSV to write (None: write nothing); plot: also a PNG; ledger: also append to this ledger.
     calendar: the exchange calendar of the forecast dates; calibrate, calibration_step: online recalibration.
+    price_limits: "auto" (default: A-shares clipped to their board's daily limit), "off", or a daily limit for
+        every series; price_limit: that daily limit (as --price_limit).
     progress: progress lines.
     """
 
@@ -312,9 +340,12 @@ class PredictOptions:
     calendar: str | None = None
     calibrate: str | None = None
     calibration_step: float | None = None
+    price_limits: str | float = "auto"
+    price_limit: float | None = None
     progress: bool = True
 
     def __post_init__(self):
+        object.__setattr__(self, "price_limits", check_price_limits(self.price_limits, self.price_limit))
         if self.ticker is not None:
             tickers = tuple(t.upper() for t in _tuple(self.ticker))
             if not tickers:

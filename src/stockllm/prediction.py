@@ -15,7 +15,7 @@ from .errors import StockLLMError
 from .options import PredictOptions, calibration, check_close_only, refuse
 
 # Columns of predictions.csv before the quantile columns.
-COLUMNS = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date"]
+COLUMNS = ["date", "horizon", "predicted_close", "last_close", "model", "series", "last_date", "limited"]
 
 
 def _check_png(path: str) -> None:
@@ -114,12 +114,12 @@ def download_frames(tickers, period: str, say, source: str = "yahoo", adjust: st
 def run_predict(opts: PredictOptions, say=lambda *_: None) -> pd.DataFrame:
     """Forecast the next H sessions after the last row of every series (files, frames or downloaded tickers) and
     return the table (one row per series and horizon: date, horizon, predicted_close, last_close, model, series,
-    last_date and one column per level); ``opts.output``, ``plot`` and ``ledger`` write it too."""
+    last_date, limited and one column per level); ``opts.output``, ``plot`` and ``ledger`` write it too."""
     from .models.pipeline import min_history
     from .outputs import check_not_inputs, file_target
     from .series import data_files
 
-    opts.data.csv_options(downloads=bool(opts.ticker))  # a bad columns or decimal answers before anything loads
+    opts.data.csv_options(downloads=bool(opts.ticker))  # a bad columns, decimal or date format answers at once
     cal = calibration(opts.calibrate, opts.calibration_step)
     if opts.output is not None:
         file_target(opts.output, "--output")  # before the forecast: a bad path must not cost a model load
@@ -148,12 +148,13 @@ def run_predict(opts: PredictOptions, say=lambda *_: None) -> pd.DataFrame:
         from .calibration import calibrated
 
         model = calibrated(model, *cal)
+    model = model.limited_to(opts.price_limits)  # A-shares cannot close beyond their daily limit
     result = _forecast(model, frames, levels, calendar)
     from .training import report_resources
 
     report_resources(model, say)
-    _say_table(result, levels, say)
-    _write(opts, result, frames, levels, checkpoint, source, say)
+    _say_table(result, levels, model.kind, say)
+    _write(opts, result, frames, levels, checkpoint, (source, adjust), say)
     return result
 
 
@@ -166,22 +167,25 @@ def _forecast(model, frames: dict, levels, calendar) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def _say_table(result: pd.DataFrame, levels, say) -> None:
-    """Each series' last close and its forecasts, with the 80% interval (or the widest) when there is one."""
+def _say_table(result: pd.DataFrame, levels, kind: str, say) -> None:
+    """Each series' last close, the model and its forecasts, with the 80% interval (or the widest) when there is
+    one; a row clipped to a daily price limit is marked."""
     from .quantiles import central_intervals, column
 
     intervals = central_intervals(levels)
     pct, lo, hi = next((i for i in intervals if i[0] == 80), intervals[0] if intervals else (None, None, None))
     for series, g in result.groupby("series", sort=False):
-        say(f"{series}: last close {g['last_close'].iloc[0]:.2f} on {g['last_date'].iloc[0]}"
+        say(f"{series}: last close {g['last_close'].iloc[0]:.2f} on {g['last_date'].iloc[0]}; model {kind}"
             + (f"; median close and {pct}% interval" if pct else "; median close"))
         for _, row in g.iterrows():
             band = f"  {pct}% [{row[column(lo)]:.2f}, {row[column(hi)]:.2f}]" if pct else ""
-            say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}")
+            mark = "  (price limit)" if row["limited"] else ""
+            say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}{mark}")
 
 
-def _write(opts: PredictOptions, result: pd.DataFrame, frames: dict, levels, checkpoint, source, say) -> None:
-    """predictions.csv (``output``), the plot and the ledger rows, as the options ask."""
+def _write(opts: PredictOptions, result: pd.DataFrame, frames: dict, levels, checkpoint, origin, say) -> None:
+    """predictions.csv (``output``), the plot and the ledger rows, as the options ask; ``origin`` is the
+    (source, adjust) of downloaded closes, recorded in the ledger."""
     from .data import write_csv_atomic
     from .outputs import check_finite
     from .quantiles import column
@@ -203,5 +207,6 @@ def _write(opts: PredictOptions, result: pd.DataFrame, frames: dict, levels, che
 
         n = append_forecasts(opts.ledger, result.rename(columns={"series": "ticker"}),
                              checkpoint=checkpoint_id(checkpoint) if not opts.model else "",
-                             source=source if opts.ticker else "data")
+                             source=origin[0] if opts.ticker else "data",
+                             adjust=(origin[1] or "") if opts.ticker else "")
         say(f"appended {n} rows to the ledger {opts.ledger}")

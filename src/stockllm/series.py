@@ -88,10 +88,11 @@ def _ids(text: str, position: int) -> dict[int, str]:
 
 
 def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "", columns: dict | None = None,
-                     decimal: str = ".") -> dict[str, pd.DataFrame]:
+                     decimal: str = ".", date_format: str | None = None) -> dict[str, pd.DataFrame]:
     """One CSV → {name: frame}: a plain file is one series named after the file's stem; a long file with an id
     column is one series per id (in order of first appearance), each named by its id and checked on its own rows
-    (errors name the file's line numbers). ``columns`` and ``decimal``: as in :func:`stockllm.data.load_ohlcv`."""
+    (errors name the file's line numbers). ``columns``, ``decimal`` and ``date_format``: as in
+    :func:`stockllm.data.load_ohlcv`."""
     source = str(path)
     text = _read_text(resolve_data_path(path), source)
     position = id_column(_header(text))
@@ -102,7 +103,7 @@ def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "", colu
     raw, rows = _parse_csv(text, source, columns)
     close_only = raw.attrs.get("close_only", False)
     if position is None:
-        frame = _checked(raw, source, rows, min_rows, min_rows_reason, decimal)
+        frame = _checked(raw, source, rows, min_rows, min_rows_reason, decimal, date_format)
         frame.attrs["close_only"] = close_only
         return {Path(source).stem: frame}
     ids = _ids(text, position)
@@ -116,7 +117,7 @@ def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "", colu
         mask = (keys == key).to_numpy()
         part = raw.loc[mask].reset_index(drop=True)
         frame = _checked(part, source, [r for r, m in zip(rows, mask) if m], min_rows,
-                         (min_rows_reason + f"; series {key}").lstrip("; "), decimal)
+                         (min_rows_reason + f"; series {key}").lstrip("; "), decimal, date_format)
         frame.attrs["source"] = key  # the ticker: it names the series and its exchange calendar
         frame.attrs["close_only"] = close_only
         out[key] = frame
@@ -124,7 +125,7 @@ def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "", colu
 
 
 def load_series(items, *, min_rows: int = 1, min_rows_reason: str = "", columns: dict | None = None,
-                decimal: str = ".") -> dict[str, pd.DataFrame]:
+                decimal: str = ".", date_format: str | None = None) -> dict[str, pd.DataFrame]:
     """``--data`` values (files, folders, globs, long files) → {series name: checked OHLCV frame}.
 
     Plain files are named by their stem (by their path where two stems are equal); series of long files by their
@@ -135,7 +136,8 @@ def load_series(items, *, min_rows: int = 1, min_rows_reason: str = "", columns:
     out: dict[str, pd.DataFrame] = {}
     for path, stem in zip(paths, stems):
         for name, frame in load_file_series(path, min_rows=min_rows, min_rows_reason=min_rows_reason,
-                                            columns=columns, decimal=decimal).items():
+                                            columns=columns, decimal=decimal,
+                                            date_format=date_format).items():
             if name == stem and stems.count(stem) > 1:
                 name = str(path)
             if name in out:

@@ -9,8 +9,12 @@ them by name, never by path. Endpoints:
   "levels": [0.1, 0.5, 0.9]?, "calendar": CODE?}`` with tickers (fetched through the server's source, cached for
   the day) or rows (bars as objects with date, open, high, low, close, volume in any case); answers
   ``{"model", "kind", "checkpoint", "levels", "forecasts": [predict_df's rows]}``.
-- ``GET /``: a watchlist page, each ticker's last 60 closes and its forecast fan (plotly, served by the app
-  itself from ``GET /plotly.js``: no CDN, works offline).
+- ``GET /scores`` (with ``--ledger``): the ledger's forecasts whose dates have passed, scored per model and
+  horizon: forecasts scored, MAE and WQL ÷ naive, coverage of the 80% interval, since when.
+- ``GET /``: a watchlist page: a form (tickers, model, levels), per ticker a table (last close, median and 80% band
+  per horizon, change in %, the model) and its forecast fan (plotly, served by the app itself from
+  ``GET /plotly.js``: no CDN, works offline), and with a ledger a live-score panel filled from ``GET /scores``.
+- ``GET /docs`` and ``GET /openapi.json``: FastAPI's OpenAPI description.
 
 Every refusal is a 4xx with ``{"detail": "<one line>"}``: 400 body not JSON, 404 unknown model, 413 body too
 large, 422 anything else the request got wrong (too few rows, bad levels, too many tickers, a bad bar). A data
@@ -124,16 +128,19 @@ class Service:
 
     models: name → ServedModel (the first is the default). fetch: ``(ticker, period) -> OHLCV frame`` (the source,
     e.g. ``sources.download`` with the server's source and adjustment); files: named series loaded at start,
-    answered without fetching. watch: the tickers of ``GET /``. ledger: a path or None. calendar: the default
-    calendar (None: from each ticker). today: the cache's clock.
+    answered without fetching. watch: the tickers of ``GET /``. ledger: a path or None. source, adjust: where
+    fetched closes come from and their adjustment (recorded in the ledger). calendar: the default calendar (None:
+    from each ticker). price_limits: "auto", "off" or a fraction (``stockllm.limits``). today: the cache's clock.
     """
 
     def __init__(self, models: dict[str, ServedModel], fetch: Callable | None = None, *, files=None, watch=(),
-                 ledger=None, source: str = "yahoo", calendar: str | None = None, max_tickers: int = MAX_TICKERS,
+                 ledger=None, source: str = "yahoo", adjust: str = "", calendar: str | None = None,
+                 price_limits: str | float = "auto", max_tickers: int = MAX_TICKERS,
                  max_rows: int = MAX_ROWS, cache_size: int = CACHE_SIZE, today: Callable[[], date] = date.today):
         self.models, self.fetch, self.files = models, fetch, dict(files or {})
         self.watch = list(watch) or list(self.files)
-        self.ledger, self.source, self.calendar = ledger, source, calendar
+        self.ledger, self.source, self.adjust, self.calendar = ledger, source, adjust, calendar
+        self.price_limits = price_limits
         self.max_tickers, self.max_rows, self.cache_size, self.today = max_tickers, max_rows, cache_size, today
         self.ledger_levels = self._ledger_levels() if ledger is not None else []
         self._cache: OrderedDict = OrderedDict()
@@ -281,7 +288,7 @@ class Service:
                 data = {name: pd.DataFrame(bars) for name, bars in req["rows"].items()}
             calendar = req["calendar"] or self.calendar
             with served.lock:
-                table = predict_df(model, data, quantiles=levels, calendar=calendar)
+                table = predict_df(model, data, quantiles=levels, calendar=calendar, price_limits=self.price_limits)
         except SourceUnavailable as exc:
             raise RequestError(503, str(exc)) from None
         except (DataError, StockLLMError) as exc:
@@ -309,7 +316,8 @@ class Service:
         try:
             with self._ledger_lock:
                 append_forecasts(self.ledger, rows, checkpoint=served.checkpoint, levels=self.ledger_levels,
-                                 source=self.source if fetched else "request")
+                                 source=self.source if fetched else "request",
+                                 adjust=self.adjust if fetched else "")
         except (StockLLMError, DataError, OSError) as exc:
             line = (f"not recorded in the ledger: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
                     "the server's operator should fix or replace the --ledger file")
@@ -317,22 +325,51 @@ class Service:
             return line
         return None
 
-    def page(self, tickers: list[str] | None = None, model: str | None = None) -> str:
-        """The watchlist page (HTML): each ticker's last closes and forecast fan, or the line that says why not."""
+    def scores(self) -> dict:
+        """GET /scores: the ledger's forecasts whose target date has passed, scored against the closes the server
+        reads (its files, or its source, cached for the day) per model and horizon (see :func:`live_scores`)."""
+        from pathlib import Path
+
+        from .errors import DataError
+        from .ledger import read_ledger, score
+
+        if self.ledger is None:
+            raise RequestError(404, "this server keeps no ledger: start it with --ledger FILE to score its forecasts")
+        if not Path(self.ledger).exists():
+            return {"scored": 0, "pending": 0, "since": None, "scores": []}
+        ledger, _ = read_ledger(self.ledger)
+        frames = {}
+        for ticker in dict.fromkeys(ledger["ticker"]):
+            try:
+                frames[ticker] = self.history(ticker, 1)
+            except (RequestError, DataError, StockLLMError):  # rows sent in a body, an unreachable source
+                continue
+        _, forecasts, counts = score(ledger, frames) if frames else (None, None, {"scored": 0, "pending": 0})
+        rows = live_scores(forecasts)
+        return {"scored": counts["scored"], "pending": counts["pending"],
+                "since": min((r["since"] for r in rows), default=None), "scores": rows}
+
+    def page(self, tickers: list[str] | None = None, model: str | None = None, levels=None) -> str:
+        """The watchlist page (HTML): the form, then per ticker its table and forecast fan (or the line that says
+        why not), then the live-score panel when the server keeps a ledger."""
         served = self.pick(model)
+        self._levels(served, levels)  # a bad level is the page's 422, not one line per ticker
         tickers = (tickers or self.watch)[: self.max_tickers]
-        parts = [f"<h1>stockllm watchlist</h1><p class=note>Model <b>{html.escape(served.name)}</b> "
-                 f"({html.escape(served.model.kind)}), next {served.model.horizon} sessions; the last "
-                 f"{HISTORY_DAYS} closes and the median with its central intervals.</p>"]
+        parts = [f"<h1>stockllm watchlist</h1>{self._form(tickers, served.name, levels)}<p class=note>Model "
+                 f"<b>{html.escape(served.name)}</b> ({html.escape(served.model.kind)}), next "
+                 f"{served.model.horizon} sessions; the last {HISTORY_DAYS} closes and the median with its central "
+                 "intervals.</p>"]
         if not tickers:
-            parts.append("<p>No tickers: start the server with --watch AAPL,MSFT or --data FILE.csv, or open "
-                         "/?tickers=AAPL,MSFT</p>")
+            parts.append("<p>No tickers: type some above, start the server with --watch AAPL,MSFT or --data "
+                         "FILE.csv, or open /?tickers=AAPL,MSFT</p>")
         for i, ticker in enumerate(tickers):
             parts.append(f"<h2>{html.escape(ticker)}</h2>")
             try:
-                answer = self.forecast({"tickers": [ticker], "model": served.name}, record=False)
+                answer = self.forecast({"tickers": [ticker], "model": served.name, "levels": levels}, record=False)
                 frame = self.history(ticker, min_history(served.model)[0])
-                fig = fan_figure(frame, pd.DataFrame(answer["forecasts"]), ticker, served.name)
+                table = pd.DataFrame(answer["forecasts"])
+                parts.append(forecast_table_html(table, served.name, i))
+                fig = fan_figure(frame, table, ticker, served.name)
                 parts.append(fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{i}",
                                          config={"displaylogo": False}))
             except RequestError as exc:
@@ -340,7 +377,84 @@ class Service:
             except Exception as exc:  # noqa: BLE001 - one ticker's failure leaves the others on the page
                 parts.append(f"<p class=error>unexpected {html.escape(type(exc).__name__)}: "
                              f"{html.escape(str(exc)[:200])}</p>")
+        if self.ledger is not None:
+            parts.append(_SCORES_PANEL)
         return _PAGE.format(body="\n".join(parts))
+
+    def _form(self, tickers: list[str], model: str, levels) -> str:
+        """The page's form: tickers, model and levels, submitted as GET / with those parameters."""
+        options = "".join(f"<option value=\"{html.escape(n)}\"{' selected' if n == model else ''}>{html.escape(n)}"
+                          f"</option>" for n in self.models)
+        shown = ",".join(f"{q:g}" for q in levels) if levels else ""
+        return (f'<form id="watch" method="get" action="/"><label>Tickers <input name="tickers" size="32" '
+                f'value="{html.escape(",".join(tickers))}" placeholder="AAPL,600519.SS"></label> <label>Model '
+                f'<select name="model">{options}</select></label> <label>Levels <input name="levels" size="18" '
+                f'value="{html.escape(shown)}" placeholder="0.1,0.5,0.9"></label> <button type="submit">Forecast'
+                "</button></form>")
+
+
+def live_scores(forecasts: pd.DataFrame | None) -> list[dict]:
+    """Per model and horizon, over every ticker: forecasts (scored), mae_vs_naive (Σ|error| ÷ naive's on the same
+    forecasts), wql_vs_naive (Σ pinball ÷ naive's, over the model's levels), coverage_80 (share of closes inside the
+    80% interval; None without levels 0.1 and 0.9) and since (the first last-date scored). ``forecasts``: the scored
+    rows of :func:`stockllm.ledger.score`, where naive is recomputed at each model's levels."""
+    from .metrics import pinball, quantile_columns
+
+    if forecasts is None or forecasts.empty:
+        return []
+    keys = ["series", "origin", "horizon"]
+    out = []
+    for (model, horizon), g in forecasts.groupby(["model", "horizon"], sort=True):
+        qcols = [(c, lv) for c, lv in quantile_columns(g) if g[c].notna().all()]
+        names, levels = [c for c, _ in qcols], [lv for _, lv in qcols]
+        ref = forecasts[forecasts["model"].str.startswith("naive") & forecasts[names].notna().all(axis=1)
+                        & (forecasts["horizon"] == horizon)].drop_duplicates(keys).set_index(keys)
+        base = ref.reindex(pd.MultiIndex.from_frame(g[keys]))
+
+        def loss(rows):
+            return float(pinball(rows["actual"].to_numpy(), rows[names].to_numpy(), levels).sum()) if names else 0.0
+
+        row = {"model": model, "horizon": int(horizon), "forecasts": len(g), "since": g["origin"].min(),
+               "mae_vs_naive": _ratio((g["predicted"] - g["actual"]).abs().sum(),
+                                      (base["last_close"] - base["actual"]).abs().sum()),
+               "wql_vs_naive": _ratio(loss(g), loss(base)) if names else None, "coverage_80": None}
+        if "q0.1" in names and "q0.9" in names:
+            row["coverage_80"] = float(((g["actual"] >= g["q0.1"]) & (g["actual"] <= g["q0.9"])).mean())
+        out.append(row)
+    return out
+
+
+def _ratio(a: float, b: float):
+    return float(a / b) if b and math.isfinite(a / b) else None
+
+
+def _page_levels(text: str | None):
+    """The page's levels parameter ("0.1,0.5,0.9") as numbers, None when empty; a bad one is a 422."""
+    if not text or not text.strip():
+        return None
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RequestError(422, f"levels {text[:40]!r}: write numbers between 0 and 1 separated by commas, such as "
+                                "0.1,0.5,0.9") from None
+
+
+def forecast_table_html(table: pd.DataFrame, model: str, i: int) -> str:
+    """One ticker's forecast as an HTML table: per horizon the date, median, 80% band and change in %."""
+    last = float(table["last_close"].iloc[0])
+    band = "q0.1" in table and "q0.9" in table and table[["q0.1", "q0.9"]].notna().all(axis=None)
+    head = "<tr><th>+h</th><th>date</th><th>median</th>" + ("<th>80% band</th>" if band else "") + "<th>change</th></tr>"
+    body = []
+    for r in table.to_dict("records"):
+        cells = [f"+{r['horizon']}", r["date"], f"{r['predicted_close']:.2f}"]
+        if band:
+            cells.append(f"{r['q0.1']:.2f} – {r['q0.9']:.2f}" + (" (price limit)" if r.get("limited") else ""))
+        cells.append(f"{100 * (r['predicted_close'] / last - 1):+.2f}%")
+        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    caption = (f"last close {last:.2f} on {html.escape(str(table['last_date'].iloc[0]))}; model "
+               f"{html.escape(model)}")
+    return (f'<table class="forecast" id="table-{i}"><caption>{caption}</caption>{head}{"".join(body)}'
+            "</table>")
 
 
 def _check_numbers(name: str, bars: list) -> None:
@@ -406,7 +520,9 @@ _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>stockllm watchlist</title>
 <style>body {{ font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1100px; padding: 0 1rem; }}
-p.note {{ color: #555; }} p.error {{ color: #a00; }} h2 {{ font-size: 1.1rem; margin-top: 1.5rem; }}</style>
+p.note {{ color: #555; }} p.error {{ color: #a00; }} h2 {{ font-size: 1.1rem; margin-top: 1.5rem; }}
+table {{ border-collapse: collapse; margin: .5rem 0; }} td, th {{ padding: .15rem .6rem; text-align: right; }}
+caption {{ text-align: left; color: #555; }} tr:nth-child(even) {{ background: #f4f6f8; }}</style>
 <script src="/plotly.js"></script>
 </head><body>
 {body}
@@ -454,6 +570,43 @@ def _exit_if_busy(status: int) -> None:
     os._exit(status)
 
 
+# Filled in the browser from GET /scores, and again every five minutes: the page itself stays fast.
+_SCORES_PANEL = """<section id="scores"><h2>Live scores: how the past forecasts did</h2>
+<div id="scores-table" class="note">loading GET /scores ...</div></section>
+<script>
+function fmt(v, pct) { return v === null ? "–" : pct ? (100 * v).toFixed(0) + "%" : v.toFixed(3); }
+async function loadScores() {
+  const box = document.getElementById("scores-table");
+  try {
+    const answer = await (await fetch("/scores")).json();
+    if (!answer.scores || !answer.scores.length) {
+      box.textContent = "no forecast in this server's ledger has reached its date yet (" + (answer.pending || 0) +
+        " pending)"; return;
+    }
+    let rows = "<tr><th>model</th><th>+h</th><th>forecasts</th><th>MAE ÷ naive</th><th>WQL ÷ naive</th>" +
+      "<th>80% coverage</th><th>since</th></tr>";
+    for (const s of answer.scores) {
+      rows += "<tr><td>" + s.model + "</td><td>+" + s.horizon + "</td><td>" + s.forecasts + "</td><td>" +
+        fmt(s.mae_vs_naive) + "</td><td>" + fmt(s.wql_vs_naive) + "</td><td>" + fmt(s.coverage_80, true) +
+        "</td><td>" + s.since + "</td></tr>";
+    }
+    box.innerHTML = '<table id="scores-grid">' + rows + "</table>";
+  } catch (err) { box.textContent = "GET /scores failed: " + err; }
+}
+loadScores(); setInterval(loadScores, 300000);
+</script>"""
+
+# POST /forecast reads its body itself (for the size limit), so its schema is given here for /docs.
+_FORECAST_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {
+        "model": {"type": "string", "description": "a served model's name (GET /models); default the first"},
+        "tickers": {"type": "array", "items": {"type": "string"}, "example": ["AAPL", "600519.SS"]},
+        "rows": {"type": "object", "description": "{ticker: [bars]}, each bar with date and close (and open, high, "
+                 "low, volume for the models that read them)"},
+        "levels": {"type": "array", "items": {"type": "number"}, "example": [0.1, 0.5, 0.9]},
+        "calendar": {"type": "string", "example": "XNYS"}}}}}}}
+
+
 def create_app(service: Service, max_body_bytes: int = MAX_BODY_BYTES):
     """The FastAPI application over ``service`` (see the module docstring for the endpoints)."""
     from fastapi import FastAPI, Request
@@ -464,7 +617,8 @@ def create_app(service: Service, max_body_bytes: int = MAX_BODY_BYTES):
 
     from . import __version__
 
-    app = FastAPI(title="stockllm", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="stockllm", version=__version__, description="Forecasts of the next daily closes with their "
+                  "quantiles (README: stockllm serve)", redoc_url=None)
     plotly_js: list[str] = []
 
     def refuse(status: int, detail: str):
@@ -492,7 +646,14 @@ def create_app(service: Service, max_body_bytes: int = MAX_BODY_BYTES):
     def models():
         return {"models": [m.describe() for m in service.models.values()], "source": service.source}
 
-    @app.post("/forecast")
+    @app.get("/scores")
+    def scores():
+        try:
+            return service.scores()
+        except RequestError as exc:
+            return refuse(exc.status, exc.detail)
+
+    @app.post("/forecast", openapi_extra=_FORECAST_BODY)
     async def forecast(request: Request):
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
@@ -517,12 +678,12 @@ def create_app(service: Service, max_body_bytes: int = MAX_BODY_BYTES):
             return refuse(503, "the server is shutting down: send the request again once it is back")
 
     @app.get("/", response_class=HTMLResponse)
-    def page(tickers: str | None = None, model: str | None = None):
+    def page(tickers: str | None = None, model: str | None = None, levels: str | None = None):
         names = [t.strip() for t in tickers.split(",") if t.strip()] if tickers else None
         try:
             if names:
                 service.parse({"tickers": names})
-            return HTMLResponse(service.page(names, model))
+            return HTMLResponse(service.page(names, model or None, _page_levels(levels)))
         except RequestError as exc:
             return HTMLResponse(f"<p>{html.escape(exc.detail)}</p>", status_code=exc.status)
 

@@ -14,6 +14,7 @@ from ..checkpoint import atomic_dir, read_meta, write_meta
 from ..config import DataConfig, from_dict
 from ..errors import StockLLMError
 from ..features import to_prices
+from ..limits import clip, series_limit
 from ..quantiles import median, missing_levels
 from .registry import REGISTRY
 
@@ -111,6 +112,15 @@ class Forecaster(ABC):
         close = frame["Close"].to_numpy(dtype=np.float64)
         return to_prices(close[np.asarray(origins)], self.predict_returns(frame, origins))
 
+    def price_limit(self, frame: pd.DataFrame) -> float | None:
+        """The daily price limit its forecasts for ``frame`` respect (None: none; see ``stockllm.limits``)."""
+        return None
+
+    def limited_to(self, setting: str | float = "auto") -> "Forecaster":
+        """This model with its forecasts clipped to each series' daily price limit under ``setting`` ("auto": the
+        A-share board's, from the ticker; a fraction: that limit for every series); itself for "off"."""
+        return self if setting == "off" else PriceLimited(self, setting)
+
     def check_levels(self, levels) -> None:
         """Refuse quantile levels this model cannot give (a trained head knows only the levels it learnt)."""
         missing = missing_levels(self.quantiles, levels)
@@ -139,7 +149,8 @@ class Forecaster(ABC):
         first = ["date", "horizon", "predicted_close", "last_close", "last_date", "model"]
         return table[first + [c for c in table.columns if c not in first and c != "ticker"]]
 
-    def predict_df(self, df, quantiles: Sequence[float] | None = None, calendar: str | None = None) -> pd.DataFrame:
+    def predict_df(self, df, quantiles: Sequence[float] | None = None, calendar: str | None = None,
+                   price_limits: str | float = "auto") -> pd.DataFrame:
         """Forecast the next H sessions after the last row of each series in ``df`` (Chronos / Nixtla style).
 
         df: one OHLCV frame (DatetimeIndex or a Date/ds/timestamp column; Open High Low Close Volume in any case),
@@ -149,15 +160,17 @@ class Forecaster(ABC):
         for, naive and drift any).
         calendar: exchange_calendars code for every series; None infers each from its ticker (600519.SS →
         XSHG, AAPL → XNYS; unknown → business days with a warning).
+        price_limits: "auto" (default) clips A-shares to their board's daily limit (``stockllm.limits``), "off"
+        never clips, a fraction (0.05) clips every series to it.
 
         Returns a long frame, one row per ticker and horizon: ticker, date (Timestamp of the session), horizon
         (1..H), predicted_close (the point forecast, the median where the model has quantiles), one column per
         level named q0.1, q0.5, ... (closes, price scale; NaN for a model without quantiles), last_close,
-        last_date, model.
+        last_date, model, limited (True where a price limit clipped the quantiles).
         """
         from .pipeline import predict_df
 
-        return predict_df(self, df, quantiles=quantiles, calendar=calendar)
+        return predict_df(self, df, quantiles=quantiles, calendar=calendar, price_limits=price_limits)
 
     def num_trainable_parameters(self) -> int:
         """Parameters that training changes (0 for naive and drift)."""
@@ -200,6 +213,44 @@ class Forecaster(ABC):
     @classmethod
     def _from_meta(cls, meta: dict, directory: Path, **overrides) -> "Forecaster":
         return cls(from_dict(DataConfig, meta.get("data", {}), source=directory))
+
+
+class PriceLimited(Forecaster):
+    """A fitted Forecaster whose forecasts are clipped to each series' daily price limit (``stockllm.limits``).
+
+    It keeps the inner model's kind (the limit is part of the forecast, not another model) and fits and saves
+    nothing; the series is named by ``frame.attrs["source"]`` (a ticker, or a file named after one).
+    """
+
+    needs_fit = False
+
+    def __init__(self, inner: Forecaster, setting: str | float = "auto"):
+        super().__init__(inner.data)
+        self.inner, self.setting = inner, setting
+        self.kind, self.has_quantiles, self.fit_info = inner.kind, inner.has_quantiles, inner.fit_info
+
+    def price_limit(self, frame) -> float | None:
+        return series_limit(str(frame.attrs.get("source", "")), self.setting)
+
+    def check_levels(self, levels) -> None:
+        self.inner.check_levels(levels)
+
+    def predict_quantiles(self, frame, origins):
+        return clip(self.inner.predict_quantiles(frame, origins), self.price_limit(frame))
+
+    def predict_returns(self, frame, origins):
+        return clip(self.inner.predict_returns(frame, origins), self.price_limit(frame))
+
+    def predict_distribution(self, frame, origins):
+        point, q = self.inner.predict_distribution(frame, origins)
+        limit = self.price_limit(frame)
+        return clip(point, limit), clip(q, limit)
+
+    def num_trainable_parameters(self) -> int:
+        return self.inner.num_trainable_parameters()
+
+    def trainable_parameters_detail(self) -> str:
+        return self.inner.trainable_parameters_detail()
 
 
 def span(frame: pd.DataFrame) -> dict:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..calendars import calendar_for, check_calendar, next_sessions
 from ..errors import StockLLMError
+from ..limits import limited
 from ..quantiles import check_quantiles, column, missing_levels, select
 from ..series import id_column
 
@@ -72,7 +73,7 @@ def _id_column(names) -> str | None:
 def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[float],
                    calendar: str | None) -> pd.DataFrame:
     """One series' forecast after its last row: ticker, date, horizon, predicted_close, q..., last_close,
-    last_date, model (dates as Timestamps: the sessions of ``calendar``, or of the ticker's exchange if None).
+    last_date, model, limited (True where a daily price limit clipped the quantiles; dates as Timestamps: the sessions of ``calendar``, or of the ticker's exchange if None).
     ``levels`` must be some of ``model.quantiles``; the frame must hold ``min_history(model)`` rows."""
     rows, why = min_history(model)
     if len(frame) < rows:
@@ -89,11 +90,26 @@ def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[flo
     table["last_close"] = last_close
     table["last_date"] = frame.index[-1]
     table["model"] = model.kind
+    table["limited"] = limited(q, model.price_limit(frame))[0]  # a price limit cut some of the distribution
     return table
 
 
-def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: str | None = None) -> pd.DataFrame:
+def check_closes_only(model, frames: dict) -> None:
+    """Refuse series of closes only (no Open, High, Low, Volume) for a model that reads all five columns."""
+    from .registry import REGISTRY
+
+    thin = next((name for name, frame in frames.items() if frame.attrs.get("close_only")), None)
+    spec = REGISTRY.get(model.kind.split("+")[0])
+    if thin is not None and spec is not None and not spec.closes_only:
+        fit = ",".join(name for name, s in REGISTRY.items() if s.closes_only)
+        raise StockLLMError(f"{thin} has closes only (no Open, High, Low, Volume), which the {model.kind} model "
+                            f"needs: use a model that reads closes only ({fit}), or send all five")
+
+
+def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: str | None = None,
+               price_limits: str | float = "auto") -> pd.DataFrame:
     """Forecast the next H sessions after the last row of every series in ``df``; see Forecaster.predict_df."""
+
     levels = model.quantiles if quantiles is None else check_quantiles(quantiles, "quantiles")
     if model.any_levels and missing_levels(model.quantiles, levels):
         # naive and drift have no parameters: the same model at other levels is simply another instance.
@@ -103,5 +119,7 @@ def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: st
         calendar = check_calendar(calendar)
     rows, why = min_history(model)
     frames = as_frames(df, rows, why)
+    check_closes_only(model, frames)
+    model = model.limited_to(price_limits)
     return pd.concat([forecast_table(model, ticker, frame, levels, calendar) for ticker, frame in frames.items()],
                      ignore_index=True)
