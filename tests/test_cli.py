@@ -213,7 +213,7 @@ def test_evaluate_writes_metrics_forecasts_and_plot(files, capsys, tmp_path):
     assert table.loc[table["model"] != "naive", "dm_pvalue_wql"].notna().all()
     assert [c for c in forecasts.columns if c.startswith("q")] == [f"q0.{i}" for i in range(1, 10)]
     # The table is printed, point and distribution scores side by side.
-    assert "mae_vs_naive" in out and "wql_vs_naive" in out and "coverage_80" in out
+    assert "mae/naive" in out and "wql/naive" in out and "cov80" in out  # the terminal table's short names
     assert "drift" in out and "mlp" in out
 
 

@@ -216,7 +216,7 @@ def test_adapter_key_mismatch_warning_is_shown(flags, tmp_path, capsys):
     save_file(tensors, str(path))
     capsys.readouterr()
     assert main(["predict", "--checkpoint", str(ck), "--data", flags[flags.index("--data") + 1], "--output",
-                 str(tmp_path / "p.csv")]) == 0
+                 str(tmp_path / "predictions.csv")]) == 0
     assert "stockllm: warning: Found missing adapter keys" in capsys.readouterr().err
 
 
@@ -249,7 +249,8 @@ def mlp_checkpoint(tmp_path):
 
 def predict_error(ck: Path, csv: Path, tmp_path: Path, capsys) -> str:
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", str(ck), "--data", str(csv), "--output", str(tmp_path / "p.csv")]) == 1
+    assert main(["predict", "--checkpoint", str(ck), "--data", str(csv), "--output",
+                 str(tmp_path / "predictions.csv")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "please report" not in err, err
     return err

@@ -164,11 +164,14 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None, keep_forecasts: boo
     from .universe import eligible, forecasts_name, run_universe
 
     forecasts_name(opts.format)
-    if eligible(factories, fitted, opts.refit_every, plan.calibration[0]):  # the cheap models: arrays, streamed
+    from .limits import describe as describe_limits
+
+    limited = bool(describe_limits(frames, opts.price_limits))
+    if eligible(factories, fitted, opts.refit_every, plan.calibration[0], limited):  # cheap models: arrays, streamed
         return Evaluation(*run_universe(
             frames, factories, data, test_size=0.2 if opts.test_size is None else opts.test_size,
             test_start=test_start, out=out, fmt=opts.format, progress=opts.progress, say=say,
-            keep_forecasts=keep_forecasts, notes=lambda table: _report_notes(data, frames, table)))
+            keep_forecasts=keep_forecasts, notes=lambda table: _report_notes(data, frames, table), show=shown))
     table, forecasts = evaluate(frames, factories, test_size=0.2 if opts.test_size is None else opts.test_size,
                                 test_start=test_start, fitted=fitted, refit_every=opts.refit_every,
                                 calibrate=plan.calibration[0], calibration_step=plan.calibration[1],

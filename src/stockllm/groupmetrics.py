@@ -116,9 +116,9 @@ def _model_metrics(f, names, horizons, group, naive_loss, naive_err, tercile) ->
         }
         loss = pinball(f.actual, f.quantiles, f.levels)
         table["wql"] = _wql(group, loss, f.actual, size)
-        table["crps"] = 2 * _mean(group, loss.mean(axis=1), size)  # metrics.crps_from_quantiles per group
         naive_wql = _wql(group, naive_loss, f.actual, size)
         table["wql_vs_naive"] = np.where(naive_wql > 0, table["wql"] / naive_wql, np.nan)
+        table["crps"] = 2 * _mean(group, loss.mean(axis=1), size)  # metrics.crps_from_quantiles per group
         table.update(_coverage(f, group, tercile, size))
     table["dm_pvalue_wql"] = diebold_mariano_groups(group, loss.sum(axis=1), naive_loss.sum(axis=1), h_of, size)
     out = pd.DataFrame(table)
@@ -144,9 +144,9 @@ def _coverage(f, group: np.ndarray, tercile: np.ndarray, size: int) -> dict:
         out[f"coverage_{pct}"] = _mean(group, inside, size)
         if pct == 80:
             out["width_80"] = _mean(group, (high - low) / f.last_close, size)
+            out.update(_coverage_tests(f, group, inside, size))
             for k, name in enumerate(("lowvol", "midvol", "highvol")):
                 out[f"coverage_80_{name}"] = _mean(group, np.where(tercile == k, inside, np.nan), size)
-            out.update(_coverage_tests(f, group, inside, size))
     for key in ("coverage_80", "width_80", "kupiec_p", "christoffersen_p", "coverage_80_lowvol",
                 "coverage_80_midvol", "coverage_80_highvol"):
         out.setdefault(key, np.full(size, np.nan))

@@ -29,10 +29,10 @@ CHEAP = ("naive", "drift", "fhs", "garch")  # the models ``vectorised`` backtest
 
 
 def eligible(factories: dict, fitted: dict | None = None, refit_every: int | None = None,
-             calibrate: str | None = None) -> bool:
+             calibrate: str | None = None, price_limited: bool = False) -> bool:
     """True when the universe path gives this evaluation: naive and only other cheap models, each fitted once
-    before the cutoff (no checkpoint, no refits, no online recalibration)."""
-    if fitted or refit_every or calibrate not in (None, "none"):
+    before the cutoff (no checkpoint, no refits, no online recalibration, no series under a daily price limit)."""
+    if fitted or refit_every or calibrate not in (None, "none") or price_limited:
         return False
     return "naive" in factories and set(factories) <= set(CHEAP)
 
@@ -86,6 +86,7 @@ def forecast_table(block, forecasts: list):
                    "origin": origin, "horizon": pa.array(f.horizon), "target_date": target,
                    "last_close": f.last_close, "actual": f.actual, "predicted": f.predicted, "sigma": f.sigma}
         columns.update({column(level): f.quantiles[:, j] for j, level in enumerate(f.levels)})
+        columns["limited"] = pa.array(np.zeros(len(f.code), dtype=bool))  # never: limited series take the other path
         parts.append(pa.table(columns))
     return pa.concat_tables(parts)
 
@@ -470,9 +471,9 @@ def universe_notes(frames: dict, data) -> list[str]:
 
 def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_start, out: Path | None,
                  fmt: str = "csv", progress: bool = False, say=print, keep_forecasts: bool = True,
-                 notes: Callable | None = None):
+                 notes: Callable | None = None, show=()):
     """``run_evaluate``'s backtest, scores and output folder through the array path: (metrics, forecasts or None,
-    leaderboard). An existing output folder is replaced only when its manifest lists everything in it.
+    leaderboard). ``show``: the models report.html's forecast charts draw at first (``--show``). An existing output folder is replaced only when its manifest lists everything in it.
 
     With ``out`` the forecasts stream into out/forecasts.csv (or .parquet) block by block inside the folder's
     temporary copy, so memory stays flat; ``keep_forecasts`` also keeps them in memory and returns them.
@@ -508,13 +509,13 @@ def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_
         if not note:
             plot_forecasts(drawn, tmp / "plot.png")
             write_report(tmp / "report.html", table, drawn, leaderboard=board,
-                         notes=notes(table) if notes else universe_notes(frames, data))
+                         notes=notes(table) if notes else universe_notes(frames, data), show=show)
         else:
             plot_universe(table, drawn, tmp / "plot.png")
             write_report(tmp / "report.html", table[table["series"].isin(series)], drawn, leaderboard=board,
                          notes=universe_notes(frames, data) + [note + "; the metrics table below shows the drawn "
                                                                "series (metrics.csv has them all)."],
-                         sections=[histogram_html(table)])
+                         sections=[histogram_html(table)], show=show)
         write_csv_atomic(table, tmp / "metrics.csv", index=False)
         write_csv_atomic(board, tmp / "leaderboard.csv", index=False)
     if table["series"].nunique() <= MAX_DRAWN_SERIES:
