@@ -34,10 +34,10 @@ def periodic(n=200, seed=0):
 def flags(tiny_model_dir, tmp_path):
     csv = write_csv(periodic(), tmp_path / "p.csv")
     # Dropout on, so the RNG state matters; batch 1 and 40-day chunks give 7 steps per epoch; a state at every
-    # second validation.
+    # second validation; any validation gain counts (--min_delta 0), so patience does not end the run early.
     return ["train", "--model", "lora", "--data", str(csv), "--model_path", str(tiny_model_dir), "--window_size", "20",
             "--chunk_days", "40", "--batch_size", "1", "--epochs", "2", "--max_steps", "10", "--save_every", "2",
-            "--eval_every", "3", "--lora_dropout", "0.1", "--learning_rate", "3e-3", "--quiet"]
+            "--eval_every", "3", "--lora_dropout", "0.1", "--learning_rate", "3e-3", "--min_delta", "0", "--quiet"]
 
 
 def start(args: list[str]) -> subprocess.Popen:
