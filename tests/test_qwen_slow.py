@@ -49,7 +49,10 @@ def test_real_qwen25_weights_train_one_step_and_reload_exactly(tmp_path, nasdaq_
     assert model.base_info["model_type"] == "qwen2" and model.base_info["hidden_size"] == 896
     assert model.base_info["num_hidden_layers"] == 24
     head = sum(p.numel() for p in model.model.head.parameters())
-    assert model.num_trainable_parameters() > 1_000_000 + head  # LoRA on every linear layer of 24 blocks
+    # LoRA (r 8) on every linear layer of the top 2 of 24 blocks (--lora_layers 2, the default): per block
+    # q, o 8·(896+896), k, v 8·(896+128), gate, up, down 8·(896+4864) = 183,296.
+    assert model.num_trainable_parameters() == 2 * 183_296 + head
+    assert "top 2 of 24 blocks" in model.trainable_parameters_detail()
     model.save(tmp_path / "ck")
     origins = np.arange(len(frame) - 20, len(frame))
     before = model.predict_quantiles(frame, origins)
