@@ -40,6 +40,22 @@ def run_cli(capsys, argv) -> tuple[int, str, str]:
     return rc, out, err
 
 
+def one_and_two_processes(args: list[str], out: Path):
+    """Run ``stockllm <args>`` in one process (into out/one) and under ``torchrun`` with 2 processes (out/two),
+    each with one thread; both must succeed. Returns their CompletedProcess results."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    runs = []
+    for launcher, folder in ((["python"], "one"), (["torchrun", "--nproc_per_node", "2"], "two")):
+        run = subprocess.run([*launcher, "-m", "stockllm.cli", *args, "--output_dir", str(out / folder)],
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        runs.append(run)
+    return tuple(runs)
+
+
 def cli_error_line(capsys, argv) -> str:
     """Run the CLI, require a non-zero exit and exactly one error line; return it."""
     rc, out, err = run_cli(capsys, argv)

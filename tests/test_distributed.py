@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_ohlcv, write_csv
+from conftest import make_ohlcv, one_and_two_processes, write_csv
 
 
 @pytest.mark.integration
@@ -36,16 +36,9 @@ def test_two_process_evaluate_shards_origins_and_matches_one_process(tmp_path):
 
     a = write_csv(make_ohlcv(300, seed=1), tmp_path / "a.csv")
     b = write_csv(make_ohlcv(240, seed=2, start="2020-03-02"), tmp_path / "b.csv")
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
     args = ["evaluate", "--data", str(a), str(b), "--models", "naive,drift,mlp", "--epochs", "3",
             "--window_size", "10", "--quiet"]
-    one = subprocess.run(["python", "-m", "stockllm.cli", *args, "--output_dir", str(tmp_path / "one")],
-                         capture_output=True, text=True, timeout=300, env=env)
-    assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run(["torchrun", "--nproc_per_node", "2", "-m", "stockllm.cli", *args, "--output_dir",
-                          str(tmp_path / "two")], capture_output=True, text=True, timeout=300, env=env)
-    assert two.returncode == 0, two.stderr[-2000:]
+    _, two = one_and_two_processes(args, tmp_path)
     assert two.stdout.count("wrote ") == 1 and "2 processes: each forecasts 1/2" in two.stdout
     for name in ("forecasts.csv", "metrics.csv", "leaderboard.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / name), pd.read_csv(tmp_path / "one" / name))

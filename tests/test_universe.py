@@ -1,16 +1,14 @@
 """The universe path: the cheap models as (series × time) arrays, metrics in one pass, streamed forecasts, fast
 reading of clean files, and series sharded over processes; always the numbers of the per-series path."""
 
-import os
 import shutil
-import subprocess
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_ohlcv, run_cli, write_csv
+from conftest import make_ohlcv, one_and_two_processes, run_cli, write_csv
 
 from stockllm.config import DataConfig
 from stockllm.backtest import evaluate, leaderboard
@@ -182,15 +180,8 @@ def test_a_bad_row_in_a_clean_looking_file_is_still_named(tmp_path, capsys, bad,
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_two_processes_shard_the_series_and_rank_zero_writes_the_merge(tmp_path):
     data = _universe(tmp_path / "data", 5, days=300)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
     args = ["evaluate", "--data", str(data), "--models", "naive,drift,fhs", "--window_size", "20", "--quiet"]
-    one = subprocess.run(["python", "-m", "stockllm.cli", *args, "--output_dir", str(tmp_path / "one")],
-                         capture_output=True, text=True, timeout=300, env=env)
-    assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run(["torchrun", "--nproc_per_node", "2", "-m", "stockllm.cli", *args, "--output_dir",
-                          str(tmp_path / "two")], capture_output=True, text=True, timeout=300, env=env)
-    assert two.returncode == 0, two.stderr[-2000:]
+    _, two = one_and_two_processes(args, tmp_path)
     assert two.stdout.count("wrote ") == 1 and "each backtests 1/2 of the series" in two.stdout
     for name in ("metrics.csv", "leaderboard.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / name), pd.read_csv(tmp_path / "one" / name))

@@ -129,7 +129,6 @@ class HiddenCache:
     def build(self, bottom: nn.Module, samples: list[dict], probe: bool, desc: str) -> None:
         """Run ``bottom`` (no gradient) on each sample's ``ids`` and write the states: all T rows, or for the probe
         the P rows at ``read_pos``."""
-        self.root.mkdir(parents=True, exist_ok=True)
         device = next(bottom.parameters()).device
         rows, dtype, width = [], None, None
         tmp = self.bin.with_name(f".{self.key}.tmp-{os.getpid()}")
