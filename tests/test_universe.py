@@ -158,6 +158,40 @@ def test_fast_reading_equals_the_careful_path(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(one, fast["T00"], check_exact=True)
 
 
+def test_a_ticker_that_needs_a_warning_does_not_send_the_whole_long_file_down_the_slow_path(tmp_path, monkeypatch):
+    """One ticker with a split-like overnight move, one with suspended days: the fast reader checks only those two
+    carefully (same frames, same warnings with the file's line numbers) and reads the rest in its one parse."""
+    import stockllm.data as data_module
+    import stockllm.fastload as fastload
+    import stockllm.series as series_module
+    from stockllm.series import load_series
+
+    parts = [make_ohlcv(80, seed=s).assign(ticker=f"X{s}") for s in range(4)]
+    split, idle = parts[1], parts[2]
+    split.iloc[40:, :4] = split.iloc[40:, :4] / 2  # a 2:1 split left unadjusted: rows 40.. halve overnight
+    idle.iloc[30, :4] = idle["Close"].iloc[29]
+    idle.iloc[30, 4] = 0  # suspended: no volume, open = high = low = close
+    path = tmp_path / "long.csv"
+    pd.concat(parts).reset_index().to_csv(path, index=False)
+    careful_calls = []
+    monkeypatch.setattr(fastload, "_checked", lambda raw, *a, **k: careful_calls.append(len(raw))
+                        or data_module._checked(raw, *a, **k))
+    with warnings.catch_warnings(record=True) as fast_notes:
+        warnings.simplefilter("always")
+        fast = load_series([path])
+    assert careful_calls == [80, 80]  # only X1 and X2 took the careful checks
+    monkeypatch.setattr(series_module, "read_clean", lambda *a, **k: None)
+    with warnings.catch_warnings(record=True) as careful_notes:
+        warnings.simplefilter("always")
+        careful = load_series([path])
+    assert [str(w.message) for w in fast_notes] == [str(w.message) for w in careful_notes]
+    assert any("long.csv row 122 " in str(w.message) for w in fast_notes)  # X1's 41st row: line 1 + 80 + 41
+    assert len(fast["X2"]) == 79 and list(fast) == list(careful)
+    for name in careful:
+        pd.testing.assert_frame_equal(fast[name], careful[name], check_exact=True)
+        assert fast[name].attrs == careful[name].attrs
+
+
 @pytest.mark.parametrize("bad, where", [
     (lambda t: t.replace("2020-01-07,", "2020-01-32,", 1), "row 6 column Date"),
     (lambda t: t.replace("\n", "\nx,", 1).replace("Date,", "ticker,Date,", 1), None),
