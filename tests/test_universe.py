@@ -192,6 +192,26 @@ def test_a_ticker_that_needs_a_warning_does_not_send_the_whole_long_file_down_th
         assert fast[name].attrs == careful[name].attrs
 
 
+def test_each_process_reads_only_its_share_of_the_files(tmp_path, monkeypatch):
+    import stockllm.series as series_module
+    from stockllm.series import load_series
+
+    data = _universe(tmp_path / "data", 5, days=80)
+    read = []
+    real = series_module.load_file_series
+    monkeypatch.setattr(series_module, "load_file_series", lambda path, **k: read.append(Path(path).name)
+                        or real(path, **k))
+    everything = load_series([data])
+    shares = [load_series([data], shard=(rank, 2)) for rank in (0, 1)]
+    assert read[5:] == ["T00.csv", "T01.csv", "T02.csv", "T03.csv", "T04.csv"]  # each file read by one process
+    assert [list(s) for s in shares] == [["T00", "T01", "T02"], ["T03", "T04"]]
+    for name, frame in {**shares[0], **shares[1]}.items():
+        pd.testing.assert_frame_equal(frame, everything[name])
+    long = pd.concat([make_ohlcv(60, seed=s).assign(ticker=f"X{s}") for s in range(3)]).reset_index()
+    long.to_csv(tmp_path / "long.csv", index=False)  # one file, 2 processes: each keeps its share of the series
+    assert [list(load_series([tmp_path / "long.csv"], shard=(r, 2))) for r in (0, 1)] == [["X0", "X1"], ["X2"]]
+
+
 @pytest.mark.parametrize("bad, where", [
     (lambda t: t.replace("2020-01-07,", "2020-01-32,", 1), "row 6 column Date"),
     (lambda t: t.replace("\n", "\nx,", 1).replace("Date,", "ticker,Date,", 1), None),
@@ -217,6 +237,7 @@ def test_two_processes_shard_the_series_and_rank_zero_writes_the_merge(tmp_path)
     args = ["evaluate", "--data", str(data), "--models", "naive,drift,fhs", "--window_size", "20", "--quiet"]
     _, two = one_and_two_processes(args, tmp_path)
     assert two.stdout.count("wrote ") == 1 and "each backtests 1/2 of the series" in two.stdout
+    assert "each read and checked 1/2 of the data (3 series here)" in two.stdout
     for name in ("metrics.csv", "leaderboard.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / name), pd.read_csv(tmp_path / "one" / name))
     one_fc, two_fc = (pd.read_csv(tmp_path / d / "forecasts.csv").sort_values(KEY).reset_index(drop=True)
