@@ -386,7 +386,7 @@ def _read_text(path: Path, source: str) -> str:
     except UnicodeDecodeError as exc:
         row = data[: exc.start].count(b"\n") + 1
         raise DataError(f"text that is not UTF-8 in {source} row {row}: save the file as UTF-8 CSV") from exc
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(): that would copy the whole file
         raise DataError(f"empty file in {source}: expected the header {_HEADER} and one row per day")
     return text
 
@@ -433,10 +433,23 @@ def _parse_csv(text: str, source: str, columns: dict | None = None) -> tuple[pd.
     return frame, line_numbers
 
 
+def first_line(text: str) -> str:
+    """The first non-blank line of ``text`` (the header; "" if there is none), found without splitting the whole
+    text into lines (a long file of millions of rows would make a list of millions of strings)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line = text[start:end].rstrip("\r")
+        if line.strip():
+            return line
+        start = end + 1
+    return ""
+
+
 def _sniff_separator(text: str) -> str:
     """The separator of the first non-blank line (the header): ',', ';' or tab, whichever occurs most."""
-    header_line = next(line for line in text.splitlines() if line.strip())
-    return max((",", ";", "\t"), key=header_line.count)
+    return max((",", ";", "\t"), key=first_line(text).count)
 
 
 def _column_positions(header: list[str], source: str, row: int, columns: dict | None = None) -> list[int]:

@@ -35,7 +35,8 @@ def read_clean(text: str, source: str, *, id_position: int | None, min_rows: int
     if columns or decimal != ".":
         return None
     separator = _sniff_separator(text)
-    first = text.split("\n", 1)[0]
+    end = text.find("\n")
+    first = text if end < 0 else text[:end]  # not text.split: that would copy the rest of the file
     if not first.strip() or '"' in first:
         return None
     header = next(csv.reader([first.rstrip("\r")], delimiter=separator))
@@ -56,8 +57,11 @@ def read_clean(text: str, source: str, *, id_position: int | None, min_rows: int
 def _line_numbers(text: str, n: int) -> np.ndarray | None:
     """The file line of each of the n data rows (the header is line 1), or None when blank lines (which the parser
     skips) make that unknown."""
-    body = text.replace("\r\n", "\n").rstrip("\n")
-    return None if "\n\n" in body else np.arange(2, n + 2)
+    for blank in ("\n\n", "\n\r\n"):
+        at = text.find(blank)
+        if at >= 0 and text[at:].strip("\r\n"):  # a blank line before the end (trailing ones shift nothing)
+            return None
+    return np.arange(2, n + 2)
 
 
 def _needs_care(frame: pd.DataFrame, source: str) -> bool:
@@ -72,26 +76,34 @@ def _needs_care(frame: pd.DataFrame, source: str) -> bool:
 
 
 def _parse(text: str, separator: str, width: int, positions: list[int], id_pos: int | None) -> dict | None:
-    """{name: column} (Date and ids as strings, OHLCV as float64) of every data row, or None when any row is
-    short, long, empty or not a plain number."""
-    dtypes = {i: str for i in range(width)}
+    """{name: column} of every data row (Date as datetime64[ns], OHLCV as float64; for a long file "id", each
+    row's series code in order of first appearance, and "names", the ids), or None when any row is short, long,
+    empty, not a plain number or not a YYYY-MM-DD date."""
+    dtypes = {i: "category" for i in range(width)}  # text as categories: a date or ticker is one string, not one a row
     for i in positions[1:]:
         dtypes[i] = np.float64
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=separator, header=None, skiprows=1, dtype=dtypes,
-                            keep_default_na=False, na_values=[""], engine="c", names=range(width),
-                            skip_blank_lines=True)
+        # bytes, not io.StringIO: StringIO keeps 4 bytes a character (a 265 MB file then peaked at 2 GB).
+        frame = pd.read_csv(io.BytesIO(text.encode("utf-8")), encoding="utf-8", sep=separator, header=None,
+                            skiprows=1, dtype=dtypes, keep_default_na=False, na_values=[""], engine="c",
+                            names=range(width), skip_blank_lines=True)
     except (ValueError, pd.errors.ParserError, OverflowError):
         return None
     if len(frame) == 0 or frame.isna().to_numpy().any():
         return None
-    out = {"Date": frame[positions[0]].to_numpy(dtype=object)}
+    dates = _dates(frame[positions[0]])
+    if dates is None:
+        return None
+    out = {"Date": dates}
     out.update({name: frame[i].to_numpy(dtype=np.float64) for name, i in zip(OHLCV_COLUMNS, positions[1:])})
     if id_pos is not None:
-        ids = frame[id_pos].str.strip()
-        if (ids == "").any():
+        ids = frame[id_pos]
+        stripped, unique = pd.factorize(ids.cat.categories.astype(str).str.strip())  # " A" and "A" are one id
+        codes, first_seen = pd.factorize(stripped[ids.cat.codes.to_numpy()])  # ids in order of first appearance
+        names = np.asarray(unique, dtype=object)[first_seen]
+        if (names == "").any():
             return None
-        out["id"] = ids.to_numpy(dtype=object)
+        out["id"], out["names"] = codes.astype(np.int64), names
     return out
 
 
@@ -108,9 +120,11 @@ def _values_ok(cells: dict) -> bool:
         return bool(((high >= low) & (close <= high) & (close >= low)).all())
 
 
-def _dates(text: np.ndarray) -> np.ndarray | None:
-    """datetime64[ns] of YYYY-MM-DD strings, or None (another format, a time of day, an impossible date)."""
-    dates = pd.to_datetime(pd.Series(text, dtype=object), format="%Y-%m-%d", errors="coerce")
+def _dates(text: pd.Series) -> np.ndarray | None:
+    """datetime64[ns] of YYYY-MM-DD strings (categorical: each date parsed once), or None (another format, a time
+    of day, an impossible date)."""
+    dates = pd.to_datetime(text.astype(str) if text.dtype != "category" else text, format="%Y-%m-%d",
+                           errors="coerce")
     if dates.isna().any():
         return None
     return dates.to_numpy(dtype="datetime64[ns]")
@@ -120,11 +134,9 @@ def _split(cells: dict, source: str, by_id: bool, min_rows: int, reason: str) ->
     """The checked frames, one per id (in order of first appearance) or one for the file; None if any check fails."""
     if not _values_ok(cells):
         return None
-    dates = _dates(cells["Date"])
-    if dates is None:
-        return None
+    dates = cells["Date"]
     if by_id:
-        codes, names = pd.factorize(cells["id"])
+        codes, names = cells["id"], cells.pop("names")
         order = np.argsort(codes, kind="stable")
     else:
         codes, names, order = np.zeros(len(dates), dtype=np.int64), np.array([""], dtype=object), None

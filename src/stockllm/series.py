@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import _checked, _parse_csv, _read_text, _sniff_separator, resolve_data_path
+from .data import _checked, _parse_csv, _read_text, _sniff_separator, first_line, resolve_data_path
 from .errors import DataError
 from .fastload import read_clean
 
@@ -70,7 +70,7 @@ def id_column(header: list[str]) -> int | None:
 
 
 def _header(text: str) -> list[str]:
-    line = next(line for line in text.splitlines() if line.strip())
+    line = first_line(text)
     return next(csv.reader(io.StringIO(line), delimiter=_sniff_separator(text)))
 
 
