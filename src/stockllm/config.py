@@ -288,6 +288,8 @@ class EnsembleConfig:
         members fitted before the validation part (False: half the fitting time, e.g. with lora).
     folds: consecutive blocks of the validation part; simplex weights are fitted on each and averaged.
     shrinkage: share of equal weights in the final weights, λ·(1/M) + (1 − λ)·(the folds' mean weights).
+    eta, discount: after the anchor the weights start from those and follow each member's discounted loss on the
+        outcomes known so far, w ∝ w₀·exp(−eta·L) (Hedge); eta 0 keeps them fixed.
     """
 
     members: tuple[str, ...] = ("fhs", "garch", "mlp", "lstm")
@@ -299,6 +301,11 @@ class EnsembleConfig:
     # every leave-one-series-out choice was 0); per series, 0–0.4 tied within 0.0001 (0.2 lowest). Summed over both
     # settings, 0. The blocks' averaging keeps the weights off a single corner; λ > 0 moves them towards equal.
     shrinkage: float = field(default=0.0, metadata={"flag": None})
+    # After the anchor the weights track the members' losses online (Hedge): w ∝ prior · exp(−eta · L), L each
+    # member's σ-standardised pinball loss on the outcomes known so far, discounted by ``discount`` per origin.
+    # eta 0 = fixed weights (what a checkpoint saved before these settings does).
+    eta: float = field(default=0.0, metadata={"flag": None})
+    discount: float = field(default=1.0, metadata={"flag": None})
 
     def __post_init__(self):
         from .models.registry import MODEL_NAMES
@@ -318,6 +325,10 @@ class EnsembleConfig:
             raise StockLLMError(f"ensemble folds {self.folds!r} must be a whole number, 1 or more")
         if not 0 <= self.shrinkage <= 1:
             raise StockLLMError(f"ensemble shrinkage {self.shrinkage} must lie between 0 and 1")
+        if not 0 <= self.eta < float("inf"):
+            raise StockLLMError(f"ensemble eta {self.eta} must be a number 0 or more (0: fixed weights)")
+        if not 0 < self.discount <= 1:
+            raise StockLLMError(f"ensemble discount {self.discount} must lie in (0, 1] (1: no discount)")
         if self.val_size == 0:
             raise StockLLMError("--val_size 0 leaves the ensemble nothing to fit its weights on: use e.g. 0.2")
 

@@ -31,7 +31,7 @@ import numpy as np
 from ..config import DataConfig, EnsembleConfig, from_dict, to_dict
 from ..errors import StockLLMError
 from ..features import before, date_split, targets
-from ..quantiles import standard_scale
+from ..quantiles import pinball, standard_scale
 from .base import Forecaster, span
 
 MEMBERS_DIR = "members"
@@ -68,6 +68,53 @@ def fit_weights(preds: np.ndarray, y: np.ndarray, levels: Sequence[float], row_w
         raise StockLLMError(f"the ensemble's weights could not be fitted ({result.message}); drop a member")
     w = np.clip(result.x[:m], 0, None)
     return w / w.sum()
+
+
+def hedge_weights(loss: np.ndarray, prior: np.ndarray, eta: float, discount: float = 1.0,
+                  start: int = 0) -> np.ndarray:
+    """Weights [n, H, M] in force at each of n consecutive origins: w ∝ prior · exp(−η · L), per horizon.
+
+    loss: [M, n, H] each member's loss at each origin (NaN where an outcome is not in the data); the outcome of
+    origin s at horizon h (1-based) is known from origin s + h on. L_m at origin i is the discounted sum
+    Σ ρ^(i − h − s) · loss[m, s, h] over the known outcomes of origins s ≥ ``start`` (ρ = ``discount``). Rows with
+    no known outcome keep ``prior`` exactly; η = 0 keeps it everywhere (fixed weights). A member with prior 0 stays
+    at 0.
+    """
+    from scipy.signal import lfilter
+
+    m, n, horizon = loss.shape
+    prior = np.asarray(prior, dtype=np.float64)
+    out = np.array(np.broadcast_to(prior, (n, horizon, m)))
+    if eta == 0 or n == 0:
+        return out
+    known = np.isfinite(loss).all(axis=0) & (np.arange(n) >= start)[:, None]  # [n, H]
+    x = np.where(known[None], loss, 0.0)
+    total = lfilter([1.0], [1.0, -discount], x, axis=1)  # [M, n, H]: discounted sum over origins ≤ s
+    seen = np.cumsum(known, axis=0) > 0
+    with np.errstate(divide="ignore"):
+        log_prior = np.log(prior)
+    for h in range(horizon):
+        rows = np.flatnonzero(seen[: max(n - h - 1, 0), h]) + h + 1  # origins i with a known outcome at i − h − 1
+        if not len(rows):
+            continue
+        cum = total[:, rows - h - 1, h].T  # [r, M]
+        logits = log_prior - eta * (cum - cum.min(axis=1, keepdims=True))
+        w = np.exp(logits - logits.max(axis=1, keepdims=True))
+        out[rows, h] = w / w.sum(axis=1, keepdims=True)
+    return out
+
+
+def combine(weights: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """The weighted quantiles [n, H, Q] from weights [n, H, M] and members' quantiles [M, n, H, Q]."""
+    return np.einsum("nhm,mnhq->nhq", weights, preds)
+
+
+def member_losses(frame, origins: np.ndarray, preds: np.ndarray, levels, horizon: int) -> np.ndarray:
+    """Each member's pinball loss per origin and horizon [M, n, H], mean over the levels, on log-returns divided by
+    the causal EWMA σ·√h (so calm and stormy days weigh alike); NaN where the outcome is past the frame's end."""
+    scale = standard_scale(frame["Close"].to_numpy(dtype=np.float64), origins, horizon)  # [n, H]
+    y = targets(frame, horizon, origins) / scale
+    return pinball(y[None], preds / scale[None, :, :, None], levels).mean(axis=-1)
 
 
 def fold_blocks(preds: list, ys: list, dates: list, folds: int):
@@ -190,7 +237,8 @@ class EnsembleForecaster(Forecaster):
         self.fit_info = {"series": [span(f) for f in frames], "weights": self.weight_dict(),
                          "fitted_weights": dict(zip(cfg.members, map(float, fitted))),
                          "fold_weights": [dict(zip(cfg.members, map(float, w))) for w in fold_weights],
-                         "shrinkage": cfg.shrinkage, "validation_start": f"{val_start:%Y-%m-%d}",
+                         "shrinkage": cfg.shrinkage, "eta": cfg.eta, "discount": cfg.discount,
+                         "validation_start": f"{val_start:%Y-%m-%d}",
                          "refit": cfg.refit, "reused": reused,
                          "members": {n: m.fit_info for n, m in self.members.items()}}
         return self
@@ -200,18 +248,43 @@ class EnsembleForecaster(Forecaster):
         return {n: float(w) for n, w in zip(self.config.members, self.weights)}
 
     def describe(self) -> str:
-        """The weights in words, for the table row: 'fhs 0.62, garch 0.38' (members with weight ≥ 0.005)."""
-        return ", ".join(f"{n} {w:.2f}" for n, w in self.weight_dict().items() if w >= 0.005)
+        """The weights in words, for the table row: 'fhs 0.62, garch 0.38' (members with weight ≥ 0.005), and how
+        they track."""
+        text = ", ".join(f"{n} {w:.2f}" for n, w in self.weight_dict().items() if w >= 0.005)
+        if self.config.eta > 0:
+            text += f" at the start, then tracked (η {self.config.eta:g}, ρ {self.config.discount:g})"
+        return text
 
     def predict_quantiles(self, frame, origins):
+        """The members' quantiles weighted as of each origin: the prior weights, moved by each member's loss on the
+        outcomes known at the origin since the anchor (replayed from the anchor, so the answer for an origin is the
+        same whichever other origins are asked)."""
         if self.weights is None:
             raise StockLLMError("the ensemble was never fitted: train it first (stockllm train --model ensemble)")
         origins = np.asarray(origins, dtype=np.int64)
-        out = np.zeros((len(origins), self.horizon, len(self.quantiles)))
-        for name, w in zip(self.config.members, self.weights):
-            if w > 0:
-                out += w * self.members[name].predict_quantiles(frame, origins)
-        return out
+        used = [i for i, w in enumerate(self.weights) if w > 0]
+        names, prior = [self.config.members[i] for i in used], self.weights[used]
+        start = self._anchor_row(frame)
+        if not len(origins) or start is None or self.config.eta == 0 or origins.max() <= start:
+            preds = np.stack([self.members[n].predict_quantiles(frame, origins) for n in names])
+            return combine(np.broadcast_to(prior, (len(origins), self.horizon, len(names))), preds)
+        first = min(start, int(origins.min()))
+        every = np.arange(first, int(origins.max()) + 1)
+        preds = np.stack([self.members[n].predict_quantiles(frame, every) for n in names])
+        loss = member_losses(frame, every, preds, self.quantiles, self.horizon)
+        w = hedge_weights(loss, prior, self.config.eta, self.config.discount, start - first)
+        return combine(w[origins - first], preds[:, origins - first])
+
+    def _anchor_row(self, frame) -> int | None:
+        """The first row of ``frame`` on or after the anchor (the day after the training data ends), from which
+        the weights track the members' losses; None when the fit record has no training dates."""
+        from ..calibration import anchor_date
+
+        anchor = anchor_date(self)
+        if anchor is None:
+            return None
+        row = int(np.searchsorted(frame.index.to_numpy(), np.datetime64(anchor), side="left"))
+        return max(row, self.window_size - 1)
 
     def num_trainable_parameters(self) -> int:
         return sum(m.num_trainable_parameters() for m in self.members.values())
@@ -230,8 +303,11 @@ class EnsembleForecaster(Forecaster):
     def _from_meta(cls, meta, directory, **overrides):
         from . import load_forecaster
 
+        saved = meta.get("config", {})
+        if isinstance(saved, dict) and "eta" not in saved:  # saved before the weights tracked: fixed, as then
+            saved = {**saved, "eta": 0.0}
         model = cls(from_dict(DataConfig, meta.get("data", {}), source=directory),
-                    from_dict(EnsembleConfig, meta.get("config", {}), source=directory))
+                    from_dict(EnsembleConfig, saved, source=directory))
         weights = (meta.get("ensemble") or {}).get("weights") if isinstance(meta.get("ensemble"), dict) else None
         names = list(model.config.members)
         if not isinstance(weights, dict) or list(weights) != names or not all(
