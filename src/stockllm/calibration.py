@@ -48,10 +48,11 @@ MIN_WARMUP = 20  # validation origins needed to start from δ₀; fewer: start a
 WARMUP_SHARE = 0.2  # the validation share of a model that has no val_size of its own
 
 
-def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma: float, regime: np.ndarray | None = None,
+def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma, regime: np.ndarray | None = None,
                   initial: np.ndarray | None = None, start: int = 0) -> np.ndarray:
     """Offsets [n, H, Q] (standardised units) in force at each of n consecutive origins.
 
+    gamma: the step, one number or one per origin [n] (the step taken with that origin's outcome).
     q: [n, H, Q] standardised quantiles; y: [n, H] standardised outcomes (NaN where not in the data). The offset
     at origin i has been updated with the outcomes of origins i − h, i − h − 1, ... (those known at i).
     regime: [n] integer bucket of each origin (known at the origin); each bucket keeps its own offsets, updated by
@@ -66,6 +67,7 @@ def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma: float, regime: np
     if initial is not None:
         n_regimes = max(n_regimes, len(initial))
     offsets = np.zeros((n, horizon, n_levels))
+    gamma = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (n,))
     for h in range(horizon):
         lag = h + 1
         delta = np.zeros((n_regimes, n_levels)) if initial is None else np.array(initial[:, h, :], dtype=np.float64)
@@ -73,7 +75,7 @@ def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma: float, regime: np
             s = i - lag
             if s >= start and s >= 0 and np.isfinite(y[s, h]) and np.isfinite(q[s, h]).all():
                 below = y[s, h] <= q[s, h] + offsets[s, h]
-                delta[regime[s]] += gamma * (tau - below)
+                delta[regime[s]] += gamma[s] * (tau - below)
             offsets[i, h] = delta[regime[i]]
     return offsets
 
@@ -123,13 +125,23 @@ class Calibrated(Forecaster):
         """(first validation origin, first origin after the validation part) of ``frame``, or None to start at
         zero: the validation origins are the last ``val_size`` share of the origins before the anchor whose H
         targets lie before it."""
-        if self.until is None:
+        if self.until is None or self.config.warmup == -1:
             return None
         rows = int(np.searchsorted(frame.index.to_numpy(), np.datetime64(self.until), side="left"))
         end = rows - self.horizon  # origins < end have every target in a row < rows
-        share = getattr(getattr(self.inner, "config", None), "val_size", None) or WARMUP_SHARE
+        share = self.config.warmup or getattr(getattr(self.inner, "config", None), "val_size", None) or WARMUP_SHARE
         begin = max(first, end - int(round(share * (end - first))))
         return (begin, end) if end - begin >= MIN_WARMUP else None
+
+    def _steps(self, frame, every: np.ndarray) -> np.ndarray:
+        """The step per origin [n]: γ, boosted for the first outcomes after the anchor (``CalibrationConfig``)."""
+        cfg = self.config
+        if cfg.boost == 1 or self.until is None:
+            return np.full(len(every), cfg.gamma)
+        anchor = int(np.searchsorted(frame.index.to_numpy(), np.datetime64(self.until), side="left"))
+        k = np.maximum(every - anchor, 0)
+        return np.where(every >= anchor, cfg.gamma * (1 + (cfg.boost - 1) * np.exp(-k / cfg.boost_origins)),
+                        cfg.gamma)
 
     def check_levels(self, levels) -> None:
         self.inner.check_levels(levels)
@@ -152,9 +164,9 @@ class Calibrated(Forecaster):
         initial, start = None, 0
         if warm is not None:
             val = slice(warm[0] - first, warm[1] - first)
-            initial = initial_offsets(z[val], y[val], self.quantiles, len(self.config.regimes) + 1)
+            initial = self.config.shrink * initial_offsets(z[val], y[val], self.quantiles, len(self.config.regimes) + 1)
             start = warm[1] - first
-        offsets = track_offsets(z, y, self.quantiles, self.config.gamma, regime, initial, start)
+        offsets = track_offsets(z, y, self.quantiles, self._steps(frame, every), regime, initial, start)
         adjusted = np.sort((z + offsets) * scale[:, :, None], axis=-1)
         return adjusted[origins - first]
 

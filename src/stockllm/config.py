@@ -351,12 +351,26 @@ class CalibrationConfig:
     gamma: float = 0.01
     # Edges of σ_EWMA ÷ σ_long between volatility regimes that keep their own offsets; () = one regime.
     regimes: tuple[float, ...] = (0.85, 1.15)
+    # Where the offsets start (the module docstring of stockllm.calibration): warmup is the share of the origins
+    # before the anchor whose residuals give δ₀ (0: the model's val_size, else 0.2; -1: no δ₀, the tracker runs from
+    # zero at the frame's first origin); shrink multiplies δ₀; the step is γ·(1 + (boost − 1)·e^(−k/boost_origins))
+    # for the outcome of the k-th origin after the anchor.
+    warmup: float = field(default=0.0, metadata={"flag": None})
+    shrink: float = field(default=1.0, metadata={"flag": None})
+    boost: float = field(default=1.0, metadata={"flag": None})
+    boost_origins: float = field(default=250.0, metadata={"flag": None})
 
     def __post_init__(self):
         if self.method not in CALIBRATIONS:
             raise StockLLMError(f"unknown --calibrate {self.method!r}: use {' or '.join(CALIBRATIONS)}")
         if not 0 < self.gamma < 1:
             raise StockLLMError(f"--calibration_step {self.gamma} must lie between 0 and 1 (e.g. 0.01)")
+        if not (self.warmup == -1 or 0 <= self.warmup <= 1) or not 0 <= self.shrink <= 1:
+            raise StockLLMError(f"calibration warmup {self.warmup} must be -1 or lie in [0, 1], shrink {self.shrink} "
+                                "in [0, 1]")
+        if not (self.boost >= 1 and self.boost_origins > 0):
+            raise StockLLMError(f"calibration boost {self.boost} must be 1 or more and boost_origins "
+                                f"{self.boost_origins} above 0")
         self.regimes = tuple(float(e) for e in self.regimes)
         if any(b <= a for a, b in zip(self.regimes, self.regimes[1:])) or any(not e > 0 for e in self.regimes):
             raise StockLLMError(f"calibration regimes {self.regimes} must be increasing positive ratios")
