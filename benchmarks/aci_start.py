@@ -1,8 +1,11 @@
-"""Where --calibrate aci's offsets start, chosen on validation dates only: at zero at the frame's first origin, or
-at the split-conformal offsets of the validation residuals before the anchor (pooled, or per volatility regime).
+"""Where --calibrate aci's offsets start and how fast they move after the anchor, chosen on validation dates only:
+from zero at the frame's first origin (the tracker replays the whole history), or from the split-conformal offsets of
+the residuals of a share of the origins before the anchor (pooled, or per volatility regime), with a larger step for
+the first outcomes after the anchor or a larger step throughout (``VARIANTS``; default: "zero, boost 5/100").
 
     python benchmarks/aci_start.py               # validation dates (2008-06-27 .. 2010-07-26): the choice
     python benchmarks/aci_start.py --test        # the test part, for the record after the choice
+    python benchmarks/aci_start.py --csv rows.csv   # also every model, series and horizon's row
 
 Data: the development set of ``benchmarks/skill.py``. FHS is fitted on the dates before the cutoff; naive has no
 fit, so its anchor is the cutoff. Prints, per variant, the geometric mean of wql_vs_naive over 5 series × 3 horizons,
@@ -33,14 +36,16 @@ POOLED = cal.initial_offsets
 # CalibrationConfig settings tried (labels: zero = the tracker from zero at the frame's first origin, replaying the
 # whole history; δ₀ s = split-conformal start from the last share s of the pre-anchor origins, "val" = the model's
 # val_size or 0.2; ×k = δ₀ shrunk by k; boost b/N = step γ·(1 + (b − 1)·e^(−k/N)) k origins after the anchor).
-VARIANTS = {"zero": {"warmup": -1}, "δ₀ val": {}, "δ₀ 0.5": {"warmup": 0.5}, "δ₀ 1": {"warmup": 1.0},
-            "δ₀ val ×0.5": {"shrink": 0.5}}
+VARIANTS = {"zero": {"warmup": -1, "boost": 1}, "δ₀ val": {"warmup": 0, "boost": 1},
+            "δ₀ 0.5": {"warmup": 0.5, "boost": 1}, "δ₀ 1": {"warmup": 1.0, "boost": 1},
+            "δ₀ val ×0.5": {"warmup": 0, "shrink": 0.5, "boost": 1}}
 for _g in (0.02, 0.03):
-    VARIANTS.update({f"zero, γ {_g:g}": {"warmup": -1, "gamma": _g}, f"δ₀ val, γ {_g:g}": {"gamma": _g},
-                     f"δ₀ 1, γ {_g:g}": {"warmup": 1.0, "gamma": _g}})
+    VARIANTS.update({f"zero, γ {_g:g}": {"warmup": -1, "gamma": _g, "boost": 1},
+                     f"δ₀ val, γ {_g:g}": {"warmup": 0, "gamma": _g, "boost": 1},
+                     f"δ₀ 1, γ {_g:g}": {"warmup": 1.0, "gamma": _g, "boost": 1}})
 for _b, _n in ((2, 100), (3, 100), (3, 250), (5, 100), (5, 50), (8, 50), (4, 150)):
     VARIANTS.update({f"zero, boost {_b}/{_n}": {"warmup": -1, "boost": _b, "boost_origins": _n},
-                     f"δ₀ val, boost {_b}/{_n}": {"boost": _b, "boost_origins": _n},
+                     f"δ₀ val, boost {_b}/{_n}": {"warmup": 0, "boost": _b, "boost_origins": _n},
                      f"δ₀ 1, boost {_b}/{_n}": {"warmup": 1.0, "boost": _b, "boost_origins": _n}})
 
 
@@ -96,7 +101,7 @@ def main() -> None:
             variants = {label: cal.Calibrated(inner, CalibrationConfig(**kw), until=cutoff)
                         for label, kw in VARIANTS.items()}
             if args.per_regime:
-                variants["δ₀ per regime"] = PerRegime(inner, until=cutoff)
+                variants["δ₀ per regime"] = PerRegime(inner, CalibrationConfig(warmup=0, boost=1), until=cutoff)
             pieces = [naive_rows] + [backtest(inner, inner_name, name, frame, origins)] * (inner_name != "naive")
             pieces += [backtest(m, f"{inner_name}+aci, {v}", name, frame, origins) for v, m in variants.items()]
             f = pd.concat(pieces, ignore_index=True)

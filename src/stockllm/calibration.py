@@ -13,24 +13,24 @@ split into regimes by σ_EWMA ÷ σ_long (λ 0.94 over λ 0.99, both causal; edg
 default below 0.85, 0.85–1.15, above), and each regime tracks its own offsets from its own outcomes (Mondrian
 conformal prediction by regime).
 
-The start. Offsets that start at zero need a few hundred outcomes to find their level, so a short test period
-under-covers. The tracker therefore starts calibrated: at the model's anchor date (the day after its training
-data ends, from its fit record; ``evaluate`` passes its cutoff for models fitted on nothing), the offsets start at
-the split-conformal values of the model's own validation residuals, δ₀ = the τ-quantile of (y − q_τ) over the
-origins of the last ``val_size`` share of the rows before the anchor whose H targets lie before it (the model's
-``val_size`` when it has one, else 0.2), pooled over the volatility regimes (each regime then tracks on from it).
-From there the tracker moves with each later outcome as before. On validation dates of the development set
-(``benchmarks/aci_start.py``), δ₀ per regime held coverage_80 over the first 250 origins within 0.768–0.844 but
-cost 0.4% quantile loss (each regime's few validation outcomes make noisy quantiles); pooled, 0.772–0.852 for
-0.06–0.17% against the zero start (0.776–0.876). Without an anchor (a model that
-records no training dates, e.g. ``predict --model naive``), or with fewer than ``MIN_WARMUP`` validation origins
-in the frame, it starts at δ = 0 at the frame's first origin (``window_size − 1``).
+The start. The tracker runs from δ = 0 at the frame's first origin (``window_size − 1``) over the whole history, so
+at the model's anchor date (the day after its training data end, from its fit record; ``evaluate`` passes its
+cutoff for models fitted on nothing) each regime's offsets have converged on years of outcomes. From the anchor on,
+the step is larger for the first outcomes, γ_k = γ·(1 + (boost − 1)·e^(−k/N)) for the outcome of the k-th origin
+after the anchor (boost 5, N = 100 origins): a fitted model's errors change at the anchor (in-sample before it,
+out-of-sample after), and ACI's coverage error over T outcomes is bounded by (range of δ + γ)/(γ·T), so a larger
+step finds the new level within the first few hundred origins. Chosen on validation dates of the development set
+(``benchmarks/aci_start.py``, RESULTS §13.2): coverage_80 over the first 250 origins 0.784–0.852 for naive and FHS
+(5 series × 3 horizons), against 0.776–0.876 for the zero start with a constant step and 0.772–0.852 for a start at
+split-conformal offsets δ₀ of the last 20% of the pre-anchor residuals (round 5's default; it pools the volatility
+regimes, and on the test part fell to 0.732: ``CalibrationConfig.warmup`` keeps it as an option, with ``shrink``).
+Without an anchor (a model that records no training dates, e.g. ``predict --model naive``) the step stays γ.
 
 Causality: the outcome of origin s at horizon h (the close of row s + h) is known at origin t only when
-s + h ≤ t, so δ at t has seen exactly those outcomes, in order. The state at an origin t on or after the anchor is
-δ₀ (outcomes dated before the anchor) plus the tracker over the outcomes known at t: a function of the rows up to
-t only, the same whether a backtest asks for t among many origins or ``predict`` asks for the last row of a file
-that ends at t. Levels that cross after the offsets are sorted (the rearrangement that keeps every level's
+s + h ≤ t, so δ at t has seen exactly those outcomes, in order. The state at an origin t is the tracker replayed over the
+outcomes known at t (from the frame's first origin, or from δ₀ at the anchor with a warm-up share): a function of
+the frame's rows up to t only, the same whether a backtest asks for t among many origins or ``predict`` asks for the
+last row of a file with the same history that ends at t. Levels that cross after the offsets are sorted (the rearrangement that keeps every level's
 coverage).
 """
 

@@ -288,8 +288,9 @@ class EnsembleConfig:
         members fitted before the validation part (False: half the fitting time, e.g. with lora).
     folds: consecutive blocks of the validation part; simplex weights are fitted on each and averaged.
     shrinkage: share of equal weights in the final weights, λ·(1/M) + (1 − λ)·(the folds' mean weights).
-    eta, discount: after the anchor the weights start from those and follow each member's discounted loss on the
-        outcomes known so far, w ∝ w₀·exp(−eta·L) (Hedge); eta 0 keeps them fixed.
+    eta: after the anchor the weights start from those and follow each member's discounted loss L on the outcomes
+        known so far, w ∝ w₀·exp(−eta·L) (Hedge); 0 keeps them fixed.
+    discount: factor per origin on the older losses in L (1: none).
     """
 
     members: tuple[str, ...] = ("fhs", "garch", "mlp", "lstm")
@@ -342,6 +343,11 @@ class CalibrationConfig:
 
     method: "aci" (adaptive conformal inference on σ-standardised scores) or "none".
     gamma: the step of each level's offset per outcome, in units of σ_EWMA·√h.
+    regimes: edges of σ_EWMA ÷ σ_long between volatility regimes that keep their own offsets.
+    warmup: -1 (run from zero at the first origin) or the share of pre-anchor origins whose residuals give δ₀.
+    shrink: factor on δ₀.
+    boost: the step's multiple for the first outcome after the anchor, decaying to 1.
+    boost_origins: origins over which the boost decays by e.
     """
 
     method: str = "aci"
@@ -351,14 +357,18 @@ class CalibrationConfig:
     gamma: float = 0.01
     # Edges of σ_EWMA ÷ σ_long between volatility regimes that keep their own offsets; () = one regime.
     regimes: tuple[float, ...] = (0.85, 1.15)
-    # Where the offsets start (the module docstring of stockllm.calibration): warmup is the share of the origins
-    # before the anchor whose residuals give δ₀ (0: the model's val_size, else 0.2; -1: no δ₀, the tracker runs from
-    # zero at the frame's first origin); shrink multiplies δ₀; the step is γ·(1 + (boost − 1)·e^(−k/boost_origins))
-    # for the outcome of the k-th origin after the anchor.
-    warmup: float = field(default=0.0, metadata={"flag": None})
+    # Where the offsets start and how fast they move after the anchor (module docstring of stockllm.calibration).
+    # warmup: -1 = the tracker runs from zero at the frame's first origin, each regime converging on the whole
+    # history before the anchor; a share in (0, 1] = δ₀ from the split-conformal residuals of that last share of the
+    # pre-anchor origins, pooled over the regimes (0: the model's val_size, else 0.2); shrink multiplies δ₀. The step
+    # is γ·(1 + (boost − 1)·e^(−k/boost_origins)) for the outcome of the k-th origin after the anchor. Chosen on
+    # validation dates of the development set only (benchmarks/aci_start.py, RESULTS §13.2): -1 with boost 5 over
+    # 100 origins kept coverage_80 over the first 250 origins within 0.784–0.852 (naive and FHS, 5 series ×
+    # 3 horizons), tied best at the band's edge and the most even across series.
+    warmup: float = field(default=-1.0, metadata={"flag": None})
     shrink: float = field(default=1.0, metadata={"flag": None})
-    boost: float = field(default=1.0, metadata={"flag": None})
-    boost_origins: float = field(default=250.0, metadata={"flag": None})
+    boost: float = field(default=5.0, metadata={"flag": None})
+    boost_origins: float = field(default=100.0, metadata={"flag": None})
 
     def __post_init__(self):
         if self.method not in CALIBRATIONS:
