@@ -1,14 +1,15 @@
-"""The ensemble: a weighted average of its members' quantiles, level by level, with weights fitted on validation.
+"""The ensemble: a weighted average of its members' quantiles, level by level, with weights fitted on validation
+and then tracked online.
 
-q_ens(τ) = Σ_m w_m · q_m(τ) on the log-return scale, with w ≥ 0 and Σ w = 1 (one weight per member, shared by all
-levels and horizons, so the averaged quantiles cannot cross). Every member is fitted on the dates before the
-validation part (the last ``val_size`` share of the training dates, one date for all series) and forecasts it.
-The validation part is cut into ``folds`` consecutive blocks of dates; on each block the simplex weights that
-minimise the members' pinball loss are a linear programme (the loss is piecewise linear in w), solved exactly by
-``scipy.optimize.linprog`` (HiGHS). Losses are in units of the causal EWMA σ·√h and every series weighs the same,
-as the learned heads are trained. The weights are then
+q_ens(τ) = Σ_m w_m · q_m(τ) on the log-return scale, with w ≥ 0 and Σ w = 1 (the weights are shared by all levels,
+so the averaged quantiles cannot cross). Every member is fitted on the dates before the validation part (the last
+``val_size`` share of the training dates, one date for all series) and forecasts it. The validation part is cut
+into ``folds`` consecutive blocks of dates; on each block the simplex weights that minimise the members' pinball loss
+are a linear programme (the loss is piecewise linear in w), solved exactly by ``scipy.optimize.linprog`` (HiGHS).
+Losses are in units of the causal EWMA σ·√h and every series weighs the same, as the learned heads are trained.
+The starting weights are
 
-    w = λ · (1/M) + (1 − λ) · mean over blocks of the block's weights,        λ = ``shrinkage``
+    w₀ = λ · (1/M) + (1 − λ) · mean over blocks of the block's weights,        λ = ``shrinkage``
 
 and the members are fitted again on all the training dates (``refit``); a member already fitted on the same
 frames with the same settings (``offer``: ``evaluate`` offers the models it fitted) is reused, not trained again.
@@ -16,9 +17,23 @@ frames with the same settings (``offer``: ``evaluate`` offers the models it fitt
 Why not one fit on the whole validation part: an LP optimum sits on a corner of the simplex, so weights fitted on
 one stretch put everything on whichever member was luckiest there (the "forecast combination puzzle": equal or
 shrunk weights beat estimated ones out of sample; Smith & Wallis 2009, Wang et al. 2023). Averaging the corners of
-several blocks cannot chase one stretch; λ was chosen on validation dates of the development set only, leaving
-each series out in turn (``benchmarks/ensemble_choice.py``), and came out 0 there: equal weights nearer did not
-help once the blocks were averaged (the default; set ``shrinkage`` to move towards equal weights).
+several blocks cannot chase one stretch.
+
+Tracking. Fixed weights still lose to a member that is simply better after the validation part (on the
+development set the block weights favoured the MLP, and on the later dates the LSTM was better). So from the anchor
+(the day after the training data end, as ``calibration.anchor_date``) the weights follow the members' losses,
+per horizon h, as the exponentially weighted average forecaster (Hedge):
+
+    w_m(t, h) ∝ w₀_m · exp(−η · L_m(t, h)),   L_m(t, h) = Σ_{anchor ≤ s, s + h ≤ t} ρ^(t − h − s) · ℓ_m(s, h)
+
+with ℓ_m(s, h) the member's pinball loss at origin s, mean over the levels, on the log-return divided by σ_EWMA·√h
+(``member_losses``), η = ``eta`` and ρ = ``discount``. Only outcomes known at t enter (s + h ≤ t), so the forecast
+at t is causal; it is replayed from the anchor whichever origins are asked, so a backtest scores exactly what
+``predict`` gives for a file that ends at t (the cost: a forecast after the anchor asks every member for every
+origin since the anchor). Hedge's regret against the best member is at most ln(1/w₀_best)/η + η·T/8 over T
+outcomes (with ρ < 1 it follows a best member that changes); η = 0 is the fixed weights (what checkpoints saved
+before tracking load as). λ, η and ρ were chosen on validation dates of the development set only, leaving each
+series out in turn (``benchmarks/ensemble_choice.py``, RESULTS §13.1): ETA_CHOICE.
 """
 
 from __future__ import annotations
