@@ -61,6 +61,7 @@ def dev_set(us4_dir: Path) -> dict[str, pd.DataFrame]:
 LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)  # the ensemble's shrinkage grid
 ETAS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # its tracking rate (0: fixed weights)
 DISCOUNTS = (1.0, 0.999, 0.995, 0.99, 0.98)  # and the discount of past losses per origin
+SHARED = (False, True)  # weights per horizon, or one set for all horizons from their summed losses
 FIRST = 250  # --calibrate aci's coverage is also shown over each series' first this many test origins
 KEEP = ["series", "model", "origin", "horizon", "last_close", "actual", "sigma"]
 
@@ -125,13 +126,13 @@ def hedge_grid(forecasts: pd.DataFrame, fitted: dict, anchor: str) -> pd.DataFra
         for lam in LAMBDAS:
             prior = np.array([lam / len(members) + (1 - lam) * fitted[m] for m in members])
             used = prior > 0
-            for eta in ETAS:
-                for rho in (DISCOUNTS if eta else (1.0,)):
-                    w = hedge_weights(loss[used], prior[used], eta, rho, start)
-                    q = last[..., None] * np.exp(combine(w, logq[used]))
-                    ens = pinball(actual, q, levels).sum(axis=(0, 2))  # [H]
-                    rows += [{"series": series, "horizon": h + 1, "shrinkage": lam, "eta": eta, "discount": rho,
-                              "wql_vs_naive": ens[h] / naive[h]} for h in range(len(ens))]
+            for eta, rho, shared in [(0.0, 1.0, False)] + [(e, r, sh) for e in ETAS if e for r in DISCOUNTS
+                                                           for sh in SHARED]:
+                w = hedge_weights(loss[used], prior[used], eta, rho, start, shared)
+                q = last[..., None] * np.exp(combine(w, logq[used]))
+                ens = pinball(actual, q, levels).sum(axis=(0, 2))  # [H]
+                rows += [{"series": series, "horizon": h + 1, "shrinkage": lam, "eta": eta, "discount": rho,
+                          "shared": shared, "wql_vs_naive": ens[h] / naive[h]} for h in range(len(ens))]
     return pd.DataFrame(rows)
 
 

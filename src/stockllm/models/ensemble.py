@@ -85,15 +85,15 @@ def fit_weights(preds: np.ndarray, y: np.ndarray, levels: Sequence[float], row_w
     return w / w.sum()
 
 
-def hedge_weights(loss: np.ndarray, prior: np.ndarray, eta: float, discount: float = 1.0,
-                  start: int = 0) -> np.ndarray:
+def hedge_weights(loss: np.ndarray, prior: np.ndarray, eta: float, discount: float = 1.0, start: int = 0,
+                  shared: bool = False) -> np.ndarray:
     """Weights [n, H, M] in force at each of n consecutive origins: w ∝ prior · exp(−η · L), per horizon.
 
     loss: [M, n, H] each member's loss at each origin (NaN where an outcome is not in the data); the outcome of
     origin s at horizon h (1-based) is known from origin s + h on. L_m at origin i is the discounted sum
-    Σ ρ^(i − h − s) · loss[m, s, h] over the known outcomes of origins s ≥ ``start`` (ρ = ``discount``). Rows with
-    no known outcome keep ``prior`` exactly; η = 0 keeps it everywhere (fixed weights). A member with prior 0 stays
-    at 0.
+    Σ ρ^(i − h − s) · loss[m, s, h] over the known outcomes of origins s ≥ ``start`` (ρ = ``discount``); with
+    ``shared`` it is summed over the horizons and every horizon gets the same weights. Rows with no known outcome
+    keep ``prior`` exactly; η = 0 keeps it everywhere (fixed weights). A member with prior 0 stays at 0.
     """
     from scipy.signal import lfilter
 
@@ -103,19 +103,18 @@ def hedge_weights(loss: np.ndarray, prior: np.ndarray, eta: float, discount: flo
     if eta == 0 or n == 0:
         return out
     known = np.isfinite(loss).all(axis=0) & (np.arange(n) >= start)[:, None]  # [n, H]
-    x = np.where(known[None], loss, 0.0)
-    total = lfilter([1.0], [1.0, -discount], x, axis=1)  # [M, n, H]: discounted sum over origins ≤ s
-    seen = np.cumsum(known, axis=0) > 0
+    total = lfilter([1.0], [1.0, -discount], np.where(known[None], loss, 0.0), axis=1)  # [M, n, H]: origins ≤ s
+    cum, seen = np.zeros((n, horizon, m)), np.zeros((n, horizon), dtype=bool)
+    for h in range(horizon):  # at origin i the outcomes of origins ≤ i − h − 1 are known
+        cum[h + 1:, h] = total[:, : max(n - h - 1, 0), h].T
+        seen[h + 1:, h] = np.cumsum(known[:, h])[: max(n - h - 1, 0)] > 0
+    if shared:
+        cum[:] = cum.sum(axis=1, keepdims=True)
+        seen[:] = seen.any(axis=1, keepdims=True)
     with np.errstate(divide="ignore"):
-        log_prior = np.log(prior)
-    for h in range(horizon):
-        rows = np.flatnonzero(seen[: max(n - h - 1, 0), h]) + h + 1  # origins i with a known outcome at i − h − 1
-        if not len(rows):
-            continue
-        cum = total[:, rows - h - 1, h].T  # [r, M]
-        logits = log_prior - eta * (cum - cum.min(axis=1, keepdims=True))
-        w = np.exp(logits - logits.max(axis=1, keepdims=True))
-        out[rows, h] = w / w.sum(axis=1, keepdims=True)
+        logits = np.log(prior) - eta * (cum[seen] - cum[seen].min(axis=-1, keepdims=True))
+    w = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    out[seen] = w / w.sum(axis=-1, keepdims=True)
     return out
 
 
@@ -253,6 +252,7 @@ class EnsembleForecaster(Forecaster):
                          "fitted_weights": dict(zip(cfg.members, map(float, fitted))),
                          "fold_weights": [dict(zip(cfg.members, map(float, w))) for w in fold_weights],
                          "shrinkage": cfg.shrinkage, "eta": cfg.eta, "discount": cfg.discount,
+                         "share_horizons": cfg.share_horizons,
                          "validation_start": f"{val_start:%Y-%m-%d}",
                          "refit": cfg.refit, "reused": reused,
                          "members": {n: m.fit_info for n, m in self.members.items()}}
@@ -287,7 +287,8 @@ class EnsembleForecaster(Forecaster):
         every = np.arange(first, int(origins.max()) + 1)
         preds = np.stack([self.members[n].predict_quantiles(frame, every) for n in names])
         loss = member_losses(frame, every, preds, self.quantiles, self.horizon)
-        w = hedge_weights(loss, prior, self.config.eta, self.config.discount, start - first)
+        cfg = self.config
+        w = hedge_weights(loss, prior, cfg.eta, cfg.discount, start - first, cfg.share_horizons)
         return combine(w[origins - first], preds[:, origins - first])
 
     def _anchor_row(self, frame) -> int | None:
