@@ -234,3 +234,21 @@ def test_checkpoint_without_eta_keeps_fixed_weights(tmp_path):
         EnsembleConfig(eta=-1)
     with pytest.raises(StockLLMError, match="discount"):
         EnsembleConfig(discount=0)
+
+
+def test_shared_weights_sum_the_horizons_losses():
+    """With shared weights every horizon gets the same weights, from the losses summed over the horizons known at
+    each origin (horizon h's outcome of origin s from origin s + h on)."""
+    from stockllm.models.ensemble import hedge_weights
+
+    rng = np.random.default_rng(5)
+    loss = rng.uniform(0, 1, size=(3, 12, 2))
+    prior = np.array([0.5, 0.3, 0.2])
+    w = hedge_weights(loss, prior, 1.5, 0.9, start=2, shared=True)
+    np.testing.assert_array_equal(w[:, 0], w[:, 1])
+    np.testing.assert_array_equal(w[:3, 0], np.broadcast_to(prior, (3, 3)))  # nothing known before origin 3
+    i = 7
+    total = sum(0.9 ** (i - 1 - s) * loss[:, s, 0] for s in range(2, i)) + sum(
+        0.9 ** (i - 2 - s) * loss[:, s, 1] for s in range(2, i - 1))
+    expect = prior * np.exp(-1.5 * total)
+    np.testing.assert_allclose(w[i, 0], expect / expect.sum(), rtol=1e-12)
