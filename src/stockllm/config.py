@@ -366,7 +366,7 @@ class CalibrationConfig:
     # is γ·(1 + (boost − 1)·e^(−k/boost_origins)) for the outcome of the k-th origin after the anchor. Chosen on
     # validation dates of the development set only (benchmarks/aci_start.py, RESULTS §13.2): -1 with boost 5 over
     # 100 origins kept coverage_80 over the first 250 origins within 0.784–0.852 (naive and FHS, 5 series ×
-    # 3 horizons), tied best at the band's edge and the most even across series.
+    # 3 horizons), at the band's edge with six other variants; why this one among them: RESULTS §13.2.
     warmup: float = field(default=-1.0, metadata={"flag": None})
     shrink: float = field(default=1.0, metadata={"flag": None})
     boost: float = field(default=5.0, metadata={"flag": None})
