@@ -9,7 +9,13 @@ beside every row: on a shared machine the seconds are upper bounds, the memory i
 
     python benchmarks/universe.py --series 100 500 --days 5000 --models naive,drift,fhs,garch --anchor --anchor_max 100
     python benchmarks/universe.py --series 1000 5000 --days 1000 --models naive,fhs --long --anchor
+    python benchmarks/universe.py --forecast --series 1000 5000 --days 250 --anchor
+    python benchmarks/universe.py --processes 2 --series 500 --days 5000
     python benchmarks/universe.py --profile 100 --days 5000
+
+``--forecast`` times ``stockllm forecast --model naive`` (the next H sessions of every ticker of one long file) instead
+of the backtest, with statsforecast's ``Naive().forecast`` (80% interval) as the anchor. ``--processes N`` runs the
+evaluate rows under ``torchrun --nproc_per_node N`` (peak memory is then the largest process's).
 """
 
 from __future__ import annotations
@@ -30,10 +36,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 END = "2024-12-31"
 
-# Runs a command in this process and prints its peak RSS (kB) and CPU seconds (user + system) last on stderr.
+# Runs a command in this process and prints its peak RSS (kB; the largest of it and its child processes, e.g.
+# torchrun's workers) and CPU seconds (user + system, its own and its children's) last on stderr.
 _PEAK = ("import resource, runpy, sys\nsys.argv = sys.argv[1:]\ntry:\n    runpy.run_module(sys.argv[0], "
          "run_name='__main__', alter_sys=True)\nfinally:\n    u = resource.getrusage(resource.RUSAGE_SELF)\n"
-         "    print('PEAK_KB', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr)\n")
+         "    c = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+         "    print('PEAK_KB', max(u.ru_maxrss, c.ru_maxrss), u.ru_utime + u.ru_stime + c.ru_utime + c.ru_stime, "
+         "file=sys.stderr)\n")
 
 
 def series_frame(i: int, days: int) -> pd.DataFrame:
@@ -91,8 +100,9 @@ def timed(argv: list[str], env: dict) -> tuple[float, float, float, int, str]:
     return wall, float(peak[-1][2]), int(peak[-1][1]) / 1024, child.returncode, child.stderr[-1500:]
 
 
-def anchor(data: Path, out: Path, horizon: int = 3, test_size: float = 0.2) -> None:
-    """statsforecast's Naive backtest of every series over the same test origins (run in its own process)."""
+def anchor(data: Path, out: Path, horizon: int = 3, test_size: float = 0.2, forecast: bool = False) -> None:
+    """statsforecast's Naive backtest of every series over the same test origins, or (``forecast``) its next
+    ``horizon`` values with an 80% interval (run in its own process)."""
     from statsforecast import StatsForecast
     from statsforecast.models import Naive
 
@@ -105,6 +115,9 @@ def anchor(data: Path, out: Path, horizon: int = 3, test_size: float = 0.2) -> N
         parts.append(df[["ticker", "Date", "Close"]].rename(columns={"ticker": "unique_id", "Date": "ds",
                                                                       "Close": "y"}))
     df = pd.concat(parts, ignore_index=True)
+    if forecast:
+        StatsForecast(models=[Naive()], freq="B", n_jobs=1).forecast(df=df, h=horizon, level=[80]).to_csv(out)
+        return
     days = df.groupby("unique_id").size().max()
     windows = days - int(round(days * (1 - test_size))) - horizon + 1
     sf = StatsForecast(models=[Naive()], freq="B", n_jobs=1)
@@ -123,15 +136,25 @@ def bench(n: int, args, tmp: Path, env: dict) -> None:
     folder.mkdir()
     data = write_universe(folder, n, args.days, args.long)
     before = load()
-    wall, cpu, peak, rc, err = timed(["stockllm", "evaluate", "--data", str(data), "--models", args.models,
-                                      "--quiet", "--format", args.format, "--output_dir", str(tmp / f"out{n}")], env)
+    if args.forecast:
+        argv = ["stockllm", "forecast", "--model", "naive", "--data", str(data), "--quiet", "--output",
+                str(tmp / f"predictions{n}.csv")]
+    else:
+        argv = ["stockllm", "evaluate", "--data", str(data), "--models", args.models, "--quiet", "--format",
+                args.format, "--output_dir", str(tmp / f"out{n}")]
+    if args.processes > 1:
+        argv = ["torch.distributed.run", "--nproc_per_node", str(args.processes), "-m", "stockllm.cli", *argv[1:]]
+    wall, cpu, peak, rc, err = timed(argv, env)
     if rc:
         print(err, file=sys.stderr)
-    row = (f"| {n} | {args.days} | {'long CSV' if args.long else 'folder'} | {args.models} | {wall:.1f} | {cpu:.1f} "
+    job = "forecast --model naive" if args.forecast else args.models
+    job += f" ({args.processes} processes)" if args.processes > 1 else ""
+    row = (f"| {n} | {args.days} | {'long CSV' if args.long else 'folder'} | {job} | {wall:.1f} | {cpu:.1f} "
            f"| {peak:,.0f}")
     if args.anchor and n <= args.anchor_max:
         a_wall, a_cpu, a_peak, a_rc, a_err = timed(
-            [Path(__file__).stem, "--anchor-run", str(data), str(tmp / "sf.csv")],
+            [Path(__file__).stem, "--anchor-run", str(data), str(tmp / "sf.csv"), *(["forecast"] if args.forecast
+                                                                                  else [])],
             {**env, "PYTHONPATH": f"{Path(__file__).parent}:{env['PYTHONPATH']}"})
         if a_rc:
             print(a_err, file=sys.stderr)
@@ -165,12 +188,17 @@ def main() -> None:
     parser.add_argument("--anchor", action="store_true", help="also time statsforecast's Naive backtest")
     parser.add_argument("--anchor_max", type=int, default=10**9, metavar="N",
                         help="run the anchor only up to N series (it is the slow part of the benchmark)")
+    parser.add_argument("--forecast", action="store_true",
+                        help="time `stockllm forecast --model naive` on one long file (implies --long)")
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="run stockllm under torchrun with N processes (peak memory: the largest process)")
     parser.add_argument("--profile", type=int, metavar="N", help="profile one in-process run over N series")
-    parser.add_argument("--anchor-run", nargs=2, metavar=("DATA", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--anchor-run", nargs="+", metavar="DATA OUT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.anchor_run:
-        anchor(Path(args.anchor_run[0]), Path(args.anchor_run[1]))
+        anchor(Path(args.anchor_run[0]), Path(args.anchor_run[1]), forecast=args.anchor_run[2:] == ["forecast"])
         return
+    args.long = args.long or args.forecast
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

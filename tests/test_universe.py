@@ -158,6 +158,60 @@ def test_fast_reading_equals_the_careful_path(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(one, fast["T00"], check_exact=True)
 
 
+def test_a_ticker_that_needs_a_warning_does_not_send_the_whole_long_file_down_the_slow_path(tmp_path, monkeypatch):
+    """One ticker with a split-like overnight move, one with suspended days: the fast reader checks only those two
+    carefully (same frames, same warnings with the file's line numbers) and reads the rest in its one parse."""
+    import stockllm.data as data_module
+    import stockllm.fastload as fastload
+    import stockllm.series as series_module
+    from stockllm.series import load_series
+
+    parts = [make_ohlcv(80, seed=s).assign(ticker=f"X{s}") for s in range(4)]
+    split, idle = parts[1], parts[2]
+    split.iloc[40:, :4] = split.iloc[40:, :4] / 2  # a 2:1 split left unadjusted: rows 40.. halve overnight
+    idle.iloc[30, :4] = idle["Close"].iloc[29]
+    idle.iloc[30, 4] = 0  # suspended: no volume, open = high = low = close
+    path = tmp_path / "long.csv"
+    pd.concat(parts).reset_index().to_csv(path, index=False)
+    careful_calls = []
+    monkeypatch.setattr(fastload, "_checked", lambda raw, *a, **k: careful_calls.append(len(raw))
+                        or data_module._checked(raw, *a, **k))
+    with warnings.catch_warnings(record=True) as fast_notes:
+        warnings.simplefilter("always")
+        fast = load_series([path])
+    assert careful_calls == [80, 80]  # only X1 and X2 took the careful checks
+    monkeypatch.setattr(series_module, "read_clean", lambda *a, **k: None)
+    with warnings.catch_warnings(record=True) as careful_notes:
+        warnings.simplefilter("always")
+        careful = load_series([path])
+    assert [str(w.message) for w in fast_notes] == [str(w.message) for w in careful_notes]
+    assert any("long.csv row 122 " in str(w.message) for w in fast_notes)  # X1's 41st row: line 1 + 80 + 41
+    assert len(fast["X2"]) == 79 and list(fast) == list(careful)
+    for name in careful:
+        pd.testing.assert_frame_equal(fast[name], careful[name], check_exact=True)
+        assert fast[name].attrs == careful[name].attrs
+
+
+def test_each_process_reads_only_its_share_of_the_files(tmp_path, monkeypatch):
+    import stockllm.series as series_module
+    from stockllm.series import load_series
+
+    data = _universe(tmp_path / "data", 5, days=80)
+    read = []
+    real = series_module.load_file_series
+    monkeypatch.setattr(series_module, "load_file_series", lambda path, **k: read.append(Path(path).name)
+                        or real(path, **k))
+    everything = load_series([data])
+    shares = [load_series([data], shard=(rank, 2)) for rank in (0, 1)]
+    assert read[5:] == ["T00.csv", "T01.csv", "T02.csv", "T03.csv", "T04.csv"]  # each file read by one process
+    assert [list(s) for s in shares] == [["T00", "T01", "T02"], ["T03", "T04"]]
+    for name, frame in {**shares[0], **shares[1]}.items():
+        pd.testing.assert_frame_equal(frame, everything[name])
+    long = pd.concat([make_ohlcv(60, seed=s).assign(ticker=f"X{s}") for s in range(3)]).reset_index()
+    long.to_csv(tmp_path / "long.csv", index=False)  # one file, 2 processes: each keeps its share of the series
+    assert [list(load_series([tmp_path / "long.csv"], shard=(r, 2))) for r in (0, 1)] == [["X0", "X1"], ["X2"]]
+
+
 @pytest.mark.parametrize("bad, where", [
     (lambda t: t.replace("2020-01-07,", "2020-01-32,", 1), "row 6 column Date"),
     (lambda t: t.replace("\n", "\nx,", 1).replace("Date,", "ticker,Date,", 1), None),
@@ -183,6 +237,7 @@ def test_two_processes_shard_the_series_and_rank_zero_writes_the_merge(tmp_path)
     args = ["evaluate", "--data", str(data), "--models", "naive,drift,fhs", "--window_size", "20", "--quiet"]
     _, two = one_and_two_processes(args, tmp_path)
     assert two.stdout.count("wrote ") == 1 and "each backtests 1/2 of the series" in two.stdout
+    assert "each read and checked 1/2 of the data (3 series here)" in two.stdout
     for name in ("metrics.csv", "leaderboard.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "two" / name), pd.read_csv(tmp_path / "one" / name))
     one_fc, two_fc = (pd.read_csv(tmp_path / d / "forecasts.csv").sort_values(KEY).reset_index(drop=True)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import resource
-import sys
 from contextlib import contextmanager
 
 import torch
@@ -73,10 +71,9 @@ def peak_memory_mb() -> tuple[float, str]:
     """Peak memory so far in MB, with a label saying what was measured (GPU allocations or process RSS)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**20, "GPU max allocated"
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # ru_maxrss is KiB on Linux but bytes on macOS.
-    mb = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-    return mb, "process peak RSS"
+    from .memory import process_peak_mb
+
+    return process_peak_mb(), "process peak RSS"
 
 
 @contextmanager

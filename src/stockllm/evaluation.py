@@ -136,7 +136,7 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None, keep_forecasts: boo
     and tables; with ``opts.output_dir`` None nothing is written, otherwise the output folder is written as one
     unit (see ``outputs.atomic_folder``). ``keep_forecasts`` False: with an output folder, the cheap models'
     forecasts go only to the file (``stockllm.universe``: flat memory), and the result's forecasts are None."""
-    from .backtest import evaluate, leaderboard, trained_until
+    from .backtest import evaluate, leaderboard
     from .outputs import check_not_inputs, folder_target
     from .series import data_files
 
@@ -151,22 +151,18 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None, keep_forecasts: boo
         check_not_inputs([*data_files(opts.data.data or ["nasdaq"]), ("--checkpoint", opts.checkpoint)],
                          folders=[("--output_dir", out)])
     data = plan.data
-    min_rows = data.min_rows * 3 if plan.checkpoint is None else data.min_rows
-    frames = opts.data.load(min_rows, f"window {data.window_size} + horizon {data.horizon}, for both the training "
-                            "and test part", say)
-    check_close_only(frames, plan.kinds)
-    if plan.checkpoint is not None and opts.test_start is None:
-        _check_newer_rows(frames, trained_until(plan.checkpoint), data.horizon, opts.checkpoint)
     factories = {m: opts.settings.factory(m, data) for m in plan.names}
-    shown = _shown(opts, plan.checkpoint, plan.names + ([plan.checkpoint.kind] if plan.checkpoint is not None
-                                                        else []), plan.calibration[0])
-
+    from .limits import describe as describe_limits
     from .universe import eligible, forecasts_name, run_universe
 
     forecasts_name(opts.format)
-    from .limits import describe as describe_limits
-
+    cheap = eligible(factories, fitted, opts.refit_every, plan.calibration[0])
+    frames, shared = _load(opts, data, plan, say, sharded=cheap)
+    shown = _shown(opts, plan.checkpoint, plan.names + ([plan.checkpoint.kind] if plan.checkpoint is not None
+                                                        else []), plan.calibration[0])
     limited = bool(describe_limits(frames, opts.price_limits))
+    if limited and shared:
+        frames, _ = _load(opts, data, plan, say, sharded=False)  # price limits take the per-series path: all the data
     if eligible(factories, fitted, opts.refit_every, plan.calibration[0], limited):  # cheap models: arrays, streamed
         return Evaluation(*run_universe(
             frames, factories, data, test_size=0.2 if opts.test_size is None else opts.test_size,
@@ -180,6 +176,27 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None, keep_forecasts: boo
     if out is not None and os.environ.get("RANK", "0") == "0":  # every process holds the gathered result; one writes
         _write(out, result, data, frames, say, shown, opts.format)
     return result
+
+
+def _load(opts: EvaluateOptions, data: DataConfig, plan, say, sharded: bool) -> tuple[dict, bool]:
+    """(the checked frames of ``opts.data``, whether they are closes shared between processes). ``sharded`` under
+    several processes (the cheap models, which read closes only): each process reads and checks only its share of
+    the files, then all swap closes (``universe.gather_closes``)."""
+    from .backtest import process_rank, trained_until
+
+    min_rows = data.min_rows * 3 if plan.checkpoint is None else data.min_rows
+    shard = process_rank() if sharded and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    frames = opts.data.load(min_rows, f"window {data.window_size} + horizon {data.horizon}, for both the training "
+                            "and test part", say, shard=shard)
+    check_close_only(frames, plan.kinds)
+    if plan.checkpoint is not None and opts.test_start is None:
+        _check_newer_rows(frames, trained_until(plan.checkpoint), data.horizon, opts.checkpoint)
+    if shard is None:
+        return frames, False
+    from .universe import gather_closes
+
+    say(f"{shard[1]} processes: each read and checked 1/{shard[1]} of the data ({len(frames)} series here)")
+    return gather_closes(frames), True
 
 
 def _write(out: Path, result: Evaluation, data: DataConfig, frames: dict, say, shown=(),

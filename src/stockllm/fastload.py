@@ -5,9 +5,11 @@ by file, line and column but costs about 15 µs a row (a universe of 500 files o
 files are clean: a header, plain numbers, YYYY-MM-DD dates in order, one series per file or per ticker. For those,
 ``read_clean`` parses the file with pandas' C reader (the same float parser as the careful path, so the same
 numbers), checks everything the careful path checks over whole columns at once, and returns the frames. Anything it
-does not accept (a bad or empty cell, another date format, rows out of order, duplicates, a possible split, decimal
-commas, ``--columns``) makes it return None, and the careful path reads the file again and reports the problem with
-its file, line and column, or warns as it always did.
+does not accept (a bad or empty cell, another date format, rows out of order, duplicates, decimal commas,
+``--columns``) makes it return None, and the careful path reads the file again and reports the problem with its file,
+line and column, or warns as it always did. A series that only needs a warning or a cleaning step (a possible split,
+suspended days) goes through the careful checks alone, with its own line numbers, so one such ticker in a long file of
+thousands does not send the whole file down the slow path.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import io
 import numpy as np
 import pandas as pd
 
-from .data import (MAX_PRICE, MAX_VOLUME, OHLCV_COLUMNS, _check_length, _column_positions, _sniff_separator,
-                   _split_note)
+from .data import (MAX_PRICE, MAX_VOLUME, OHLCV_COLUMNS, _check_length, _checked, _column_positions,
+                   _sniff_separator, _split_note)
 
 
 def read_clean(text: str, source: str, *, id_position: int | None, min_rows: int = 1, min_rows_reason: str = "",
@@ -47,7 +49,26 @@ def read_clean(text: str, source: str, *, id_position: int | None, min_rows: int
     cells = _parse(text, separator, len(header), positions, id_pos)
     if cells is None:
         return None
+    cells["line"] = _line_numbers(text, len(cells["Date"]))
     return _split(cells, source, id_pos is not None, min_rows, min_rows_reason)
+
+
+def _line_numbers(text: str, n: int) -> np.ndarray | None:
+    """The file line of each of the n data rows (the header is line 1), or None when blank lines (which the parser
+    skips) make that unknown."""
+    body = text.replace("\r\n", "\n").rstrip("\n")
+    return None if "\n\n" in body else np.arange(2, n + 2)
+
+
+def _needs_care(frame: pd.DataFrame, source: str) -> bool:
+    """Whether the careful checks would warn about or clean this series: a possible split, or suspended days
+    (volume 0 and open = high = low = close in a series that trades on other days)."""
+    if _split_note(frame, source, np.arange(len(frame))) is not None:
+        return True
+    v = frame.to_numpy()
+    volume = v[:, 4]
+    return bool((volume > 0).any() and ((volume == 0) & (v[:, 0] == v[:, 1]) & (v[:, 1] == v[:, 2])
+                                        & (v[:, 2] == v[:, 3])).any())
 
 
 def _parse(text: str, separator: str, width: int, positions: list[int], id_pos: int | None) -> dict | None:
@@ -109,7 +130,7 @@ def _split(cells: dict, source: str, by_id: bool, min_rows: int, reason: str) ->
         codes, names, order = np.zeros(len(dates), dtype=np.int64), np.array([""], dtype=object), None
     if order is not None:
         codes, dates = codes[order], dates[order]
-        cells = {k: v[order] for k, v in cells.items()}
+        cells = {k: None if v is None else v[order] for k, v in cells.items()}
     same = codes[1:] == codes[:-1]
     if (same & (dates[1:] <= dates[:-1])).any():  # out of order or repeated: the careful path sorts or refuses
         return None
@@ -119,9 +140,14 @@ def _split(cells: dict, source: str, by_id: bool, min_rows: int, reason: str) ->
         name = str(names[k])
         frame = pd.DataFrame({c: cells[c][lo:hi] for c in OHLCV_COLUMNS},
                              index=pd.DatetimeIndex(dates[lo:hi], name="Date").as_unit("ns"))
-        if _split_note(frame, source, np.arange(hi - lo)) is not None:
-            return None  # the careful path warns about a possible split, naming its line
-        _check_length(frame, source, min_rows, (reason + f"; series {name}").lstrip("; ") if by_id else reason)
+        why = (reason + f"; series {name}").lstrip("; ") if by_id else reason
+        if _needs_care(frame, source):
+            if cells["line"] is None:
+                return None
+            raw = pd.DataFrame({"Date": frame.index, **{c: frame[c].to_numpy() for c in OHLCV_COLUMNS}})
+            frame = _checked(raw, source, list(cells["line"][lo:hi]), min_rows, why)  # warns, drops suspended days
+        else:
+            _check_length(frame, source, min_rows, why)
         frame.attrs["source"] = name if by_id else source
         frame.attrs["close_only"] = False
         out[name] = frame

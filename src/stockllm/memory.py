@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import os
+import resource
+import sys
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, here kept fixed
+
+
+def process_peak_mb() -> float:
+    """This process's peak resident memory so far, in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def keep_heap_small() -> bool:
@@ -21,7 +31,6 @@ def keep_heap_small() -> bool:
     """
     import ctypes
     import ctypes.util
-    import sys
 
     if not sys.platform.startswith("linux"):
         return False
@@ -45,6 +54,8 @@ def activation_bytes_per_token(config, lora_dropout: float, dtype: torch.dtype) 
     head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
     q_width = config.num_attention_heads * head_dim
     kv_width = getattr(config, "num_key_value_heads", config.num_attention_heads) * head_dim
+    import torch
+
     size = torch.tensor([], dtype=dtype).element_size()
     per_layer = (4 * hidden + 4 * inter + 2 * (q_width + kv_width)) * size
     if lora_dropout > 0:
@@ -55,6 +66,8 @@ def activation_bytes_per_token(config, lora_dropout: float, dtype: torch.dtype) 
 def memory_bytes(device: torch.device) -> int | None:
     """Total memory of the device that holds the activations: the GPU's, or the machine's RAM; None if unknown."""
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.get_device_properties(device).total_memory
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -123,8 +123,9 @@ class DataOptions:
             return list(self.data)
         return None
 
-    def load(self, min_rows: int, reason: str, say=lambda *_: None) -> dict:
-        """{series name: checked OHLCV frame} of ``data`` (the NASDAQ sample when none is given)."""
+    def load(self, min_rows: int, reason: str, say=lambda *_: None, shard: tuple[int, int] | None = None) -> dict:
+        """{series name: checked OHLCV frame} of ``data`` (the NASDAQ sample when none is given); ``shard`` =
+        (rank, world): only this process's share of files given by path (``series.load_series``)."""
         from .models.pipeline import as_frames
         from .series import load_series
 
@@ -137,7 +138,7 @@ class DataOptions:
         paths = dataclasses.replace(self, data=data).paths()
         if paths is None:
             return as_frames(data, min_rows, reason)
-        return load_series(paths, min_rows=min_rows, min_rows_reason=reason, **self.csv_options())
+        return load_series(paths, min_rows=min_rows, min_rows_reason=reason, shard=shard, **self.csv_options())
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import StockLLMError
@@ -159,12 +160,16 @@ def run_predict(opts: PredictOptions, say=lambda *_: None) -> pd.DataFrame:
 
 
 def _forecast(model, frames: dict, levels, calendar) -> pd.DataFrame:
-    tables = []
-    for series, frame in frames.items():
-        table = model.forecast(frame, levels, calendar=calendar)
-        table.insert(0, "series", series)
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+    """Every series' forecast (``Forecaster.forecast``'s columns after a ``series`` column), built in one table."""
+    from .models.pipeline import forecast_tables
+
+    model.check_levels(levels)
+    table = forecast_tables(model, [(str(f.attrs.get("source", "")), f) for f in frames.values()], levels, calendar)
+    table["ticker"] = np.repeat(np.asarray(list(frames), dtype=object), model.horizon)
+    table["date"] = table["date"].dt.strftime("%Y-%m-%d")
+    table["last_date"] = table["last_date"].dt.strftime("%Y-%m-%d")
+    first = ["ticker", "date", "horizon", "predicted_close", "last_close", "last_date", "model"]
+    return table[first + [c for c in table.columns if c not in first]].rename(columns={"ticker": "series"})
 
 
 def _say_table(result: pd.DataFrame, levels, kind: str, say) -> None:
@@ -174,13 +179,17 @@ def _say_table(result: pd.DataFrame, levels, kind: str, say) -> None:
 
     intervals = central_intervals(levels)
     pct, lo, hi = next((i for i in intervals if i[0] == 80), intervals[0] if intervals else (None, None, None))
-    for series, g in result.groupby("series", sort=False):
-        say(f"{series}: last close {g['last_close'].iloc[0]:.2f} on {g['last_date'].iloc[0]}; model {kind}"
-            + (f"; median close and {pct}% interval" if pct else "; median close"))
-        for _, row in g.iterrows():
-            band = f"  {pct}% [{row[column(lo)]:.2f}, {row[column(hi)]:.2f}]" if pct else ""
-            mark = "  (price limit)" if row["limited"] else ""
-            say(f"  {row['date']}  +{row['horizon']}d  {row['predicted_close']:.2f}{band}{mark}")
+    cols = ["series", "last_close", "last_date", "date", "horizon", "predicted_close", "limited"]
+    band = [column(lo), column(hi)] if pct else []
+    current = None
+    for row in result[cols + band].itertuples(index=False, name=None):  # plain tuples: thousands of series
+        series, last_close, last_date, date, horizon, point, clipped = row[:7]
+        if series != current:
+            current = series
+            say(f"{series}: last close {last_close:.2f} on {last_date}; model {kind}"
+                + (f"; median close and {pct}% interval" if pct else "; median close"))
+        interval = f"  {pct}% [{row[7]:.2f}, {row[8]:.2f}]" if pct else ""
+        say(f"  {date}  +{horizon}d  {point:.2f}{interval}" + ("  (price limit)" if clipped else ""))
 
 
 def _write(opts: PredictOptions, result: pd.DataFrame, frames: dict, levels, checkpoint, origin, say) -> None:

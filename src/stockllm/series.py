@@ -14,6 +14,7 @@ import glob
 import io
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .data import _checked, _parse_csv, _read_text, _sniff_separator, resolve_data_path
@@ -113,10 +114,10 @@ def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "", colu
         raise DataError(f"empty {_header(text)[position].strip()} in {source} row {blank[0]}: every row of a long "
                         "file names its series")
     out = {}
-    for key in dict.fromkeys(keys):
-        mask = (keys == key).to_numpy()
-        part = raw.loc[mask].reset_index(drop=True)
-        frame = _checked(part, source, [r for r, m in zip(rows, mask) if m], min_rows,
+    rows = np.asarray(rows, dtype=object)
+    for key, where in keys.groupby(keys, sort=False).indices.items():  # one pass, not a mask per ticker
+        part = raw.iloc[where].reset_index(drop=True)
+        frame = _checked(part, source, list(rows[where]), min_rows,
                          (min_rows_reason + f"; series {key}").lstrip("; "), decimal, date_format)
         frame.attrs["source"] = key  # the ticker: it names the series and its exchange calendar
         frame.attrs["close_only"] = close_only
@@ -124,17 +125,27 @@ def load_file_series(path, *, min_rows: int = 1, min_rows_reason: str = "", colu
     return out
 
 
+def share(items: list, rank: int, world: int) -> list:
+    """The contiguous share of ``items`` that process ``rank`` of ``world`` takes (all of them with one process)."""
+    return list(np.array_split(np.asarray(items, dtype=object), world)[rank]) if world > 1 else list(items)
+
+
 def load_series(items, *, min_rows: int = 1, min_rows_reason: str = "", columns: dict | None = None,
-                decimal: str = ".", date_format: str | None = None) -> dict[str, pd.DataFrame]:
+                decimal: str = ".", date_format: str | None = None,
+                shard: tuple[int, int] | None = None) -> dict[str, pd.DataFrame]:
     """``--data`` values (files, folders, globs, long files) → {series name: checked OHLCV frame}.
 
     Plain files are named by their stem (by their path where two stems are equal); series of long files by their
-    id. Two series with one name are refused, since their rows would be scored as one.
+    id. Two series with one name are refused, since their rows would be scored as one. ``shard`` = (rank, world):
+    only this process's contiguous share, of the files where there are at least ``world`` of them (the others are
+    never read), else of the series of the files.
     """
     paths = expand_paths(items)
     stems = [Path(p).stem for p in paths]
+    by_file = shard is not None and len(paths) >= shard[1]
+    chosen = share(list(range(len(paths))), *shard) if by_file else range(len(paths))
     out: dict[str, pd.DataFrame] = {}
-    for path, stem in zip(paths, stems):
+    for path, stem in ((paths[i], stems[i]) for i in chosen):
         for name, frame in load_file_series(path, min_rows=min_rows, min_rows_reason=min_rows_reason,
                                             columns=columns, decimal=decimal,
                                             date_format=date_format).items():
@@ -144,4 +155,6 @@ def load_series(items, *, min_rows: int = 1, min_rows_reason: str = "", columns:
                 raise DataError(f"two series are named {name} ({path} and an earlier one): rename one file, or keep "
                                 "each ticker in one file")
             out[name] = frame
+    if shard is not None and not by_file:
+        out = {name: out[name] for name in share(list(out), *shard)}
     return out

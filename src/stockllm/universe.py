@@ -175,7 +175,25 @@ def forecasts_name(fmt: str) -> str:
 
 def shard(names: list, rank: int, world: int) -> list:
     """The contiguous share of ``names`` that process ``rank`` of ``world`` backtests."""
-    return list(np.array_split(np.asarray(names, dtype=object), world)[rank]) if world > 1 else list(names)
+    from .series import share
+
+    return share(names, rank, world)
+
+
+def gather_closes(frames: dict) -> dict:
+    """Every process's series as Close-only frames (all the cheap models and the array path read), in rank order:
+    each process reads and checks only its share of the files, then the processes swap closes."""
+    from accelerate.utils import gather_object
+
+    from .errors import DataError
+
+    out = {}
+    for name, frame in gather_object([(name, frame[["Close"]]) for name, frame in frames.items()]):
+        if name in out:
+            raise DataError(f"two series are named {name} (in two processes' shares of the files): rename one file, "
+                            "or keep each ticker in one file")
+        out[name] = frame
+    return out
 
 
 def plan_blocks(frames: dict, names: list, models: int, horizon: int, cutoff) -> list[list]:

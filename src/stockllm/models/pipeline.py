@@ -73,24 +73,48 @@ def _id_column(names) -> str | None:
 def forecast_table(model, ticker: str, frame: pd.DataFrame, levels: Sequence[float],
                    calendar: str | None) -> pd.DataFrame:
     """One series' forecast after its last row: ticker, date, horizon, predicted_close, q..., last_close,
-    last_date, model, limited (True where a daily price limit clipped the quantiles; dates as Timestamps: the sessions of ``calendar``, or of the ticker's exchange if None).
+    last_date, model, limited (True where a daily price limit clipped the quantiles; dates as Timestamps: the
+    sessions of ``calendar``, or of the ticker's exchange if None).
     ``levels`` must be some of ``model.quantiles``; the frame must hold ``min_history(model)`` rows."""
+    return forecast_tables(model, [(ticker, frame)], levels, calendar)
+
+
+def forecast_tables(model, series: Sequence[tuple[str, pd.DataFrame]], levels: Sequence[float],
+                    calendar: str | None) -> pd.DataFrame:
+    """``forecast_table`` of every (ticker, frame) pair, stacked in order, built at once from arrays.
+
+    The model forecasts series by series; the sessions are looked up once per (calendar, last date) and the
+    frame is made once at the end, so thousands of tickers cost little beyond the model itself.
+    """
     rows, why = min_history(model)
-    if len(frame) < rows:
-        raise StockLLMError(f"{frame.attrs.get('source') or ticker or 'the data'} has {len(frame)} rows but the "
-                            f"model needs {rows} ({why}): pass a longer history")
-    point, q = model.predict_distribution(frame, np.array([len(frame) - 1]))
-    last_close = float(frame["Close"].iloc[-1])
-    dates = next_sessions(frame.index[-1], model.horizon, calendar or calendar_for(ticker), label=ticker)
-    table = pd.DataFrame({"ticker": ticker, "date": dates, "horizon": np.arange(1, model.horizon + 1),
-                          "predicted_close": last_close * np.exp(point[0])})
-    q_prices = last_close * np.exp(select(q[0], model.quantiles, levels))  # [H, len(levels)]
-    quantiles = pd.DataFrame(q_prices, columns=[column(level) for level in levels])  # at once: no fragmented frame
-    table = pd.concat([table, quantiles], axis=1)
-    table["last_close"] = last_close
-    table["last_date"] = frame.index[-1]
+    horizon = model.horizon
+    points, quantiles, closes, lasts, dates, flags, sessions = [], [], [], [], [], [], {}
+    for ticker, frame in series:
+        if len(frame) < rows:
+            raise StockLLMError(f"{frame.attrs.get('source') or ticker or 'the data'} has {len(frame)} rows but the "
+                                f"model needs {rows} ({why}): pass a longer history")
+        point, q = model.predict_distribution(frame, np.array([len(frame) - 1]))
+        code = calendar or calendar_for(ticker)
+        key = (code, frame.index[-1], ticker if code is None else "")  # unknown calendars warn per ticker
+        if key not in sessions:
+            sessions[key] = next_sessions(frame.index[-1], horizon, code, label=ticker)
+        points.append(point[0])
+        quantiles.append(select(q[0], model.quantiles, levels))  # [H, len(levels)], log-returns
+        flags.append(limited(q, model.price_limit(frame))[0])  # a price limit cut some of the distribution
+        closes.append(float(frame["Close"].iloc[-1]))
+        lasts.append(frame.index[-1])
+        dates.append(sessions[key])
+    close = np.repeat(np.asarray(closes, dtype=np.float64), horizon)
+    table = pd.DataFrame({"ticker": np.repeat(np.asarray([t for t, _ in series], dtype=object), horizon),
+                          "date": pd.DatetimeIndex(np.concatenate(dates) if dates else [], name=None),
+                          "horizon": np.tile(np.arange(1, horizon + 1), len(series)),
+                          "predicted_close": close * np.exp(np.concatenate(points) if points else [])})
+    q_prices = close[:, None] * np.exp(np.concatenate(quantiles) if quantiles else np.zeros((0, len(levels))))
+    table = pd.concat([table, pd.DataFrame(q_prices, columns=[column(level) for level in levels])], axis=1)
+    table["last_close"] = close
+    table["last_date"] = pd.DatetimeIndex(np.repeat(np.asarray(lasts, dtype="datetime64[ns]"), horizon))
     table["model"] = model.kind
-    table["limited"] = limited(q, model.price_limit(frame))[0]  # a price limit cut some of the distribution
+    table["limited"] = np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
     return table
 
 
@@ -121,5 +145,4 @@ def predict_df(model, df, quantiles: Sequence[float] | None = None, calendar: st
     frames = as_frames(df, rows, why)
     check_closes_only(model, frames)
     model = model.limited_to(price_limits)
-    return pd.concat([forecast_table(model, ticker, frame, levels, calendar) for ticker, frame in frames.items()],
-                     ignore_index=True)
+    return forecast_tables(model, list(frames.items()), levels, calendar)
