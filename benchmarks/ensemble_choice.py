@@ -1,15 +1,18 @@
-"""The ensemble's shrinkage λ, chosen on validation dates only and checked by leaving each development series out.
+"""The ensemble's settings (shrinkage λ, tracking rate η, discount ρ), chosen on validation dates only and checked
+by leaving each development series out.
 
-    python benchmarks/skill.py --validation     # writes benchmarks/skill/validation/<run>_shrinkage.csv
+    python benchmarks/skill.py --validation     # writes benchmarks/skill/validation/<run>_hedge.csv
     python benchmarks/skill.py                  # the same for the test part
+    python benchmarks/skill.py [--validation] --regrid   # the grids again from the saved member forecasts
     python benchmarks/ensemble_choice.py        # reads both, writes benchmarks/skill/ensemble_choice.md
 
-For each setting (each series fitted alone; one pooled fit) and λ on the grid, the ensemble's geometric mean of
-wql_vs_naive over a series' horizons comes from its members' forecasts and fitted weights (``skill.shrinkage_grid``).
-The default λ minimises the geometric mean over all five series × horizons on validation dates. Leave-one-series-out:
-for each series s, λ₋ₛ minimises it over the other four series' validation dates, and the ensemble at λ₋ₛ is scored on
-s, on the validation dates and on the test part, beside its members and FHS. The criteria of issue 26: the ensemble's
-geometric mean ≤ the best member's + 0.0005, and on every series ≤ FHS's + 0.001.
+For each setting (each series fitted alone; one pooled fit) and each (λ, η, ρ) on the grid, the ensemble's geometric
+mean of wql_vs_naive over a series' horizons comes from its members' forecasts and fitted weights
+(``skill.hedge_grid``, which combines them exactly as the ensemble does). The default minimises the geometric mean
+over all five series × horizons on validation dates. Leave-one-series-out: for each series s, (λ, η, ρ)₋ₛ minimises
+it over the other four series' validation dates, and the ensemble with it is scored on s, on the validation dates
+and on the test part, beside its members and FHS. The criteria of issue 26: the ensemble's geometric mean ≤ the best
+member's + 0.0005, and on every series ≤ FHS's + 0.001.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS = ("fhs", "garch", "mlp", "lstm")
+KNOBS = ["shrinkage", "eta", "discount", "shared"]
 
 
 def geomean(v) -> float:
@@ -31,12 +35,12 @@ def geomean(v) -> float:
 
 
 def load(part: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(grid, metrics) of one part: the shrinkage grid and the metrics rows, with setting 'alone' or 'pooled'
+    """(grid, metrics) of one part: the ensemble's grid and the metrics rows, with setting 'alone' or 'pooled'
     (empty frames when the part has no grid yet)."""
     grids, tables = [pd.DataFrame(columns=["setting"])], [pd.DataFrame(columns=["setting"])]
-    for path in sorted(part.glob("*_shrinkage.csv")):
+    for path in sorted(part.glob("*_hedge.csv")):
         grids.append(pd.read_csv(path))
-        tables.append(pd.read_csv(part / path.name.replace("_shrinkage", "_metrics")))
+        tables.append(pd.read_csv(part / path.name.replace("_hedge", "_metrics")))
     grid, table = pd.concat(grids, ignore_index=True), pd.concat(tables, ignore_index=True)
     for t in (grid, table):
         t["setting"] = np.where(t["setting"] == "pooled", "pooled", "alone")
@@ -44,8 +48,8 @@ def load(part: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def per_series(grid: pd.DataFrame) -> pd.DataFrame:
-    """[series × λ] geometric mean of wql_vs_naive over horizons."""
-    return grid.groupby(["series", "shrinkage"])["wql_vs_naive"].apply(geomean).unstack("shrinkage")
+    """[series × (λ, η, ρ)] geometric mean of wql_vs_naive over horizons."""
+    return grid.groupby(["series", *KNOBS])["wql_vs_naive"].apply(geomean).unstack(KNOBS)
 
 
 def member_scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -54,40 +58,71 @@ def member_scores(table: pd.DataFrame) -> pd.DataFrame:
     return t.groupby(["series", "model"])["wql_vs_naive"].apply(geomean).unstack("model")[list(MEMBERS)]
 
 
-def choose(scores: pd.DataFrame, series) -> float:
-    """The λ with the lowest geometric mean over ``series`` (ties: the larger λ, nearer equal weights)."""
+def choose(scores: pd.DataFrame, series) -> tuple:
+    """The (λ, η, ρ, shared) with the lowest geometric mean over ``series`` (ties: the smallest η, then the largest
+    ρ and the largest λ: the steadiest weights)."""
     means = np.exp(np.log(scores.loc[list(series)]).mean())
-    return float(means[means <= means.min() + 1e-12].index.max())
+    best = [k for k in means.index if means[k] <= means.min() + 1e-12]
+    return min(best, key=lambda k: (k[1], -k[2], -k[0], k[3]))
 
 
-def report(setting: str, val_grid, val_table, test_grid, test_table) -> list[str]:
-    """Markdown lines for one setting: the λ choice and the leave-one-series-out table on both parts."""
+def name(knobs) -> str:
+    """The settings in words: 'λ 0, η 4, ρ 0.99, shared'."""
+    return "λ {:g}, η {:g}, ρ {:g}".format(*knobs[:3]) + (", shared" if knobs[3] else "")
+
+
+def by_eta(scores: pd.DataFrame, default) -> str:
+    """The geometric mean over all series by η, at the default's λ and the best ρ for each η."""
+    means = np.exp(np.log(scores).mean())
+    lam = means[[k for k in means.index if k[0] == default[0]]]
+    return ", ".join(f"η {eta:g}: {lam[[k for k in lam.index if k[1] == eta]].min():.4f}"
+                     for eta in sorted({k[1] for k in lam.index}))
+
+
+def loso_rows(scores, val, members, series):
+    """Leave-one-series-out rows and the ensemble's score per series, with settings chosen on the others."""
+    rows, ens = [], {}
+    for s in series:
+        knobs = choose(val, [x for x in series if x != s])
+        ens[s] = scores.loc[s, knobs]
+        rows.append(f"| {s} | {name(knobs)} | {ens[s]:.4f} | " + " | ".join(f"{members.loc[s, m]:.4f}" for m in MEMBERS)
+                    + f" | {ens[s] - members.loc[s, 'fhs']:+.4f} |")
+    return rows, ens
+
+
+def report(setting: str, val_grid, val_table, test_grid, test_table, joint: pd.DataFrame) -> list[str]:
+    """Markdown lines for one setting: the choice and the leave-one-series-out table on both parts. ``joint``: the
+    validation scores the settings are chosen on (both settings' rows: one default serves both)."""
     val = per_series(val_grid)
     test = per_series(test_grid) if len(test_grid) else pd.DataFrame()
     series = list(val.index)
-    default = choose(val, series)
-    lines = [f"### {setting}", "", f"λ on validation dates, all five series: **{default:g}** (geometric mean of "
-             "wql_vs_naive by λ: " + ", ".join(f"{lam:g} {geomean(val[lam]):.4f}" for lam in val.columns) + ")", ""]
+    default, own = choose(joint, series), choose(val, series)
+    fixed = choose(val[[k for k in val.columns if k[1] == 0]], series)
+    lines = [f"### {setting}", "", f"On validation dates, all five series, this setting alone: {name(own)}, geometric "
+             f"mean {np.exp(np.log(val[own]).mean()):.4f}; the joint default {name(default)}: "
+             f"{np.exp(np.log(val[default]).mean()):.4f}; fixed weights at their best ({name(fixed)}): "
+             f"{np.exp(np.log(val[fixed]).mean()):.4f}. By η at λ {default[0]:g} (best ρ and sharing each): "
+             f"{by_eta(val, default)}.", ""]
     parts = [("validation dates", val, val_table)] + ([("test part", test, test_table)] if len(test) else [])
-    for name, scores, table in parts:
+    for part, scores, table in parts:
         members = member_scores(table)
-        rows, ens = [], {}
-        for s in series:
-            lam = choose(val, [x for x in series if x != s])
-            ens[s] = scores.loc[s, lam]
-            rows.append(f"| {s} | {lam:g} | {ens[s]:.4f} | " + " | ".join(f"{members.loc[s, m]:.4f}" for m in MEMBERS)
-                        + f" | {ens[s] - members.loc[s, 'fhs']:+.4f} |")
+        _, both = loso_rows(scores, joint, members, series)
+        rows, ens = loso_rows(scores, val, members, series)
         best = members.apply(geomean).idxmin()
         g_ens, g_best = geomean(list(ens.values())), geomean(members[best])
         worst = max(ens[s] - members.loc[s, "fhs"] for s in series)
-        lines += [f"{name}, leave-one-series-out (λ₋ₛ chosen on the other four series' validation dates):", "",
-                  "| series | λ₋ₛ | ensemble | " + " | ".join(MEMBERS) + " | ensemble − fhs |",
+        lines += [f"{part}, leave-one-series-out ((λ, η, ρ)₋ₛ chosen on the other four series' validation dates, "
+                  "this setting):",
+                  "", "| series | (λ, η, ρ)₋ₛ | ensemble | " + " | ".join(MEMBERS) + " | ensemble − fhs |",
                   "|---|---|---|" + "---|" * len(MEMBERS) + "---|", *rows,
                   f"| **geomean** | | **{g_ens:.4f}** | " + " | ".join(f"{geomean(members[m]):.4f}" for m in MEMBERS)
                   + f" | worst {worst:+.4f} |", "",
                   f"Best member {best} {g_best:.4f}: ensemble − best = {g_ens - g_best:+.4f} "
                   f"({'meets' if g_ens <= g_best + 0.0005 else 'misses'} ≤ +0.0005); worst series − fhs = "
-                  f"{worst:+.4f} ({'meets' if worst <= 0.001 else 'misses'} ≤ +0.001).", ""]
+                  f"{worst:+.4f} ({'meets' if worst <= 0.001 else 'misses'} ≤ +0.001). With the settings₋ₛ chosen on "
+                  f"both settings' scores of the other four series instead: geometric mean {geomean(list(both.values())):.4f}"
+                  f" ({geomean(list(both.values())) - g_best:+.4f} against {best}), worst series − fhs "
+                  f"{max(both[s] - members.loc[s, 'fhs'] for s in series):+.4f}.", ""]
     return lines
 
 
@@ -97,11 +132,16 @@ def main() -> None:
     args = ap.parse_args()
     val_grid, val_table = load(args.dir / "validation")
     test_grid, test_table = load(args.dir / "test")
-    lines = ["# The ensemble's shrinkage, chosen on validation dates (python benchmarks/ensemble_choice.py)", ""]
+    joint = pd.concat([per_series(val_grid[val_grid["setting"] == st]) for st in ("alone", "pooled")])
+    default = choose(joint, sorted(set(joint.index)))
+    lines = ["# The ensemble's settings, chosen on validation dates (python benchmarks/ensemble_choice.py)", "",
+             f"One default for both settings (each series alone, and pooled), lowest geometric mean over both "
+             f"settings' validation scores: **{name(default)}** ({np.exp(np.log(joint[default]).mean()):.4f}; fixed "
+             f"weights λ 0: {np.exp(np.log(joint[(0.0, 0.0, 1.0, False)]).mean()):.4f}).", ""]
     for setting in ("alone", "pooled"):
         pick = lambda t: t[t["setting"] == setting]  # noqa: E731
         if len(pick(val_grid)):
-            lines += report(setting, pick(val_grid), pick(val_table), pick(test_grid), pick(test_table))
+            lines += report(setting, pick(val_grid), pick(val_table), pick(test_grid), pick(test_table), joint)
     text = "\n".join(lines)
     (args.dir / "ensemble_choice.md").write_text(text + "\n")
     print(text)

@@ -19,6 +19,7 @@ overall and by volatility tercile, DM p-values per horizon against naive and aga
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -57,13 +58,17 @@ def dev_set(us4_dir: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
-LAMBDAS = tuple(round(v, 2) for v in np.linspace(0, 1, 11))  # the ensemble's shrinkage grid
+LAMBDAS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)  # the ensemble's shrinkage grid
+ETAS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)  # its tracking rate (0: fixed weights)
+DISCOUNTS = (1.0, 0.999, 0.995, 0.99, 0.98)  # and the discount of past losses per origin
+SHARED = (False, True)  # weights per horizon, or one set for all horizons from their summed losses
 FIRST = 250  # --calibrate aci's coverage is also shown over each series' first this many test origins
+KEEP = ["series", "model", "origin", "horizon", "last_close", "actual", "sigma"]
 
 
 def factories(names, epochs: int | None, seed: int, built: list):
     """Model factories with the benchmark's settings; every ensemble built is appended to ``built`` (its fit
-    record holds the fitted weights before shrinkage, which ``shrinkage_grid`` recombines)."""
+    record holds the fitted weights before shrinkage, which ``hedge_grid`` recombines)."""
     data = DataConfig()
     mlp = MLPConfig.from_flags(seed=seed, **({"epochs": epochs} if epochs else {}))
     out = {}
@@ -81,28 +86,64 @@ def factories(names, epochs: int | None, seed: int, built: list):
     return out
 
 
-def shrinkage_grid(forecasts: pd.DataFrame, ensemble) -> pd.DataFrame:
-    """wql_vs_naive and wql of the ensemble at every shrinkage λ in LAMBDAS, per series and horizon: its members'
-    forecasts (the same fitted models as the standalone rows: ``evaluate`` offers them to the ensemble) averaged on
-    the log-return scale with weights λ/M + (1 − λ)·(the fitted weights before shrinkage)."""
+def save_members(forecasts: pd.DataFrame, ensemble, path: Path) -> dict:
+    """Write the forecasts of naive and the ensemble's members (the same fitted models as the standalone rows:
+    ``evaluate`` offers them to the ensemble) to ``path`` (csv.gz), and return what ``hedge_grid`` needs besides:
+    the fitted weights before shrinkage and the anchor date."""
+    from stockllm.calibration import anchor_date
+
     fitted = ensemble.fit_info["fitted_weights"]
-    qnames = [c for c, _ in quantile_columns(forecasts)]
-    keys = ["series", "origin", "horizon"]
-    members = {m: forecasts[forecasts["model"] == m].set_index(keys) for m in fitted}
-    base = members[next(iter(fitted))]
-    logs = {m: np.log(f.loc[base.index, qnames].to_numpy() / base[["last_close"]].to_numpy()) for m, f in members.items()}
-    rows = [forecasts[forecasts["model"] == "naive"]]
-    for lam in LAMBDAS:
-        w = {m: lam / len(fitted) + (1 - lam) * fitted[m] for m in fitted}
-        q = base[["last_close"]].to_numpy() * np.exp(sum(w[m] * logs[m] for m in fitted))
-        frame = base.reset_index().assign(model=f"lambda={lam:g}")
-        frame[qnames] = q
-        frame["predicted"] = frame["q0.5"]
-        rows.append(frame)
-    table = metrics(pd.concat(rows, ignore_index=True))
-    table = table[table["model"] != "naive"]
-    return table.assign(shrinkage=table["model"].str.slice(7).astype(float))[
-        ["series", "horizon", "shrinkage", "wql", "wql_vs_naive"]]
+    keep = forecasts[forecasts["model"].isin(["naive", "ensemble", *fitted])]
+    keep[KEEP + [c for c, _ in quantile_columns(forecasts)]].to_csv(path, index=False, float_format="%.10g")
+    return {"fitted_weights": fitted, "anchor": f"{anchor_date(ensemble):%Y-%m-%d}"}
+
+
+def hedge_grid(forecasts: pd.DataFrame, fitted: dict, anchor: str) -> pd.DataFrame:
+    """wql_vs_naive of the ensemble at every (shrinkage λ, tracking rate η, discount ρ) of the grids, per series and
+    horizon, recombined from its members' forecasts as ``EnsembleForecaster.predict_quantiles`` combines them:
+    prior weights λ/M + (1 − λ)·fitted, tracked from the anchor (``hedge_weights``) on the σ-standardised losses."""
+    from stockllm.models.ensemble import combine, hedge_weights
+    from stockllm.quantiles import pinball
+
+    qcols = quantile_columns(forecasts)
+    names, levels = [c for c, _ in qcols], [lv for _, lv in qcols]
+    members = list(fitted)
+    rows = []
+    for series, g in forecasts.groupby("series", sort=False):
+        g = g.sort_values(["origin", "horizon"])
+        cube = {m: f for m, f in g.groupby("model")}
+        origins = np.sort(cube["naive"]["origin"].unique())
+        shape = (len(origins), -1)
+        last = cube["naive"]["last_close"].to_numpy().reshape(shape)  # [n, H]
+        actual = cube["naive"]["actual"].to_numpy().reshape(shape)
+        scale = np.maximum(cube["naive"]["sigma"].to_numpy().reshape(shape) * np.sqrt(np.arange(1, last.shape[1] + 1)),
+                           1e-8)
+        logq = np.stack([np.log(cube[m][names].to_numpy().reshape(*last.shape, -1) / last[..., None]) for m in members])
+        y = np.log(actual / last) / scale
+        loss = pinball(y[None], logq / scale[None, :, :, None], levels).mean(axis=-1)  # [M, n, H]
+        naive = pinball(actual, cube["naive"][names].to_numpy().reshape(*last.shape, -1), levels).sum(axis=(0, 2))
+        start = int(np.searchsorted(origins, anchor))
+        for lam in LAMBDAS:
+            prior = np.array([lam / len(members) + (1 - lam) * fitted[m] for m in members])
+            used = prior > 0
+            for eta, rho, shared in [(0.0, 1.0, False)] + [(e, r, sh) for e in ETAS if e for r in DISCOUNTS
+                                                           for sh in SHARED]:
+                w = hedge_weights(loss[used], prior[used], eta, rho, start, shared)
+                q = last[..., None] * np.exp(combine(w, logq[used]))
+                ens = pinball(actual, q, levels).sum(axis=(0, 2))  # [H]
+                rows += [{"series": series, "horizon": h + 1, "shrinkage": lam, "eta": eta, "discount": rho,
+                          "shared": shared, "wql_vs_naive": ens[h] / naive[h]} for h in range(len(ens))]
+    return pd.DataFrame(rows)
+
+
+def write_grid(name: str, out: Path) -> None:
+    """``<name>_hedge.csv`` from the member forecasts ``run`` saved under ``out/forecasts`` (no training: run again
+    with ``--regrid`` to try other grids)."""
+    info = json.loads((out / "forecasts" / f"{name}.json").read_text())
+    forecasts = pd.read_csv(out / "forecasts" / f"{name}.csv.gz")
+    grid = hedge_grid(forecasts, info["fitted_weights"], info["anchor"])
+    grid.insert(0, "setting", name)
+    grid.to_csv(out / f"{name}_hedge.csv", index=False, float_format="%.8g")
 
 
 def first_coverage(forecasts: pd.DataFrame, first: int = FIRST) -> pd.DataFrame:
@@ -138,9 +179,10 @@ def run(name: str, frames: dict, names, cutoff, epochs, seed, out: Path) -> pd.D
     table, forecasts = evaluate(frames, factories(names, epochs, seed, built), test_start=cutoff, calibrate="aci",
                                 progress=False, log=lambda *_: None)
     if built:
-        grid = shrinkage_grid(forecasts, built[-1])
-        grid.insert(0, "setting", name)
-        grid.to_csv(out / f"{name}_shrinkage.csv", index=False)
+        (out / "forecasts").mkdir(exist_ok=True)
+        info = save_members(forecasts, built[-1], out / "forecasts" / f"{name}.csv.gz")
+        (out / "forecasts" / f"{name}.json").write_text(json.dumps(info, indent=1))
+        write_grid(name, out)
     table = table.merge(first_coverage(forecasts), on=["series", "model", "horizon"], how="left")
     fhs = table[table["model"] == "fhs"].set_index(["series", "horizon"])["wql"]
     table["wql_vs_fhs"] = table["wql"].to_numpy() / fhs.reindex(
@@ -192,7 +234,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", help="comma-separated runs: pooled and/or series names (default all)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "skill")
+    ap.add_argument("--regrid", action="store_true", help="only recompute the ensemble's grids from the saved "
+                    "member forecasts (no training)")
     args = ap.parse_args()
+    if args.regrid:
+        out = args.out / ("validation" if args.validation else "test")
+        for path in sorted((out / "forecasts").glob("*.json")):
+            write_grid(path.stem, out)
+        return
     frames = dev_set(args.us4)
     us4 = {k: v for k, v in frames.items() if k != "nasdaq"} or frames
     cutoff = resolve_cutoff(us4, 0.2)

@@ -148,7 +148,7 @@ def test_offsets_start_from_validation_residuals():
 
     narrow = _Narrow(DataConfig(quantiles=levels))
     assert coverage(narrow) < 0.65
-    warm = Calibrated(narrow, until=anchor)
+    warm = Calibrated(narrow, CalibrationConfig(warmup=0, boost=1), until=anchor)
     assert 0.72 <= coverage(warm) <= 0.88
     # The start is the τ-quantile of the validation residuals: on the validation origins themselves, exact.
     lo, hi = warm._warmup(frame, narrow.window_size - 1)
@@ -166,9 +166,9 @@ def test_anchor_comes_from_the_fit_record():
     assert anchor_date(NaiveForecaster()) is None
 
 
-def test_backtest_equals_predict_with_a_warm_start(tmp_path):
+def test_backtest_equals_predict_with_a_boost_after_the_anchor(tmp_path):
     """evaluate --checkpoint --calibrate aci and predict --checkpoint --calibrate aci agree at every cut, with the
-    offsets starting from the checkpoint's validation residuals."""
+    step boosted after the checkpoint's training end."""
     frame = make_ohlcv(700, seed=9)
     train_csv = write_csv(frame.iloc[:500], tmp_path / "train.csv")
     ck = tmp_path / "ck"
@@ -180,7 +180,8 @@ def test_backtest_equals_predict_with_a_warm_start(tmp_path):
     table = table[table["model"] == "fhs+aci"]
     from stockllm.models import load_forecaster
 
-    assert Calibrated(load_forecaster(ck))._warmup(frame, 29) is not None  # the warm start is in use
+    steps = Calibrated(load_forecaster(ck))._steps(frame, np.arange(29, 700))
+    assert steps[500 - 29] == 0.05 and steps[0] == steps[499 - 29] == 0.01  # the boost after the anchor is in use
     for t in (500, 503, 640):
         csv = write_csv(frame.iloc[: t + 1], tmp_path / f"cut{t}.csv")
         assert main(["predict", "--checkpoint", str(ck), "--calibrate", "aci", "--data", str(csv), "--quiet",
@@ -189,3 +190,25 @@ def test_backtest_equals_predict_with_a_warm_start(tmp_path):
         row = table[table["origin"] == frame.index[t].strftime("%Y-%m-%d")]
         np.testing.assert_allclose(pred["q0.1"].to_numpy(), row["q0.1"].to_numpy(), rtol=1e-12)
         np.testing.assert_allclose(pred["q0.9"].to_numpy(), row["q0.9"].to_numpy(), rtol=1e-12)
+
+
+def test_the_step_is_boosted_after_the_anchor_and_decays():
+    """γ_k = γ·(1 + (boost − 1)·e^(−k/N)) for the k-th origin after the anchor, γ before it and without an anchor;
+    the boosted tracker moves the offsets of a too-narrow model further in its first outcomes after the anchor."""
+    frame = make_ohlcv(900, seed=13)
+    anchor = frame.index[600]
+    model = Calibrated(_Narrow(), CalibrationConfig(gamma=0.01, boost=4, boost_origins=50), until=anchor)
+    every = np.arange(29, 900)
+    steps = model._steps(frame, every)
+    k = np.arange(0, 300)
+    np.testing.assert_allclose(steps[600 - 29:], 0.01 * (1 + 3 * np.exp(-k / 50)))
+    assert np.all(steps[: 600 - 29] == 0.01)
+    assert np.all(Calibrated(_Narrow(), CalibrationConfig(boost=4))._steps(frame, every) == 0.01)
+    plain = Calibrated(_Narrow(), CalibrationConfig(gamma=0.01, boost=1), until=anchor)
+    origins = np.arange(600, 700)
+    width = lambda m: np.mean(np.diff(m.predict_quantiles(frame, origins)[:, 0, [0, -1]], axis=1))  # noqa: E731
+    assert width(model) > width(plain)
+    with pytest.raises(StockLLMError, match="boost"):
+        CalibrationConfig(boost=0.5)
+    with pytest.raises(StockLLMError, match="warmup"):
+        CalibrationConfig(warmup=2)

@@ -150,3 +150,105 @@ def test_member_training_lines_name_the_member(capsys):
     err = capsys.readouterr()
     text = err.out + err.err
     assert "ensemble member mlp (before" in text and "ensemble member mlp:" in text
+
+
+def test_hedge_weights_by_hand():
+    """Two members, one horizon: the weight at origin i uses the losses of origins start .. i − 1 only, discounted
+    by ρ per origin; η = 0 and rows with nothing known keep the prior exactly; a member with prior 0 stays 0."""
+    from stockllm.models.ensemble import hedge_weights
+
+    loss = np.array([[[1.0], [0.0], [2.0], [np.nan], [1.0]], [[0.0], [1.0], [0.0], [0.0], [0.0]]])  # [M=2, n=5, H=1]
+    prior = np.array([0.7, 0.3])
+    eta, rho = 0.5, 0.9
+    w = hedge_weights(loss, prior, eta, rho, start=1)
+    assert w.shape == (5, 1, 2)
+    np.testing.assert_array_equal(w[:2, 0], [prior, prior])  # origins 0, 1: no outcome since start known yet
+    for i, cum in ((2, [0.0, 1.0]), (3, [2.0, 0.9]), (4, [1.8, 0.81])):  # origin 3's NaN: no update, still discounts
+        expect = prior * np.exp(-eta * np.array(cum))
+        np.testing.assert_allclose(w[i, 0], expect / expect.sum(), rtol=1e-12)
+    np.testing.assert_array_equal(hedge_weights(loss, prior, 0.0, rho), np.broadcast_to(prior, (5, 1, 2)))
+    assert np.all(hedge_weights(loss, np.array([1.0, 0.0]), 3.0)[..., 1] == 0)
+    # horizon 2 outcomes are known one origin later
+    two = hedge_weights(np.repeat(loss, 2, axis=2), prior, eta, 1.0)
+    np.testing.assert_allclose(two[2, 1], two[1, 0], rtol=1e-12)
+
+
+def test_hedge_follows_the_better_member():
+    """Member 0 is right for the first half, member 1 for the second: with a discount the weights follow the
+    member that is better lately, and the combined loss is near the better member's over the whole run."""
+    from stockllm.models.ensemble import hedge_weights
+
+    n = 2000
+    loss = np.ones((2, n, 1))
+    loss[0, : n // 2], loss[1, n // 2:] = 0.5, 0.5
+    w = hedge_weights(loss, np.array([0.5, 0.5]), eta=2.0, discount=0.98)
+    assert w[n // 2 - 1, 0, 0] > 0.99 and w[-1, 0, 1] > 0.99
+    mixed = (w[:, 0, :] * loss[:, :, 0].T).sum(axis=1).sum()
+    assert mixed <= 0.5 * n + 100  # each switch costs a few dozen origins
+
+
+def _tracking(frame, eta=4.0):
+    return EnsembleForecaster(DataConfig(), EnsembleConfig(members=("fhs", "garch", "naive"), eta=eta,
+                                                           discount=0.99, shrinkage=0.3)).fit([frame], progress=False)
+
+
+def test_tracked_weights_are_causal_and_do_not_depend_on_other_origins(tmp_path):
+    """backtest ≡ predict for the tracking ensemble: the forecast at t is the same asked alone, among many
+    origins, from a file cut at t, and after save/load; rows after t do not change it; the weights do move."""
+    from stockllm.backtest import backtest
+
+    frame = make_ohlcv(700, seed=11)
+    model = _tracking(frame.iloc[:450])
+    origins = np.arange(430, 690)
+    table = backtest(model, "ensemble", "s", frame, origins)
+    many = model.predict_quantiles(frame, origins)
+    model.save(tmp_path / "ck")
+    back = load_forecaster(tmp_path / "ck")
+    for t in (440, 455, 600, 689):
+        alone = model.predict_quantiles(frame.iloc[: t + 1], np.array([t]))
+        np.testing.assert_allclose(alone[0], many[t - 430], rtol=1e-12)
+        np.testing.assert_allclose(back.predict_quantiles(frame.iloc[: t + 1], np.array([t]))[0], alone[0], rtol=1e-12)
+        row = table[table["origin"] == frame.index[t].strftime("%Y-%m-%d")].sort_values("horizon")
+        np.testing.assert_allclose(row["q0.9"].to_numpy(), frame["Close"].iloc[t] * np.exp(alone[0, :, -1]),
+                                   rtol=1e-12)
+    fixed = _tracking(frame.iloc[:450], eta=0.0).predict_quantiles(frame, origins)
+    np.testing.assert_allclose(many[:21], fixed[:21], rtol=1e-12)  # up to the anchor: the prior weights
+    assert not np.allclose(many[-50:], fixed[-50:])
+
+
+def test_checkpoint_without_eta_keeps_fixed_weights(tmp_path):
+    """A checkpoint saved before the weights tracked (no eta in its config) loads with fixed weights."""
+    frame = make_ohlcv(600, seed=12)
+    model = _tracking(frame.iloc[:400])
+    model.save(tmp_path / "ck")
+    meta_path = tmp_path / "ck" / "stockllm.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["eta"], meta["config"]["discount"]
+    meta_path.write_text(json.dumps(meta))
+    old = load_forecaster(tmp_path / "ck")
+    assert old.config.eta == 0
+    origins = np.arange(420, 590)
+    direct = sum(w * old.members[n].predict_quantiles(frame, origins) for n, w in old.weight_dict().items())
+    np.testing.assert_allclose(old.predict_quantiles(frame, origins), direct, rtol=1e-12)
+    with pytest.raises(StockLLMError, match="eta"):
+        EnsembleConfig(eta=-1)
+    with pytest.raises(StockLLMError, match="discount"):
+        EnsembleConfig(discount=0)
+
+
+def test_shared_weights_sum_the_horizons_losses():
+    """With shared weights every horizon gets the same weights, from the losses summed over the horizons known at
+    each origin (horizon h's outcome of origin s from origin s + h on)."""
+    from stockllm.models.ensemble import hedge_weights
+
+    rng = np.random.default_rng(5)
+    loss = rng.uniform(0, 1, size=(3, 12, 2))
+    prior = np.array([0.5, 0.3, 0.2])
+    w = hedge_weights(loss, prior, 1.5, 0.9, start=2, shared=True)
+    np.testing.assert_array_equal(w[:, 0], w[:, 1])
+    np.testing.assert_array_equal(w[:3, 0], np.broadcast_to(prior, (3, 3)))  # nothing known before origin 3
+    i = 7
+    total = sum(0.9 ** (i - 1 - s) * loss[:, s, 0] for s in range(2, i)) + sum(
+        0.9 ** (i - 2 - s) * loss[:, s, 1] for s in range(2, i - 1))
+    expect = prior * np.exp(-1.5 * total)
+    np.testing.assert_allclose(w[i, 0], expect / expect.sum(), rtol=1e-12)

@@ -13,24 +13,24 @@ split into regimes by σ_EWMA ÷ σ_long (λ 0.94 over λ 0.99, both causal; edg
 default below 0.85, 0.85–1.15, above), and each regime tracks its own offsets from its own outcomes (Mondrian
 conformal prediction by regime).
 
-The start. Offsets that start at zero need a few hundred outcomes to find their level, so a short test period
-under-covers. The tracker therefore starts calibrated: at the model's anchor date (the day after its training
-data ends, from its fit record; ``evaluate`` passes its cutoff for models fitted on nothing), the offsets start at
-the split-conformal values of the model's own validation residuals, δ₀ = the τ-quantile of (y − q_τ) over the
-origins of the last ``val_size`` share of the rows before the anchor whose H targets lie before it (the model's
-``val_size`` when it has one, else 0.2), pooled over the volatility regimes (each regime then tracks on from it).
-From there the tracker moves with each later outcome as before. On validation dates of the development set
-(``benchmarks/aci_start.py``), δ₀ per regime held coverage_80 over the first 250 origins within 0.768–0.844 but
-cost 0.4% quantile loss (each regime's few validation outcomes make noisy quantiles); pooled, 0.772–0.852 for
-0.06–0.17% against the zero start (0.776–0.876). Without an anchor (a model that
-records no training dates, e.g. ``predict --model naive``), or with fewer than ``MIN_WARMUP`` validation origins
-in the frame, it starts at δ = 0 at the frame's first origin (``window_size − 1``).
+The start. The tracker runs from δ = 0 at the frame's first origin (``window_size − 1``) over the whole history, so
+at the model's anchor date (the day after its training data end, from its fit record; ``evaluate`` passes its
+cutoff for models fitted on nothing) each regime's offsets have converged on years of outcomes. From the anchor on,
+the step is larger for the first outcomes, γ_k = γ·(1 + (boost − 1)·e^(−k/N)) for the outcome of the k-th origin
+after the anchor (boost 5, N = 100 origins): a fitted model's errors change at the anchor (in-sample before it,
+out-of-sample after), and ACI's coverage error over T outcomes is bounded by (range of δ + γ)/(γ·T), so a larger
+step finds the new level within the first few hundred origins. Chosen on validation dates of the development set
+(``benchmarks/aci_start.py``, RESULTS §13.2): coverage_80 over the first 250 origins 0.784–0.852 for naive and FHS
+(5 series × 3 horizons), against 0.776–0.876 for the zero start with a constant step and 0.772–0.852 for a start at
+split-conformal offsets δ₀ of the last 20% of the pre-anchor residuals (round 5's default; it pools the volatility
+regimes, and on the test part fell to 0.732: ``CalibrationConfig.warmup`` keeps it as an option, with ``shrink``).
+Without an anchor (a model that records no training dates, e.g. ``predict --model naive``) the step stays γ.
 
 Causality: the outcome of origin s at horizon h (the close of row s + h) is known at origin t only when
-s + h ≤ t, so δ at t has seen exactly those outcomes, in order. The state at an origin t on or after the anchor is
-δ₀ (outcomes dated before the anchor) plus the tracker over the outcomes known at t: a function of the rows up to
-t only, the same whether a backtest asks for t among many origins or ``predict`` asks for the last row of a file
-that ends at t. Levels that cross after the offsets are sorted (the rearrangement that keeps every level's
+s + h ≤ t, so δ at t has seen exactly those outcomes, in order. The state at an origin t is the tracker replayed over the
+outcomes known at t (from the frame's first origin, or from δ₀ at the anchor with a warm-up share): a function of
+the frame's rows up to t only, the same whether a backtest asks for t among many origins or ``predict`` asks for the
+last row of a file with the same history that ends at t. Levels that cross after the offsets are sorted (the rearrangement that keeps every level's
 coverage).
 """
 
@@ -48,10 +48,11 @@ MIN_WARMUP = 20  # validation origins needed to start from δ₀; fewer: start a
 WARMUP_SHARE = 0.2  # the validation share of a model that has no val_size of its own
 
 
-def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma: float, regime: np.ndarray | None = None,
+def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma, regime: np.ndarray | None = None,
                   initial: np.ndarray | None = None, start: int = 0) -> np.ndarray:
     """Offsets [n, H, Q] (standardised units) in force at each of n consecutive origins.
 
+    gamma: the step, one number or one per origin [n] (the step taken with that origin's outcome).
     q: [n, H, Q] standardised quantiles; y: [n, H] standardised outcomes (NaN where not in the data). The offset
     at origin i has been updated with the outcomes of origins i − h, i − h − 1, ... (those known at i).
     regime: [n] integer bucket of each origin (known at the origin); each bucket keeps its own offsets, updated by
@@ -66,6 +67,7 @@ def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma: float, regime: np
     if initial is not None:
         n_regimes = max(n_regimes, len(initial))
     offsets = np.zeros((n, horizon, n_levels))
+    gamma = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (n,))
     for h in range(horizon):
         lag = h + 1
         delta = np.zeros((n_regimes, n_levels)) if initial is None else np.array(initial[:, h, :], dtype=np.float64)
@@ -73,7 +75,7 @@ def track_offsets(q: np.ndarray, y: np.ndarray, levels, gamma: float, regime: np
             s = i - lag
             if s >= start and s >= 0 and np.isfinite(y[s, h]) and np.isfinite(q[s, h]).all():
                 below = y[s, h] <= q[s, h] + offsets[s, h]
-                delta[regime[s]] += gamma * (tau - below)
+                delta[regime[s]] += gamma[s] * (tau - below)
             offsets[i, h] = delta[regime[i]]
     return offsets
 
@@ -123,13 +125,23 @@ class Calibrated(Forecaster):
         """(first validation origin, first origin after the validation part) of ``frame``, or None to start at
         zero: the validation origins are the last ``val_size`` share of the origins before the anchor whose H
         targets lie before it."""
-        if self.until is None:
+        if self.until is None or self.config.warmup == -1:
             return None
         rows = int(np.searchsorted(frame.index.to_numpy(), np.datetime64(self.until), side="left"))
         end = rows - self.horizon  # origins < end have every target in a row < rows
-        share = getattr(getattr(self.inner, "config", None), "val_size", None) or WARMUP_SHARE
+        share = self.config.warmup or getattr(getattr(self.inner, "config", None), "val_size", None) or WARMUP_SHARE
         begin = max(first, end - int(round(share * (end - first))))
         return (begin, end) if end - begin >= MIN_WARMUP else None
+
+    def _steps(self, frame, every: np.ndarray) -> np.ndarray:
+        """The step per origin [n]: γ, boosted for the first outcomes after the anchor (``CalibrationConfig``)."""
+        cfg = self.config
+        if cfg.boost == 1 or self.until is None:
+            return np.full(len(every), cfg.gamma)
+        anchor = int(np.searchsorted(frame.index.to_numpy(), np.datetime64(self.until), side="left"))
+        k = np.maximum(every - anchor, 0)
+        return np.where(every >= anchor, cfg.gamma * (1 + (cfg.boost - 1) * np.exp(-k / cfg.boost_origins)),
+                        cfg.gamma)
 
     def check_levels(self, levels) -> None:
         self.inner.check_levels(levels)
@@ -152,9 +164,9 @@ class Calibrated(Forecaster):
         initial, start = None, 0
         if warm is not None:
             val = slice(warm[0] - first, warm[1] - first)
-            initial = initial_offsets(z[val], y[val], self.quantiles, len(self.config.regimes) + 1)
+            initial = self.config.shrink * initial_offsets(z[val], y[val], self.quantiles, len(self.config.regimes) + 1)
             start = warm[1] - first
-        offsets = track_offsets(z, y, self.quantiles, self.config.gamma, regime, initial, start)
+        offsets = track_offsets(z, y, self.quantiles, self._steps(frame, every), regime, initial, start)
         adjusted = np.sort((z + offsets) * scale[:, :, None], axis=-1)
         return adjusted[origins - first]
 

@@ -288,17 +288,27 @@ class EnsembleConfig:
         members fitted before the validation part (False: half the fitting time, e.g. with lora).
     folds: consecutive blocks of the validation part; simplex weights are fitted on each and averaged.
     shrinkage: share of equal weights in the final weights, λ·(1/M) + (1 − λ)·(the folds' mean weights).
+    eta: after the anchor the weights start from those and follow each member's discounted loss L on the outcomes
+        known so far, w ∝ w₀·exp(−eta·L) (Hedge); 0 keeps them fixed.
+    discount: factor per origin on the older losses in L (1: none).
+    share_horizons: one set of weights for all horizons, from the losses summed over them (False: per horizon).
     """
 
     members: tuple[str, ...] = ("fhs", "garch", "mlp", "lstm")
     val_size: float = 0.2
     refit: bool = True
     folds: int = field(default=4, metadata={"flag": None})
-    # λ chosen on validation dates of the development set only (benchmarks/skill.py --validation, then
-    # benchmarks/ensemble_choice.py; RESULTS §13): pooled, λ = 0 had the lowest geometric mean wql_vs_naive (and
-    # every leave-one-series-out choice was 0); per series, 0–0.4 tied within 0.0001 (0.2 lowest). Summed over both
-    # settings, 0. The blocks' averaging keeps the weights off a single corner; λ > 0 moves them towards equal.
-    shrinkage: float = field(default=0.0, metadata={"flag": None})
+    # λ, eta, discount and share_horizons were chosen together on validation dates of the development set only
+    # (benchmarks/skill.py --validation, then benchmarks/ensemble_choice.py; RESULTS §13.1): the lowest geometric
+    # mean wql_vs_naive over both settings (each series alone, and pooled), 0.9957 against 0.9961 for fixed weights
+    # at λ 0 (round 5's default). λ > 0 keeps every member a share of the prior, so tracking can reach any of them.
+    shrinkage: float = field(default=0.3, metadata={"flag": None})
+    # After the anchor the weights track the members' losses online (Hedge): w ∝ prior · exp(−eta · L), L each
+    # member's σ-standardised pinball loss on the outcomes known so far, discounted by ``discount`` per origin.
+    # eta 0 = fixed weights (what a checkpoint saved before these settings does).
+    eta: float = field(default=4.0, metadata={"flag": None})
+    discount: float = field(default=0.99, metadata={"flag": None})
+    share_horizons: bool = field(default=True, metadata={"flag": None})
 
     def __post_init__(self):
         from .models.registry import MODEL_NAMES
@@ -318,6 +328,10 @@ class EnsembleConfig:
             raise StockLLMError(f"ensemble folds {self.folds!r} must be a whole number, 1 or more")
         if not 0 <= self.shrinkage <= 1:
             raise StockLLMError(f"ensemble shrinkage {self.shrinkage} must lie between 0 and 1")
+        if not 0 <= self.eta < float("inf"):
+            raise StockLLMError(f"ensemble eta {self.eta} must be a number 0 or more (0: fixed weights)")
+        if not 0 < self.discount <= 1:
+            raise StockLLMError(f"ensemble discount {self.discount} must lie in (0, 1] (1: no discount)")
         if self.val_size == 0:
             raise StockLLMError("--val_size 0 leaves the ensemble nothing to fit its weights on: use e.g. 0.2")
 
@@ -331,6 +345,11 @@ class CalibrationConfig:
 
     method: "aci" (adaptive conformal inference on σ-standardised scores) or "none".
     gamma: the step of each level's offset per outcome, in units of σ_EWMA·√h.
+    regimes: edges of σ_EWMA ÷ σ_long between volatility regimes that keep their own offsets.
+    warmup: -1 (run from zero at the first origin) or the share of pre-anchor origins whose residuals give δ₀.
+    shrink: factor on δ₀.
+    boost: the step's multiple for the first outcome after the anchor, decaying to 1.
+    boost_origins: origins over which the boost decays by e.
     """
 
     method: str = "aci"
@@ -340,12 +359,30 @@ class CalibrationConfig:
     gamma: float = 0.01
     # Edges of σ_EWMA ÷ σ_long between volatility regimes that keep their own offsets; () = one regime.
     regimes: tuple[float, ...] = (0.85, 1.15)
+    # Where the offsets start and how fast they move after the anchor (module docstring of stockllm.calibration).
+    # warmup: -1 = the tracker runs from zero at the frame's first origin, each regime converging on the whole
+    # history before the anchor; a share in (0, 1] = δ₀ from the split-conformal residuals of that last share of the
+    # pre-anchor origins, pooled over the regimes (0: the model's val_size, else 0.2); shrink multiplies δ₀. The step
+    # is γ·(1 + (boost − 1)·e^(−k/boost_origins)) for the outcome of the k-th origin after the anchor. Chosen on
+    # validation dates of the development set only (benchmarks/aci_start.py, RESULTS §13.2): -1 with boost 5 over
+    # 100 origins kept coverage_80 over the first 250 origins within 0.784–0.852 (naive and FHS, 5 series ×
+    # 3 horizons), at the band's edge with six other variants; why this one among them: RESULTS §13.2.
+    warmup: float = field(default=-1.0, metadata={"flag": None})
+    shrink: float = field(default=1.0, metadata={"flag": None})
+    boost: float = field(default=5.0, metadata={"flag": None})
+    boost_origins: float = field(default=100.0, metadata={"flag": None})
 
     def __post_init__(self):
         if self.method not in CALIBRATIONS:
             raise StockLLMError(f"unknown --calibrate {self.method!r}: use {' or '.join(CALIBRATIONS)}")
         if not 0 < self.gamma < 1:
             raise StockLLMError(f"--calibration_step {self.gamma} must lie between 0 and 1 (e.g. 0.01)")
+        if not (self.warmup == -1 or 0 <= self.warmup <= 1) or not 0 <= self.shrink <= 1:
+            raise StockLLMError(f"calibration warmup {self.warmup} must be -1 or lie in [0, 1], shrink {self.shrink} "
+                                "in [0, 1]")
+        if not (self.boost >= 1 and self.boost_origins > 0):
+            raise StockLLMError(f"calibration boost {self.boost} must be 1 or more and boost_origins "
+                                f"{self.boost_origins} above 0")
         self.regimes = tuple(float(e) for e in self.regimes)
         if any(b <= a for a, b in zip(self.regimes, self.regimes[1:])) or any(not e > 0 for e in self.regimes):
             raise StockLLMError(f"calibration regimes {self.regimes} must be increasing positive ratios")

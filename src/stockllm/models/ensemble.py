@@ -1,14 +1,15 @@
-"""The ensemble: a weighted average of its members' quantiles, level by level, with weights fitted on validation.
+"""The ensemble: a weighted average of its members' quantiles, level by level, with weights fitted on validation
+and then tracked online.
 
-q_ens(τ) = Σ_m w_m · q_m(τ) on the log-return scale, with w ≥ 0 and Σ w = 1 (one weight per member, shared by all
-levels and horizons, so the averaged quantiles cannot cross). Every member is fitted on the dates before the
-validation part (the last ``val_size`` share of the training dates, one date for all series) and forecasts it.
-The validation part is cut into ``folds`` consecutive blocks of dates; on each block the simplex weights that
-minimise the members' pinball loss are a linear programme (the loss is piecewise linear in w), solved exactly by
-``scipy.optimize.linprog`` (HiGHS). Losses are in units of the causal EWMA σ·√h and every series weighs the same,
-as the learned heads are trained. The weights are then
+q_ens(τ) = Σ_m w_m · q_m(τ) on the log-return scale, with w ≥ 0 and Σ w = 1 (the weights are shared by all levels,
+so the averaged quantiles cannot cross). Every member is fitted on the dates before the validation part (the last
+``val_size`` share of the training dates, one date for all series) and forecasts it. The validation part is cut
+into ``folds`` consecutive blocks of dates; on each block the simplex weights that minimise the members' pinball loss
+are a linear programme (the loss is piecewise linear in w), solved exactly by ``scipy.optimize.linprog`` (HiGHS).
+Losses are in units of the causal EWMA σ·√h and every series weighs the same, as the learned heads are trained.
+The starting weights are
 
-    w = λ · (1/M) + (1 − λ) · mean over blocks of the block's weights,        λ = ``shrinkage``
+    w₀ = λ · (1/M) + (1 − λ) · mean over blocks of the block's weights,        λ = ``shrinkage``
 
 and the members are fitted again on all the training dates (``refit``); a member already fitted on the same
 frames with the same settings (``offer``: ``evaluate`` offers the models it fitted) is reused, not trained again.
@@ -16,9 +17,27 @@ frames with the same settings (``offer``: ``evaluate`` offers the models it fitt
 Why not one fit on the whole validation part: an LP optimum sits on a corner of the simplex, so weights fitted on
 one stretch put everything on whichever member was luckiest there (the "forecast combination puzzle": equal or
 shrunk weights beat estimated ones out of sample; Smith & Wallis 2009, Wang et al. 2023). Averaging the corners of
-several blocks cannot chase one stretch; λ was chosen on validation dates of the development set only, leaving
-each series out in turn (``benchmarks/ensemble_choice.py``), and came out 0 there: equal weights nearer did not
-help once the blocks were averaged (the default; set ``shrinkage`` to move towards equal weights).
+several blocks cannot chase one stretch.
+
+Tracking. Fixed weights still lose to a member that is simply better after the validation part (on the
+development set the block weights favoured the MLP, and on the later dates the LSTM was better). So from the anchor
+(the day after the training data end, as ``calibration.anchor_date``) the weights follow the members' losses,
+as the exponentially weighted average forecaster (Hedge):
+
+    w_m(t) ∝ w₀_m · exp(−η · L_m(t)),   L_m(t) = Σ_h Σ_{anchor ≤ s, s + h ≤ t} ρ^(t − h − s) · ℓ_m(s, h)
+
+with ℓ_m(s, h) the member's pinball loss at origin s and horizon h, mean over the levels, on the log-return divided
+by σ_EWMA·√h (``member_losses``), η = ``eta`` and ρ = ``discount``; one set of weights for all horizons from the
+losses summed over them (``share_horizons``; False: each horizon from its own losses, a third of the evidence). Only outcomes known at t enter (s + h ≤ t), so the forecast
+at t is causal; it is replayed from the anchor whichever origins are asked, so a backtest scores exactly what
+``predict`` gives for a file that ends at t (the cost: a forecast after the anchor asks every member for every
+origin since the anchor). Hedge's regret against the best member is at most ln(1/w₀_best)/η + η·T/8 over T
+outcomes (with ρ < 1 it follows a best member that changes); η = 0 is the fixed weights (what checkpoints saved
+before tracking load as). λ, η and ρ were chosen on validation dates of the development set only, leaving each
+series out in turn (``benchmarks/ensemble_choice.py``, RESULTS §13.1): λ 0.3, η 4, ρ 0.99 (a memory of about 100
+origins) and shared weights had the lowest geometric mean wql_vs_naive over both settings (each series alone, and
+pooled), 0.9957 against 0.9961 for round 5's fixed weights at λ 0. Averaged over the origins the gain is small: the
+members differ by a few tenths of a percent, and a few hundred outcomes tell them apart only slowly.
 """
 
 from __future__ import annotations
@@ -31,7 +50,7 @@ import numpy as np
 from ..config import DataConfig, EnsembleConfig, from_dict, to_dict
 from ..errors import StockLLMError
 from ..features import before, date_split, targets
-from ..quantiles import standard_scale
+from ..quantiles import pinball, standard_scale
 from .base import Forecaster, span
 
 MEMBERS_DIR = "members"
@@ -68,6 +87,52 @@ def fit_weights(preds: np.ndarray, y: np.ndarray, levels: Sequence[float], row_w
         raise StockLLMError(f"the ensemble's weights could not be fitted ({result.message}); drop a member")
     w = np.clip(result.x[:m], 0, None)
     return w / w.sum()
+
+
+def hedge_weights(loss: np.ndarray, prior: np.ndarray, eta: float, discount: float = 1.0, start: int = 0,
+                  shared: bool = False) -> np.ndarray:
+    """Weights [n, H, M] in force at each of n consecutive origins: w ∝ prior · exp(−η · L), per horizon.
+
+    loss: [M, n, H] each member's loss at each origin (NaN where an outcome is not in the data); the outcome of
+    origin s at horizon h (1-based) is known from origin s + h on. L_m at origin i is the discounted sum
+    Σ ρ^(i − h − s) · loss[m, s, h] over the known outcomes of origins s ≥ ``start`` (ρ = ``discount``); with
+    ``shared`` it is summed over the horizons and every horizon gets the same weights. Rows with no known outcome
+    keep ``prior`` exactly; η = 0 keeps it everywhere (fixed weights). A member with prior 0 stays at 0.
+    """
+    from scipy.signal import lfilter
+
+    m, n, horizon = loss.shape
+    prior = np.asarray(prior, dtype=np.float64)
+    out = np.array(np.broadcast_to(prior, (n, horizon, m)))
+    if eta == 0 or n == 0:
+        return out
+    known = np.isfinite(loss).all(axis=0) & (np.arange(n) >= start)[:, None]  # [n, H]
+    total = lfilter([1.0], [1.0, -discount], np.where(known[None], loss, 0.0), axis=1)  # [M, n, H]: origins ≤ s
+    cum, seen = np.zeros((n, horizon, m)), np.zeros((n, horizon), dtype=bool)
+    for h in range(horizon):  # at origin i the outcomes of origins ≤ i − h − 1 are known
+        cum[h + 1:, h] = total[:, : max(n - h - 1, 0), h].T
+        seen[h + 1:, h] = np.cumsum(known[:, h])[: max(n - h - 1, 0)] > 0
+    if shared:
+        cum[:] = cum.sum(axis=1, keepdims=True)
+        seen[:] = seen.any(axis=1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        logits = np.log(prior) - eta * (cum[seen] - cum[seen].min(axis=-1, keepdims=True))
+    w = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    out[seen] = w / w.sum(axis=-1, keepdims=True)
+    return out
+
+
+def combine(weights: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """The weighted quantiles [n, H, Q] from weights [n, H, M] and members' quantiles [M, n, H, Q]."""
+    return np.einsum("nhm,mnhq->nhq", weights, preds)
+
+
+def member_losses(frame, origins: np.ndarray, preds: np.ndarray, levels, horizon: int) -> np.ndarray:
+    """Each member's pinball loss per origin and horizon [M, n, H], mean over the levels, on log-returns divided by
+    the causal EWMA σ·√h (so calm and stormy days weigh alike); NaN where the outcome is past the frame's end."""
+    scale = standard_scale(frame["Close"].to_numpy(dtype=np.float64), origins, horizon)  # [n, H]
+    y = targets(frame, horizon, origins) / scale
+    return pinball(y[None], preds / scale[None, :, :, None], levels).mean(axis=-1)
 
 
 def fold_blocks(preds: list, ys: list, dates: list, folds: int):
@@ -190,7 +255,9 @@ class EnsembleForecaster(Forecaster):
         self.fit_info = {"series": [span(f) for f in frames], "weights": self.weight_dict(),
                          "fitted_weights": dict(zip(cfg.members, map(float, fitted))),
                          "fold_weights": [dict(zip(cfg.members, map(float, w))) for w in fold_weights],
-                         "shrinkage": cfg.shrinkage, "validation_start": f"{val_start:%Y-%m-%d}",
+                         "shrinkage": cfg.shrinkage, "eta": cfg.eta, "discount": cfg.discount,
+                         "share_horizons": cfg.share_horizons,
+                         "validation_start": f"{val_start:%Y-%m-%d}",
                          "refit": cfg.refit, "reused": reused,
                          "members": {n: m.fit_info for n, m in self.members.items()}}
         return self
@@ -200,18 +267,44 @@ class EnsembleForecaster(Forecaster):
         return {n: float(w) for n, w in zip(self.config.members, self.weights)}
 
     def describe(self) -> str:
-        """The weights in words, for the table row: 'fhs 0.62, garch 0.38' (members with weight ≥ 0.005)."""
-        return ", ".join(f"{n} {w:.2f}" for n, w in self.weight_dict().items() if w >= 0.005)
+        """The weights in words, for the table row: 'fhs 0.62, garch 0.38' (members with weight ≥ 0.005), and how
+        they track."""
+        text = ", ".join(f"{n} {w:.2f}" for n, w in self.weight_dict().items() if w >= 0.005)
+        if self.config.eta > 0:
+            text += f" at the start, then tracked (η {self.config.eta:g}, ρ {self.config.discount:g})"
+        return text
 
     def predict_quantiles(self, frame, origins):
+        """The members' quantiles weighted as of each origin: the prior weights, moved by each member's loss on the
+        outcomes known at the origin since the anchor (replayed from the anchor, so the answer for an origin is the
+        same whichever other origins are asked)."""
         if self.weights is None:
             raise StockLLMError("the ensemble was never fitted: train it first (stockllm train --model ensemble)")
         origins = np.asarray(origins, dtype=np.int64)
-        out = np.zeros((len(origins), self.horizon, len(self.quantiles)))
-        for name, w in zip(self.config.members, self.weights):
-            if w > 0:
-                out += w * self.members[name].predict_quantiles(frame, origins)
-        return out
+        used = [i for i, w in enumerate(self.weights) if w > 0]
+        names, prior = [self.config.members[i] for i in used], self.weights[used]
+        start = self._anchor_row(frame)
+        if not len(origins) or start is None or self.config.eta == 0 or origins.max() <= start:
+            preds = np.stack([self.members[n].predict_quantiles(frame, origins) for n in names])
+            return combine(np.broadcast_to(prior, (len(origins), self.horizon, len(names))), preds)
+        first = min(start, int(origins.min()))
+        every = np.arange(first, int(origins.max()) + 1)
+        preds = np.stack([self.members[n].predict_quantiles(frame, every) for n in names])
+        loss = member_losses(frame, every, preds, self.quantiles, self.horizon)
+        cfg = self.config
+        w = hedge_weights(loss, prior, cfg.eta, cfg.discount, start - first, cfg.share_horizons)
+        return combine(w[origins - first], preds[:, origins - first])
+
+    def _anchor_row(self, frame) -> int | None:
+        """The first row of ``frame`` on or after the anchor (the day after the training data ends), from which
+        the weights track the members' losses; None when the fit record has no training dates."""
+        from ..calibration import anchor_date
+
+        anchor = anchor_date(self)
+        if anchor is None:
+            return None
+        row = int(np.searchsorted(frame.index.to_numpy(), np.datetime64(anchor), side="left"))
+        return max(row, self.window_size - 1)
 
     def num_trainable_parameters(self) -> int:
         return sum(m.num_trainable_parameters() for m in self.members.values())
@@ -230,8 +323,11 @@ class EnsembleForecaster(Forecaster):
     def _from_meta(cls, meta, directory, **overrides):
         from . import load_forecaster
 
+        saved = meta.get("config", {})
+        if isinstance(saved, dict) and "eta" not in saved:  # saved before the weights tracked: fixed, as then
+            saved = {**saved, "eta": 0.0}
         model = cls(from_dict(DataConfig, meta.get("data", {}), source=directory),
-                    from_dict(EnsembleConfig, meta.get("config", {}), source=directory))
+                    from_dict(EnsembleConfig, saved, source=directory))
         weights = (meta.get("ensemble") or {}).get("weights") if isinstance(meta.get("ensemble"), dict) else None
         names = list(model.config.members)
         if not isinstance(weights, dict) or list(weights) != names or not all(
