@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +203,37 @@ def test_library_evaluate_writes_the_files_the_cli_writes(tmp_path):
     for name in ("report.html", "plot.png"):
         assert (tmp_path / "lib" / name).stat().st_size > 0
     assert set(result.metrics["model"]) == {"naive", "fhs", "mlp", "naive+aci", "fhs+aci", "mlp+aci"}
+
+
+@pytest.mark.parametrize("case", ["clean", "int ids", "lower case, extra column", "split-like move", "bad bar"])
+def test_a_long_frame_is_read_at_once_and_equals_the_ticker_by_ticker_checks(case, monkeypatch):
+    """predict_df's long frames go through one vectorised check (thousands of tickers); what it returns, or the
+    error it raises, is the careful path's, which still reads any frame it does not accept."""
+    import stockllm.fastload as fastload
+    from stockllm.models.pipeline import as_frames
+
+    parts = {k: make_ohlcv(90, seed=s) for s, k in enumerate(["AAPL", "MSFT", "600519.SS"])}
+    if case == "int ids":
+        parts = {i: f for i, f in enumerate(parts.values())}
+    if case == "split-like move":
+        parts["MSFT"].iloc[50:, :4] /= 2
+    if case == "bad bar":
+        parts["MSFT"].iloc[7, 1] = parts["MSFT"]["Low"].iloc[7] / 2
+    long = pd.concat(parts, names=["ticker"]).rename_axis(["ticker", "Date"]).reset_index()
+    if case == "lower case, extra column":
+        long = long.rename(columns=str.lower).assign(note="x")
+    fast = fastload.read_clean_frame(long, "ticker", min_rows=30)
+    assert (fast is None) == (case == "bad bar")  # a split-like move: only that ticker is checked carefully
+    if case == "bad bar":
+        with pytest.raises(StockLLMError, match="High"):
+            as_frames(long, 30)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = as_frames(long, 30)
+        monkeypatch.setattr(fastload, "read_clean_frame", lambda *a, **k: None)
+        careful = as_frames(long, 30)
+    assert list(got) == list(careful) == [str(k) for k in parts]
+    for name in careful:
+        pd.testing.assert_frame_equal(got[name], careful[name], check_exact=True)
+        assert got[name].attrs == careful[name].attrs

@@ -20,8 +20,8 @@ import io
 import numpy as np
 import pandas as pd
 
-from .data import (MAX_PRICE, MAX_VOLUME, OHLCV_COLUMNS, _check_length, _checked, _column_positions,
-                   _sniff_separator, _split_note)
+from .data import (DATE_COLUMNS, MAX_PRICE, MAX_VOLUME, OHLCV_COLUMNS, _check_length, _checked, _column_positions,
+                   _sniff_separator, _split_note, ohlcv_from_frame)
 
 
 def read_clean(text: str, source: str, *, id_position: int | None, min_rows: int = 1, min_rows_reason: str = "",
@@ -52,6 +52,40 @@ def read_clean(text: str, source: str, *, id_position: int | None, min_rows: int
         return None
     cells["line"] = _line_numbers(text, len(cells["Date"]))
     return _split(cells, source, id_pos is not None, min_rows, min_rows_reason)
+
+
+def read_clean_frame(df: pd.DataFrame, id_col, *, min_rows: int = 1,
+                     min_rows_reason: str = "") -> dict[str, pd.DataFrame] | None:
+    """{ticker: checked OHLCV frame} of a clean long DataFrame (``predict_df``'s input with a ticker column), or None
+    when ``data.ohlcv_from_frame`` must check it ticker by ticker.
+
+    Clean: a tz-naive datetime column named as ``ohlcv_from_frame`` finds it, holding dates only, the five OHLCV
+    columns (any case) as numbers, no missing value, no two tickers with one name; the bar checks, date order and
+    lengths are then checked over whole columns (``_split``). Frames equal the careful path's.
+    """
+    names = {str(c).strip().lower(): c for c in df.columns}
+    date_col = next((names[d] for d in DATE_COLUMNS if d in names), None)
+    if len(names) != len(df.columns) or date_col is None or any(c.lower() not in names for c in OHLCV_COLUMNS):
+        return None
+    dates = df[date_col]
+    if not pd.api.types.is_datetime64_dtype(dates) or dates.isna().any() or (dates != dates.dt.normalize()).any():
+        return None
+    cells = {"Date": dates.to_numpy(dtype="datetime64[ns]"), "line": None}
+    for name in OHLCV_COLUMNS:
+        column = df[names[name.lower()]]
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            return None
+        cells[name] = column.to_numpy(dtype=np.float64)
+    codes, ids = pd.factorize(df[id_col])
+    tickers = np.asarray([str(i) for i in ids], dtype=object)
+    if (codes < 0).any() or len(set(tickers)) != len(tickers) or np.bincount(codes).min() < min_rows:
+        return None  # the careful path names the short ticker in its own words
+    cells["id"], cells["names"] = codes.astype(np.int64), tickers
+
+    def careful(name: str, frame: pd.DataFrame) -> pd.DataFrame:  # what ohlcv_from_frame makes of this ticker alone
+        return ohlcv_from_frame(frame.reset_index(), name, min_rows=min_rows, min_rows_reason=min_rows_reason)
+
+    return _split(cells, "the frame", True, min_rows, min_rows_reason, careful)
 
 
 def _line_numbers(text: str, n: int) -> np.ndarray | None:
@@ -130,8 +164,13 @@ def _dates(text: pd.Series) -> np.ndarray | None:
     return dates.to_numpy(dtype="datetime64[ns]")
 
 
-def _split(cells: dict, source: str, by_id: bool, min_rows: int, reason: str) -> dict | None:
-    """The checked frames, one per id (in order of first appearance) or one for the file; None if any check fails."""
+def _split(cells: dict, source: str, by_id: bool, min_rows: int, reason: str, careful=None) -> dict | None:
+    """The checked frames, one per id (in order of first appearance) or one for the file; None if any check fails.
+
+    ``careful(name, frame)``: the careful checks of one series that needs a warning or a cleaning step
+    (``_needs_care``), given its bars; None: the CSV reader's (``data._checked`` naming the file's lines, or None
+    for the whole file where blank lines make them unknown).
+    """
     if not _values_ok(cells):
         return None
     dates = cells["Date"]
@@ -154,10 +193,14 @@ def _split(cells: dict, source: str, by_id: bool, min_rows: int, reason: str) ->
                              index=pd.DatetimeIndex(dates[lo:hi], name="Date").as_unit("ns"))
         why = (reason + f"; series {name}").lstrip("; ") if by_id else reason
         if _needs_care(frame, source):
-            if cells["line"] is None:
+            lines = None if cells["line"] is None else list(cells["line"][lo:hi])
+            if careful is None and lines is None:
                 return None
+            if careful is not None:
+                out[name] = careful(name, frame)
+                continue
             raw = pd.DataFrame({"Date": frame.index, **{c: frame[c].to_numpy() for c in OHLCV_COLUMNS}})
-            frame = _checked(raw, source, list(cells["line"][lo:hi]), min_rows, why)  # warns, drops suspended days
+            frame = _checked(raw, source, lines, min_rows, why)  # warns, drops suspended days
         else:
             _check_length(frame, source, min_rows, why)
         frame.attrs["source"] = name if by_id else source

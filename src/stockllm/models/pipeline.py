@@ -42,6 +42,7 @@ def as_frames(data, min_rows: int = 1, reason: str = "") -> dict[str, pd.DataFra
     load_ohlcv and download_ohlcv).
     """
     from ..data import ohlcv_from_frame
+    from ..fastload import read_clean_frame
     from ..series import load_series
 
     if isinstance(data, (str, Path)):
@@ -55,6 +56,9 @@ def as_frames(data, min_rows: int = 1, reason: str = "") -> dict[str, pd.DataFra
         if id_col is None:
             name = str(data.attrs.get("source") or "series")
             return {name: ohlcv_from_frame(data, name, min_rows=min_rows, min_rows_reason=reason)}
+        fast = read_clean_frame(frame, id_col, min_rows=min_rows, min_rows_reason=reason)  # thousands of tickers
+        if fast is not None:
+            return fast
         return {str(k): ohlcv_from_frame(g.drop(columns=[id_col]), str(k), min_rows=min_rows, min_rows_reason=reason)
                 for k, g in frame.groupby(id_col, sort=False)}
     if isinstance(data, Sequence) and data and all(isinstance(p, (str, Path)) for p in data):
