@@ -210,6 +210,10 @@ def test_each_process_reads_only_its_share_of_the_files(tmp_path, monkeypatch):
     long = pd.concat([make_ohlcv(60, seed=s).assign(ticker=f"X{s}") for s in range(3)]).reset_index()
     long.to_csv(tmp_path / "long.csv", index=False)  # one file, 2 processes: each keeps its share of the series
     assert [list(load_series([tmp_path / "long.csv"], shard=(r, 2))) for r in (0, 1)] == [["X0", "X1"], ["X2"]]
+    from stockllm.options import DataOptions
+
+    in_memory = DataOptions(data={f"M{s}": make_ohlcv(60, seed=s) for s in range(3)})  # stockllm.evaluate(frames)
+    assert [list(in_memory.load(30, "", shard=(r, 2))) for r in (0, 1)] == [["M0", "M1"], ["M2"]]
 
 
 @pytest.mark.parametrize("bad, where", [

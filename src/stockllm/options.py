@@ -125,9 +125,10 @@ class DataOptions:
 
     def load(self, min_rows: int, reason: str, say=lambda *_: None, shard: tuple[int, int] | None = None) -> dict:
         """{series name: checked OHLCV frame} of ``data`` (the NASDAQ sample when none is given); ``shard`` =
-        (rank, world): only this process's share of files given by path (``series.load_series``)."""
+        (rank, world): only this process's share (of the files given by path, ``series.load_series``; of the series
+        of frames given in memory)."""
         from .models.pipeline import as_frames
-        from .series import load_series
+        from .series import load_series, share
 
         data = self.data
         if data is None or (isinstance(data, (list, tuple)) and not data):
@@ -136,8 +137,9 @@ class DataOptions:
             say(f"no --data given: using the bundled sample 'nasdaq' ({SAMPLES['nasdaq']})")
             data = ["nasdaq"]
         paths = dataclasses.replace(self, data=data).paths()
-        if paths is None:
-            return as_frames(data, min_rows, reason)
+        if paths is None:  # frames in memory: every process has them all and keeps its share
+            frames = as_frames(data, min_rows, reason)
+            return frames if shard is None else {name: frames[name] for name in share(list(frames), *shard)}
         return load_series(paths, min_rows=min_rows, min_rows_reason=reason, shard=shard, **self.csv_options())
 
 
