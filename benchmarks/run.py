@@ -18,7 +18,7 @@ What is measured (1–6 in the same process, so ratios compare like with like; 7
    FLOP/s and MFU of training and inference against it (FLOPs below).
 4. Backtest inference: ``predict_returns(frame, origins)`` on the whole NASDAQ frame for the last ~200 origins
    with the chunks model; fewer origins for the windows model on CPU (figures are per target, so they scale).
-   Peak memory after each mode: ``stockllm.device.peak_memory_mb`` (process peak RSS on CPU, max allocated on
+   Peak memory after each mode: ``stockllm.memory.peak_memory_mb`` (process peak RSS on CPU, max allocated on
    CUDA).
 5. Wall time of ``stockllm.evaluate.evaluate`` for naive, drift and the MLP (default MLPConfig) on NASDAQ.
    Before it, the cached top-K path (``cached.figures``, ``cached`` in the JSON): one chunk, a step of LoRA on
@@ -377,7 +377,7 @@ def inference(forecaster, frame, n_origins: int) -> dict:
 
 def measure_mode(folder: Path, train_frame, frame, mode: str, args, n_train: int, n_infer: int) -> tuple[dict, int]:
     """Train one mode, then time its backtest inference. Returns (figures, non-embedding parameters of the base)."""
-    from stockllm.device import peak_memory_mb
+    from stockllm.memory import peak_memory_mb
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.reset_peak_memory_stats()
@@ -646,7 +646,8 @@ def headline(modes: dict) -> dict:
 
 def measure(args, say) -> dict:
     from stockllm.data import load_ohlcv
-    from stockllm.device import peak_memory_mb, resolve_device
+    from stockllm.device import resolve_device
+    from stockllm.memory import peak_memory_mb
     from stockllm.hf import gguf_to_folder
 
     wall0 = time.perf_counter()

@@ -628,16 +628,22 @@ def _validate(raw: pd.DataFrame, source: str, rows: list, decimal: str = ".",
     return frame, notes
 
 
+def suspended_days(frame: pd.DataFrame) -> np.ndarray:
+    """bool [n]: the suspended days of a series that trades on other days (volume 0 and open = high = low = close);
+    all False for a series whose volume is 0 on every day (an index, a close-only file)."""
+    volume = frame["Volume"].to_numpy()
+    if not (volume > 0).any():
+        return np.zeros(len(frame), dtype=bool)
+    o, h, lo, c = (frame[name].to_numpy() for name in PRICE_COLUMNS)
+    return (volume == 0) & (o == h) & (h == lo) & (lo == c)
+
+
 def _drop_suspended(frame: pd.DataFrame, source: str, rows: np.ndarray, notes: list[str]):
     """Drop suspended days (volume 0 and open = high = low = close, as BaoStock and AKShare mark them) from a series
     that trades on other days, naming the first dates: left in, they look like days without a move. A series
     whose volume is 0 on every day (an index, a close-only file) keeps its rows; its volume inputs are then
     constant, i.e. off."""
-    volume = frame["Volume"].to_numpy()
-    if not (volume > 0).any():
-        return frame, rows
-    o, h, lo, c = (frame[name].to_numpy() for name in PRICE_COLUMNS)
-    idle = (volume == 0) & (o == h) & (h == lo) & (lo == c)
+    idle = suspended_days(frame)
     if not idle.any():
         return frame, rows
     dates = frame.index[idle].strftime("%Y-%m-%d")

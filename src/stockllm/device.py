@@ -1,4 +1,4 @@
-"""The one place that resolves device and dtype, and reports peak memory."""
+"""The one place that resolves device and dtype (peak memory: ``memory.peak_memory_mb``)."""
 
 from __future__ import annotations
 
@@ -65,15 +65,6 @@ def bind_device(device: torch.device, num_processes: int) -> None:
         raise StockLLMError(f"--device {device} pins one GPU, but this run has {num_processes} processes: pass "
                             "--device cuda and choose the cards with CUDA_VISIBLE_DEVICES")
     torch.cuda.set_device(device.index)
-
-
-def peak_memory_mb() -> tuple[float, str]:
-    """Peak memory so far in MB, with a label saying what was measured (GPU allocations or process RSS)."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        return torch.cuda.max_memory_allocated() / 2**20, "GPU max allocated"
-    from .memory import process_peak_mb
-
-    return process_peak_mb(), "process peak RSS"
 
 
 @contextmanager

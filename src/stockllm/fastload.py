@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .data import (DATE_COLUMNS, MAX_PRICE, MAX_VOLUME, OHLCV_COLUMNS, _check_length, _checked, _column_positions,
-                   _sniff_separator, _split_note, ohlcv_from_frame)
+                   _sniff_separator, _split_note, ohlcv_from_frame, suspended_days)
 
 
 def read_clean(text: str, source: str, *, id_position: int | None, min_rows: int = 1, min_rows_reason: str = "",
@@ -50,8 +50,20 @@ def read_clean(text: str, source: str, *, id_position: int | None, min_rows: int
     cells = _parse(text, separator, len(header), positions, id_pos)
     if cells is None:
         return None
-    cells["line"] = _line_numbers(text, len(cells["Date"]))
-    return _split(cells, source, id_pos is not None, min_rows, min_rows_reason)
+    careful = _file_checks(source, id_pos is not None, min_rows, min_rows_reason) if _lines_known(text) else None
+    return _split(cells, source, id_pos is not None, min_rows, min_rows_reason, careful)
+
+
+def _file_checks(source: str, by_id: bool, min_rows: int, reason: str):
+    """``_split``'s careful checks for one series of a file whose row i is on line i + 2 (the header on line 1):
+    the careful reader's, naming those lines (it warns, and drops suspended days)."""
+
+    def careful(name: str, frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+        raw = pd.DataFrame({"Date": frame.index, **{c: frame[c].to_numpy() for c in OHLCV_COLUMNS}})
+        why = (reason + f"; series {name}").lstrip("; ") if by_id else reason
+        return _checked(raw, source, list(rows + 2), min_rows, why)
+
+    return careful
 
 
 def read_clean_frame(df: pd.DataFrame, id_col, *, min_rows: int = 1,
@@ -70,7 +82,7 @@ def read_clean_frame(df: pd.DataFrame, id_col, *, min_rows: int = 1,
     dates = df[date_col]
     if not pd.api.types.is_datetime64_dtype(dates) or dates.isna().any() or (dates != dates.dt.normalize()).any():
         return None
-    cells = {"Date": dates.to_numpy(dtype="datetime64[ns]"), "line": None}
+    cells = {"Date": dates.to_numpy(dtype="datetime64[ns]")}
     for name in OHLCV_COLUMNS:
         column = df[names[name.lower()]]
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
@@ -82,31 +94,25 @@ def read_clean_frame(df: pd.DataFrame, id_col, *, min_rows: int = 1,
         return None  # the careful path names the short ticker in its own words
     cells["id"], cells["names"] = codes.astype(np.int64), tickers
 
-    def careful(name: str, frame: pd.DataFrame) -> pd.DataFrame:  # what ohlcv_from_frame makes of this ticker alone
+    def careful(name: str, frame: pd.DataFrame, rows) -> pd.DataFrame:  # what ohlcv_from_frame makes of it alone
         return ohlcv_from_frame(frame.reset_index(), name, min_rows=min_rows, min_rows_reason=min_rows_reason)
 
     return _split(cells, "the frame", True, min_rows, min_rows_reason, careful)
 
 
-def _line_numbers(text: str, n: int) -> np.ndarray | None:
-    """The file line of each of the n data rows (the header is line 1), or None when blank lines (which the parser
-    skips) make that unknown."""
+def _lines_known(text: str) -> bool:
+    """Whether data row i is on line i + 2 (the header on line 1): no blank line, which the parser skips, before
+    the end."""
     for blank in ("\n\n", "\n\r\n"):
         at = text.find(blank)
-        if at >= 0 and text[at:].strip("\r\n"):  # a blank line before the end (trailing ones shift nothing)
-            return None
-    return np.arange(2, n + 2)
+        if at >= 0 and text[at:].strip("\r\n"):  # trailing blank lines shift nothing
+            return False
+    return True
 
 
 def _needs_care(frame: pd.DataFrame, source: str) -> bool:
-    """Whether the careful checks would warn about or clean this series: a possible split, or suspended days
-    (volume 0 and open = high = low = close in a series that trades on other days)."""
-    if _split_note(frame, source, np.arange(len(frame))) is not None:
-        return True
-    v = frame.to_numpy()
-    volume = v[:, 4]
-    return bool((volume > 0).any() and ((volume == 0) & (v[:, 0] == v[:, 1]) & (v[:, 1] == v[:, 2])
-                                        & (v[:, 2] == v[:, 3])).any())
+    """Whether the careful checks would warn about or clean this series: a possible split, or suspended days."""
+    return _split_note(frame, source, np.arange(len(frame))) is not None or bool(suspended_days(frame).any())
 
 
 def _parse(text: str, separator: str, width: int, positions: list[int], id_pos: int | None) -> dict | None:
@@ -167,9 +173,9 @@ def _dates(text: pd.Series) -> np.ndarray | None:
 def _split(cells: dict, source: str, by_id: bool, min_rows: int, reason: str, careful=None) -> dict | None:
     """The checked frames, one per id (in order of first appearance) or one for the file; None if any check fails.
 
-    ``careful(name, frame)``: the careful checks of one series that needs a warning or a cleaning step
-    (``_needs_care``), given its bars; None: the CSV reader's (``data._checked`` naming the file's lines, or None
-    for the whole file where blank lines make them unknown).
+    ``careful(name, frame, rows)``: the careful checks of one series that needs a warning or a cleaning step
+    (``_needs_care``), given its bars and their positions among the input's rows; None: such a series sends the
+    whole input to the careful path (return None).
     """
     if not _values_ok(cells):
         return None
@@ -181,7 +187,9 @@ def _split(cells: dict, source: str, by_id: bool, min_rows: int, reason: str, ca
         codes, names, order = np.zeros(len(dates), dtype=np.int64), np.array([""], dtype=object), None
     if order is not None:
         codes, dates = codes[order], dates[order]
-        cells = {k: None if v is None else v[order] for k, v in cells.items()}
+        cells = {k: v[order] for k, v in cells.items()}
+    else:
+        order = np.arange(len(dates))
     same = codes[1:] == codes[:-1]
     if (same & (dates[1:] <= dates[:-1])).any():  # out of order or repeated: the careful path sorts or refuses
         return None
@@ -191,18 +199,12 @@ def _split(cells: dict, source: str, by_id: bool, min_rows: int, reason: str, ca
         name = str(names[k])
         frame = pd.DataFrame({c: cells[c][lo:hi] for c in OHLCV_COLUMNS},
                              index=pd.DatetimeIndex(dates[lo:hi], name="Date").as_unit("ns"))
-        why = (reason + f"; series {name}").lstrip("; ") if by_id else reason
         if _needs_care(frame, source):
-            lines = None if cells["line"] is None else list(cells["line"][lo:hi])
-            if careful is None and lines is None:
+            if careful is None:
                 return None
-            if careful is not None:
-                out[name] = careful(name, frame)
-                continue
-            raw = pd.DataFrame({"Date": frame.index, **{c: frame[c].to_numpy() for c in OHLCV_COLUMNS}})
-            frame = _checked(raw, source, lines, min_rows, why)  # warns, drops suspended days
+            frame = careful(name, frame, order[lo:hi])
         else:
-            _check_length(frame, source, min_rows, why)
+            _check_length(frame, source, min_rows, (reason + f"; series {name}").lstrip("; ") if by_id else reason)
         frame.attrs["source"] = name if by_id else source
         frame.attrs["close_only"] = False
         out[name] = frame

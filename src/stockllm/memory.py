@@ -1,4 +1,5 @@
-"""Memory: how many bytes a LoRA step keeps, how much the device has, whether to checkpoint, and the heap."""
+"""Memory: how many bytes a LoRA step keeps, how much the device has, whether to checkpoint, the heap, and the
+peak so far."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value, here kept fixed
 
 
-def process_peak_mb() -> float:
-    """This process's peak resident memory so far, in MB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+def peak_memory_mb() -> tuple[float, str]:
+    """Peak memory so far in MB, with a label saying what was measured (GPU allocations or process RSS). It does
+    not import torch: a run that never loaded it (naive, drift) has no GPU allocations to report."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20, "GPU max allocated"
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    return (rss / 2**20 if sys.platform == "darwin" else rss / 2**10), "process peak RSS"  # macOS: bytes, Linux: KiB
 
 
 def keep_heap_small() -> bool:

@@ -104,16 +104,9 @@ def _say_fit(model, say) -> None:
 
 def report_resources(model, say) -> None:
     """Trainable parameters and peak memory, in two lines."""
-    import sys
+    from .memory import peak_memory_mb  # not .device: naive and drift need not load torch to say this
 
-    if "torch" in sys.modules:  # a model that never loaded torch (naive, drift) need not load it to say this
-        from .device import peak_memory_mb
-
-        mb, label = peak_memory_mb()
-    else:
-        from .memory import process_peak_mb
-
-        mb, label = process_peak_mb(), "process peak RSS"
+    mb, label = peak_memory_mb()
     say(f"trainable parameters: {model.num_trainable_parameters():,}{model.trainable_parameters_detail()}")
     say(f"peak memory: {mb:,.0f} MB ({label})")
 

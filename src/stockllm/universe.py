@@ -173,13 +173,6 @@ def forecasts_name(fmt: str) -> str:
 # The backtest, block by block
 
 
-def shard(names: list, rank: int, world: int) -> list:
-    """The contiguous share of ``names`` that process ``rank`` of ``world`` backtests."""
-    from .series import share
-
-    return share(names, rank, world)
-
-
 def gather_closes(frames: dict) -> dict:
     """Every process's series as Close-only frames (all the cheap models and the array path read), in rank order:
     each process reads and checks only its share of the files, then the processes swap closes."""
@@ -218,9 +211,10 @@ def backtest_universe(frames: dict, models: dict, cutoff: pd.Timestamp, sink, *,
     table in ``evaluate``'s row order, {model: [(DM p-values, mean differences) per block]} for the leaderboard).
     """
     from .progress import progress_bar
+    from .series import share
 
     horizon = next(iter(models.values())).horizon
-    blocks = plan_blocks(frames, shard(list(frames), rank, world), len(models), horizon, cutoff)
+    blocks = plan_blocks(frames, share(list(frames), rank, world), len(models), horizon, cutoff)
     tables, dms = [], {name: [] for name in models}
     for k in progress_bar(range(_agreed_steps(len(blocks), world)), desc="backtest", unit="block",
                           enabled=progress and rank == 0):
