@@ -5,6 +5,7 @@ by leaving each development series out.
     python benchmarks/skill.py                  # the same for the test part
     python benchmarks/skill.py [--validation] --regrid   # the grids again from the saved member forecasts
     python benchmarks/ensemble_choice.py        # reads both, writes benchmarks/skill/ensemble_choice.md
+    python benchmarks/ensemble_choice.py --dir runs/seed0 runs/seed1 ...   # several seeds' runs, averaged
 
 For each setting (each series fitted alone; one pooled fit) and each (λ, η, ρ) on the grid, the ensemble's geometric
 mean of wql_vs_naive over a series' horizons comes from its members' forecasts and fitted weights
@@ -13,6 +14,12 @@ over all five series × horizons on validation dates. Leave-one-series-out: for 
 it over the other four series' validation dates, and the ensemble with it is scored on s, on the validation dates
 and on the test part, beside its members and FHS. The criteria of issue 26: the ensemble's geometric mean ≤ the best
 member's + 0.0005, and on every series ≤ FHS's + 0.001.
+
+With several ``--dir`` folders (``skill.py --seed s --out runs/seeds`` for a few seeds), every score is first
+averaged over the seeds (each (series, horizon) cell of the grid and of the members), so the choice and the
+comparison with the best member are made on what a member scores in expectation, not on one seed's draw: the
+learned members' geometric means move by 0.001–0.006 from seed to seed (``benchmarks/ensemble_seeds.py``), more
+than the margins being judged. The tables go to ``--out`` (default: the first folder's ``ensemble_choice.md``).
 """
 
 from __future__ import annotations
@@ -44,6 +51,17 @@ def load(part: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     grid, table = pd.concat(grids, ignore_index=True), pd.concat(tables, ignore_index=True)
     for t in (grid, table):
         t["setting"] = np.where(t["setting"] == "pooled", "pooled", "alone")
+    return grid, table
+
+
+def load_runs(folders: list[Path], part: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``load`` of ``part`` for each run folder, each cell's wql_vs_naive averaged over the runs (one run: as is)."""
+    pairs = [load(folder / part) for folder in folders]
+    if len(pairs) == 1:
+        return pairs[0]
+    grids, tables = zip(*pairs)
+    grid = pd.concat(grids).groupby(["setting", "series", "horizon", *KNOBS], as_index=False)["wql_vs_naive"].mean()
+    table = pd.concat(tables).groupby(["setting", "series", "model", "horizon"], as_index=False)["wql_vs_naive"].mean()
     return grid, table
 
 
@@ -128,13 +146,16 @@ def report(setting: str, val_grid, val_table, test_grid, test_table, joint: pd.D
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", type=Path, default=ROOT / "benchmarks" / "skill")
+    ap.add_argument("--dir", type=Path, nargs="+", default=[ROOT / "benchmarks" / "skill"],
+                    help="skill.py output folder(s); several (one per seed): scores averaged over them")
+    ap.add_argument("--out", type=Path, help="where to write the tables (default: <first --dir>/ensemble_choice.md)")
     args = ap.parse_args()
-    val_grid, val_table = load(args.dir / "validation")
-    test_grid, test_table = load(args.dir / "test")
+    val_grid, val_table = load_runs(args.dir, "validation")
+    test_grid, test_table = load_runs(args.dir, "test")
     joint = pd.concat([per_series(val_grid[val_grid["setting"] == st]) for st in ("alone", "pooled")])
     default = choose(joint, sorted(set(joint.index)))
-    lines = ["# The ensemble's settings, chosen on validation dates (python benchmarks/ensemble_choice.py)", "",
+    seeds = f", scores averaged over {len(args.dir)} runs ({', '.join(d.name for d in args.dir)})" if len(args.dir) > 1 else ""
+    lines = [f"# The ensemble's settings, chosen on validation dates (python benchmarks/ensemble_choice.py{seeds})", "",
              f"One default for both settings (each series alone, and pooled), lowest geometric mean over both "
              f"settings' validation scores: **{name(default)}** ({np.exp(np.log(joint[default]).mean()):.4f}; fixed "
              f"weights λ 0: {np.exp(np.log(joint[(0.0, 0.0, 1.0, False)]).mean()):.4f}).", ""]
@@ -143,7 +164,7 @@ def main() -> None:
         if len(pick(val_grid)):
             lines += report(setting, pick(val_grid), pick(val_table), pick(test_grid), pick(test_table), joint)
     text = "\n".join(lines)
-    (args.dir / "ensemble_choice.md").write_text(text + "\n")
+    (args.out or args.dir[0] / "ensemble_choice.md").write_text(text + "\n")
     print(text)
 
 
