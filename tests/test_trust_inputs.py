@@ -201,6 +201,17 @@ def test_an_unadjusted_split_is_warned_at_its_row(tmp_path):
         load_ohlcv(path)
 
 
+def test_a_split_in_a_frame_names_its_row_and_date_once():
+    frame = make_ohlcv(60, seed=3)
+    day = frame.index[40]
+    frame.loc[day:, ["Open", "High", "Low", "Close"]] /= 2  # unadjusted 2:1 split
+    with pytest.warns(DataWarning) as caught:
+        ohlcv_from_frame(frame, "MSFT")
+    (message,) = [str(w.message) for w in caught if "stock split" in str(w.message)]
+    assert f"MSFT row 41 ({day:%Y-%m-%d}) matches a 2:1 stock split" in message
+    assert message.count(f"{day:%Y-%m-%d}") == 1
+
+
 def test_ordinary_days_give_no_split_warning(recwarn):
     ohlcv_from_frame(make_ohlcv(2000, seed=3))
     assert not [w for w in recwarn if "split" in str(w.message)]

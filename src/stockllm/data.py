@@ -670,7 +670,9 @@ def _split_note(frame: pd.DataFrame, source: str, rows: np.ndarray) -> str | Non
         return None
     i, name = min(hits)
     more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
-    return (f"the overnight move into {source} row {rows[i]} ({frame.index[i]:%Y-%m-%d}) matches a {name} stock split"
+    date = f"{frame.index[i]:%Y-%m-%d}"
+    where = str(rows[i]) if date in str(rows[i]) else f"{rows[i]} ({date})"  # a frame's row labels carry the date
+    return (f"the overnight move into {source} row {where} matches a {name} stock split"
             f"{more}: if the prices are not split-adjusted, use an adjusted export (e.g. Yahoo's with Adj Close "
             "applied) so the split does not look like a price move")
 
