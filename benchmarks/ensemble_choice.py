@@ -15,7 +15,7 @@ it over the other four series' validation dates, and the ensemble with it is sco
 and on the test part, beside its members and FHS. The criteria of issue 26: the ensemble's geometric mean ≤ the best
 member's + 0.0005, and on every series ≤ FHS's + 0.001.
 
-With several ``--dir`` folders (``skill.py --seed s --out runs/seeds`` for a few seeds), every score is first
+With several ``--dir`` folders (``skill.py --seed s --out runs/seed<s>`` for a few seeds), every score is first
 averaged over the seeds (each (series, horizon) cell of the grid and of the members), so the choice and the
 comparison with the best member are made on what a member scores in expectation, not on one seed's draw: the
 learned members' geometric means move by 0.001–0.006 from seed to seed (``benchmarks/ensemble_seeds.py``), more
