@@ -343,8 +343,22 @@ def test_bad_flag_value_is_a_usage_error(capsys):
         code = exc.code
     out, err = capsys.readouterr()
     assert code == 2
-    assert "--epochs" in err and "error:" in err
+    assert err.splitlines() == ["stockllm train: error: argument --epochs: invalid int value: 'many'; "
+                                "see stockllm train --help"]
     assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["serve", "--epochs", "3"], "stockllm serve: error: unrecognized arguments: --epochs 3; see stockllm serve --help"),
+    (["predict", "--model", "mlp", "--data", "x.csv"], "invalid choice: 'mlp'"),
+])
+def test_usage_errors_are_one_line_named_after_the_command(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and words in err
+    if "mlp" in argv:
+        assert "--checkpoint DIR" in err
 
 
 def test_test_size_too_small_for_any_forecast(files, capsys, tmp_path):

@@ -39,6 +39,13 @@ def test_from_flags_puts_each_setting_where_it_belongs_and_refuses_unknown_ones(
         MLPConfig.from_flags(patience=0)
 
 
+def test_the_readme_spelled_out_config_equals_from_flags():
+    # README "Python": a bare TrainConfig() holds the LLM's loop defaults, so the spelled-out form starts from .train
+    spelled = MLPConfig(hidden_size=32, train=dataclasses.replace(MLPConfig().train, epochs=3))
+    assert spelled == MLPConfig.from_flags(epochs=3, hidden_size=32)
+    assert MLPConfig().train != TrainConfig()
+
+
 def test_flat_names_are_unique_and_round_trip():
     for cls in (MLPConfig, LoRAConfig):
         names = flat_fields(cls)

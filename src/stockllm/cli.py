@@ -383,8 +383,32 @@ def _download_model_command(sub) -> None:
     _common(p)
 
 
+# Hints added to argparse's own messages for mistakes it cannot explain: (command, words in its message) -> hint.
+_USAGE_HINTS = {("predict", "argument --model: invalid choice"): "a trained model is read with --checkpoint DIR "
+                "(--model names only the models that need no fit)",
+                ("forecast", "argument --model: invalid choice"): "a trained model is read with --checkpoint DIR "
+                "(--model names only the models that need no fit)"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other error of the CLI: ``stockllm CMD: error: what;
+    see stockllm CMD --help`` and exit status 2 (argparse prints the whole usage block)."""
+
+    def error(self, message: str):
+        _usage_error(self.prog, message)
+
+
+def _usage_error(prog: str, message: str):
+    """Print ``prog: error: message[; hint]; see prog --help`` to stderr and exit 2."""
+    command = prog.split()[-1]
+    hints = [hint for (cmd, words), hint in _USAGE_HINTS.items() if cmd == command and words in message]
+    line = "; ".join([message.replace("\n", " "), *hints])
+    print(f"{prog}: error: {line}; see {prog} --help", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stockllm",
         description="Forecast the next few daily closes with a LoRA-tuned language model, always scored beside "
                     "the random walk (naive) and drift on data the model never saw.",
@@ -677,9 +701,11 @@ def _resume_command(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 error, 130 interrupted). Bad flags exit 2 via argparse."""
+    """Run the CLI; returns the exit status (0 ok, 1 error, 130 interrupted). Bad flags exit 2 (one line, ``_Parser``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _build_parser().parse_args(argv)
+    args, unknown = _build_parser().parse_known_args(argv)
+    if unknown:  # named against the command they were given to, not the top-level parser
+        _usage_error(f"stockllm {args.command}", f"unrecognized arguments: {' '.join(unknown)}")
     if args.command in ("train", "predict", "forecast", "evaluate"):
         _stray_launcher_variables()
     # Under `accelerate launch` / torchrun every rank runs main(); only rank 0 talks.
