@@ -270,6 +270,17 @@ def test_evaluate_refits_on_an_expanding_window(files, capsys, tmp_path):
     assert len(pd.read_csv(tmp_path / "forecasts.csv").query("model == 'mlp'")) == table["n"].iloc[0] * 3
 
 
+@pytest.mark.parametrize("models, words", [(["--models", "naive,lora"], "lora takes too long"),
+                                           (["--models", "naive,ensemble", "--members", "fhs,lora"],
+                                            "lora (an ensemble member) takes too long")])
+def test_refit_every_with_a_slow_model_is_refused_before_any_work(files, capsys, tmp_path, models, words):
+    rc = main(["evaluate", "--data", str(files["a"]), *models, "--refit_every", "5", "--output_dir", str(tmp_path / "ev")])
+    out, err = capsys.readouterr()
+    assert rc == 1 and words in err and "--refit_every" in err
+    assert "cutoff" not in out and "refitting" not in out  # refused before the data were read
+    assert not (tmp_path / "ev").exists()
+
+
 # --- errors for people ---------------------------------------------------------------------------------------
 
 def test_missing_data_file(files, capsys, tmp_path):

@@ -75,6 +75,8 @@ def _plan(opts: EvaluateOptions) -> _Plan:
     if opts.refit_every is not None and opts.refit_every < 1:
         raise StockLLMError(f"--refit_every {opts.refit_every} must be 1 or more (test days between refits)")
     names = _model_names(opts)
+    if opts.refit_every:
+        _check_refits(opts.settings.with_members(names), names, opts.refit_every)
     kinds = list(names)
     if opts.checkpoint:
         from .checkpoint import read_meta
@@ -88,6 +90,17 @@ def _plan(opts: EvaluateOptions) -> _Plan:
     plan = _Plan(names, data, checkpoint, cal)
     settings.check_features(data, settings.with_members(plan.kinds))
     return plan
+
+
+def _check_refits(kinds: list[str], names: list[str], every: int) -> None:
+    """Refuse --refit_every for a model too slow to fit again and again (``ModelSpec.refit``), before any work."""
+    from .models.registry import spec
+
+    slow = next((k for k in kinds if spec(k).needs_fit and not spec(k).refit), None)
+    if slow is not None:
+        what, flag = (slow, "--models") if slow in names else (f"{slow} (an ensemble member)", "--members")
+        raise StockLLMError(f"--refit_every is for the cheap models; {what} takes too long to fit again every {every} "
+                            f"days: drop --refit_every (one fit), or leave {slow} out of {flag}")
 
 
 def _load_checkpoint(opts: EvaluateOptions, names: list[str]):
