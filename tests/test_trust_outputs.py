@@ -318,3 +318,21 @@ def test_many_series_draw_the_best_and_worst_only(tmp_path):
     page = render_report(pd.DataFrame({"series": ["S00"], "model": ["naive"]}), forecasts)
     assert page.count("<h3>") == MAX_DRAWN_SERIES and "30 series" in page
     assert drawn_series(forecasts[forecasts["series"] < "S05"]) == (["S00", "S01", "S02", "S03", "S04"], "")
+
+
+def test_files_written_into_a_checkpoint_get_the_usual_mode(tmp_path):
+    """safetensors writes its files 0600; a checkpoint's files all get what a plain open gives under the umask."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    with outputs.atomic_folder(tmp_path / "ck", flag="--save_dir") as tmp:
+        save_file({"w": np.zeros(2, dtype=np.float32)}, str(tmp / "model.safetensors"))
+        (tmp / "stockllm.json").write_text("{}")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "ck").iterdir()}
+    assert modes["model.safetensors"] == modes["stockllm.json"] == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

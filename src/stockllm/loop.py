@@ -37,7 +37,7 @@ from .checkpoint import read_safetensors
 from .config import TrainConfig
 from .device import bind_device, mixed_precision, resolve_device
 from .errors import StockLLMError, TrainingInterrupted
-from .outputs import write_failure
+from .outputs import usual_modes, write_failure
 from .progress import progress_bar
 
 STATE_DIR = "state"
@@ -385,6 +385,7 @@ class _Loop:
                 save_file({k: v.contiguous().cpu() for k, v in self.best.items()}, str(tmp / BEST_FILE))
                 (tmp / LOOP_FILE).write_text(json.dumps({"loop": loop, "fingerprint": self.task.fingerprint},
                                                         indent=1, default=str) + "\n")
+                usual_modes(tmp)
         except Exception as exc:  # noqa: BLE001 - torch and safetensors wrap a full disk in their own errors
             reason = write_failure(exc)
             if reason is None:

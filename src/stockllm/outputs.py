@@ -388,6 +388,7 @@ def atomic_folder(target, *, flag: str, keep: dict | None = None, lock: bool = F
                                 "to") from None
         try:
             yield tmp
+            usual_modes(tmp)
             _write_manifest(tmp, keep)
             for name in keep:
                 if (real / name).is_dir():
@@ -402,6 +403,16 @@ def atomic_folder(target, *, flag: str, keep: dict | None = None, lock: bool = F
                 raise
             raise StockLLMError(f"cannot write {flag} {target} ({reason}): check the free space and "
                                 "permissions; the previous contents are unchanged") from None
+
+
+def usual_modes(folder: Path) -> None:
+    """Give every file under ``folder`` the mode a plain ``open`` gives under the user's umask (safetensors, and so
+    PEFT and accelerate, write their files 0600, unlike every other file of a checkpoint)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~umask)
 
 
 @contextmanager
