@@ -132,7 +132,7 @@ def _predict_flags(p: argparse.ArgumentParser, tickers: bool) -> None:
     _limit_flags(p)
     p.add_argument("--plot", metavar="FILE", help="also draw a PNG: the last 60 closes and the forecast fan (median "
                    "and central intervals)")
-    p.add_argument("--device", help="auto (default), cpu, cuda or mps")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--trust_remote_code", action="store_true", default=None, help="allow the base model's own code")
     _calibrate_flags(p)
     _common(p)
@@ -307,7 +307,8 @@ def _evaluate_command(sub) -> None:
     p.add_argument("--refit_every", type=int, metavar="N", help="fit the models again every N test days on all data "
                    "before that day (expanding window); cheap models only (default: one fit before the cutoff)")
     p.add_argument("--output_dir", default="evaluation", metavar="DIR",
-                   help="folder for metrics.csv, forecasts.csv, plot.png and report.html (default %(default)s)")
+                   help="folder for metrics.csv, leaderboard.csv, forecasts.csv, plot.png and report.html "
+                        "(default %(default)s)")
     p.add_argument("--show", metavar="LIST", help="models report.html's forecast charts draw at first, beside naive "
                    "and the best (default: the --checkpoint's model; the others are one legend click away)")
     p.add_argument("--format", choices=("csv", "parquet"), default="csv",
@@ -369,7 +370,7 @@ def _serve_command(sub) -> None:
                    "%(default)s)")
     p.add_argument("--max_body_mb", type=float, default=8.0, help="largest request body in MB (default "
                    "%(default)s)")
-    p.add_argument("--device", help="auto (default), cpu, cuda or mps (LLM checkpoints)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps (LLM checkpoints)")
     _common(p)
 
 
@@ -701,7 +702,7 @@ def _resume_command(argv: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 error, 130 interrupted). Bad flags exit 2 (one line, ``_Parser``)."""
+    """Run the CLI; returns the exit status (0 ok, 1 error, 130 interrupted; bad flags: 2, one line, ``_Parser``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args, unknown = _build_parser().parse_known_args(argv)
     if unknown:  # named against the command they were given to, not the top-level parser

@@ -399,7 +399,7 @@ class ChronosConfig:
     context_days: days of history Chronos reads per origin (fewer when the series is shorter); fixed, so a
         forecast depends on its origin alone.
     batch_size: origins per Chronos batch.
-    device: auto, cpu, cuda or mps.
+    device: auto, cpu, cuda, cuda:N or mps.
     """
 
     model_path: str = field(default="amazon/chronos-bolt-small", metadata={"flag": "chronos_model"})
