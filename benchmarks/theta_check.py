@@ -64,8 +64,8 @@ def main() -> None:
     diff = (ours - theirs).abs()
     print(f"origins: {len(origins)} ({origins[0]} .. {origins[-1]})")
     for h in ours.index:
-        print(f"h={h}: stockllm theta {ours[h]:.4f}   statsforecast Theta {theirs[h]:.4f}   |diff| {diff[h]:.4f}")
-    print(f"max |diff| {diff.max():.4f} ({'within' if diff.max() <= 0.005 else 'OUTSIDE'} 0.005); "
+        print(f"h={h}: stockllm theta {ours[h]:.4f}   statsforecast Theta {theirs[h]:.4f}   |diff| {diff[h]:.1e}")
+    print(f"max |diff| {diff.max():.1e} ({'within' if diff.max() <= 0.005 else 'OUTSIDE'} 0.005); "
           f"time: stockllm {ours_s:.0f} s, statsforecast cross_validation {theirs_s:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"origins": len(origins), "ours": ours.to_dict(),
