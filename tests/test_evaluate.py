@@ -197,6 +197,8 @@ def test_metrics_columns_and_rows(scored):
     assert list(forecasts.columns[:8]) == ["series", "model", "origin", "horizon", "target_date", "last_close",
                                            "actual", "predicted"]
     assert "mae/naive" in format_table(table)
+    blank = table.assign(coverage_80_lowvol=np.nan, coverage_80_midvol=np.nan, coverage_80_highvol=np.nan)
+    assert "//" not in format_table(blank)  # no terciles (e.g. score's few outcomes): an empty cell, not "//"
 
 
 def test_naive_mae_vs_naive_is_exactly_one(scored):

@@ -264,7 +264,7 @@ def format_table(table: pd.DataFrame) -> str:
     t = table.copy()
     terciles = ["coverage_80_lowvol", "coverage_80_midvol", "coverage_80_highvol"]
     if set(terciles) <= set(t.columns):
-        t["cov80 lo/mid/hi"] = ["/".join("" if pd.isna(v) else f"{v:.2f}" for v in row)
+        t["cov80 lo/mid/hi"] = ["" if pd.isna(row).all() else "/".join("–" if pd.isna(v) else f"{v:.2f}" for v in row)
                                 for row in t[terciles].to_numpy()]
     cols = ["series", "model", "horizon", "n", "mae", "mae_vs_naive", "wql_vs_naive", "coverage_80",
             "cov80 lo/mid/hi", "width_80", "kupiec_p", "dir_acc", "up_rate", "dm_pvalue", "dm_pvalue_wql"]

@@ -107,8 +107,9 @@ def download_frames(tickers, period: str, say, source: str = "yahoo", adjust: st
 
     frames = {}
     for ticker in tickers:
-        say(f"downloading {ticker} ({period} of daily bars from {NAMES[source]})")
-        frames[series_name(ticker, source)] = download(ticker, source, adjust=adjust, period=period)
+        name = series_name(ticker, source)  # sh.600519 -> 600519.SS, as the rows will name it
+        say(f"downloading {name} ({period} of daily bars from {NAMES[source]})")
+        frames[name] = download(ticker, source, adjust=adjust, period=period)
     return frames
 
 
