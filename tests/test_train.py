@@ -449,8 +449,10 @@ def test_a_run_stopped_by_its_budget_goes_on_with_a_larger_one(flags, tmp_path, 
     step2 = load_file(str(tmp_path / "kept" / "step-00000002" / "model.safetensors"))
     step3 = load_file(str(ck / "state" / "step-00000003" / "model.safetensors"))
     assert any(not torch.equal(step2[k], step3[k]) for k in step2)
-    assert re.search(r"training stopped at step 4 \([\d.]+ epochs\): the --max_steps budget was reached",
+    assert re.search(r"training stopped at step 4 \([\d.]+ epochs?\): the --max_steps budget was reached",
                      capsys.readouterr().out)
+    assert not any("--max_steps 2" in note for note in fit["notes"])  # the first run's budget note is gone
+    assert any("--max_steps 4" in note for note in fit["notes"])
     # The same budget again: nothing is left to do, and the run stays as it was.
     assert main([*flags, "--max_steps", "4", "--save_every", "1", "--save_dir", str(ck), "--resume"]) == 0
     assert json.loads((ck / "stockllm.json").read_text())["fit"]["steps"] == 4

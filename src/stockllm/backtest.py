@@ -16,6 +16,7 @@ from .plots import plot_forecasts  # noqa: F401 - evaluate's picture, re-exporte
 from .metrics import (  # noqa: F401 - the scores, re-exported for callers of this module
     diebold_mariano, format_leaderboard, format_table, leaderboard, metrics, quantile_columns, weighted_quantile_loss)
 from .limits import describe as describe_limits, limited
+from .progress import epochs_words
 from .quantiles import column, ewma_sigma
 
 
@@ -258,7 +259,7 @@ class _Backtest:
         info = model.fit_info
         if info.get("stop_reason"):
             self.log(f"{model_name}: training stopped at step {info.get('steps')} "
-                     f"({info.get('epochs_run', 0):g} epochs): "
+                     f"({epochs_words(info.get('epochs_run', 0))}): "
                      f"{info.get('stopped_because')} [{info['stop_reason']}]")
         for note in info.get("notes", []):
             self.log(f"note: {model_name}: {note}")

@@ -295,6 +295,8 @@ class _Loop:
             self.say(f"the saved run had stopped ({stop_words(loop['stop_reason'])}); this run's budget allows "
                      "more, so training goes on")
             loop["stopped"], loop["stop_reason"] = False, None
+            budget = ("stopped after --max_steps", "stopped at the --max_train_seconds")  # the old run's budget notes
+            loop["notes"] = [n for n in loop["notes"] if not n.startswith(budget)]
             # The optimizer's saved learning rate is the old schedule's last (0 at the end of a cosine): take the
             # new schedule's value at this step, or the extra steps would train at a rate of 0.
             schedule = self.schedule

@@ -47,3 +47,8 @@ def status(message: str) -> None:
     """One status line on stderr before a silent step (a model load, a conversion), unless progress is off."""
     if enabled:
         print(message, file=sys.stderr, flush=True)
+
+
+def epochs_words(n: float) -> str:
+    """How many epochs a run trained, in words: '1 epoch', '0.52 epochs', '3 epochs'."""
+    return f"{n:g} epoch" + ("" if n == 1 else "s")

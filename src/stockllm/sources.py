@@ -274,8 +274,8 @@ def _require(source: str) -> None:
     try:
         __import__(source)
     except ImportError:
-        raise StockLLMError(f"--source {source} needs the {source} package: pip install 'stockllm[{EXTRA[source]}]' "
-                            "(or " + USE_A_FILE + ")") from None
+        raise StockLLMError(f"--source {source} needs the {source} package: pip install 'stockllm[{EXTRA[source]}]', "
+                            "or " + USE_A_FILE) from None
 
 
 def _checked(bars: pd.DataFrame, name: str, label: str) -> pd.DataFrame:

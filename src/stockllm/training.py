@@ -15,6 +15,7 @@ import math
 
 from .config import DataConfig, LoRAConfig, flat_dict, flat_fields, from_dict, from_flat
 from .errors import StockLLMError
+from .progress import epochs_words
 from .models.registry import TRAINED, spec
 from .options import TrainOptions, check_close_only
 
@@ -93,7 +94,7 @@ def _say_fit(model, say) -> None:
         say(f"best {where}: val_loss {info['best_val_loss']:.4f} ({start} {info['naive_val_loss']:.4f}, "
             f"ratio {info['best_val_loss'] / info['naive_val_loss']:.3f})")
     if info.get("stop_reason"):
-        say(f"training stopped at step {info['steps']} ({info.get('epochs_run', 0):g} epochs): "
+        say(f"training stopped at step {info['steps']} ({epochs_words(info.get('epochs_run', 0))}): "
             f"{info['stopped_because']} [{info['stop_reason']}]")
     if "weights" in info:
         say(f"ensemble weights (fitted on the validation dates from {info['validation_start']}): "
