@@ -408,11 +408,24 @@ def atomic_folder(target, *, flag: str, keep: dict | None = None, lock: bool = F
 def usual_modes(folder: Path) -> None:
     """Give every file under ``folder`` the mode a plain ``open`` gives under the user's umask (safetensors, and so
     PEFT and accelerate, write their files 0600, unlike every other file of a checkpoint)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     for path in folder.rglob("*"):
         if path.is_file() and not path.is_symlink():
             path.chmod(0o666 & ~umask)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (setting it, even for an instant, would
+    race with a thread that creates a file meanwhile, e.g. under ``serve``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
