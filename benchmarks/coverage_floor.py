@@ -145,7 +145,8 @@ def garch_bootstrap(us4, reps: int, rng: np.random.Generator) -> None:
         first = by_rep["first"].apply(lambda v: in_band(v.to_numpy()).all())
         whole = by_rep["whole"].apply(lambda v: in_band(v.to_numpy()).all())
         rms = float(np.sqrt(((g["first"] - 0.8) ** 2).mean()))
-        print(f"| {model} | {part} | {rms:.4f} | {first.mean():.3f} | {whole.mean():.3f} | {(first & whole).mean():.3f} |")
+        both = (first & whole).mean()
+        print(f"| {model} | {part} | {rms:.4f} | {first.mean():.3f} | {whole.mean():.3f} | {both:.3f} |")
     t["ok"] = in_band(t["first"].to_numpy()) & in_band(t["whole"].to_numpy())
     for model, g in t.groupby("model", sort=False):
         ok = g.groupby("rep")["ok"].all()

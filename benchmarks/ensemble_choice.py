@@ -127,7 +127,7 @@ def report(setting: str, val_grid, val_table, test_grid, test_table, joint: pd.D
         _, both = loso_rows(scores, joint, members, series)
         rows, ens = loso_rows(scores, val, members, series)
         best = members.apply(geomean).idxmin()
-        g_ens, g_best = geomean(list(ens.values())), geomean(members[best])
+        g_ens, g_best, g_both = geomean(list(ens.values())), geomean(members[best]), geomean(list(both.values()))
         worst = max(ens[s] - members.loc[s, "fhs"] for s in series)
         lines += [f"{part}, leave-one-series-out ((λ, η, ρ)₋ₛ chosen on the other four series' validation dates, "
                   "this setting):",
@@ -138,8 +138,8 @@ def report(setting: str, val_grid, val_table, test_grid, test_table, joint: pd.D
                   f"Best member {best} {g_best:.4f}: ensemble − best = {g_ens - g_best:+.4f} "
                   f"({'meets' if g_ens <= g_best + 0.0005 else 'misses'} ≤ +0.0005); worst series − fhs = "
                   f"{worst:+.4f} ({'meets' if worst <= 0.001 else 'misses'} ≤ +0.001). With the settings₋ₛ chosen on "
-                  f"both settings' scores of the other four series instead: geometric mean {geomean(list(both.values())):.4f}"
-                  f" ({geomean(list(both.values())) - g_best:+.4f} against {best}), worst series − fhs "
+                  f"both settings' scores of the other four series instead: geometric mean {g_both:.4f}"
+                  f" ({g_both - g_best:+.4f} against {best}), worst series − fhs "
                   f"{max(both[s] - members.loc[s, 'fhs'] for s in series):+.4f}.", ""]
     return lines
 
@@ -154,7 +154,8 @@ def main() -> None:
     test_grid, test_table = load_runs(args.dir, "test")
     joint = pd.concat([per_series(val_grid[val_grid["setting"] == st]) for st in ("alone", "pooled")])
     default = choose(joint, sorted(set(joint.index)))
-    seeds = f", scores averaged over {len(args.dir)} runs ({', '.join(d.name for d in args.dir)})" if len(args.dir) > 1 else ""
+    runs = ", ".join(d.name for d in args.dir)
+    seeds = f", scores averaged over {len(args.dir)} runs ({runs})" if len(args.dir) > 1 else ""
     lines = [f"# The ensemble's settings, chosen on validation dates (python benchmarks/ensemble_choice.py{seeds})", "",
              f"One default for both settings (each series alone, and pooled), lowest geometric mean over both "
              f"settings' validation scores: **{name(default)}** ({np.exp(np.log(joint[default]).mean()):.4f}; fixed "

@@ -28,7 +28,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ensemble_choice import MEMBERS, choose, geomean, load, member_scores, per_series  # noqa: E402
+from ensemble_choice import MEMBERS, geomean, load, loso_rows, member_scores, per_series  # noqa: E402
 from stockllm.config import EnsembleConfig  # noqa: E402
 
 
@@ -50,7 +50,7 @@ def seed_rows(run: Path) -> list[dict]:
             chooser = per_series(val_grid[val_grid["setting"] == setting])
             members = member_scores(table[table["setting"] == setting])
             series = list(scores.index)
-            loso = {s: scores.loc[s, choose(chooser, [x for x in series if x != s])] for s in series}
+            _, loso = loso_rows(scores, chooser, members, series)
             default = scores[shipped()]
             row = {"seed": run.name, "part": part, "setting": setting, "ensemble": geomean(default),
                    "ensemble_loso": geomean(list(loso.values())),

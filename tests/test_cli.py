@@ -274,7 +274,8 @@ def test_evaluate_refits_on_an_expanding_window(files, capsys, tmp_path):
                                            (["--models", "naive,ensemble", "--members", "fhs,lora"],
                                             "lora (an ensemble member) takes too long")])
 def test_refit_every_with_a_slow_model_is_refused_before_any_work(files, capsys, tmp_path, models, words):
-    rc = main(["evaluate", "--data", str(files["a"]), *models, "--refit_every", "5", "--output_dir", str(tmp_path / "ev")])
+    rc = main(["evaluate", "--data", str(files["a"]), *models, "--refit_every", "5",
+               "--output_dir", str(tmp_path / "ev")])
     out, err = capsys.readouterr()
     assert rc == 1 and words in err and "--refit_every" in err
     assert "cutoff" not in out and "refitting" not in out  # refused before the data were read
@@ -360,7 +361,8 @@ def test_bad_flag_value_is_a_usage_error(capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["serve", "--epochs", "3"], "stockllm serve: error: unrecognized arguments: --epochs 3; see stockllm serve --help"),
+    (["serve", "--epochs", "3"],
+     "stockllm serve: error: unrecognized arguments: --epochs 3; see stockllm serve --help"),
     (["predict", "--model", "mlp", "--data", "x.csv"], "invalid choice: 'mlp'"),
 ])
 def test_usage_errors_are_one_line_named_after_the_command(capsys, argv, words):

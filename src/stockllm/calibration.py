@@ -27,11 +27,11 @@ regimes, and on the test part fell to 0.732: ``CalibrationConfig.warmup`` keeps 
 Without an anchor (a model that records no training dates, e.g. ``predict --model naive``) the step stays γ.
 
 Causality: the outcome of origin s at horizon h (the close of row s + h) is known at origin t only when
-s + h ≤ t, so δ at t has seen exactly those outcomes, in order. The state at an origin t is the tracker replayed over the
-outcomes known at t (from the frame's first origin, or from δ₀ at the anchor with a warm-up share): a function of
-the frame's rows up to t only, the same whether a backtest asks for t among many origins or ``predict`` asks for the
-last row of a file with the same history that ends at t. Levels that cross after the offsets are sorted (the rearrangement that keeps every level's
-coverage).
+s + h ≤ t, so δ at t has seen exactly those outcomes, in order. The state at an origin t is the tracker replayed
+over the outcomes known at t (from the frame's first origin, or from δ₀ at the anchor with a warm-up share): a
+function of the frame's rows up to t only, the same whether a backtest asks for t among many origins or
+``predict`` asks for the last row of a file with the same history that ends at t. Levels that cross after the
+offsets are sorted (the rearrangement that keeps every level's coverage).
 """
 
 from __future__ import annotations
@@ -127,8 +127,7 @@ class Calibrated(Forecaster):
         targets lie before it."""
         if self.until is None or self.config.warmup == -1:
             return None
-        rows = int(np.searchsorted(frame.index.to_numpy(), np.datetime64(self.until), side="left"))
-        end = rows - self.horizon  # origins < end have every target in a row < rows
+        end = anchor_row(frame, self.until) - self.horizon  # origins < end have every target in a row < rows
         share = self.config.warmup or getattr(getattr(self.inner, "config", None), "val_size", None) or WARMUP_SHARE
         begin = max(first, end - int(round(share * (end - first))))
         return (begin, end) if end - begin >= MIN_WARMUP else None
@@ -138,7 +137,7 @@ class Calibrated(Forecaster):
         cfg = self.config
         if cfg.boost == 1 or self.until is None:
             return np.full(len(every), cfg.gamma)
-        anchor = int(np.searchsorted(frame.index.to_numpy(), np.datetime64(self.until), side="left"))
+        anchor = anchor_row(frame, self.until)
         k = np.maximum(every - anchor, 0)
         return np.where(every >= anchor, cfg.gamma * (1 + (cfg.boost - 1) * np.exp(-k / cfg.boost_origins)),
                         cfg.gamma)
@@ -183,6 +182,11 @@ def anchor_date(model: Forecaster, fallback=None):
     if lasts:
         return max(lasts) + pd.Timedelta(days=1)
     return None if fallback is None else pd.Timestamp(fallback)
+
+
+def anchor_row(frame, date) -> int:
+    """The first row of ``frame`` dated on or after ``date`` (len(frame) when none is)."""
+    return int(np.searchsorted(frame.index.to_numpy(), np.datetime64(date), side="left"))
 
 
 def calibrated(model: Forecaster, method: str | None, gamma: float | None = None, until=None) -> Forecaster:

@@ -384,11 +384,9 @@ def _download_model_command(sub) -> None:
     _common(p)
 
 
-# Hints added to argparse's own messages for mistakes it cannot explain: (command, words in its message) -> hint.
-_USAGE_HINTS = {("predict", "argument --model: invalid choice"): "a trained model is read with --checkpoint DIR "
-                "(--model names only the models that need no fit)",
-                ("forecast", "argument --model: invalid choice"): "a trained model is read with --checkpoint DIR "
-                "(--model names only the models that need no fit)"}
+# Hints added to argparse's own messages for mistakes it cannot explain: (commands, words in its message) -> hint.
+_USAGE_HINTS = {(("predict", "forecast"), "argument --model: invalid choice"): "a trained model is read with "
+                "--checkpoint DIR (--model names only the models that need no fit)"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -402,7 +400,7 @@ class _Parser(argparse.ArgumentParser):
 def _usage_error(prog: str, message: str):
     """Print ``prog: error: message[; hint]; see prog --help`` to stderr and exit 2."""
     command = prog.split()[-1]
-    hints = [hint for (cmd, words), hint in _USAGE_HINTS.items() if cmd == command and words in message]
+    hints = [hint for (commands, words), hint in _USAGE_HINTS.items() if command in commands and words in message]
     line = "; ".join([message.replace("\n", " "), *hints])
     print(f"{prog}: error: {line}; see {prog} --help", file=sys.stderr)
     raise SystemExit(2)

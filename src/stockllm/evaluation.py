@@ -176,7 +176,7 @@ def run_evaluate(opts: EvaluateOptions, say=lambda *_: None, keep_forecasts: boo
     limited = bool(describe_limits(frames, opts.price_limits))
     if limited and shared:
         frames, _ = _load(opts, data, plan, say, sharded=False)  # price limits take the per-series path: all the data
-    if eligible(factories, fitted, opts.refit_every, plan.calibration[0], limited):  # cheap models: arrays, streamed
+    if cheap and not limited:  # the cheap models: arrays, streamed
         return Evaluation(*run_universe(
             frames, factories, data, test_size=0.2 if opts.test_size is None else opts.test_size,
             test_start=test_start, out=out, fmt=opts.format, progress=opts.progress, say=say,

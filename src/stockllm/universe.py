@@ -29,10 +29,11 @@ CHEAP = ("naive", "drift", "fhs", "garch")  # the models ``vectorised`` backtest
 
 
 def eligible(factories: dict, fitted: dict | None = None, refit_every: int | None = None,
-             calibrate: str | None = None, price_limited: bool = False) -> bool:
-    """True when the universe path gives this evaluation: naive and only other cheap models, each fitted once
-    before the cutoff (no checkpoint, no refits, no online recalibration, no series under a daily price limit)."""
-    if fitted or refit_every or calibrate not in (None, "none") or price_limited:
+             calibrate: str | None = None) -> bool:
+    """True when the options allow the universe path: naive and only other cheap models, each fitted once before
+    the cutoff (no checkpoint, no refits, no online recalibration). The data must also hold no series under a
+    daily price limit (``run_evaluate`` checks that once the data are read)."""
+    if fitted or refit_every or calibrate not in (None, "none"):
         return False
     return "naive" in factories and set(factories) <= set(CHEAP)
 
@@ -485,7 +486,8 @@ def run_universe(frames: dict, factories: dict, data, *, test_size: float, test_
                  fmt: str = "csv", progress: bool = False, say=print, keep_forecasts: bool = True,
                  notes: Callable | None = None, show=()):
     """``run_evaluate``'s backtest, scores and output folder through the array path: (metrics, forecasts or None,
-    leaderboard). ``show``: the models report.html's forecast charts draw at first (``--show``). An existing output folder is replaced only when its manifest lists everything in it.
+    leaderboard). ``show``: the models report.html's forecast charts draw at first (``--show``). An existing
+    output folder is replaced only when its manifest lists everything in it.
 
     With ``out`` the forecasts stream into out/forecasts.csv (or .parquet) block by block inside the folder's
     temporary copy, so memory stays flat; ``keep_forecasts`` also keeps them in memory and returns them.

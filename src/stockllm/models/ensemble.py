@@ -28,10 +28,10 @@ as the exponentially weighted average forecaster (Hedge):
 
 with ℓ_m(s, h) the member's pinball loss at origin s and horizon h, mean over the levels, on the log-return divided
 by σ_EWMA·√h (``member_losses``), η = ``eta`` and ρ = ``discount``; one set of weights for all horizons from the
-losses summed over them (``share_horizons``; False: each horizon from its own losses, a third of the evidence). Only outcomes known at t enter (s + h ≤ t), so the forecast
-at t is causal; it is replayed from the anchor whichever origins are asked, so a backtest scores exactly what
-``predict`` gives for a file that ends at t (the cost: a forecast after the anchor asks every member for every
-origin since the anchor). Hedge's regret against the best member is at most ln(1/w₀_best)/η + η·T/8 over T
+losses summed over them (``share_horizons``; False: each horizon from its own losses, a third of the evidence).
+Only outcomes known at t enter (s + h ≤ t), so the forecast at t is causal; it is replayed from the anchor
+whichever origins are asked, so a backtest scores exactly what ``predict`` gives for a file that ends at t (the
+cost: a forecast after the anchor asks every member for every origin since the anchor). Hedge's regret against the best member is at most ln(1/w₀_best)/η + η·T/8 over T
 outcomes (with ρ < 1 it follows a best member that changes); η = 0 is the fixed weights (what checkpoints saved
 before tracking load as). λ, η and ρ were chosen on validation dates of the development set only, each score
 averaged over five training seeds of the MLP and LSTM (``benchmarks/ensemble_choice.py --dir``, RESULTS §13.3;
@@ -300,13 +300,10 @@ class EnsembleForecaster(Forecaster):
     def _anchor_row(self, frame) -> int | None:
         """The first row of ``frame`` on or after the anchor (the day after the training data ends), from which
         the weights track the members' losses; None when the fit record has no training dates."""
-        from ..calibration import anchor_date
+        from ..calibration import anchor_date, anchor_row
 
         anchor = anchor_date(self)
-        if anchor is None:
-            return None
-        row = int(np.searchsorted(frame.index.to_numpy(), np.datetime64(anchor), side="left"))
-        return max(row, self.window_size - 1)
+        return None if anchor is None else max(anchor_row(frame, anchor), self.window_size - 1)
 
     def num_trainable_parameters(self) -> int:
         return sum(m.num_trainable_parameters() for m in self.members.values())
